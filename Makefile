@@ -1,0 +1,56 @@
+# Two commands matter: `make run` (the main job on the embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+# Real peers the lab tests start on loopback, and the libraries the codecs load.
+APT_PACKAGES := sip-tester baresip-core tshark mosquitto libopus0 libspeexdsp1 gcc libc6-dev
+NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
+
+.PHONY: run test venv system-deps lint typecheck pytest bench clean
+
+$(VENV)/.installed: pyproject.toml setup.py $(NATIVE_SRC)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[test,bench]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(VENV)/bin/softphone selfcheck
+
+# Installs the real peers when run as root on Debian (CI is root); otherwise the lab tests
+# that need a missing peer are skipped with the reason.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing:$$missing"; \
+	    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  fi; \
+	else echo "not root: skipping system packages ($(APT_PACKAGES))"; fi
+
+lint: venv
+	$(VENV)/bin/ruff check softphone policy codecs native tests bench
+
+# mypy needs the one import root on disk: a tree of symlinks mirrors the package-dir mapping.
+typecheck: venv
+	rm -rf build/typecheck && mkdir -p build/typecheck/softphone
+	for f in softphone/*; do ln -s ../../../$$f build/typecheck/softphone/; done
+	ln -s ../../../policy build/typecheck/softphone/policy
+	ln -s ../../../codecs build/typecheck/softphone/codecs
+	ln -s ../../../native build/typecheck/softphone/native
+	cd build/typecheck && ../../$(VENV)/bin/mypy -p softphone
+
+pytest: venv
+	$(VENV)/bin/pytest
+
+test: system-deps venv lint typecheck pytest
+
+bench: venv
+	$(PY) bench/native.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info native/_native*.so

@@ -1,0 +1,1 @@
+"""Codec registry, SDP offer/answer and codec order (imports as ``softphone.codecs``)."""

@@ -1,0 +1,45 @@
+"""The ``softphone`` command line: one entry point, one subcommand per app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from softphone import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _selfcheck(args: argparse.Namespace) -> int:
+    """Load the native extension and run a tiny end-to-end check of it."""
+    from softphone.native import abi
+
+    print(f"softphone {__version__}: native extension loaded (ABI {abi()})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="softphone",
+        description="SIP softphone and PBX edge with a built-in policy guard.",
+    )
+    parser.add_argument("--version", action="version", version=f"softphone {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("selfcheck", help="check that the native hot path is built and working")
+    p.set_defaults(handler=_selfcheck)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,6 +14,7 @@ ROOTS = {
     "softphone.policy": "policy",
     "softphone.codecs": "codecs",
     "softphone.native": "native",
+    "softphone.configs": "configs",
 }
 
 packages: list[str] = []

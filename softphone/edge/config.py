@@ -1,0 +1,226 @@
+"""The edge's configuration: configs/edge.toml (embedded defaults) plus command-line overrides.
+
+Everything is validated before anything binds: a bad value raises :class:`ConfigError`
+naming the file, the key and the line, and the edge exits non-zero without starting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from softphone.configfile import ConfigError, ConfigText, Section
+
+KNOWN_CODECS = ("opus", "pcma", "pcmu")
+
+
+@dataclass(frozen=True)
+class LocalUser:
+    ext: str
+    password: str
+    name: str = ""
+    did: str = ""                # the upstream number routed to this user (trunk -> local)
+    trunk_user: str = ""         # this user's own upstream account (never shared: R-ACCT-1)
+    trunk_password: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    bind: str = "127.0.0.1"
+    udp_port: int = 5060
+    tcp_port: int = 5060
+    tls_port: int = 5061
+    domain: str = "127.0.0.1"
+    realm: str = "softphone"
+    t1: float = 0.5
+    user_agent: str = "softphone-edge/0.1"
+    media_bind: str = "127.0.0.1"
+    rtp_first: int = 20000
+    rtp_last: int = 22000
+    codecs: tuple[str, ...] = ("opus", "PCMA", "PCMU")
+    jitter_min_ms: int = 20
+    jitter_max_ms: int = 200
+    rtp_timeout: float = 30.0
+    retry_after: int = 5
+    data_dir: Path = Path("var/edge")
+    trunk_uri: str = ""
+    echo_ext: str = "600"
+    tone_ext: str = "601"
+    demo_prefix: str = "demo-"
+    users: tuple[LocalUser, ...] = field(default_factory=tuple)
+    source: str = "configs/edge.toml"
+
+    def user(self, ext: str) -> LocalUser | None:
+        for u in self.users:
+            if u.ext == ext:
+                return u
+        return None
+
+    @property
+    def has_demo_passwords(self) -> bool:
+        return bool(self.demo_prefix) and any(u.password.startswith(self.demo_prefix)
+                                             for u in self.users)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``"20000-22000"`` -> (20000, 22000); the first port even, at least one RTP/RTCP pair."""
+    first_s, dash, last_s = text.partition("-")
+    if not dash or not first_s.strip().isdigit() or not last_s.strip().isdigit():
+        raise ValueError(f"must look like 20000-22000, got {text!r}")
+    first, last = int(first_s), int(last_s)
+    if not 1024 <= first < last <= 65535:
+        raise ValueError(f"must lie within 1024-65535 with first < last, got {text!r}")
+    if first % 2:
+        raise ValueError(f"must start on an even port (RTP even, RTCP odd), got {first}")
+    return first, last
+
+
+def _check_ip(sec: Section, key: str, value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise sec.error(key, f"must be an IP address, got {value!r}") from None
+    return value
+
+
+def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
+    doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
+    d = doc.data
+    top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo", "users"))
+    sip = Section(doc, ("sip",), d.get("sip", {}), known=(
+        "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "t1_ms", "user_agent"))
+    media = Section(doc, ("media",), d.get("media", {}), known=(
+        "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
+        "retry_after_s"))
+    data = Section(doc, ("data",), d.get("data", {}), known=("dir",))
+    trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri",))
+    ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
+    demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
+    del top
+
+    rtp_text = media.text("rtp_ports", "20000-22000")
+    try:
+        rtp_first, rtp_last = parse_port_range(rtp_text)
+    except ValueError as exc:
+        raise media.error("rtp_ports", str(exc)) from None
+    codecs = media.texts("codecs", ["opus", "PCMA", "PCMU"])
+    for name in codecs:
+        if name.lower() not in KNOWN_CODECS:
+            raise media.error("codecs", f"unknown codec {name!r} (known: opus, PCMA, PCMU)")
+    if not codecs:
+        raise media.error("codecs", "must name at least one codec")
+    jmin = media.integer("jitter_min_ms", 20, lo=0, hi=1000)
+    jmax = media.integer("jitter_max_ms", 200, lo=20, hi=2000)
+    if jmax < jmin:
+        raise media.error("jitter_max_ms", f"must be >= jitter_min_ms ({jmin})")
+
+    users: list[LocalUser] = []
+    raw_users = d.get("users", [])
+    if not isinstance(raw_users, list):
+        raise doc.error(("users",), "must be an array of tables ([[users]])")
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_users):
+        u = Section(doc, ("users", i), raw, known=(
+            "ext", "password", "name", "did", "trunk_user", "trunk_password"))
+        ext_no = u.text("ext")
+        if not ext_no.isdigit():
+            raise u.error("ext", f"must be digits, got {ext_no!r}")
+        if ext_no in seen:
+            raise u.error("ext", f"duplicate extension {ext_no}")
+        seen.add(ext_no)
+        password = u.text("password")
+        if len(password) < 4:
+            raise u.error("password", "must be at least 4 characters")
+        users.append(LocalUser(ext=ext_no, password=password, name=u.text("name", ""),
+                               did=u.text("did", ""), trunk_user=u.text("trunk_user", ""),
+                               trunk_password=u.text("trunk_password", "")))
+    trunk_accounts = [u.trunk_user for u in users if u.trunk_user]
+    if len(trunk_accounts) != len(set(trunk_accounts)):
+        dup = next(a for a in trunk_accounts if trunk_accounts.count(a) > 1)
+        idx = next(i for i, u in enumerate(users) if u.trunk_user == dup)
+        raise doc.error(("users", idx, "trunk_user"),
+                        f"upstream account {dup!r} is mapped to several users; the terms allow "
+                        "one person per account (R-ACCT-1)")
+
+    echo_ext = ext.text("echo", "600")
+    tone_ext = ext.text("tone", "601")
+    if echo_ext in seen or tone_ext in seen:
+        raise ext.error("echo" if echo_ext in seen else "tone", "clashes with a user's extension")
+
+    cfg = EdgeConfig(
+        bind=_check_ip(sip, "bind", sip.text("bind", "127.0.0.1")),
+        udp_port=sip.integer("udp_port", 5060, lo=0, hi=65535),
+        tcp_port=sip.integer("tcp_port", 5060, lo=0, hi=65535),
+        tls_port=sip.integer("tls_port", 5061, lo=0, hi=65535),
+        domain=sip.text("domain", "127.0.0.1"),
+        realm=sip.text("realm", "softphone"),
+        t1=sip.integer("t1_ms", 500, lo=50, hi=10000) / 1000.0,
+        user_agent=sip.text("user_agent", "softphone-edge/0.1"),
+        media_bind=_check_ip(media, "bind", media.text("bind", "127.0.0.1")),
+        rtp_first=rtp_first,
+        rtp_last=rtp_last,
+        codecs=tuple(codecs),
+        jitter_min_ms=jmin,
+        jitter_max_ms=jmax,
+        rtp_timeout=float(media.integer("rtp_timeout_s", 30, lo=1, hi=3600)),
+        retry_after=media.integer("retry_after_s", 5, lo=0, hi=3600),
+        data_dir=Path(data.text("dir", "var/edge")),
+        trunk_uri=trunk.text("uri", ""),
+        echo_ext=echo_ext,
+        tone_ext=tone_ext,
+        demo_prefix=demo.text("password_prefix", "demo-"),
+        users=tuple(users),
+        source=doc.path,
+    )
+    return cfg
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Command-line flags; None leaves the file's value."""
+
+    bind: str | None = None
+    sip_port: int | None = None
+    tls_port: int | None = None
+    rtp_ports: str | None = None
+    trunk: str | None = None
+    data_dir: str | None = None
+
+
+def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
+    changes: dict[str, object] = {}
+    if o.bind is not None:
+        try:
+            ipaddress.ip_address(o.bind)
+        except ValueError:
+            raise ConfigError("--bind", "bind", f"must be an IP address, got {o.bind!r}") from None
+        changes.update(bind=o.bind, media_bind=o.bind, domain=o.bind)
+    if o.sip_port is not None:
+        if not 0 <= o.sip_port <= 65535:
+            raise ConfigError("--sip-port", "sip.udp_port", f"out of range: {o.sip_port}")
+        changes.update(udp_port=o.sip_port, tcp_port=o.sip_port)
+    if o.tls_port is not None:
+        if not 0 <= o.tls_port <= 65535:
+            raise ConfigError("--tls-port", "sip.tls_port", f"out of range: {o.tls_port}")
+        changes["tls_port"] = o.tls_port
+    if o.rtp_ports is not None:
+        try:
+            first, last = parse_port_range(o.rtp_ports)
+        except ValueError as exc:
+            raise ConfigError("--rtp-ports", "media.rtp_ports", str(exc)) from None
+        changes.update(rtp_first=first, rtp_last=last)
+    if o.trunk is not None:
+        changes["trunk_uri"] = o.trunk
+    if o.data_dir is not None:
+        changes["data_dir"] = Path(o.data_dir)
+    return replace(cfg, **changes)  # type: ignore[arg-type]
+
+
+def check_exposure(cfg: EdgeConfig) -> None:
+    """Demo passwords never leave loopback."""
+    for key, addr in (("sip.bind", cfg.bind), ("media.bind", cfg.media_bind)):
+        if cfg.has_demo_passwords and not ipaddress.ip_address(addr).is_loopback:
+            raise ConfigError(cfg.source, key,
+                              f"refusing to bind {addr}: users still have demo passwords "
+                              f"(starting with {cfg.demo_prefix!r}); change them first")

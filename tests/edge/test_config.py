@@ -1,0 +1,108 @@
+"""Edge configuration: defaults load, every bad value names its key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from softphone.configfile import ConfigError
+from softphone.edge.config import (
+    Overrides,
+    apply_overrides,
+    check_exposure,
+    load_edge_config,
+    parse_port_range,
+)
+
+GOOD = """\
+[sip]
+bind = "127.0.0.1"
+udp_port = 5060
+
+[media]
+rtp_ports = "20000-22000"
+codecs = ["opus", "PCMA", "PCMU"]
+
+[[users]]
+ext = "1001"
+password = "demo-1001"
+
+[[users]]
+ext = "1002"
+password = "secret-2"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "edge.toml"
+    p.write_text(text)
+    return p
+
+
+def test_embedded_defaults() -> None:
+    cfg = load_edge_config()
+    assert (cfg.bind, cfg.udp_port, cfg.tcp_port) == ("127.0.0.1", 5060, 5060)
+    assert (cfg.rtp_first, cfg.rtp_last) == (20000, 22000)
+    assert [c.lower() for c in cfg.codecs] == ["opus", "pcma", "pcmu"]
+    assert [u.ext for u in cfg.users] == ["1001", "1002", "1003", "1004"]
+    assert cfg.echo_ext == "600" and cfg.tone_ext == "601"
+    check_exposure(cfg)  # loopback with demo passwords is fine
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "line"),
+    [
+        ('rtp_ports = "20000-22000"', 'rtp_ports = "20001-22000"', "media.rtp_ports", 6),
+        ('rtp_ports = "20000-22000"', 'rtp_ports = "banana"', "media.rtp_ports", 6),
+        ('udp_port = 5060', 'udp_port = 70000', "sip.udp_port", 3),
+        ('udp_port = 5060', 'udp_port = "5060"', "sip.udp_port", 3),
+        ('bind = "127.0.0.1"', 'bind = "localhost:5"', "sip.bind", 2),
+        ('codecs = ["opus", "PCMA", "PCMU"]', 'codecs = ["opus", "G729"]', "media.codecs", 7),
+        ('ext = "1002"', 'ext = "1001"', "users[1].ext", 14),
+        ('password = "secret-2"', 'password = "x"', "users[1].password", 15),
+        ('udp_port = 5060', 'udp_port = 5060\nudp_prot = 1', "sip.udp_prot", 4),
+    ],
+)
+def test_bad_value_names_key_and_line(tmp_path: Path, old: str, new: str, key: str,
+                                      line: int) -> None:
+    text = GOOD.replace(old, new)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(write(tmp_path, text))
+    assert err.value.key == key
+    assert err.value.line == line
+    assert f":{line}: {key}:" in str(err.value)
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(write(tmp_path, GOOD.replace('udp_port = 5060', 'udp_port = = 5')))
+    assert err.value.line == 3
+
+
+def test_shared_upstream_account_refused(tmp_path: Path) -> None:
+    text = GOOD.replace('password = "demo-1001"', 'password = "demo-1001"\ntrunk_user = "acct"')
+    text = text.replace('password = "secret-2"', 'password = "secret-2"\ntrunk_user = "acct"')
+    with pytest.raises(ConfigError, match="R-ACCT-1"):
+        load_edge_config(write(tmp_path, text))
+
+
+def test_overrides_and_exposure(tmp_path: Path) -> None:
+    cfg = load_edge_config(write(tmp_path, GOOD))
+    cfg2 = apply_overrides(cfg, Overrides(sip_port=15060, rtp_ports="21000-21100",
+                                          data_dir=str(tmp_path)))
+    assert (cfg2.udp_port, cfg2.tcp_port, cfg2.rtp_first, cfg2.rtp_last) == (15060, 15060, 21000,
+                                                                              21100)
+    with pytest.raises(ConfigError, match="--rtp-ports"):
+        apply_overrides(cfg, Overrides(rtp_ports="21001-21100"))
+    exposed = apply_overrides(cfg, Overrides(bind="192.0.2.10"))
+    with pytest.raises(ConfigError, match="demo passwords"):
+        check_exposure(exposed)
+
+
+def test_port_range_parser() -> None:
+    assert parse_port_range("20000-22000") == (20000, 22000)
+    for bad in ("22000-20000", "20000", "1000-2000", "20000-70000"):
+        with pytest.raises(ValueError):
+            parse_port_range(bad)

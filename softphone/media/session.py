@@ -1,0 +1,543 @@
+"""One call leg's RTP/RTCP endpoint: an asyncio DatagramProtocol on an allocated port pair.
+
+Receive path, per datagram: parse the header (malformed -> counted discard), check the source
+(symmetric RTP, below), account RFC 3550 statistics, then by payload type: telephone-event ->
+``DtmfReceiver`` -> ``on_dtmf``; an audio PT of this leg -> the leg's native ``JitterBuffer``
+(or, on the relay fast path, straight out of the other leg with the header rewritten);
+anything else -> counted and dropped. No exception leaves ``datagram_received``.
+
+Symmetric RTP / latching (RFC 4961 practice for endpoints behind NAT): until the peer's first
+valid packet we send to the address its SDP gave; from then on to the address the packets come
+from. Packets from another address are dropped (counted as ``foreign_source``) unless the
+latched source has been silent for ``relatch_after`` seconds, so a stray or injected stream
+cannot steal a live call but a peer whose NAT binding changed is followed.
+
+Send path: ``send_frame()`` stamps our SSRC, sequence and timestamp (random starts, RFC 3550
+5.1) around an encoded payload; queued DTMF digits (``send_digit``) replace the audio packets
+while they play. RTCP: an SR (or RR when we sent nothing) with SDES CNAME every
+``rtcp_interval`` seconds, randomised by +-50 % (RFC 3550 6.3.1); incoming SR/RR give LSR/DLSR
+and so the RTT; BYE is recorded. ``inactivity_timeout``: no RTP for that long -> ``on_timeout``
+(once); the owner ends the call, and ``close()`` returns the ports to the allocator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from softphone.media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
+from softphone.media.ports import PortAllocator, PortPair
+from softphone.media.rtcp import (
+    Bye,
+    ReceiverReport,
+    ReceptionStats,
+    RtcpError,
+    RtcpPacket,
+    SdesChunk,
+    SenderReport,
+    SourceDescription,
+    build_rtcp,
+    ntp_from_unix,
+    parse_rtcp,
+    rtt,
+)
+from softphone.media.rtp import RTP_HEADER_SIZE, RtpError, build_header, parse_rtp
+
+if TYPE_CHECKING:
+    from softphone.native.jitter import JitterBuffer
+
+__all__ = ["RtpSession", "SessionStats"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+_FIXED = struct.Struct("!BBHII")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStats:
+    packets_received: int
+    octets_received: int
+    packets_sent: int
+    octets_sent: int
+    malformed: int
+    unknown_payload_type: int
+    foreign_source: int
+    dtmf_packets: int
+    relayed: int
+    errors: int
+    lost: int  # RFC 3550 A.3 cumulative lost of what we receive
+    expected: int
+    jitter_ms: float  # A.8 interarrival jitter of what we receive
+    rtt_ms: float | None  # from the peer's last report block about us
+    remote_fraction_lost: float | None  # the peer's view of our stream (0.0-1.0)
+    remote_cumulative_lost: int | None
+    remote_jitter_ms: float | None
+    rtcp_sent: int
+    rtcp_received: int
+    rtcp_malformed: int
+    bye_received: bool
+    latched: Address | None
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, Address], None],
+                 on_error: Callable[[Exception], None]) -> None:
+        self.on_datagram = on_datagram
+        self.on_error = on_error
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        self.on_error(exc)
+
+
+class RtpSession:
+    """RTP + RTCP for one leg (see the module docstring).
+
+    ``payload_types`` are the audio PTs accepted from the peer (all decoded by the leg's one
+    codec); ``send_payload_type`` is what we stamp on audio we send (default the first)."""
+
+    def __init__(self, pair: PortPair, *, allocator: PortAllocator | None = None,
+                 remote: Address | None = None, remote_rtcp: Address | None = None,
+                 payload_types: Iterable[int] = (8,), send_payload_type: int | None = None,
+                 dtmf_payload_type: int | None = 101, clock_rate: int = 8000,
+                 frame_samples: int = 160, jitter: JitterBuffer | None = None,
+                 use_jitter: bool = True, jitter_min_ms: int = 20, jitter_max_ms: int = 200,
+                 inactivity_timeout: float | None = 30.0,
+                 on_timeout: Callable[[RtpSession], None] | None = None,
+                 on_dtmf: Callable[[RtpSession, DtmfEvent], None] | None = None,
+                 rtcp_interval: float = 5.0, relatch_after: float = 2.0,
+                 cname: str | None = None, ssrc: int | None = None, name: str = "") -> None:
+        self.pair = pair
+        self.allocator = allocator
+        self.name = name or pair.owner
+        self.remote = remote
+        self.remote_rtcp = remote_rtcp or ((remote[0], remote[1] + 1) if remote else None)
+        self.payload_types = frozenset(payload_types)
+        if not self.payload_types:
+            raise ValueError("an RTP session needs at least one audio payload type")
+        self.send_payload_type = (send_payload_type if send_payload_type is not None
+                                  else min(self.payload_types))
+        self.dtmf_payload_type = dtmf_payload_type
+        self.clock_rate = clock_rate
+        self.frame_samples = frame_samples
+        if jitter is None and use_jitter:
+            from softphone.native.jitter import JitterBuffer
+
+            jitter = JitterBuffer(clock_rate=clock_rate, frame_samples=frame_samples,
+                                  min_delay_ms=jitter_min_ms, max_delay_ms=jitter_max_ms)
+        self.jitter = jitter
+        self.inactivity_timeout = inactivity_timeout
+        self.on_timeout = on_timeout
+        self.on_dtmf = on_dtmf
+        self.rtcp_interval = rtcp_interval
+        self.relatch_after = relatch_after
+        self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
+        self.cname = (cname or f"{self.name}@{pair.host}").encode()[:255]
+        self.seq = secrets.randbits(16)
+        self.timestamp = secrets.randbits(32)
+        self.dtmf_in = DtmfReceiver(clock_rate)
+        self.dtmf_out = DtmfSender(clock_rate, packet_ms=max(1, frame_samples * 1000 // clock_rate))
+        self.reception = ReceptionStats(clock_rate)
+        # relay fast path: packets go out of ``_relay`` with its SSRC and continuous seq/ts
+        self._relay: RtpSession | None = None
+        self._relay_pt: dict[int, int] = {}
+        self._relay_src: int | None = None
+        self._relay_seq_off = 0
+        self._relay_ts_off = 0
+        self._latched: Address | None = None
+        self._latched_rtcp: Address | None = None
+        self._last_rx: float | None = None
+        self._started_at = 0.0
+        self._marker_next = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._rtcp_timer: asyncio.TimerHandle | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        self.closed = False
+        # counters
+        self.packets_received = 0
+        self.octets_received = 0
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.malformed = 0
+        self.unknown_payload_type = 0
+        self.foreign_source = 0
+        self.dtmf_packets = 0
+        self.relayed = 0
+        self.errors = 0
+        self.no_destination = 0
+        self.rtcp_sent = 0
+        self.rtcp_received = 0
+        self.rtcp_malformed = 0
+        self.bye_received = False
+        self.rtt: float | None = None
+        self.remote_report: tuple[float, int, float] | None = None  # fraction, cum lost, jitter ms
+        self._sent_since_report = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def local(self) -> Address:
+        return (self.pair.host, self.pair.rtp)
+
+    async def start(self) -> None:
+        """Adopt the pair's sockets and start the RTCP and inactivity timers."""
+        if self._rtp is not None or self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        t1, _ = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(self._on_rtp, self._on_socket_error), sock=self.pair.rtp_sock)
+        t2, _ = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(self._on_rtcp, self._on_socket_error), sock=self.pair.rtcp_sock)
+        self._rtp, self._rtcp = t1, t2
+        self._started_at = loop.time()
+        if self.rtcp_interval > 0:
+            self._schedule_rtcp()
+        self._schedule_idle_check()
+
+    def close(self, reason: str = "") -> None:
+        """Send RTCP BYE, close both sockets, cancel timers, release the ports. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._relay is not None:
+            self._relay = None
+        try:
+            if self._rtcp is not None and self._rtcp_destination() is not None:
+                self._send_rtcp_packets(
+                    [*self._report_packets(), Bye((self.ssrc,), reason.encode()[:255])])
+        except Exception:  # a failing BYE must not keep the ports
+            log.exception("%s: RTCP BYE failed", self.name)
+        for timer in (self._rtcp_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+        if self.allocator is not None:
+            self.allocator.release(self.pair)
+        else:
+            self.pair.rtp_sock.close()
+            self.pair.rtcp_sock.close()
+
+    def set_remote(self, remote: Address, remote_rtcp: Address | None = None) -> None:
+        """A new SDP address (re-INVITE): forget the latch, send there until the peer speaks."""
+        self.remote = remote
+        self.remote_rtcp = remote_rtcp or (remote[0], remote[1] + 1)
+        self._latched = None
+        self._latched_rtcp = None
+
+    def set_inactivity_timeout(self, seconds: float | None) -> None:
+        """None disables the check (on hold: a sendonly peer legitimately sends nothing)."""
+        self.inactivity_timeout = seconds
+        if self._loop is not None:
+            self._last_rx = self._loop.time()
+        self._timed_out = False
+
+    # ------------------------------------------------------------------ receive path
+
+    def _on_socket_error(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the peer is not there (yet); timeouts decide
+        self.errors += 1
+
+    def _source_ok(self, addr: Address, now: float) -> bool:
+        latched = self._latched
+        if latched is None:
+            self._latched = addr
+            return True
+        if addr == latched:
+            return True
+        if self._last_rx is not None and now - self._last_rx >= self.relatch_after:
+            log.info("%s: RTP source moved %s -> %s", self.name, latched, addr)
+            self._latched = addr
+            return True
+        self.foreign_source += 1
+        return False
+
+    def _on_rtp(self, data: bytes, addr: Address) -> None:
+        try:
+            self._receive(data, addr)
+        except Exception:
+            self.errors += 1
+            log.exception("%s: RTP packet from %s dropped", self.name, addr)
+
+    def _receive(self, data: bytes, addr: Address) -> None:
+        if len(data) < RTP_HEADER_SIZE or data[0] >> 6 != 2:
+            self.malformed += 1
+            return
+        loop = self._loop
+        now = loop.time() if loop is not None else time.monotonic()
+        b0, b1, seq, ts, ssrc = _FIXED.unpack_from(data, 0)
+        pt = b1 & 0x7F
+        audio = pt in self.payload_types
+        if not audio and pt != self.dtmf_payload_type:
+            self.unknown_payload_type += 1
+            return
+        relay = self._relay
+        if relay is not None and not b0 & 0x30:
+            # fast path: header-only check, in-place rewrite, no payload copy
+            if not b0 & 0x0F or len(data) >= RTP_HEADER_SIZE + 4 * (b0 & 0x0F):
+                if not self._source_ok(addr, now):
+                    return
+                self._account(ssrc, seq, ts, now, len(data))
+                if not audio:
+                    self._dtmf(data[RTP_HEADER_SIZE + 4 * (b0 & 0x0F):], ts)
+                self._relay_packet(relay, data, pt, seq, ts, ssrc)
+                return
+        try:
+            packet = parse_rtp(data)
+        except RtpError:
+            self.malformed += 1
+            return
+        if not self._source_ok(addr, now):
+            return
+        self._account(ssrc, seq, ts, now, len(data))
+        if not audio:
+            self._dtmf(packet.payload, ts)
+            if relay is not None:
+                self._relay_packet(relay, data, pt, seq, ts, ssrc)
+            return
+        if relay is not None:
+            self._relay_packet(relay, data, pt, seq, ts, ssrc)
+        elif self.jitter is not None and packet.payload:
+            self.jitter.put(seq, ts, ssrc, packet.marker, packet.payload, now * 1000.0)
+
+    def _account(self, ssrc: int, seq: int, ts: int, now: float, size: int) -> None:
+        self.packets_received += 1
+        self.octets_received += size
+        self._last_rx = now
+        self.reception.update(ssrc, seq, ts, now, size)
+
+    def _dtmf(self, payload: bytes, ts: int) -> None:
+        self.dtmf_packets += 1
+        events = self.dtmf_in.receive(payload, ts)
+        if self.on_dtmf is not None:
+            for ev in events:
+                self.on_dtmf(self, ev)
+
+    # ------------------------------------------------------------------ relay fast path
+
+    def relay_to(self, other: RtpSession | None, pt_map: dict[int, int] | None = None) -> None:
+        """Forward what this leg receives out of ``other`` without decoding (same codec on
+        both legs, nothing to mix, record or announce). ``pt_map`` maps our PTs to the other
+        leg's (default: audio PTs to its send PT, telephone-event to its telephone-event).
+        None turns the fast path off (packets go to the jitter buffer again)."""
+        self._relay = other
+        self._relay_src = None
+        if other is None:
+            return
+        mapping = {pt: other.send_payload_type for pt in self.payload_types}
+        if self.dtmf_payload_type is not None and other.dtmf_payload_type is not None:
+            mapping[self.dtmf_payload_type] = other.dtmf_payload_type
+        mapping.update(pt_map or {})
+        self._relay_pt = mapping
+
+    def _relay_packet(self, out: RtpSession, data: bytes, pt: int, seq: int, ts: int,
+                      ssrc: int) -> None:
+        out_pt = self._relay_pt.get(pt)
+        if out_pt is None:
+            self.unknown_payload_type += 1
+            return
+        if ssrc != self._relay_src:
+            # a new incoming stream: continue the other leg's sequence and timeline
+            self._relay_src = ssrc
+            self._relay_seq_off = (out.seq - seq) & 0xFFFF
+            self._relay_ts_off = (out.timestamp - ts) & 0xFFFFFFFF
+        out_seq = (seq + self._relay_seq_off) & 0xFFFF
+        out_ts = (ts + self._relay_ts_off) & 0xFFFFFFFF
+        packet = bytearray(data)
+        _FIXED.pack_into(packet, 0, packet[0], out_pt | (packet[1] & 0x80), out_seq, out_ts,
+                         out.ssrc)
+        if (out_seq - out.seq) & 0xFFFF < 0x8000:  # keep the other leg's counters moving
+            out.seq = (out_seq + 1) & 0xFFFF
+            out.timestamp = out_ts
+        if out._send_rtp(packet):
+            self.relayed += 1
+
+    # ------------------------------------------------------------------ send path
+
+    def _destination(self) -> Address | None:
+        return self._latched or self.remote
+
+    def _rtcp_destination(self) -> Address | None:
+        return self._latched_rtcp or self.remote_rtcp or (
+            (self._latched[0], self._latched[1] + 1) if self._latched else None)
+
+    def _send_rtp(self, packet: bytes | bytearray) -> bool:
+        dest = self._destination()
+        if dest is None or self._rtp is None or self.closed:
+            self.no_destination += 1
+            return False
+        self._rtp.sendto(packet, dest)
+        self.packets_sent += 1
+        self.octets_sent += len(packet)
+        self._sent_since_report = True
+        return True
+
+    def send_frame(self, payload: bytes, *, samples: int | None = None,
+                   marker: bool = False) -> None:
+        """Send one encoded frame (or, while a digit plays, its telephone-event packet instead)
+        and advance the timestamp by ``samples`` (default one frame)."""
+        if self.dtmf_out.active and self.dtmf_payload_type is not None:
+            pkt = self.dtmf_out.next_packet(self.timestamp)
+            if pkt is not None:
+                header = build_header(self.dtmf_payload_type, self.seq, pkt.timestamp, self.ssrc,
+                                      pkt.marker)
+                if self._send_rtp(header + pkt.payload):
+                    self.seq = (self.seq + 1) & 0xFFFF
+                self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
+                self._marker_next = True
+                return
+        header = build_header(self.send_payload_type, self.seq, self.timestamp, self.ssrc,
+                              marker or self._marker_next)
+        if self._send_rtp(header + payload):
+            self.seq = (self.seq + 1) & 0xFFFF
+            self._marker_next = False
+        self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
+
+    def skip_frame(self, samples: int | None = None) -> None:
+        """Nothing to send this tick (silence suppression): keep the timeline, mark the next."""
+        self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
+        self._marker_next = True
+
+    def send_digit(self, digit: str, duration_ms: int = 100) -> None:
+        """Queue an RFC 4733 digit; it goes out on the next ``send_frame`` ticks."""
+        if self.dtmf_payload_type is None:
+            raise ValueError(f"{self.name}: the peer did not negotiate telephone-event")
+        self.dtmf_out.start(digit, duration_ms)
+
+    # ------------------------------------------------------------------ RTCP
+
+    def _schedule_rtcp(self) -> None:
+        if self._loop is None or self.closed:
+            return
+        delay = self.rtcp_interval * random.uniform(0.5, 1.5)
+        self._rtcp_timer = self._loop.call_later(delay, self._rtcp_tick)
+
+    def _rtcp_tick(self) -> None:
+        try:
+            if self._rtcp_destination() is not None:
+                self._send_rtcp_packets(self._report_packets())
+        except Exception:
+            self.errors += 1
+            log.exception("%s: RTCP report failed", self.name)
+        self._schedule_rtcp()
+
+    def _report_packets(self) -> list[RtcpPacket]:
+        now = self._loop.time() if self._loop is not None else time.monotonic()
+        block = self.reception.report_block(now)
+        blocks = (block,) if block is not None else ()
+        first: RtcpPacket
+        if self._sent_since_report or self.packets_sent:
+            first = SenderReport(self.ssrc, ntp_from_unix(time.time()), self.timestamp,
+                                 self.packets_sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF,
+                                 blocks)
+        else:
+            first = ReceiverReport(self.ssrc, blocks)
+        self._sent_since_report = False
+        return [first, SourceDescription((SdesChunk(self.ssrc, ((1, self.cname),)),))]
+
+    def _send_rtcp_packets(self, packets: list[RtcpPacket]) -> None:
+        dest = self._rtcp_destination()
+        if dest is None or self._rtcp is None:
+            return
+        self._rtcp.sendto(build_rtcp(packets), dest)
+        self.rtcp_sent += 1
+
+    def _on_rtcp(self, data: bytes, addr: Address) -> None:
+        try:
+            packets = parse_rtcp(data)
+        except RtcpError:
+            self.rtcp_malformed += 1
+            return
+        except Exception:
+            self.errors += 1
+            log.exception("%s: RTCP packet from %s dropped", self.name, addr)
+            return
+        self.rtcp_received += 1
+        if self._latched is not None and addr[0] == self._latched[0]:
+            self._latched_rtcp = addr
+        now = self._loop.time() if self._loop is not None else time.monotonic()
+        arrival_ntp = ntp_from_unix(time.time())
+        for p in packets:
+            if isinstance(p, SenderReport | ReceiverReport):
+                if isinstance(p, SenderReport) and p.ssrc == self.reception.ssrc:
+                    self.reception.on_sender_report(p, now)
+                for block in p.reports:
+                    if block.ssrc != self.ssrc:
+                        continue
+                    value = rtt(block, arrival_ntp)
+                    if value is not None:
+                        self.rtt = value
+                    self.remote_report = (block.fraction_lost / 256.0, block.cumulative_lost,
+                                          1000.0 * block.jitter / self.clock_rate)
+            elif isinstance(p, Bye):
+                self.bye_received = True
+
+    # ------------------------------------------------------------------ inactivity
+
+    def _schedule_idle_check(self) -> None:
+        if self._loop is None or self.closed:
+            return
+        period = min(1.0, self.inactivity_timeout / 4) if self.inactivity_timeout else 1.0
+        self._idle_timer = self._loop.call_later(period, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.closed or self._loop is None:
+            return
+        timeout = self.inactivity_timeout
+        if timeout is not None and not self._timed_out:
+            last = self._last_rx if self._last_rx is not None else self._started_at
+            if self._loop.time() - last >= timeout:
+                self._timed_out = True
+                log.info("%s: no RTP for %.1f s", self.name, timeout)
+                if self.on_timeout is not None:
+                    try:
+                        self.on_timeout(self)
+                    except Exception:
+                        self.errors += 1
+                        log.exception("%s: on_timeout failed", self.name)
+        self._schedule_idle_check()
+
+    # ------------------------------------------------------------------ stats
+
+    @property
+    def stats(self) -> SessionStats:
+        remote = self.remote_report
+        return SessionStats(
+            packets_received=self.packets_received,
+            octets_received=self.octets_received,
+            packets_sent=self.packets_sent,
+            octets_sent=self.octets_sent,
+            malformed=self.malformed,
+            unknown_payload_type=self.unknown_payload_type,
+            foreign_source=self.foreign_source,
+            dtmf_packets=self.dtmf_packets,
+            relayed=self.relayed,
+            errors=self.errors,
+            lost=self.reception.lost,
+            expected=self.reception.expected,
+            jitter_ms=self.reception.jitter_ms,
+            rtt_ms=None if self.rtt is None else self.rtt * 1000.0,
+            remote_fraction_lost=None if remote is None else remote[0],
+            remote_cumulative_lost=None if remote is None else remote[1],
+            remote_jitter_ms=None if remote is None else remote[2],
+            rtcp_sent=self.rtcp_sent,
+            rtcp_received=self.rtcp_received,
+            rtcp_malformed=self.rtcp_malformed,
+            bye_received=self.bye_received,
+            latched=self._latched,
+        )

@@ -44,16 +44,20 @@ def compile_flags(extra: list[str] | None = None) -> list[str]:
 
 
 def make_builder(module: str = "softphone.native._native", extra_cflags: list[str] | None = None,
-                 extra_link: list[str] | None = None) -> FFI:
+                 extra_link: list[str] | None = None, absolute_sources: bool = False) -> FFI:
+    """The cffi builder for ``module``. ``absolute_sources`` is for ``ffi.compile(tmpdir=...)``
+    (the sanitizer build), which runs the compiler from inside tmpdir."""
     ffi = FFI()
     ffi.cdef(cdefs())
     includes = "\n".join(f'#include "{h.name}"' for h in _headers())
     sources = sorted(SRC.glob("*.c"))
     # Relative paths keep setuptools happy when it builds from the project root.
-    try:
-        rel = [str(s.relative_to(Path.cwd())) for s in sources]
-    except ValueError:
-        rel = [str(s) for s in sources]
+    rel = [str(s) for s in sources]
+    if not absolute_sources:
+        try:
+            rel = [str(s.relative_to(Path.cwd())) for s in sources]
+        except ValueError:
+            pass
     ffi.set_source(
         module,
         includes,

@@ -386,9 +386,9 @@ def parse(text: str, path: str = "configs/policy.toml") -> PolicyConfig:
     r = _Reader(path, text)
     top = ("policy", "rules", "calls", "accounts", "emergency", "recording", "limits", "cli",
            "mrcp", "numbering", "announcements")
-    for k in data:
-        if k not in top:
-            raise r.error([k], f"unknown table (expected one of: {', '.join(top)})")
+    for name in data:
+        if name not in top:
+            raise r.error([name], f"unknown table (expected one of: {', '.join(top)})")
 
     pol = r.table(data, ["policy"], ("terms_version", "timezone"))
     terms_version = r.text_(pol, ["policy", "terms_version"])

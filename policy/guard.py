@@ -46,7 +46,7 @@ from softphone.policy.facts import (
     Registration,
     User,
 )
-from softphone.policy.ledger import ActiveCall, Ledger, LedgerEvent, Scalar
+from softphone.policy.ledger import ActiveCall, Ledger, LedgerEvent, Scalar, to_snapshot
 from softphone.policy.location import LocationError, conveyance
 from softphone.policy.numbers import NumberError, NumberInfo, NumberKind, classify
 
@@ -93,6 +93,13 @@ class PolicyGuard:
         with self._lock:
             out, self._pending = self._pending, []
             return out
+
+    def checkpoint(self) -> tuple[list[LedgerEvent], dict[str, Any]]:
+        """The undrained events and a snapshot of the ledger they lead to, taken atomically
+        (the store's compaction point)."""
+        with self._lock:
+            out, self._pending = self._pending, []
+            return out, to_snapshot(self.state)
 
     def _emit(self, kind: str, event_id: str, at: float, **fields: Scalar) -> None:
         ev = LedgerEvent(event_id, kind, at, fields)

@@ -133,6 +133,53 @@ class Ledger:
         }
 
 
+def _pairs(d: Mapping[tuple[str, str], Any]) -> list[list[Any]]:
+    return [[k[0], k[1], sorted(v) if isinstance(v, set) else v] for k, v in sorted(d.items())]
+
+
+def to_snapshot(led: Ledger) -> dict[str, Any]:
+    """A JSON-ready copy of the ledger (the store's compaction point)."""
+    return {
+        "calls": [vars(c) | {"notices_pending": list(c.notices_pending)}
+                  for c in led.calls.values()],
+        "ended": dict(led.ended),
+        "short_user_day": _pairs(led.short_user_day),
+        "short_account_day": _pairs(led.short_account_day),
+        "breach_days": _pairs(led.breach_days),
+        "suspended_until": dict(led.suspended_until),
+        "contacts": _pairs(led.contacts),
+        "trial_users": {k: sorted(v) for k, v in led.trial_users.items()},
+        "trial_seconds": dict(led.trial_seconds),
+        "talk_account_day": _pairs(led.talk_account_day),
+        "throttled_until": dict(led.throttled_until),
+        "recordings": [vars(r) for r in led.recordings.values()],
+        "option_off": dict(led.option_off),
+        "applied": led.applied,
+    }
+
+
+def from_snapshot(snap: Mapping[str, Any]) -> Ledger:
+    led = Ledger()
+    for c in snap["calls"]:
+        call = ActiveCall(**{**c, "notices_pending": tuple(c["notices_pending"])})
+        led.calls[call.call_id] = call
+        led.user_calls.setdefault(call.user_id, set()).add(call.call_id)
+    led.ended = {str(k): float(v) for k, v in snap["ended"].items()}
+    led.short_user_day = {(a, b): int(v) for a, b, v in snap["short_user_day"]}
+    led.short_account_day = {(a, b): int(v) for a, b, v in snap["short_account_day"]}
+    led.breach_days = {(a, b): set(v) for a, b, v in snap["breach_days"]}
+    led.suspended_until = {str(k): float(v) for k, v in snap["suspended_until"].items()}
+    led.contacts = {(a, b): set(v) for a, b, v in snap["contacts"]}
+    led.trial_users = {str(k): set(v) for k, v in snap["trial_users"].items()}
+    led.trial_seconds = {str(k): float(v) for k, v in snap["trial_seconds"].items()}
+    led.talk_account_day = {(a, b): float(v) for a, b, v in snap["talk_account_day"]}
+    led.throttled_until = {str(k): float(v) for k, v in snap["throttled_until"].items()}
+    led.recordings = {r["recording_id"]: RecordingEntry(**r) for r in snap["recordings"]}
+    led.option_off = {str(k): float(v) for k, v in snap["option_off"].items()}
+    led.applied = int(snap["applied"])
+    return led
+
+
 def _acquired(led: Ledger, ev: LedgerEvent) -> None:
     cid = ev.s("call_id")
     if cid in led.calls or cid in led.ended:

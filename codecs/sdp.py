@@ -438,9 +438,9 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
                 raise SdpError(f"{where}: unsupported SDP version {value!r} (only v=0)")
             last_rank = 0
             continue
+        if kind not in "os" and not (seen_o and seen_s):
+            raise SdpError(f"{where}: {kind}= before o= and s= (v=, o=, s= come first)")
         if kind == "m":
-            if not (seen_o and seen_s):
-                raise SdpError(f"{where}: m= before the session's o= and s=")
             if not sd.times:
                 raise SdpError(f"{where}: m= before any t= line")
             media = _parse_media_line(value, where)

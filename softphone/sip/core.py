@@ -193,10 +193,9 @@ class SipCore:
         elif isinstance(txn, ServerTransaction):
             if self._servers.get(txn.key) is txn:
                 del self._servers[txn.key]
-            if isinstance(txn, InviteServerTransaction):
-                for k, v in list(self._accepted.items()):
-                    if v is txn:
-                        del self._accepted[k]
+            if isinstance(txn, InviteServerTransaction) and txn.accepted_key is not None:
+                if self._accepted.get(txn.accepted_key) is txn:
+                    del self._accepted[txn.accepted_key]
         self._events.append(TransactionTerminated(txn))
 
     # ------------------------------------------------------------------ output side
@@ -478,6 +477,7 @@ class SipCore:
                 and 200 <= response.status < 300):
             req = server_txn.request
             key = (req.call_id, req.from_.tag or "", req.cseq.number)
+            server_txn.accepted_key = key
             self._accepted[key] = server_txn
 
     def respond(self, server_txn: ServerTransaction, status: int, reason: str, now: float, *,

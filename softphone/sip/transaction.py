@@ -395,6 +395,8 @@ class InviteServerTransaction(ServerTransaction):
         self.state = TxnState.PROCEEDING
         self.cancelled = False
         self.ack_received = False
+        #: (Call-ID, From tag, CSeq number) once a 2xx was sent: how the 2xx's ACK finds us.
+        self.accepted_key: tuple[str, str, int] | None = None
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         """An INVITE retransmission: resend the last response (absorbed in Accepted)."""

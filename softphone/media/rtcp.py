@@ -326,8 +326,10 @@ class ReceptionStats:
                 self.probation -= 1
                 self.max_seq = seq
                 if self.probation == 0:
+                    # unlike A.1 literally, the packets seen on probation count as received
                     self._reset(seq)
-                    self.received += 1
+                    self.base_seq = seq - (self.MIN_SEQUENTIAL - 1)
+                    self.received = self.MIN_SEQUENTIAL
                     return True
             else:
                 self.probation = self.MIN_SEQUENTIAL - 1

@@ -43,7 +43,7 @@ def make_self_signed(cert_path: Path, key_path: Path, *, hosts: Sequence[str] = 
             sans.append(x509.IPAddress(ipaddress.ip_address(h)))
         except ValueError:
             sans.append(x509.DNSName(h))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -78,7 +78,7 @@ def _still_valid(cert_path: Path, margin_days: int = 7) -> bool:
     except (OSError, ValueError):
         return False
     expires = cert.not_valid_after_utc
-    return expires - dt.timedelta(days=margin_days) > dt.datetime.now(dt.timezone.utc)
+    return expires - dt.timedelta(days=margin_days) > dt.datetime.now(dt.UTC)
 
 
 def ensure_demo_cert(data_dir: Path, *, hosts: Sequence[str] = DEMO_HOSTS) -> tuple[Path, Path]:

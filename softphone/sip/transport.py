@@ -60,6 +60,7 @@ class CoreLike(Protocol):
     def get_timer(self) -> float | None: ...
     def next_event(self) -> Any: ...
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
+    def transport_failed(self, dest: Address, now: float, reason: str = "") -> None: ...
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ class TransportLayer:
                     f"cannot listen on {spec.transport} {sip_host(spec.host)}:{spec.port}: "
                     f"{exc.strerror or exc}") from exc
             self.listening.append(addr)
-            advertised = Address(spec.transport, spec.advertise or addr.host, addr.port)
+            # Via/Contact want IPv6 in brackets (RFC 5118); the core copies this host verbatim.
+            advertised = Address(spec.transport, sip_host(spec.advertise or addr.host), addr.port)
             self.local.setdefault(spec.transport, advertised)
         return dict(self.local)
 
@@ -463,6 +465,7 @@ class TransportLayer:
             # RFC 7118: we never open WebSocket connections towards a browser.
             self.stats.discarded += 1
             log.info("no open WebSocket connection for %s", dest)
+            self._report_failure(dest, "WebSocket connection closed")
             return
         conn.ws_queue.put_nowait(data)
         self.stats.stream_messages_out += 1
@@ -495,11 +498,12 @@ class TransportLayer:
                     lambda: _Stream(self, conn.transport, conn), conn.host, conn.port,
                     ssl=ctx, server_hostname=conn.host if ctx is not None else None),
                 self.connect_timeout)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             self.stats.connect_failures += 1
-            log.warning("cannot connect %s %s:%d: %s", conn.transport, conn.host, conn.port,
-                        exc or type(exc).__name__)
+            reason = f"cannot connect: {exc or type(exc).__name__}"
+            log.warning("%s %s:%d: %s", conn.transport, conn.host, conn.port, reason)
             self._drop_conn(conn)
+            self._report_failure(Address(conn.transport, conn.host, conn.port), reason)
             return
         self.stats.connections_opened += 1
         if self.keepalive_interval:
@@ -593,6 +597,19 @@ class TransportLayer:
                 return
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _report_failure(self, dest: Address, reason: str) -> None:
+        """Tell the core (§18.4): the transactions towards ``dest`` end now, not at timer B/F."""
+        core = self._core
+        if core is None or self._closed:
+            return
+        try:
+            core.transport_failed(dest, self.loop.time(), reason)
+        except Exception:
+            self.stats.core_errors += 1
+            log.exception("core.transport_failed failed")
+        # Deferred: we may be inside flush() already (a send that failed synchronously).
+        self.loop.call_soon(self.flush)
 
     def _spawn(self, coro: Any) -> None:
         task = self.loop.create_task(coro)

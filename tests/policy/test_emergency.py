@@ -1,0 +1,162 @@
+"""R-EMERG-1..7 and R-EMERG-12: emergency numbers first, routed only when available, with the
+location; otherwise a spoken notice, a clear status, an audit record. Never AI."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from softphone.policy import (
+    AccountState,
+    Action,
+    CivicAddress,
+    Direction,
+    Location,
+    Party,
+    PolicyGuard,
+)
+
+T0 = 1_768_989_600.0
+FR_CODES = ["112", "15", "17", "18", "115", "114", "119", "191", "196", "197"]
+
+
+def ready(facts, **kw):
+    return facts.user(account=facts.account(emergency_activated=True, **kw))
+
+
+@pytest.mark.parametrize("code", FR_CODES)
+def test_every_french_code_is_routed_with_location(guard: PolicyGuard, facts, code) -> None:
+    d = guard.on_call_attempt(facts.call(ready(facts), code))
+    assert d.action is Action.ROUTE_EMERGENCY and d.rule_id == "R-EMERG-1"
+    assert d.route == "sip:sos@emergency.invalid"
+    assert d.location is not None and d.location.geolocation.startswith("<cid:")
+    assert d.location.geolocation_routing == "yes"
+    assert d.ai_allowed is False
+
+
+def test_service_urns_follow_the_code(guard: PolicyGuard, facts) -> None:
+    u = ready(facts)
+    urns = {code: dict(guard.on_call_attempt(facts.call(u, code, call_id=code)).details)[
+        "service_urn"] for code in ("15", "17", "18", "112")}
+    assert urns == {"15": "urn:service:sos.ambulance", "17": "urn:service:sos.police",
+                    "18": "urn:service:sos.fire", "112": "urn:service:sos"}
+
+
+@pytest.mark.parametrize("country,code", [("GB", "999"), ("DE", "110"), ("CH", "144"),
+                                          ("IT", "113"), ("ES", "091"), ("AT", "133"),
+                                          ("BE", "101"), ("IE", "999"), ("SE", "112")])
+def test_each_eligible_country_has_its_own_codes(guard: PolicyGuard, facts, country,
+                                                 code) -> None:
+    u = facts.user(account=facts.account(emergency_activated=True),
+                   location=Location(country, civic=CivicAddress(country, a3="Town")))
+    d = guard.on_call_attempt(facts.call(u, code))
+    assert d.action is Action.ROUTE_EMERGENCY
+    assert dict(d.details)["country"] == country
+
+
+def test_a_code_means_what_it_means_where_the_user_is(guard: PolicyGuard, facts) -> None:
+    # 999 is not an emergency number in France: it is a short code with no class there
+    d = guard.on_call_attempt(facts.call(ready(facts), "999"))
+    assert d.action is Action.REJECT and d.rule_id == "R-NUM-3"
+
+
+def test_location_body_is_pidf_lo_with_the_civic_address(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(ready(facts), "112", call_id="e1"))
+    assert d.location is not None
+    root = ET.fromstring(d.location.body)
+    ns = {"p": "urn:ietf:params:xml:ns:pidf", "ca": "urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr"}
+    assert root.tag == "{urn:ietf:params:xml:ns:pidf}presence"
+    assert root.find(".//ca:civicAddress/ca:A3", ns).text == "Paris"
+    assert d.location.content_id == "<" + d.location.geolocation[5:-1] + ">"
+
+
+@pytest.mark.parametrize("state", [s for s in AccountState if s is not AccountState.TERMINATED])
+def test_never_blocked_by_suspension_or_states(guard: PolicyGuard, facts, state) -> None:
+    d = guard.on_call_attempt(facts.call(ready(facts, state=state), "112"))
+    assert d.action is Action.ROUTE_EMERGENCY
+
+
+def test_terminated_account_hears_the_notice(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(ready(facts, state=AccountState.TERMINATED), "112"))
+    assert d.action is Action.REJECT and d.announcement == "emergency-unavailable"
+
+
+def test_never_blocked_by_the_channel_limit(guard: PolicyGuard, facts) -> None:
+    u = ready(facts)
+    assert guard.on_call_attempt(facts.call(u, call_id="busy")).allowed
+    d = guard.on_call_attempt(facts.call(u, "112", call_id="e1", device="browser"))
+    assert d.action is Action.ROUTE_EMERGENCY
+    # the emergency call occupies the user: a call towards them meanwhile is busy
+    guard.on_call_end("busy", T0 + 5)
+    inbound = guard.on_call_attempt(facts.call(u, "+33187654321", call_id="in",
+                                               direction=Direction.INBOUND,
+                                               presented="+33145678901"))
+    assert inbound.sip_status == 486
+
+
+def test_never_blocked_by_trial_or_short_call_suspension(guard: PolicyGuard, facts) -> None:
+    u = ready(facts, trial=True)
+    guard.state.trial_seconds["alice"] = 10_000.0  # trial minutes long gone
+    guard.state.suspended_until["acct-1"] = T0 + 86400
+    assert guard.on_call_attempt(facts.call(u, "0145678901")).action is Action.REJECT
+    assert guard.on_call_attempt(facts.call(u, "18")).action is Action.ROUTE_EMERGENCY
+
+
+@pytest.mark.parametrize("why,kw,rule", [
+    ("not activated", {"account": "off"}, "R-EMERG-1"),
+    ("no location", {"location": None}, "R-EMERG-3"),
+    ("ineligible country", {"location": Location("PL", civic=CivicAddress("PL"))}, "R-EMERG-2"),
+])
+def test_unavailable_gives_notice_status_reason_and_audit(guard: PolicyGuard, facts, why, kw,
+                                                         rule) -> None:
+    acct = facts.account(emergency_activated=kw.pop("account", "on") == "on")
+    u = facts.user(account=acct, **kw)
+    d = guard.on_call_attempt(facts.call(u, "112"))
+    assert d.action is Action.REJECT and d.rule_id == rule, why
+    assert (d.sip_status, d.reason_phrase) == (403, "Emergency Calls Not Available From This Line")
+    assert d.announcement == "emergency-unavailable"
+    assert d.notices and d.notices[0].to is Party.USER
+    assert "mobile phone or a landline" in d.notices[0].text
+    assert d.audited and d.ai_allowed is False
+    assert any(w.rule_id == "R-EMERG-7" for w in d.warnings)
+    assert guard.held("alice") == 0
+
+
+def test_not_from_a_mobile_number_unless_a_fixed_one_can_be_presented(guard: PolicyGuard,
+                                                                       facts) -> None:
+    acct = facts.account(emergency_activated=True)
+    only_mobile = facts.user(account=acct, numbers=("+33612345678",))
+    d = guard.on_call_attempt(facts.call(only_mobile, "112", presented="+33612345678"))
+    assert d.action is Action.REJECT and d.rule_id == "R-EMERG-4"
+    both = facts.user("bob", account=acct, numbers=("+33612345678", "+33187654321"))
+    d = guard.on_call_attempt(facts.call(both, "112", presented="+33612345678"))
+    assert d.action is Action.ROUTE_EMERGENCY and d.present_as == "+33187654321"
+
+
+def test_an_automated_agent_never_places_an_emergency_call(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(ready(facts), "112", automated_agent=True))
+    assert d.action is Action.REJECT and d.rule_id == "R-EMERG-12"
+    assert d.clause == "002_cfc2353edc9d17c2.txt:544"
+
+
+def test_no_recording_and_no_ai_on_an_emergency_call(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(emergency_activated=True, recording=True))
+    guard.on_call_attempt(facts.call(u, "112", call_id="e1"))
+    answer = guard.on_answer("e1", T0 + 3)
+    assert answer.notices == () and answer.ai_allowed is False
+
+
+def test_emergency_calls_are_not_counted_as_short_calls(guard: PolicyGuard, facts) -> None:
+    u = ready(facts)
+    guard.on_call_attempt(facts.call(u, "112", call_id="e1"))
+    guard.on_call_end("e1", T0 + 2)
+    assert guard.state.short_user_day == {}
+
+
+def test_registration_tells_a_user_without_emergency_service(guard: PolicyGuard, facts) -> None:
+    from softphone.policy import DeviceClass, Registration
+
+    u = facts.user()  # emergency not activated
+    d = guard.on_registration(Registration(u, "desk", DeviceClass.SIP, "192.0.2.10", T0))
+    assert any(w.rule_id == "R-EMERG-6" for w in d.warnings)

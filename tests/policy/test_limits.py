@@ -1,0 +1,323 @@
+"""R-LIMIT-1/2/4/7, R-CLI-1/2, R-TECH-9, R-NUM-3 and account states."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from softphone.policy import (
+    AccountState,
+    Action,
+    Audience,
+    Direction,
+    MediaLine,
+    Plan,
+    PolicyGuard,
+)
+
+T0 = 1_768_989_600.0  # 2026-01-21 11:00 Paris
+DAY = 86400.0
+
+
+def short_calls(guard: PolicyGuard, user, facts, n: int, start: float, *, answered: bool = True,
+                length: float = 5.0, tag: str = "s"):
+    decisions = []
+    for i in range(n):
+        t = start + i * 30
+        cid = f"{tag}-{user.user_id}-{start}-{i}"
+        assert guard.on_call_attempt(facts.call(user, f"01456{i % 100000:05d}", call_id=cid,
+                                                now=t)).allowed
+        if answered:
+            guard.on_answer(cid, t + 1)
+        decisions.append(guard.on_call_end(cid, t + 1 + length if answered else t + length))
+    return decisions
+
+
+# -- R-LIMIT-1 ---------------------------------------------------------------------------------
+
+def test_a_call_under_15_s_counts_and_15_s_does_not(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    guard.on_call_attempt(facts.call(u, call_id="a", now=T0))
+    guard.on_answer("a", T0 + 1)
+    d = guard.on_call_end("a", T0 + 15.999)
+    assert ("short", "True") in d.details
+    guard.on_call_attempt(facts.call(u, call_id="b", now=T0 + 100))
+    guard.on_answer("b", T0 + 101)
+    d = guard.on_call_end("b", T0 + 116)
+    assert ("short", "False") in d.details
+    assert guard.state.short_user_day[("alice", "2026-01-21")] == 1
+
+
+def test_unanswered_call_counts_by_setup_time(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    guard.on_call_attempt(facts.call(u, call_id="rang-briefly"))
+    assert ("short", "True") in guard.on_call_end("rang-briefly", T0 + 8).details
+    guard.on_call_attempt(facts.call(u, call_id="rang-long", now=T0 + 50))
+    assert ("short", "False") in guard.on_call_end("rang-long", T0 + 80).details
+
+
+def test_inbound_calls_are_not_short_calls(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    guard.on_call_attempt(facts.call(u, "+33187654321", call_id="in", presented="+33145678901",
+                                     direction=Direction.INBOUND))
+    guard.on_call_end("in", T0 + 2)
+    assert guard.state.short_user_day == {}
+
+
+def test_breach_is_the_account_average_strictly_above_60(guard: PolicyGuard, facts) -> None:
+    acct = facts.account(seats=2)
+    alice, bob = facts.user("alice", acct), facts.user("bob", acct)
+    # 120 short calls over 2 users = average 60: not above 60
+    short_calls(guard, alice, facts, 100, T0)
+    short_calls(guard, bob, facts, 20, T0)
+    assert guard.state.breach_days == {}
+    d = short_calls(guard, bob, facts, 1, T0 + 5000, tag="x")[-1]
+    assert guard.state.breach_days == {("acct-1", "2026-01"): {"2026-01-21"}}
+    assert any(w.rule_id == "R-LIMIT-1" and w.audience is Audience.ADMIN for w in d.warnings)
+
+
+def test_comparator_is_configurable(config, facts) -> None:
+    cfg = replace(config, limits=replace(config.limits, short_calls=replace(
+        config.limits.short_calls, comparator=">=")))
+    guard = PolicyGuard(cfg)
+    short_calls(guard, facts.user(), facts, 60, T0)
+    assert guard.state.breach_days
+
+
+def test_warnings_at_1_and_2_then_suspension_at_3(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    texts = []
+    for day in range(3):
+        last = short_calls(guard, u, facts, 61, T0 + day * DAY)[-1]
+        texts.append(" ".join(w.message for w in last.warnings))
+        if day < 2:
+            assert guard.on_call_attempt(facts.call(u, call_id=f"ok{day}",
+                                                    now=T0 + day * DAY + 5000)).allowed
+            guard.on_call_end(f"ok{day}", T0 + day * DAY + 5100)
+    assert "warning 1" in texts[0] and "warning 2" in texts[1]
+    assert "suspended for 7 days" in texts[2]
+    d = guard.on_call_attempt(facts.call(u, call_id="after", now=T0 + 2 * DAY + 6000))
+    assert d.action is Action.REJECT and d.rule_id == "R-LIMIT-1"
+    assert d.announcement == "short-call-suspension" and d.retry_after_s
+    # emergency calls stay available during the suspension
+    e = facts.user("eve", account=facts.account(emergency_activated=True))
+    assert guard.on_call_attempt(facts.call(e, "112", now=T0 + 2 * DAY + 6100)).action \
+        is Action.ROUTE_EMERGENCY
+    # and it ends after 7 days, or when an admin lifts it
+    assert guard.on_call_attempt(facts.call(u, call_id="later", now=T0 + 10 * DAY)).allowed
+
+
+def test_breach_days_are_per_calendar_month(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    jan30 = T0 + 9 * DAY
+    for i in range(2):
+        short_calls(guard, u, facts, 61, jan30 + i * DAY)  # 30 and 31 January
+    short_calls(guard, u, facts, 61, jan30 + 2 * DAY)  # 1 February: a new month
+    assert guard.state.suspended_until == {}
+    assert len(guard.state.breach_days[("acct-1", "2026-02")]) == 1
+
+
+def test_admin_can_lift_the_suspension(guard: PolicyGuard, facts) -> None:
+    u = facts.user()
+    guard.state.suspended_until["acct-1"] = T0 + 7 * DAY
+    assert guard.on_call_attempt(facts.call(u, now=T0)).action is Action.REJECT
+    guard.lift_suspension("acct-1", T0 + 1)
+    assert guard.on_call_attempt(facts.call(u, now=T0 + 2)).allowed
+
+
+# -- R-LIMIT-4 SMART -----------------------------------------------------------------------------
+
+def smart_user(facts):
+    return facts.user(account=facts.account(smart_pack=True))
+
+
+def call_and_end(guard, facts, u, dialed, now):
+    d = guard.on_call_attempt(facts.call(u, dialed, now=now))
+    if d.allowed:
+        guard.on_call_end(d.call_id, now + 60)
+    return d
+
+
+def test_smart_500_distinct_contacts_then_existing_ones_only(guard: PolicyGuard, facts) -> None:
+    u = smart_user(facts)
+    for i in range(500):
+        d = call_and_end(guard, facts, u, f"+33145{i:06d}", T0 + i * 100)
+        assert d.allowed
+    assert len(guard.state.contacts[("acct-1", "2026-01")]) == 500
+    refused = call_and_end(guard, facts, u, "+33199999999", T0 + 60000)
+    assert refused.action is Action.REJECT and refused.rule_id == "R-LIMIT-4"
+    assert refused.clause == "002_cfc2353edc9d17c2.txt:280"
+    # an existing contact, dialed in its national form, is the same contact
+    assert call_and_end(guard, facts, u, "0145000007", T0 + 60100).allowed
+
+
+def test_smart_warns_near_the_cap(guard: PolicyGuard, facts) -> None:
+    u = smart_user(facts)
+    for i in range(449):
+        call_and_end(guard, facts, u, f"+33145{i:06d}", T0 + i * 100)
+    d = call_and_end(guard, facts, u, "+33145999999", T0 + 50000)
+    assert any(w.rule_id == "R-LIMIT-4" and "450 of 500" in w.message for w in d.warnings)
+
+
+def test_smart_counts_reset_with_the_calendar_month(guard: PolicyGuard, facts) -> None:
+    u = smart_user(facts)
+    guard.state.contacts[("acct-1", "2026-01")] = {f"+33145{i:06d}" for i in range(500)}
+    assert call_and_end(guard, facts, u, "+33199999999", T0).action is Action.REJECT
+    assert call_and_end(guard, facts, u, "+33199999999", T0 + 12 * DAY).allowed  # 2 February
+
+
+def test_refused_calls_do_not_spend_a_contact(guard: PolicyGuard, facts) -> None:
+    u = smart_user(facts)
+    guard.on_call_attempt(facts.call(u, "+33145000001", call_id="busy"))
+    guard.on_call_attempt(facts.call(u, "+33145000002", call_id="refused"))
+    assert guard.state.contacts[("acct-1", "2026-01")] == {"+33145000001"}
+
+
+# -- R-LIMIT-7 trial -----------------------------------------------------------------------------
+
+def test_trial_60_minutes_then_refused(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(trial=True))
+    guard.on_call_attempt(facts.call(u, call_id="t1"))
+    answer = guard.on_answer("t1", T0 + 1)
+    assert answer.max_duration_s == 3600
+    guard.on_call_end("t1", T0 + 1 + 3000)
+    guard.on_call_attempt(facts.call(u, call_id="t2", now=T0 + 4000))
+    assert guard.on_answer("t2", T0 + 4001).max_duration_s == 600
+    guard.on_call_end("t2", T0 + 4601)
+    d = guard.on_call_attempt(facts.call(u, call_id="t3", now=T0 + 5000))
+    assert d.action is Action.REJECT and d.rule_id == "R-LIMIT-7"
+    assert d.announcement == "trial-minutes"
+
+
+def test_trial_excludes_international_and_premium(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(trial=True))
+    for dialed in ("+4930123456", "0891234567"):
+        d = guard.on_call_attempt(facts.call(u, dialed))
+        assert d.action is Action.REJECT and d.announcement == "trial-excluded", dialed
+
+
+def test_trial_five_users(guard: PolicyGuard, facts) -> None:
+    acct = facts.account(trial=True, seats=6)
+    for i in range(5):
+        assert guard.on_call_attempt(facts.call(facts.user(f"u{i}", acct))).allowed
+    d = guard.on_call_attempt(facts.call(facts.user("u5", acct)))
+    assert d.action is Action.REJECT and d.announcement == "trial-users"
+    assert guard.on_call_attempt(facts.call(facts.user("u0", acct), call_id="again",
+                                            now=T0 + 10)).action is Action.REJECT  # busy, not cap
+    assert ("held", "1") in guard.on_call_attempt(
+        facts.call(facts.user("u0", acct), call_id="again2", now=T0 + 11)).details
+
+
+def test_inbound_international_is_not_trial_time(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(trial=True))
+    guard.on_call_attempt(facts.call(u, "+33187654321", call_id="in", presented="+4930123456",
+                                     direction=Direction.INBOUND))
+    assert guard.on_answer("in", T0 + 1).max_duration_s is None
+    guard.on_call_end("in", T0 + 5000)
+    assert guard.state.trial_seconds == {}
+
+
+# -- R-LIMIT-2 fair use ------------------------------------------------------------------------
+
+def test_fair_use_warns_near_and_over_five_times_the_baseline(guard: PolicyGuard, facts,
+                                                             config) -> None:
+    u = facts.user()
+    limit = config.limits.fair_use.baseline_rate * config.limits.fair_use.multiple
+    window = config.limits.fair_use.window_days * DAY
+    # one long call reaching 85 % of the limit
+    talk = 0.85 * limit * window
+    guard.on_call_attempt(facts.call(u, call_id="long"))
+    guard.on_answer("long", T0)
+    d = guard.on_call_end("long", T0 + talk)
+    assert [w.rule_id for w in d.warnings] == ["R-LIMIT-2"] and "near" in d.warnings[0].message
+    guard.on_call_attempt(facts.call(u, call_id="more", now=T0 + talk + 1))
+    guard.on_answer("more", T0 + talk + 1)
+    d = guard.on_call_end("more", T0 + talk + 1 + 0.2 * limit * window)
+    assert "exceeded" in d.warnings[0].message
+    assert guard.fair_use_rate("acct-1", 1, T0 + talk) == pytest.approx(1.05 * limit)
+
+
+def test_fair_use_only_on_the_unlimited_plan(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(plan=Plan.USAGE))
+    guard.on_call_attempt(facts.call(u, call_id="c"))
+    guard.on_answer("c", T0)
+    assert guard.on_call_end("c", T0 + 20 * DAY).warnings == ()
+
+
+# -- R-CLI-1/2 -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dialed,presented,billable,rule", [
+    ("+4930123456", "+33187654321", False, None),  # EEA with a French number
+    ("+4930123456", "+12125550100", True, "R-CLI-1"),  # EEA with a US number
+    ("+41441234567", "+33187654321", True, "R-CLI-2"),  # Switzerland needs a Swiss number
+    ("+41441234567", "+41441112233", False, None),
+    ("+12125550100", "+12125550123", False, None),  # not EEA, not CH: not our rule
+])
+def test_caller_id_decides_the_bundle_never_blocks(guard: PolicyGuard, facts, dialed, presented,
+                                                   billable, rule) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), dialed, presented=presented))
+    assert d.allowed and d.billable is billable
+    assert [w.rule_id for w in d.warnings] == ([rule] if rule else [])
+
+
+# -- R-TECH-9, R-NUM-3 -----------------------------------------------------------------------------
+
+def test_mrcp_only_offer_is_refused(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), media=(
+        MediaLine("application", "TCP/MRCPv2", ("1",)),)))
+    assert (d.action, d.sip_status, d.rule_id) == (Action.REJECT, 488, "R-TECH-9")
+
+
+def test_mrcp_next_to_audio_is_stripped(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), media=(
+        MediaLine("audio", "RTP/AVP", ("96", "8", "0")),
+        MediaLine("application", "TCP/TLS/MRCPv2", ("1",)))))
+    assert d.allowed and d.strip_media == (1,)
+
+
+@pytest.mark.parametrize("dialed,action,kind", [
+    ("0899123456", Action.REJECT, "premium"),
+    ("118218", Action.REJECT, "directory"),
+    ("0891234567", Action.ALLOW, "premium"),
+    ("3949", Action.ALLOW, "special"),
+    ("0800123456", Action.ALLOW, "freephone"),
+])
+def test_special_numbers_follow_the_table(guard: PolicyGuard, facts, dialed, action,
+                                         kind) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), dialed))
+    assert d.action is action
+    assert dict(d.details)["special"].startswith(kind)
+    if action is Action.REJECT:
+        assert d.rule_id == "R-NUM-3" and d.announcement == "special-number"
+
+
+def test_unparseable_number_is_a_clean_484(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), "sip:alice@example.com"))
+    assert (d.action, d.sip_status) == (Action.REJECT, 484)
+
+
+def test_internal_extensions_skip_numbering_rules(guard: PolicyGuard, facts) -> None:
+    d = guard.on_call_attempt(facts.call(facts.user(), "201", internal=True))
+    assert d.allowed and not d.billable
+
+
+# -- account states ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("state,rule", [
+    (AccountState.BILLING_SUSPENDED, "R-BILL-10"), (AccountState.ABUSE_SUSPENDED, "R-LIMIT-3"),
+    (AccountState.PENDING_KYC, "R-LIMIT-8"), (AccountState.TERMINATED, "R-LIFE-5")])
+def test_suspended_states_refuse_outbound_and_inbound(guard: PolicyGuard, facts, state,
+                                                      rule) -> None:
+    u = facts.user(account=facts.account(state=state))
+    out = guard.on_call_attempt(facts.call(u))
+    assert (out.action, out.sip_status, out.rule_id) == (Action.REJECT, 403, rule)
+    inbound = guard.on_call_attempt(facts.call(u, "+33187654321", presented="+33145678901",
+                                               direction=Direction.INBOUND))
+    assert (inbound.sip_status, inbound.rule_id) == (480, rule)
+
+
+def test_unlimited_suspended_still_calls_but_charged(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(state=AccountState.UNLIMITED_SUSPENDED))
+    d = guard.on_call_attempt(facts.call(u))
+    assert d.allowed and d.billable and d.warnings[0].rule_id == "R-LIMIT-3"

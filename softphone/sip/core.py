@@ -310,10 +310,14 @@ class SipCore:
             txn.receive_ack(ack, source, now)
             return
         accepted = self._accepted.get((ack.call_id, ack.from_.tag or "", ack.cseq.number))
-        if accepted is not None and not accepted.ack_received:
-            accepted.receive_ack(ack, source, now)
+        if accepted is not None:
+            if accepted.ack_received:
+                self.stats["acks_absorbed"] += 1  # re-sent for a 2xx retransmission
+            else:
+                accepted.receive_ack(ack, source, now)
             return
-        self._events.append(AckReceived(ack, source, accepted))
+        # No transaction left (a late ACK, or the 2xx was sent long ago): the TU decides.
+        self._events.append(AckReceived(ack, source, None))
 
     @staticmethod
     def _ack_matches(txn: InviteServerTransaction, ack: SipRequest, via: Via) -> bool:

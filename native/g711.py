@@ -64,7 +64,7 @@ def _ptr(buf: Any, ctype: str, writable: bool) -> Any:
         return buf
     try:
         return ffi.from_buffer(ctype, buf, require_writable=writable)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, BufferError) as exc:
         raise G711Error(f"unusable buffer: {exc}") from None
 
 

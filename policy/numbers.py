@@ -58,6 +58,8 @@ def clean(dialed: str) -> str:
         raise NumberError(f"a number must be text, got {type(dialed).__name__}")
     s = _SCHEME.sub("", dialed.strip())
     s = s.split("@", 1)[0].split(";", 1)[0]
+    if s.startswith("+"):
+        s = s.replace("(0)", "", 1)  # "+33 (0)1 ...": the trunk 0 written for national callers
     s = _VISUAL.sub("", s)
     if not _DIALED.fullmatch(s):
         raise NumberError(f"not a telephone number: {dialed!r}")

@@ -1,0 +1,290 @@
+"""Offer/answer against a real baresip on loopback, checked on the wire and on the audio.
+
+1. baresip calls us: its real offer goes through ``answer_offer``, our 200 OK carries the
+   answer, and the RTP it then sends uses the payload type we kept and decodes (Opus) to its
+   440 Hz tone.
+2. We call baresip: our offer (OPUS first) goes out, its 200 OK answer goes through
+   ``process_answer`` and the RTP it sends matches what was agreed.
+The SIP here is the bare minimum a UAS/UAC needs (no retransmissions: loopback), written inline
+so this test depends only on the codecs package.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from softphone.codecs.frame import codec_for
+from softphone.codecs.offer_answer import Negotiated, answer_offer, build_offer, process_answer
+from softphone.codecs.registry import PCMA, codec_order_from_names
+from softphone.codecs.sdp import parse_sdp
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed"),
+    pytest.mark.skipif(
+        not Path("/usr/lib/baresip/modules/opus.so").exists(), reason="baresip opus module missing"
+    ),
+]
+
+CONFIG = """poll_method epoll
+sip_listen 127.0.0.1:{sip}
+net_interface 127.0.0.1
+dns_server 127.0.0.1:53
+audio_player aubridge,null_{tag}
+audio_alert aubridge,null_{tag}
+audio_source ausine,440
+ausrc_srate 48000
+ausrc_channels 2
+rtp_ports {rtp}-{rtp_end}
+module_path /usr/lib/baresip/modules
+module opus.so
+module g711.so
+module ausine.so
+module aubridge.so
+module_tmp uuid.so
+module_tmp account.so
+module_app menu.so
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def udp_socket(port: int = 0) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    s.settimeout(0.5)
+    return s
+
+
+def rtp_socket_pair() -> tuple[socket.socket, int]:
+    for _ in range(50):
+        port = random.randrange(30000, 39998, 2)
+        try:
+            return udp_socket(port), port
+        except OSError:
+            continue
+    raise RuntimeError("no free RTP port")
+
+
+class Baresip:
+    def __init__(self, workdir: Path, account: str, command: str | None = None) -> None:
+        self.sip_port = free_udp_port()
+        rtp = random.randrange(40000, 44000, 100)
+        workdir.mkdir(parents=True, exist_ok=True)
+        tag = f"{os.getpid()}_{self.sip_port}"
+        (workdir / "config").write_text(
+            CONFIG.format(sip=self.sip_port, tag=tag, rtp=rtp, rtp_end=rtp + 99)
+        )
+        (workdir / "accounts").write_text(account.format(sip=self.sip_port) + "\n")
+        args = ["baresip", "-f", str(workdir), "-t", "20"]
+        if command:
+            args += ["-e", command]
+        self.log = open(workdir / "baresip.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT
+        )
+
+    def wait_listening(self, timeout: float = 5.0) -> None:
+        end = time.monotonic() + timeout
+        needle = f"127.0.0.1:{self.sip_port:d}".encode()
+        while time.monotonic() < end:
+            out = subprocess.run(["ss", "-uln"], capture_output=True, check=False).stdout
+            if needle in out:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError("baresip did not start listening")
+
+    def stop(self) -> None:
+        # One SIGTERM only starts baresip's graceful stop (it may wait for a BYE); a second forces it.
+        for _ in range(2):
+            if self.proc.poll() is not None:
+                break
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[list[Baresip]]:
+    started: list[Baresip] = []
+    yield started
+    for b in started:
+        b.stop()
+
+
+# -- minimal SIP ----------------------------------------------------------------------------------
+
+
+def split_message(data: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), value.strip())
+    return lines[0], headers, body
+
+
+def recv_sip(
+    sock: socket.socket, want: str, timeout: float = 8.0
+) -> tuple[str, dict[str, str], bytes]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        start, headers, body = split_message(data)
+        if re.match(want, start):
+            return start, headers, body
+    raise AssertionError(f"no SIP message matching {want!r} within {timeout} s")
+
+
+def rtp_packets(sock: socket.socket, seconds: float) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data, _ = sock.recvfrom(2048)
+        except TimeoutError:
+            continue
+        if len(data) < 12 or data[0] >> 6 != 2:
+            continue
+        first, second = data[0], data[1]
+        header = 12 + 4 * (first & 0x0F)
+        if first & 0x10:  # header extension
+            (words,) = struct.unpack_from("!H", data, header + 2)
+            header += 4 + 4 * words
+        payload = data[header:]
+        if first & 0x20 and payload:  # padding
+            payload = payload[: -payload[-1]]
+        out.append((second & 0x7F, payload))
+    return out
+
+
+def audio_of(negotiated: Negotiated, packets: list[tuple[int, bytes]], rate: int) -> bytes:
+    codec = codec_for(negotiated, opus_rate=rate)
+    pcm = [codec.decode(p) for pt, p in packets if pt == negotiated.codec.payload_type]
+    return b"".join(pcm[10:])  # past the start-up of the sender
+
+
+@pytest.mark.timeout(40)
+def test_baresip_offer_is_answered_with_opus_and_its_audio_decodes(
+    peers: list[Baresip], tmp_path: Path, audio: Any
+) -> None:
+    sip = udp_socket()
+    us = sip.getsockname()[1]
+    rtp, rtp_port = rtp_socket_pair()
+    try:
+        caller = Baresip(
+            tmp_path / "alice",
+            "<sip:alice@127.0.0.1:{sip}>;regint=0;audio_codecs=opus/48000/2,PCMA/8000/1,PCMU/8000/1",
+            command=f"/dial sip:bob@127.0.0.1:{us}",
+        )
+        peers.append(caller)
+        start, h, body = recv_sip(sip, "INVITE ")
+        offer = parse_sdp(body)
+        assert offer.media[0].payload_types == [96, 8, 0, 101]
+        negotiated = answer_offer(offer, address="127.0.0.1", port=rtp_port)
+        assert (negotiated.codec.name, negotiated.codec.payload_type) == ("opus", 96)
+        assert negotiated.telephone_event_pt == 101
+        sdp = negotiated.sdp
+        ok = (
+            "SIP/2.0 200 OK\r\n"
+            f"Via: {h['via']}\r\nFrom: {h['from']}\r\nTo: {h['to']};tag=codecs1\r\n"
+            f"Call-ID: {h['call-id']}\r\nCSeq: {h['cseq']}\r\n"
+            f"Contact: <sip:bob@127.0.0.1:{us}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(sdp)}\r\n\r\n"
+        ).encode() + sdp
+        sip.sendto(ok, ("127.0.0.1", caller.sip_port))
+        recv_sip(sip, "ACK ")
+        packets = rtp_packets(rtp, 1.5)
+        assert len(packets) > 40
+        assert {pt for pt, _ in packets} <= {96, 101}
+        pcm = audio_of(negotiated, packets, 48000)
+        assert audio.tone_ratio(pcm, 48000, 440) > 0.8
+        assert audio.tone_ratio(pcm, 48000, 1000) < 0.01
+    finally:
+        sip.close()
+        rtp.close()
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize(("order", "expected"), [(None, "opus"), (["PCMA", "PCMU"], "PCMA")])
+def test_our_offer_is_answered_by_baresip(
+    peers: list[Baresip], tmp_path: Path, audio: Any, order: list[str] | None, expected: str
+) -> None:
+    sip = udp_socket()
+    us = sip.getsockname()[1]
+    rtp, rtp_port = rtp_socket_pair()
+    callee = Baresip(
+        tmp_path / "bob",
+        "<sip:bob@127.0.0.1:{sip}>;regint=0;answermode=auto;"
+        "audio_codecs=PCMU/8000/1,PCMA/8000/1,opus/48000/2",
+    )
+    peers.append(callee)
+    try:
+        callee.wait_listening()
+        kwargs = {"order": codec_order_from_names(order)} if order else {}
+        offer = build_offer(address="127.0.0.1", port=rtp_port, **kwargs)  # type: ignore[arg-type]
+        sdp = offer.to_bytes()
+        target = f"sip:bob@127.0.0.1:{callee.sip_port}"
+        common = (
+            f"From: <sip:us@127.0.0.1:{us}>;tag=codecs2\r\nTo: <{target}>\r\n"
+            f"Call-ID: codecs-{os.getpid()}-{rtp_port}@127.0.0.1\r\n"
+        )
+        via = f"Via: SIP/2.0/UDP 127.0.0.1:{us};branch=z9hG4bK-codecs-{rtp_port}\r\n"
+        invite = (
+            f"INVITE {target} SIP/2.0\r\n{via}{common}CSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:us@127.0.0.1:{us}>\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(sdp)}\r\n\r\n"
+        ).encode() + sdp
+        sip.sendto(invite, ("127.0.0.1", callee.sip_port))
+        _, h, body = recv_sip(sip, r"SIP/2.0 200 ")
+        negotiated = process_answer(offer, parse_sdp(body))
+        # baresip lists PCMU first in its own account, but the answer follows OUR offer order
+        assert negotiated.codec.name == expected
+        assert negotiated.codec.payload_type == (96 if expected == "opus" else PCMA.payload_type)
+        assert negotiated.direction == "sendrecv"
+        ack = (
+            f"ACK {target} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{us};branch=z9hG4bK-codecs-ack-{rtp_port}\r\n"
+            f"From: <sip:us@127.0.0.1:{us}>;tag=codecs2\r\nTo: {h['to']}\r\n"
+            f"Call-ID: {h['call-id']}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        sip.sendto(ack, ("127.0.0.1", callee.sip_port))
+        packets = rtp_packets(rtp, 1.5)
+        assert len(packets) > 40
+        assert {pt for pt, _ in packets} <= {negotiated.codec.payload_type, 101}
+        rate = 48000 if expected == "opus" else 8000
+        assert audio.tone_ratio(audio_of(negotiated, packets, rate), rate, 440) > 0.8
+        bye = ack.replace(b"ACK ", b"BYE ", 1).replace(b"CSeq: 1 ACK", b"CSeq: 2 BYE")
+        sip.sendto(bye.replace(b"-ack-", b"-bye-"), ("127.0.0.1", callee.sip_port))
+        recv_sip(sip, r"SIP/2.0 200 ")
+    finally:
+        sip.close()
+        rtp.close()

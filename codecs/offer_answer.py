@@ -36,6 +36,7 @@ from softphone.codecs.sdp import (
     Connection,
     MediaDescription,
     Origin,
+    SdpError,
     SessionDescription,
 )
 
@@ -183,7 +184,9 @@ def _codec_attributes(codec: Codec) -> list[Attribute]:
 
 def _offered_formats(media: MediaDescription) -> list[tuple[int, str, int, int]]:
     """``(pt, encoding, rate, channels)`` per offered PT, rtpmap first, else RFC 3551 static."""
-    maps = media.rtpmaps()
+    # A malformed rtpmap only makes its payload type unknown: the rest of the offer may still
+    # have a codec in common, which serves the caller better than a 400.
+    maps = media.rtpmaps(skip_malformed=True)
     out: list[tuple[int, str, int, int]] = []
     for pt in media.payload_types:
         if pt in maps:
@@ -194,6 +197,21 @@ def _offered_formats(media: MediaDescription) -> list[tuple[int, str, int, int]]
             out.append((pt, name, rate, channels))
         # a dynamic PT without rtpmap describes nothing we could use: skipped
     return out
+
+
+def _sending_ptime(codec: Codec, media: MediaDescription) -> int:
+    """The packet time to send with: the peer's a=ptime (RFC 8866 §6.4), kept within maxptime,
+    and for Opus one of its frame durations; 20 ms when absent or unreadable."""
+    try:
+        ptime = media.ptime or DEFAULT_PTIME
+        maxptime = media.maxptime
+    except SdpError:
+        return DEFAULT_PTIME
+    if maxptime is not None:
+        ptime = min(ptime, maxptime)
+    if codec.name.lower() == "opus":
+        return ptime if ptime in (10, 20, 40, 60) else DEFAULT_PTIME
+    return ptime if 10 <= ptime <= 120 and ptime % 10 == 0 else DEFAULT_PTIME
 
 
 def _pick_codec(
@@ -353,7 +371,7 @@ def process_answer(offer: SessionDescription, answer: SessionDescription) -> Neg
             remote_rtcp_address=rtcp_address,
             remote_rtcp_port=rtcp_port,
             direction=direction,
-            ptime=a.ptime or DEFAULT_PTIME,
+            ptime=_sending_ptime(codec, a),
             remote_fmtp=a.fmtp(codec.payload_type),
             media_index=index,
             local_sdp=offer,
@@ -454,7 +472,7 @@ def answer_offer(
         remote_rtcp_address=rtcp_address,
         remote_rtcp_port=rtcp_port,
         direction=local_direction,
-        ptime=media.ptime or DEFAULT_PTIME,
+        ptime=_sending_ptime(codec, media),
         remote_fmtp=media.fmtp(codec.payload_type),
         media_index=index,
         local_sdp=answer,

@@ -226,11 +226,16 @@ class MediaDescription:
             raise SdpError(f"m={self.media} with proto {self.proto} has no RTP payload types")
         return [int(f) for f in self.formats]
 
-    def rtpmaps(self) -> dict[int, RtpMap]:
-        """Every well-formed ``a=rtpmap``, by payload type; malformed ones raise SdpError."""
+    def rtpmaps(self, *, skip_malformed: bool = False) -> dict[int, RtpMap]:
+        """Every ``a=rtpmap`` by payload type; a malformed one raises SdpError unless skipped."""
         maps: dict[int, RtpMap] = {}
         for value in self.get_attributes("rtpmap"):
-            rtpmap = _parse_rtpmap(value)
+            try:
+                rtpmap = _parse_rtpmap(value)
+            except SdpError:
+                if skip_malformed:
+                    continue
+                raise
             maps[rtpmap.payload_type] = rtpmap
         return maps
 

@@ -401,3 +401,28 @@ def test_answer_is_the_first_of_our_order_among_the_offered(
     assert n.telephone_event_pt == (events[0] if events else None)
     assert set(n.local_sdp.media[0].payload_types) <= set(pts)
     assert process_answer(parse_sdp(body), n.local_sdp).codec == n.codec
+
+
+@pytest.mark.parametrize(
+    ("formats", "attrs", "ptime"),
+    [
+        ("8", ["a=ptime:30"], 30),  # sipp's pcap and many phones send 30 ms G.711
+        ("8", [], 20),
+        ("8", ["a=ptime:30", "a=maxptime:20"], 20),
+        ("8", ["a=ptime:abc"], 20),  # unreadable: our default, not a failed call
+        ("8", ["a=ptime:7"], 20),
+        ("96", ["a=rtpmap:96 opus/48000/2", "a=ptime:40"], 40),
+        ("96", ["a=rtpmap:96 opus/48000/2", "a=ptime:30"], 20),  # not an Opus frame size
+    ],
+)
+def test_sending_ptime_follows_the_peer_within_limits(
+    formats: str, attrs: list[str], ptime: int
+) -> None:
+    assert answer(offer_of(formats, *attrs)).ptime == ptime
+
+
+def test_malformed_rtpmap_only_hides_its_payload_type() -> None:
+    n = answer(offer_of("96 8", "a=rtpmap:96 opus", "a=rtpmap:8 PCMA/8000"))
+    assert n.codec == PCMA
+    with pytest.raises(NoCommonCodec):
+        answer(offer_of("96", "a=rtpmap:96 opus/x/2"))

@@ -1,17 +1,25 @@
 """SIP messages (RFC 3261 §7, §20, §25): model, parser, serializer, stream framing.
 
 Our own parser because the core must be sans-I/O, exact about what it rejects (a 400 whose
-reason names the fault) and fast (a typical INVITE with SDP parses in a few microseconds):
-header values are kept as text and parsed on demand (Via, CSeq, From/To).
+reason names the fault, RFC 4475 §3.1.2 and §3.3) and fast: a typical INVITE with SDP parses
+in about ten microseconds. Header values are kept as text; the fields every server needs
+(Request-URI, Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact, Date) are
+checked at parse time, by one compiled regular expression for the common spelling and the full
+LWS-tolerant parser (``Via.parse``, ``NameAddr.parse``...) only when that fails. Typed values
+(``msg.vias``, ``msg.from_``...) are parsed on demand.
+
+Whatever the bytes, :func:`parse_message` raises :class:`SipParseError` and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from softphone.sip.errors import SipParseError
-from softphone.sip.uri import NameAddr, split_hostport
+from softphone.sip.errors import SipHeaderValueError, SipParseError
+from softphone.sip.uri import NameAddr, SipUri, split_hostport
 
 MAX_MESSAGE_SIZE = 65536
 
@@ -52,6 +60,33 @@ LIST_HEADERS = frozenset(
 )
 
 SINGLE_REQUIRED = ("to", "from", "call-id", "cseq")
+# The fields parse_message checks; the others are kept as text, unread.
+_CHECKED = frozenset(
+    ("via", "to", "from", "call-id", "cseq", "max-forwards", "content-length", "contact", "date")
+)
+_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+     "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE")
+)
+
+_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+# Header name -> (canonical key, serialised spelling). Pre-filled with the usual spellings;
+# names seen on the wire are added up to a bound so that random names cannot grow it.
+_NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_MAX = 2048
+
+
+def _name_entry(name: str) -> tuple[str, str]:
+    low = name.lower()
+    key = COMPACT.get(low, low)
+    return key, DISPLAY.get(key, name)
+
+
+for _display in list(DISPLAY.values()) + list(COMPACT):
+    for _spelling in (_display, _display.lower(), _display.upper()):
+        _NAME_CACHE[_spelling] = _name_entry(_spelling)
 
 
 def canonical(name: str) -> str:
@@ -65,6 +100,13 @@ def split_list(value: str) -> list[str]:
     if "," not in value:
         v = value.strip()
         return [v] if v else []
+    return [p for p in _split_elements(value) if p]
+
+
+def _split_elements(value: str) -> list[str]:
+    """Comma-separated elements, stripped, empty ones kept (for strict checks)."""
+    if "," not in value:
+        return [value.strip()]
     out: list[str] = []
     depth = 0
     quoted = False
@@ -85,21 +127,27 @@ def split_list(value: str) -> list[str]:
         elif c == ">":
             depth = max(0, depth - 1)
         elif c == "," and depth == 0:
-            part = value[start:i].strip()
-            if part:
-                out.append(part)
+            out.append(value[start:i].strip())
             start = i + 1
         i += 1
     if quoted:
         raise SipParseError("Unterminated quoted string")
-    part = value[start:].strip()
-    if part:
-        out.append(part)
+    out.append(value[start:].strip())
     return out
 
 
+def _checked(value: str) -> str:
+    # A CR or LF in a value would end the field early on the wire: header injection.
+    if "\r" in value or "\n" in value:
+        raise SipHeaderValueError("CR or LF in a header value")
+    return value
+
+
 class Headers:
-    """Ordered header fields. Names are matched case-insensitively, compact forms expanded."""
+    """Ordered header fields. Names are matched case-insensitively, compact forms expanded.
+
+    Values containing CR or LF are refused (:class:`SipHeaderValueError`).
+    """
 
     __slots__ = ("_fields",)
 
@@ -110,11 +158,12 @@ class Headers:
 
     def add(self, name: str, value: str) -> None:
         key = canonical(name)
-        self._fields.append((key, DISPLAY.get(key, name.strip()), value))
+        self._fields.append((key, DISPLAY.get(key, name.strip()), _checked(value)))
 
     def insert_first(self, name: str, value: str) -> None:
         """Insert before any field of the same name (a new top Via, a new Route)."""
         key = canonical(name)
+        _checked(value)
         for i, (k, _, _) in enumerate(self._fields):
             if k == key:
                 self._fields.insert(i, (key, DISPLAY.get(key, name), value))
@@ -124,6 +173,7 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every field of this name by one (kept at the first one's place)."""
         key = canonical(name)
+        _checked(value)
         for i, (k, _, _) in enumerate(self._fields):
             if k == key:
                 self._fields[i] = (key, DISPLAY.get(key, name), value)
@@ -195,7 +245,15 @@ class Headers:
         return h
 
     def encode(self) -> str:
-        return "".join(f"{d}: {v}\r\n" for _, d, v in self._fields)
+        return "".join([f"{d}: {v}\r\n" for _, d, v in self._fields])
+
+
+# sent-protocol with LWS around the slashes (RFC 4475 §3.1.1.1), sent-by, then parameters.
+_VIA_RE = re.compile(
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+?)[ \t]*(;.*)?"
+)
+_VIA_PARAM_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"]*\"))?")
 
 
 @dataclass(slots=True)
@@ -210,27 +268,31 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        text = text.strip()
-        sent_protocol, _, rest = _split_ws(text)
-        parts = [p.strip() for p in sent_protocol.split("/")]
-        if len(parts) != 3 or not all(parts):
-            # Tolerate LWS around the slashes: "SIP / 2.0 / UDP host".
-            joined = text.replace(" / ", "/").replace("/ ", "/").replace(" /", "/")
-            if joined == text:
-                raise SipParseError("Bad Via sent-protocol")
-            return cls.parse(joined)
-        name, version, transport = parts
+        try:
+            return cls._parse(text)
+        except SipParseError as err:
+            raise SipParseError(f"Bad Via: {err.reason}") from None
+        except Exception:  # a last line of defence
+            raise SipParseError("Bad Via") from None
+
+    @classmethod
+    def _parse(cls, text: str) -> Via:
+        m = _VIA_RE.fullmatch(text.strip())
+        if m is None:
+            raise SipParseError("malformed value")
+        name, version, transport, sent_by, ptext = m.groups()
         if name.upper() != "SIP" or version != "2.0":
-            raise SipParseError("Bad Via sent-protocol")
-        sent_by, _, ptext = rest.strip().partition(";")
-        host, port = split_hostport(sent_by.strip().replace(" ", ""))
+            raise SipParseError("bad sent-protocol")
+        sent_by = sent_by.replace(" ", "").replace("\t", "")
+        host, port = split_hostport(sent_by)
         params: dict[str, str | None] = {}
-        for p in ptext.split(";"):
-            p = p.strip()
-            if not p:
-                continue
-            k, eq, v = p.partition("=")
-            params[k.strip().lower()] = v.strip() if eq else None
+        if ptext:
+            for p in ptext[1:].split(";"):
+                p = p.replace(" ", "").replace("\t", "")
+                if _VIA_PARAM_RE.fullmatch(p) is None:
+                    raise SipParseError("bad parameter")
+                k, eq, v = p.partition("=")
+                params[k.lower()] = v if eq else None
         return cls(transport=transport.upper(), host=host, port=port, params=params)
 
     @property
@@ -243,13 +305,6 @@ class Via:
         return f"{self.protocol}/{self.transport} {hp}{ps}"
 
 
-def _split_ws(text: str) -> tuple[str, str, str]:
-    for i, c in enumerate(text):
-        if c in " \t":
-            return text[:i], c, text[i + 1 :]
-    return text, "", ""
-
-
 @dataclass(frozen=True, slots=True)
 class CSeq:
     number: int
@@ -257,18 +312,34 @@ class CSeq:
 
     @classmethod
     def parse(cls, text: str) -> CSeq:
-        num, _, method = text.strip().partition(" ")
-        method = method.strip()
-        if not num.isdigit() or len(num) > 10 or int(num) >= 2**31 or not method or " " in method:
-            raise SipParseError("Bad CSeq")
-        return cls(int(num), method)
+        if len(text) > 64:  # only short values are cached: the cache must stay small
+            return _parse_cseq.__wrapped__(text)
+        return _parse_cseq(text)
 
     def __str__(self) -> str:
         return f"{self.number} {self.method}"
 
 
+@lru_cache(maxsize=1024)
+def _parse_cseq(text: str) -> CSeq:
+    # CSeq is frozen, so parses can be shared; the cache is bounded.
+    parts = text.split()
+    if len(parts) != 2:
+        raise SipParseError("Bad CSeq")
+    num, method = parts
+    if not num.isdigit() or not num.isascii() or len(num) > 10 or int(num) >= 2**31:
+        raise SipParseError("Bad CSeq")
+    if _TOKEN_RE.fullmatch(method) is None:
+        raise SipParseError("Bad CSeq")
+    return CSeq(int(num), method)
+
+
 class _Message:
-    """What requests and responses share: headers, body and the typed header accessors."""
+    """What requests and responses share: headers, body and the typed header accessors.
+
+    Accessors parse on demand and raise :class:`SipParseError` (never anything else) when the
+    header is missing or malformed.
+    """
 
     __slots__ = ("headers", "body")
 
@@ -281,7 +352,10 @@ class _Message:
 
     @property
     def cseq(self) -> CSeq:
-        return CSeq.parse(self.headers.get("cseq") or "")
+        value = self.headers.get("cseq")
+        if value is None:
+            raise SipParseError("Missing CSeq")
+        return CSeq.parse(value)
 
     @property
     def vias(self) -> list[Via]:
@@ -296,11 +370,17 @@ class _Message:
 
     @property
     def from_(self) -> NameAddr:
-        return NameAddr.parse(self.headers.get("from") or "")
+        value = self.headers.get("from")
+        if value is None:
+            raise SipParseError("Missing From")
+        return NameAddr.parse(value)
 
     @property
     def to(self) -> NameAddr:
-        return NameAddr.parse(self.headers.get("to") or "")
+        value = self.headers.get("to")
+        if value is None:
+            raise SipParseError("Missing To")
+        return NameAddr.parse(value)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -312,9 +392,20 @@ class _Message:
         return ct.split(";")[0].strip().lower() if ct else None
 
     def _encode(self, start_line: str) -> bytes:
-        head = self.headers.copy()
-        head.set("Content-Length", str(len(self.body)))
-        return (start_line + "\r\n" + head.encode() + "\r\n").encode() + self.body
+        body = self.body
+        out = [start_line, "\r\n"]
+        length_done = False
+        for k, d, v in self.headers._fields:
+            if k == "content-length":
+                if length_done:
+                    continue
+                v = str(len(body))
+                length_done = True
+            out += (d, ": ", v, "\r\n")
+        if not length_done:
+            out += ("Content-Length: ", str(len(body)), "\r\n")
+        out.append("\r\n")
+        return "".join(out).encode() + body
 
     def __bytes__(self) -> bytes:
         return self.to_bytes()
@@ -332,6 +423,11 @@ class SipRequest(_Message):
         self.uri = uri
         self.headers = headers if headers is not None else Headers()
         self.body = body
+
+    @property
+    def request_uri(self) -> SipUri:
+        """The Request-URI, parsed (sip, sips or tel; others raise a 416 error)."""
+        return SipUri.parse(self.uri)
 
     def to_bytes(self) -> bytes:
         return self._encode(f"{self.method} {self.uri} SIP/2.0")
@@ -359,17 +455,36 @@ class SipResponse(_Message):
 
 SipMessage = SipRequest | SipResponse
 
-_TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
-
-def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
-    idx = data.find(b"\r\n\r\n")
-    if idx >= 0:
-        return data[:idx], data[idx + 4 :]
-    idx = data.find(b"\n\n")
-    if idx >= 0:
-        return data[:idx], data[idx + 2 :]
-    return data.rstrip(b"\r\n"), b""
+# --- fast-path grammar: a subset of RFC 3261 §25.1 that the common spellings match ----------
+# Possessive quantifiers: no backtracking, so a hostile value costs linear time, and a value
+# the fast path misses simply goes to the full parser.
+_P = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$`]"  # paramchar without escapes
+_HOST = r"[A-Za-z0-9\-.]++"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_URI = (
+    rf"sips?:(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]++(?::[A-Za-z0-9\-_.!~*'()&=+$,]*+)?+@)?+"
+    rf"{_HOST}(?::{_PORT})?+(?:;{_P}++(?:={_P}++)?+)*+"
+)
+_TOK = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_HPARAMS = rf"(?: *+; *+{_TOK}(?: *+= *+(?:{_TOK}|\"[^\"\\]*+\"))?+)*+"
+_FAST_ADDR = re.compile(
+    rf"(?:(?:{_TOK}(?: ++{_TOK})*+ *+|\"[^\"\\]*+\" *+)?+<{_URI}(?:\?[^\s<>\"]*+)?+>"
+    rf"|sips?:[A-Za-z0-9\-_.!~*'()&=+$/]++@{_HOST}(?::{_PORT})?+){_HPARAMS}"
+)
+_FAST_VIA1 = (
+    rf"SIP/2\.0/[A-Za-z]++ {_HOST}(?::{_PORT})?+"
+    r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]++)?+)*+"
+)
+_FAST_VIA = re.compile(rf"{_FAST_VIA1}(?: *+, *+{_FAST_VIA1})*+")
+_FAST_RURI = re.compile(_URI)
+_FAST_CSEQ = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
+_FOLD_RE = re.compile(r"[ \t]*\n[ \t]+")
+_DATE_RE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
+    r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+)
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
@@ -377,101 +492,233 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
 
     On datagrams a body longer than Content-Length is truncated (§18.3); a shorter one is an
     error. ``stream=True`` demands Content-Length (framing is done by :class:`StreamFramer`).
+    A request that fails a check is reported with ``err.request`` set when it can be answered
+    (see :func:`error_response`); a broken response is always ``respondable=False``.
     """
     try:
         return _parse(data, stream)
     except SipParseError:
         raise
-    except (ValueError, IndexError, UnicodeError) as exc:  # a last line of defence
+    except Exception as exc:  # a last line of defence: the fuzz tests assert it never runs
         raise SipParseError(f"Malformed message ({type(exc).__name__})") from None
 
 
 def _parse(data: bytes, stream: bool) -> SipMessage:
     if len(data) > MAX_MESSAGE_SIZE:
-        raise SipParseError("Message Too Large", status=513)
-    data = data.lstrip(b"\r\n")
-    head, body = _split_head_body(data)
+        raise SipParseError("Message Too Large", status=513, respondable=False)
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # §7.5: leading CRLFs are ignored
+    i = data.find(b"\r\n\r\n")
+    j = data.find(b"\n\n")
+    if i >= 0 and (j < 0 or i < j):
+        head, body = data[:i], data[i + 4 :]
+    elif j >= 0:
+        head, body = data[:j], data[j + 2 :]
+    else:
+        head, body = data.rstrip(b"\r\n"), b""
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        raise SipParseError("Header not UTF-8") from None
-    lines = text.replace("\r\n", "\n").split("\n")
-    start = lines[0]
-    headers = Headers()
+        raise SipParseError("Header not UTF-8", respondable=False) from None
+    crlf = text.count("\r\n")
+    if crlf != text.count("\n") or crlf != text.count("\r"):
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise SipParseError("Bare CR in header", respondable=False)
+        sep = "\n"
+    else:
+        sep = "\r\n"  # the usual case: split without copying the text first
+    if "\n " in text or "\n\t" in text:
+        text = _FOLD_RE.sub(" ", text.replace("\r\n", "\n"))  # §7.3.1: one logical line
+        sep = "\n"
+    lines = text.split(sep)
+    msg, line_error = _start_line(lines[0])
+    headers = msg.headers
     fields = headers._fields
-    for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":  # folded continuation (§7.3.1)
-            if not fields:
-                raise SipParseError("Continuation line before any header")
-            k, d, v = fields[-1]
-            fields[-1] = (k, d, v + " " + line.strip())
-            continue
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or any(c not in _TOKEN for c in name):
-            raise SipParseError("Malformed header line")
-        key = COMPACT.get(name.lower(), name.lower())
-        fields.append((key, DISPLAY.get(key, name), value.strip()))
-    msg = _start_line(start, headers)
-    _check_required(msg)
-    cl_values = headers.get_all("content-length")
-    if len(cl_values) > 1:
-        raise SipParseError("Multiple Content-Length")
-    if cl_values:
-        cl_text = cl_values[0].strip()
-        if not cl_text.isdigit():
-            raise SipParseError("Bad Content-Length")
-        length = int(cl_text)
-        if length > len(body):
-            raise SipParseError("Content-Length larger than body")
-        body = body[:length]
-    elif stream:
-        raise SipParseError("Missing Content-Length on a stream transport")
+    index: dict[str, list[str]] = {}
+    cache = _NAME_CACHE
+    checked = _CHECKED
+    try:
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            entry = cache.get(name)
+            if entry is None or not colon:
+                entry = _new_name(name, colon)
+            key = entry[0]
+            value = value.strip()
+            fields.append((key, entry[1], value))
+            if key in checked:
+                found = index.get(key)
+                if found is None:
+                    index[key] = [value]
+                else:
+                    found.append(value)
+        if line_error is not None:
+            # Read the header fields anyway so that the 400/505 can be answered (§8.2.6).
+            line_error.respondable = "via" in index
+            raise line_error
+        if isinstance(msg, SipRequest):
+            _check_request(msg, index)
+        else:
+            _check_response(index)
+        body = _frame_body(index, body, stream)
+    except SipParseError as err:
+        if isinstance(msg, SipResponse):
+            err.respondable = False
+        elif err.respondable:
+            err.request = msg
+        raise
     msg.body = body
     return msg
 
 
-def _start_line(line: str, headers: Headers) -> SipMessage:
+def _new_name(name: str, colon: str) -> tuple[str, str]:
+    stripped = name.rstrip(" \t")
+    if not colon or _TOKEN_RE.fullmatch(stripped) is None:
+        raise SipParseError("Malformed header line")
+    entry = _name_entry(stripped)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX and len(name) <= 64:
+        _NAME_CACHE[name] = entry
+    return entry
+
+
+def _start_line(line: str) -> tuple[SipMessage, SipParseError | None]:
+    """The message the start line begins, and the error to raise once headers are read."""
     if line.startswith("SIP/"):
         parts = line.split(" ", 2)
         if len(parts) < 2 or parts[0] != "SIP/2.0":
             raise SipParseError("Bad status line", respondable=False)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit() or code[0] == "0":
+        if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
             raise SipParseError("Bad status code", respondable=False)
-        return SipResponse(int(code), parts[2] if len(parts) > 2 else "", headers)
+        reason = parts[2] if len(parts) > 2 else ""
+        return SipResponse(int(code), reason, Headers()), None
     parts = line.split(" ")
-    if len(parts) != 3:
-        raise SipParseError("Bad request line")
+    if len(parts) != 3 or not all(parts):
+        # RFC 4475 §3.1.2.8-10: LWS in the Request-URI, doubled or trailing SP: a 400 if the
+        # line still reads as "method ... SIP/2.0", else nothing to answer.
+        words = line.split()
+        if len(words) >= 3 and words[-1] == "SIP/2.0" and _TOKEN_RE.fullmatch(words[0]):
+            uri = " ".join(words[1:-1])
+            return SipRequest(words[0], uri, Headers()), SipParseError("Bad request line")
+        raise SipParseError("Bad request line", respondable=False)
     method, uri, version = parts
-    if not method or any(c not in _TOKEN for c in method):
-        raise SipParseError("Bad method")
+    if method not in _METHODS and _TOKEN_RE.fullmatch(method) is None:
+        raise SipParseError("Bad method", respondable=False)
+    msg = SipRequest(method, uri, Headers())
     if version != "SIP/2.0":
-        raise SipParseError("Version Not Supported", status=505)
-    if not uri or ":" not in uri:
-        raise SipParseError("Bad Request-URI")
-    return SipRequest(method, uri, headers)
+        if version.startswith("SIP/"):
+            return msg, SipParseError("Version Not Supported", status=505)  # RFC 4475 §3.1.2.16
+        return msg, SipParseError("Bad request line")
+    return msg, None
 
 
-def _check_required(msg: SipMessage) -> None:
-    h = msg.headers
-    if not h.values("via"):
-        raise SipParseError("Missing Via", respondable=False)
-    for name in SINGLE_REQUIRED:
-        n = h.count(name)
-        if n == 0:
-            raise SipParseError(f"Missing {DISPLAY[name]}")
-        if n > 1:
-            raise SipParseError(f"Multiple {DISPLAY[name]}")
-    cseq = CSeq.parse(h.get("cseq") or "")
-    if isinstance(msg, SipRequest):
-        if cseq.method != msg.method:
-            raise SipParseError("CSeq method does not match the request method")
-        mf = h.get("max-forwards")
-        if mf is not None and (not mf.strip().isdigit() or int(mf) > 255):
+def _check_request_uri(uri: str) -> None:
+    if _FAST_RURI.fullmatch(uri) is not None:
+        return
+    if uri[0] == "<":
+        raise SipParseError("Request-URI in <>")  # RFC 4475 §3.1.2.7
+    try:
+        parsed = SipUri.parse(uri)  # 400 for bad syntax, 416 for other schemes (§8.2.2.1)
+    except SipParseError as err:
+        if err.status != 400:
+            raise
+        raise SipParseError(f"Bad Request-URI: {err.reason}") from None
+    if parsed.headers:
+        raise SipParseError("Headers in Request-URI")  # §19.1.1, RFC 4475 §3.1.2.11
+
+
+def _check_request(msg: SipRequest, index: dict[str, list[str]]) -> None:
+    _check_request_uri(msg.uri)
+    if _check_common(index) != msg.method:
+        raise SipParseError("CSeq method does not match the request method")
+    mf = index.get("max-forwards")
+    if mf is not None:
+        if len(mf) > 1:
+            raise SipParseError("Multiple Max-Forwards")
+        if not mf[0].isdigit() or not mf[0].isascii() or len(mf[0]) > 5 or int(mf[0]) > 255:
             raise SipParseError("Bad Max-Forwards")
+    contacts = index.get("contact")
+    if contacts is not None:
+        for value in contacts:
+            if value == "*" or _FAST_ADDR.fullmatch(value) is not None:
+                continue
+            for element in _split_elements(value):
+                if not element:
+                    raise SipParseError("Bad Contact")
+                if element != "*":
+                    _named(NameAddr.parse, element, "Contact")
+    date = index.get("date")
+    if date is not None and (len(date) > 1 or _DATE_RE.fullmatch(date[0]) is None):
+        raise SipParseError("Bad Date")  # RFC 4475 §3.1.2.12: only GMT dates are valid
+
+
+def _check_response(index: dict[str, list[str]]) -> None:
+    _check_common(index)
+
+
+def _check_common(index: dict[str, list[str]]) -> str:
+    """Check what requests and responses share; return the CSeq method."""
+    vias = index.get("via")
+    if vias is None:
+        raise SipParseError("Missing Via", respondable=False)
+    # Only the first Via field is read: it routes the response (§18.2.2); the ones below
+    # belong to other hops and are copied back verbatim (§8.2.6.2).
+    value = vias[0]
+    if _FAST_VIA.fullmatch(value) is None:
+        for element in _split_elements(value):
+            if not element:
+                raise SipParseError("Bad Via: empty value")
+            Via.parse(element)
+    for name in SINGLE_REQUIRED:
+        found = index.get(name)
+        if found is None:
+            raise SipParseError(f"Missing {DISPLAY[name]}")
+        if len(found) > 1:
+            raise SipParseError(f"Multiple {DISPLAY[name]}")
+    if not index["call-id"][0]:
+        raise SipParseError("Empty Call-ID")
+    for name, label in (("from", "From"), ("to", "To")):
+        value = index[name][0]
+        if _FAST_ADDR.fullmatch(value) is None:
+            _named(NameAddr.parse, value, label)
+    cseq = index["cseq"][0]
+    m = _FAST_CSEQ.fullmatch(cseq)
+    if m is not None and len(m.group(1)) < 10:
+        return m.group(2)
+    return CSeq.parse(cseq).method
+
+
+def _named(parse: Callable[[str], object], value: str, label: str) -> None:
+    # The reason names the header as well as the fault: "Bad To: Spaces inside <URI>".
+    try:
+        parse(value)
+    except SipParseError as err:
+        raise SipParseError(f"Bad {label}: {err.reason}", status=err.status) from None
+
+
+def _frame_body(index: dict[str, list[str]], body: bytes, stream: bool) -> bytes:
+    cl_values = index.get("content-length")
+    if cl_values is None:
+        if stream:
+            raise SipParseError("Missing Content-Length on a stream transport")
+        return body
+    if len(cl_values) > 1:
+        raise SipParseError("Multiple Content-Length")  # RFC 4475 §3.3.9
+    cl_text = cl_values[0]
+    if not cl_text.isdigit() or not cl_text.isascii() or len(cl_text) > 9:
+        raise SipParseError("Bad Content-Length")
+    length = int(cl_text)
+    if length > len(body):
+        raise SipParseError("Content-Length larger than body")
+    return body if length == len(body) else body[:length]
+
+
+def error_response(err: SipParseError) -> SipResponse | None:
+    """The response a server sends for ``err`` (its status and reason), or None: drop it."""
+    if not err.respondable or err.request is None:
+        return None
+    return make_response(err.request, err.status, err.reason)
 
 
 class StreamFramer:
@@ -488,9 +735,20 @@ class StreamFramer:
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete messages (and pings) now available.
 
-        Raises :class:`SipParseError` when the stream cannot be resynchronised (oversize or
-        no Content-Length): the transport must then close the connection.
+        Raises :class:`SipParseError` (and nothing else) when the stream cannot be
+        resynchronised (oversize, no or several Content-Length): the transport must then close
+        the connection (RFC 4475 §3.3.9).
         """
+        try:
+            return self._feed(data)
+        except SipParseError:
+            self._buf.clear()
+            raise
+        except Exception as exc:  # a last line of defence
+            self._buf.clear()
+            raise SipParseError(f"Malformed stream ({type(exc).__name__})") from None
+
+    def _feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         buf = self._buf
@@ -499,7 +757,9 @@ class StreamFramer:
                 out.append(b"\r\n\r\n")
                 del buf[:4]
                 continue
-            if buf[:2] == b"\r\n" and len(buf) >= 2 and buf[2:3] != b"\r":
+            if buf[:2] == b"\r\n":
+                if len(buf) < 4 and b"\r\n\r\n".startswith(bytes(buf)):
+                    break  # maybe the start of a ping: wait for more
                 del buf[:2]  # a lone pong or a stray CRLF
                 continue
             end = buf.find(b"\r\n\r\n")
@@ -520,36 +780,52 @@ class StreamFramer:
 
 
 def _content_length(head: bytes) -> int:
+    found: int | None = None
     for line in head.split(b"\r\n")[1:]:
         name, colon, value = line.partition(b":")
         if colon and name.strip().lower() in (b"content-length", b"l"):
             v = value.strip()
-            if not v.isdigit():
+            if not v.isdigit() or len(v) > 9:
                 raise SipParseError("Bad Content-Length")
-            return int(v)
-    raise SipParseError("Missing Content-Length on a stream transport")
+            if found is not None:
+                raise SipParseError("Multiple Content-Length")
+            found = int(v)
+    if found is None:
+        raise SipParseError("Missing Content-Length on a stream transport")
+    return found
 
 
 def make_response(request: SipRequest, status: int, reason: str, *, to_tag: str | None = None,
                   body: bytes = b"", content_type: str | None = None,
                   extra: Iterable[tuple[str, str]] = ()) -> SipResponse:
-    """Build a response to ``request`` per §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied."""
+    """Build a response to ``request`` per §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied.
+
+    Fields the request lacks (a 400 to a request without From...) are left out, not sent empty.
+    """
     h = Headers()
+    fields = h._fields
     for v in request.headers.get_all("via"):
-        h.add("Via", v)
-    h.add("From", request.headers.get("from") or "")
-    to = request.headers.get("to") or ""
-    if to_tag is not None and status > 100 and ";tag=" not in to.replace(" ", "").lower():
-        to = f"{to};tag={to_tag}"
-    h.add("To", to)
-    h.add("Call-ID", request.call_id)
-    h.add("CSeq", request.headers.get("cseq") or "")
-    if status >= 200 or status == 100:
+        fields.append(("via", "Via", v))
+    frm = request.headers.get("from")
+    if frm is not None:
+        fields.append(("from", "From", frm))
+    to = request.headers.get("to")
+    if to is not None:
+        if to_tag is not None and status > 100 and ";tag=" not in to.replace(" ", "").lower():
+            to = f"{to};tag={_checked(to_tag)}"
+        fields.append(("to", "To", to))
+    call_id = request.headers.get("call-id")
+    if call_id is not None:
+        fields.append(("call-id", "Call-ID", call_id))
+    cseq = request.headers.get("cseq")
+    if cseq is not None:
+        fields.append(("cseq", "CSeq", cseq))
+    if status == 100:
         ts = request.headers.get("timestamp")
-        if ts is not None and status == 100:
-            h.add("Timestamp", ts)
+        if ts is not None:
+            fields.append(("timestamp", "Timestamp", ts))
     for name, value in extra:
         h.add(name, value)
     if content_type is not None:
         h.add("Content-Type", content_type)
-    return SipResponse(status, reason, h, body)
+    return SipResponse(status, _checked(reason), h, body)

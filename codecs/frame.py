@@ -2,9 +2,10 @@
 
 A bridge that transcodes (Opus <-> G.711) sees every leg the same way: ``clock_rate`` is the
 rate of the PCM it hands in and gets out (mono int16), ``frame_samples(ptime)`` the frame it
-must cut, ``encode`` makes one RTP payload and ``decode(None)`` conceals a lost one. The bridge
-resamples between legs with the native resampler. ``rtp_clock_rate`` is the RTP timestamp rate,
-which for Opus is 48000 whatever the PCM rate is (RFC 7587 §4.1).
+must cut, ``rtp_samples(ptime)`` the RTP timestamp step, ``encode`` makes one RTP payload and
+``decode(None)`` conceals a lost one. The bridge resamples between legs with the native
+resampler. ``rtp_clock_rate`` is the RTP timestamp rate, which for Opus is 48000 whatever the
+PCM rate is (RFC 7587 §4.1).
 
 Opus runs mono internally: the bridge mixes mono, and a mono encoder's packets are valid for a
 peer that asked for ``stereo=1`` (RFC 7587 §6.1 makes stereo a receiver preference only). Its
@@ -35,6 +36,8 @@ class FrameCodec(Protocol):
     rtp_clock_rate: int
 
     def frame_samples(self, ptime_ms: int = 20) -> int: ...
+
+    def rtp_samples(self, ptime_ms: int = 20) -> int: ...
 
     def encode(self, pcm: bytes) -> bytes: ...
 
@@ -77,6 +80,11 @@ class OpusFrameCodec:
 
     def frame_samples(self, ptime_ms: int = 20) -> int:
         return self.encoder.frame_samples(ptime_ms)
+
+    def rtp_samples(self, ptime_ms: int = 20) -> int:
+        """RTP timestamp increment per packet: always at 48 kHz for Opus."""
+        self.encoder.frame_samples(ptime_ms)  # same validity check
+        return self.rtp_clock_rate * ptime_ms // 1000
 
     def encode(self, pcm: bytes) -> bytes:
         return self.encoder.encode(pcm)

@@ -10,44 +10,19 @@ it for the 20 ms gaps a jitter buffer leaves).
 
 from __future__ import annotations
 
-import importlib
 import sys
 from array import array
 from collections.abc import Callable
-from types import ModuleType
+
+from softphone.native import g711 as native
+from softphone.native.g711 import G711Error
 
 __all__ = ["G711Codec", "G711Error"]
 
 Converter = Callable[[bytes], bytes]
 
 
-class G711Error(ValueError):
-    """A PCM frame with an odd byte count, or an unknown law."""
-
-
-def _native() -> ModuleType | None:
-    # Imported on first use: the native package is built at install time, and importing it
-    # only when a G.711 leg exists keeps ``softphone.codecs`` light for SDP-only users.
-    try:
-        return importlib.import_module("softphone.native.g711")
-    except ImportError:
-        return None
-
-
 def _converters(law: str) -> tuple[Converter, Converter]:
-    native = _native()
-    if native is None:
-        # Until the native G.711 lands, the stdlib's audioop (same ITU tables, deprecated
-        # and gone in 3.13) keeps the media path working.
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import audioop
-
-        if law == "PCMA":
-            return (lambda b: audioop.lin2alaw(b, 2)), (lambda b: audioop.alaw2lin(b, 2))
-        return (lambda b: audioop.lin2ulaw(b, 2)), (lambda b: audioop.ulaw2lin(b, 2))
     if law == "PCMA":
         return native.alaw_encode, native.alaw_decode
     return native.ulaw_encode, native.ulaw_decode
@@ -78,6 +53,10 @@ class G711Codec:
         if ptime_ms <= 0 or (8 * ptime_ms) != int(8 * ptime_ms):
             raise G711Error(f"ptime {ptime_ms} ms does not give a whole number of samples")
         return int(8 * ptime_ms)
+
+    def rtp_samples(self, ptime_ms: int = 20) -> int:
+        """RTP timestamp increment per packet (the clock is the sample rate for G.711)."""
+        return self.frame_samples(ptime_ms)
 
     def encode(self, pcm: bytes) -> bytes:
         """int16 little-endian mono PCM at 8000 Hz -> one G.711 payload (one byte per sample)."""

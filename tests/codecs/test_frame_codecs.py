@@ -68,7 +68,8 @@ def test_codec_for_registry_codecs(audio: Any) -> None:
     opus = codec_for(OPUS.with_payload_type(111), opus_rate=16000)
     assert isinstance(opus, OpusFrameCodec) and isinstance(opus, FrameCodec)
     assert (opus.clock_rate, opus.rtp_clock_rate, opus.payload_type) == (16000, 48000, 111)
-    assert opus.frame_samples(20) == 320
+    assert opus.frame_samples(20) == 320 and opus.rtp_samples(20) == 960
+    assert pcma.frame_samples(20) == pcma.rtp_samples(20) == 160
     out = b"".join(
         opus.decode(opus.encode(audio.tone(1000, 16000, 320, start=i * 320))) for i in range(25)
     )

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("selfcheck", help="check that the native hot path is built and working")
     p.set_defaults(handler=_selfcheck)
+    from softphone.edge.app import add_parser as add_edge
+
+    add_edge(sub)
     return parser
 
 

@@ -33,6 +33,7 @@ class EdgeConfig:
     tls_port: int = 5061
     domain: str = "127.0.0.1"
     realm: str = "softphone"
+    digest_algorithms: tuple[str, ...] = ("MD5",)
     t1: float = 0.5
     user_agent: str = "softphone-edge/0.1"
     media_bind: str = "127.0.0.1"
@@ -89,7 +90,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo", "users"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
-        "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "t1_ms", "user_agent"))
+        "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
+        "user_agent"))
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
         "retry_after_s"))
@@ -143,6 +145,13 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                         f"upstream account {dup!r} is mapped to several users; the terms allow "
                         "one person per account (R-ACCT-1)")
 
+    algorithms = sip.texts("digest_algorithms", ["MD5"])
+    for alg in algorithms:
+        if alg.upper() not in ("MD5", "SHA-256"):
+            raise sip.error("digest_algorithms", f"unknown algorithm {alg!r} (MD5, SHA-256)")
+    if not algorithms:
+        raise sip.error("digest_algorithms", "must name at least one algorithm")
+
     echo_ext = ext.text("echo", "600")
     tone_ext = ext.text("tone", "601")
     if echo_ext in seen or tone_ext in seen:
@@ -155,6 +164,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         tls_port=sip.integer("tls_port", 5061, lo=0, hi=65535),
         domain=sip.text("domain", "127.0.0.1"),
         realm=sip.text("realm", "softphone"),
+        digest_algorithms=tuple(a.upper() for a in algorithms),
         t1=sip.integer("t1_ms", 500, lo=50, hi=10000) / 1000.0,
         user_agent=sip.text("user_agent", "softphone-edge/0.1"),
         media_bind=_check_ip(media, "bind", media.text("bind", "127.0.0.1")),

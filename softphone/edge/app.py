@@ -1,0 +1,195 @@
+"""``softphone edge``: the PBX edge process (registrar + B2BUA with anchored media).
+
+Start-up order: validate the whole configuration (nothing binds on a bad file), create the
+data directory, bind the SIP transports and the RTP allocator, then print how to register a
+phone and place a first call. SIGINT/SIGTERM end every call (BYE both legs) and free every
+port before exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from softphone.codecs.registry import codec_order_from_names
+from softphone.configfile import ConfigError
+from softphone.edge.b2bua import B2BUA
+from softphone.edge.calllog import CallLog
+from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
+from softphone.edge.config import load_edge_config as load_config
+from softphone.edge.location import LocationService
+from softphone.edge.media import MediaSettings
+from softphone.media.ports import PortAllocator
+from softphone.sip.auth import DigestServer
+from softphone.sip.core import SipCore
+from softphone.sip.message import SipRequest
+from softphone.sip.transport import ListenSpec, TransportLayer
+
+log = logging.getLogger("softphone.edge")
+
+
+class EdgeAuth:
+    """Digest for local users over :class:`DigestServer`.
+
+    The algorithms offered come from ``sip.digest_algorithms``: MD5 alone by default, because
+    phones built on libre (baresip 1.0) give up on a 401 that also carries a challenge with an
+    algorithm they lack; add "SHA-256" (RFC 8760) where every phone supports it.
+    """
+
+    def __init__(self, cfg: EdgeConfig) -> None:
+        passwords = {u.ext: u.password for u in cfg.users}
+        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms)
+        self._stale: set[int] = set()
+
+    def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
+        result = self.server.verify(request, now, proxy=proxy)
+        if result.stale:
+            self._stale.add(id(request))
+        return result.user
+
+    def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
+        stale = id(request) in self._stale
+        self._stale.discard(id(request))
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        return [(name, v) for v in self.server.challenge(now, stale=stale)]
+
+
+def make_bridge_factory() -> Any:
+    """The 20-ms bridge for transcoding and edge applications, when the media layer has it."""
+    try:
+        from softphone.media.bridge import bridge_for_call  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    factory: Any = bridge_for_call
+    return factory
+
+
+@dataclass
+class Edge:
+    cfg: EdgeConfig
+    transport: TransportLayer
+    core: SipCore
+    b2bua: B2BUA
+    allocator: PortAllocator
+
+    async def close(self) -> None:
+        await self.b2bua.close()
+        # let the BYEs leave before the sockets close
+        await asyncio.sleep(0.05)
+        await self.transport.close()
+        self.b2bua.call_log.close()
+        for pair in self.allocator.held():
+            self.allocator.release(pair)
+
+
+async def start_edge(cfg: EdgeConfig) -> Edge:
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    specs = []
+    specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))
+    specs.append(ListenSpec("tcp", cfg.bind, cfg.tcp_port))
+    if cfg.tls_port:
+        from softphone.sip.tls import DEMO_HOSTS, ensure_demo_cert, server_context
+
+        cert, key = ensure_demo_cert(cfg.data_dir, hosts=(*DEMO_HOSTS, cfg.bind))
+        specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
+    transport = TransportLayer()
+    await transport.start(specs)
+    core = SipCore(local=transport.local, t1=cfg.t1, user_agent=cfg.user_agent)
+    allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind)
+    users = {u.ext for u in cfg.users}
+    b2bua = B2BUA(
+        core=core, flush=transport.flush, location=LocationService(), allocator=allocator,
+        media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
+                                     jitter_max_ms=cfg.jitter_max_ms,
+                                     rtp_timeout=cfg.rtp_timeout),
+        codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
+        domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
+        retry_after=cfg.retry_after, auth=EdgeAuth(cfg),
+        call_log=CallLog(cfg.data_dir / "calls.jsonl"), bridge_factory=make_bridge_factory(),
+        clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent)
+    transport.attach(core, b2bua.on_event)
+    return Edge(cfg, transport, core, b2bua, allocator)
+
+
+def banner(edge: Edge) -> str:
+    cfg = edge.cfg
+    listening = ", ".join(f"{a.transport} {a.host}:{a.port}" for a in edge.transport.listening)
+    first = cfg.users[0] if cfg.users else None
+    lines = [
+        f"softphone edge listening on {listening}",
+        f"RTP ports {cfg.rtp_first}-{cfg.rtp_last} on {cfg.media_bind}; "
+        f"codecs {', '.join(cfg.codecs)}; data in {cfg.data_dir}",
+        "Users: " + ", ".join(u.ext for u in cfg.users)
+        + f" (passwords in {cfg.source}); echo test {cfg.echo_ext}, tone {cfg.tone_ext}",
+    ]
+    if first is not None:
+        udp = edge.transport.local.get("udp")
+        where = f"{udp.host}:{udp.port}" if udp else cfg.bind
+        lines += [
+            "To try it: register a SIP phone as "
+            f"sip:{first.ext}@{where} with password {first.password!r}, then dial "
+            f"{cfg.echo_ext} (you hear yourself) or another user.",
+            f"  e.g. baresip account line: <sip:{first.ext}@{where}>;auth_pass={first.password}",
+        ]
+    return "\n".join(lines)
+
+
+async def run(cfg: EdgeConfig) -> int:
+    edge = await start_edge(cfg)
+    print(banner(edge), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await edge.close()
+    print("softphone edge stopped", flush=True)
+    return 0
+
+
+def main(args: Any) -> int:
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config)
+        cfg = apply_overrides(cfg, Overrides(bind=args.bind, sip_port=args.sip_port,
+                                             tls_port=args.tls_port, rtp_ports=args.rtp_ports,
+                                             trunk=args.trunk, data_dir=args.data_dir))
+        check_exposure(cfg)
+    except ConfigError as exc:
+        print(f"softphone edge: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(cfg))
+    except OSError as exc:
+        print(f"softphone edge: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a clear last word instead of a traceback
+        from softphone.sip.transport import TransportError
+
+        if isinstance(exc, TransportError):
+            print(f"softphone edge: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("edge", help="run the PBX edge (registrar + B2BUA with anchored media)")
+    p.add_argument("--config", help="edge configuration file (default: the embedded "
+                                    "configs/edge.toml)")
+    p.add_argument("--bind", help="address for SIP and RTP (overrides sip.bind and media.bind)")
+    p.add_argument("--sip-port", type=int, help="SIP port for udp and tcp (default 5060)")
+    p.add_argument("--tls-port", type=int, help="SIP over TLS port (0 = off)")
+    p.add_argument("--rtp-ports", help="RTP range, e.g. 20000-22000")
+    p.add_argument("--trunk", help="upstream trunk URI")
+    p.add_argument("--data-dir", help="where registrations, logs and recordings live")
+    p.add_argument("--log-level", default="info", help="debug, info, warning")
+    p.set_defaults(handler=main)

@@ -1,0 +1,726 @@
+"""The edge's back-to-back user agent: every call is two dialogs with anchored media.
+
+The caller's INVITE ends here (leg "a", we are its UAS); the edge places a new INVITE to the
+callee (leg "b", we are its UAC) with our own SDP offer (OPUS, PCMA, PCMU, telephone-event) on
+ports of the configured RTP range, and joins the two legs' media (``softphone.edge.media``).
+The two legs share nothing on the wire but the caller's identity: own Call-IDs, tags, CSeqs,
+SDP. This is what lets the policy guard hear, refuse, announce and record every call.
+
+A callee with several registered devices gets one INVITE per device (parallel forking): the
+first 2xx wins, the others are cancelled; a 2xx that arrives after a winner is ACKed and BYEd.
+
+Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
+CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
+digest; an unexpected error in call handling answers 500 and tears the call down, it never
+leaves a traceback on the wire or a port allocated.
+
+The class is driven by the SIP core's events (``on_event``) on the asyncio loop; it calls the
+core, then ``flush()`` of the transport layer, and creates media with ``CallMedia``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from softphone.codecs.offer_answer import (
+    Negotiated,
+    NoCommonCodec,
+    OfferAnswerError,
+    answer_offer,
+    build_offer,
+    process_answer,
+)
+from softphone.codecs.registry import Codec
+from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
+from softphone.edge.calllog import CallLog, CallRecord, LegRecord
+from softphone.edge.location import Binding, LocationService, RegistrationError
+from softphone.edge.media import CallMedia, MediaSettings
+from softphone.media.ports import PortAllocator, PortsExhausted
+from softphone.sip.core import Address, SipCore, new_call_id, new_tag
+from softphone.sip.dialog import Dialog, DialogError, DialogState
+from softphone.sip.errors import SipParseError
+from softphone.sip.events import (
+    AckNotReceived,
+    AckReceived,
+    CancelReceived,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimeout,
+    TransportFailure,
+)
+from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
+from softphone.sip.transaction import ClientTransaction, ServerTransaction
+from softphone.sip.uri import NameAddr, SipUri
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
+SDP = "application/sdp"
+
+
+class Authenticator(Protocol):
+    """Digest for local users (``softphone.sip.auth.DigestServer`` behind an adapter)."""
+
+    def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
+        ...
+
+    def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
+        ...
+
+
+class CallGuard(Protocol):
+    """What the edge asks the policy guard (``softphone.policy``) at each decision point."""
+
+    def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+              now: float) -> tuple[int, str] | None:
+        """None to let the call proceed, else (status, reason) to refuse it."""
+        ...
+
+    def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
+        ...
+
+
+class CallState(enum.Enum):
+    ROUTING = "routing"      # INVITE received, forks out
+    EARLY = "early"          # a provisional came back
+    ANSWERED = "answered"    # 2xx sent to the caller, waiting for its ACK
+    CONFIRMED = "confirmed"
+    ENDED = "ended"
+
+
+@dataclass
+class Fork:
+    """One INVITE of leg "b" to one registered device."""
+
+    binding_source: Address
+    request: SipRequest
+    txn: ClientTransaction
+    dialog: Dialog | None = None
+    final: int = 0
+
+
+@dataclass
+class Call:
+    key: str
+    caller: str
+    callee: str
+    a_invite: SipRequest
+    a_txn: ServerTransaction
+    a_source: Address
+    a_tag: str
+    media: CallMedia
+    a_neg: Negotiated
+    record: CallRecord
+    state: CallState = CallState.ROUTING
+    a_dialog: Dialog | None = None
+    b_call_id: str = ""
+    b_tag: str = ""
+    b_offer: SessionDescription | None = None
+    b_neg: Negotiated | None = None
+    forks: list[Fork] = field(default_factory=list)
+    winner: Fork | None = None
+    ringing_sent: bool = False
+    early_sdp_sent: bool = False
+    app: str = ""            # "" for a bridged call, "echo" or "tone" for edge applications
+    answered_at: float | None = None
+
+
+class B2BUA:
+    def __init__(self, *, core: SipCore, flush: Callable[[], None], location: LocationService,
+                 allocator: PortAllocator, media_settings: MediaSettings,
+                 codecs: Iterable[Codec], users: Callable[[str], bool], domain: str,
+                 echo_ext: str = "600", tone_ext: str = "601", retry_after: int = 5,
+                 auth: Authenticator | None = None, guard: CallGuard | None = None,
+                 call_log: CallLog | None = None,
+                 bridge_factory: Callable[[CallMedia], Any] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 user_agent: str = "softphone-edge") -> None:
+        self.core = core
+        self.flush = flush
+        self.location = location
+        self.allocator = allocator
+        self.media_settings = media_settings
+        self.codecs = tuple(codecs)
+        self.is_user = users
+        self.domain = domain
+        self.echo_ext = echo_ext
+        self.tone_ext = tone_ext
+        self.retry_after = retry_after
+        self.auth = auth
+        self.guard = guard
+        self.call_log = call_log or CallLog(None)
+        self.bridge_factory = bridge_factory
+        self.clock = clock
+        self.user_agent = user_agent
+        self.calls: dict[str, Call] = {}          # by the caller's Call-ID
+        self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0}
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def live_calls(self) -> int:
+        return len(self.calls)
+
+    def _contact(self, transport: str) -> str:
+        local = self.core.local.get(transport) or next(iter(self.core.local.values()))
+        suffix = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:edge@{local.host}:{local.port}{suffix}>"
+
+    def _respond(self, txn: ServerTransaction, status: int, reason: str, *,
+                 to_tag: str | None = None, body: bytes = b"", extra: Iterable[tuple[str, str]] = (),
+                 contact: bool = False) -> SipResponse:
+        now = self.clock()
+        hdrs = list(extra)
+        if contact:
+            hdrs.append(("Contact", self._contact(txn.peer.transport)))
+        if status == 405:
+            hdrs.append(("Allow", ALLOW))
+        resp = make_response(txn.request, status, reason, to_tag=to_tag, body=body,
+                             content_type=SDP if body else None, extra=hdrs)
+        resp.headers.add("Server", self.user_agent)
+        self.core.send_response(txn, resp, now)
+        return resp
+
+    def _spawn(self, coro: Awaitable[Any], call: Call | None) -> None:
+        async def runner() -> None:
+            try:
+                await coro
+            except Exception:
+                log.exception("media task failed")
+                if call is not None:
+                    self._end(call, "media-error", bye_a=True, bye_b=True)
+                    self.flush()
+
+        task = asyncio.get_running_loop().create_task(runner())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ dispatch
+
+    def on_event(self, ev: Any) -> None:
+        try:
+            self._dispatch(ev)
+        except Exception:
+            log.exception("edge failed on %r", ev)
+            txn = getattr(ev, "transaction", None)
+            if isinstance(ev, RequestReceived) and ev.request.method != "ACK":
+                try:
+                    self._respond(ev.transaction, 500, "Server Internal Error")
+                except Exception:
+                    log.exception("could not answer 500")
+            call = self._call_for_event(ev)
+            if call is not None:
+                self._end(call, "internal-error", bye_a=True, bye_b=True)
+            del txn
+        self.flush()
+
+    def _call_for_event(self, ev: Any) -> Call | None:
+        msg = getattr(ev, "request", None) or getattr(ev, "response", None)
+        if msg is None:
+            txn = getattr(ev, "transaction", None)
+            msg = getattr(txn, "request", None)
+        if msg is None:
+            return None
+        cid = msg.call_id
+        return self.calls.get(cid) or self._by_b.get(cid)
+
+    def _dispatch(self, ev: Any) -> None:
+        if isinstance(ev, RequestReceived):
+            self._on_request(ev.request, ev.transaction, ev.source)
+        elif isinstance(ev, ResponseReceived):
+            self._on_response(ev.response, ev.transaction)
+        elif isinstance(ev, AckReceived):
+            call = self.calls.get(ev.request.call_id)
+            if call is not None and call.state is CallState.ANSWERED:
+                call.state = CallState.CONFIRMED
+        elif isinstance(ev, CancelReceived):
+            call = self.calls.get(ev.request.call_id)
+            if call is not None and call.state in (CallState.ROUTING, CallState.EARLY):
+                self._respond(call.a_txn, 487, "Request Terminated", to_tag=call.a_tag)
+                self._end(call, "cancelled", status=487)
+        elif isinstance(ev, TransactionTimeout | TransportFailure):
+            self._on_txn_failure(ev.transaction)
+        elif isinstance(ev, AckNotReceived):
+            call = self.calls.get(ev.transaction.request.call_id)
+            if call is not None:
+                self._end(call, "no-ack", bye_a=True, bye_b=True)
+
+    def _on_request(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        m = req.method
+        if m == "REGISTER":
+            self._on_register(req, txn, source)
+        elif m == "OPTIONS":
+            self._respond(txn, 200, "OK", extra=[("Allow", ALLOW), ("Accept", SDP)])
+        elif m == "INVITE":
+            if req.to.tag:
+                self._on_reinvite(req, txn)
+            else:
+                self._on_invite(req, txn, source)
+        elif m == "BYE":
+            self._on_bye(req, txn)
+        elif m in ("UPDATE", "INFO"):
+            known = req.call_id in self.calls or req.call_id in self._by_b
+            if known:
+                self._respond(txn, 200, "OK")
+            else:
+                self._respond(txn, 481, "Call/Transaction Does Not Exist")
+        else:
+            self._respond(txn, 405, "Method Not Allowed")
+
+    # ------------------------------------------------------------------ registrar
+
+    def _on_register(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        now = self.clock()
+        try:
+            aor_uri = req.to.uri
+        except SipParseError as exc:
+            self._respond(txn, 400, exc.reason)
+            return
+        user = aor_uri.user or ""
+        if not self.is_user(user):
+            self._respond(txn, 404, "Not Found")
+            return
+        if self.auth is not None:
+            who = self.auth.verify(req, now, proxy=False)
+            if who is None:
+                self._respond(txn, 401, "Unauthorized",
+                              extra=self.auth.challenge(req, now, proxy=False))
+                return
+            if who != user:
+                self._respond(txn, 403, "Forbidden: credentials of another user")
+                return
+        contacts_raw = req.headers.values("contact")
+        expires_hdr = req.headers.get("expires")
+        default_exp = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
+        src = (source.transport, source.host, source.port, source.conn_id)
+        try:
+            if contacts_raw == ["*"]:
+                if default_exp != 0:
+                    self._respond(txn, 400, "Contact * needs Expires: 0")
+                    return
+                self.location.unregister_all(user, call_id=req.call_id, cseq=req.cseq.number)
+                bindings: list[Binding] = []
+            else:
+                contacts: list[tuple[str, int | None]] = []
+                for na in req.contacts:
+                    exp = na.params.get("expires")
+                    contacts.append((str(na.uri), int(exp) if exp and exp.isdigit() else None))
+                if contacts:
+                    bindings = self.location.register(
+                        user, contacts, default_expires=default_exp, source=src,
+                        call_id=req.call_id, cseq=req.cseq.number, now=now,
+                        device_class="webrtc" if source.transport in ("ws", "wss") else "sip",
+                        user_agent=req.headers.get("user-agent") or "")
+                else:
+                    bindings = self.location.lookup(user, now)
+        except RegistrationError as err:
+            extra = [("Min-Expires", str(err.min_expires))] if err.min_expires else []
+            self._respond(txn, err.status, err.reason, extra=extra)
+            return
+        except (SipParseError, ValueError) as exc:
+            self._respond(txn, 400, f"Bad Contact: {exc}")
+            return
+        extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
+        self._respond(txn, 200, "OK", extra=extra)
+
+    # ------------------------------------------------------------------ new calls
+
+    def _identify_caller(self, req: SipRequest, txn: ServerTransaction) -> str | None:
+        """The calling local user, or None when a challenge (or refusal) was sent."""
+        user = req.from_.uri.user or ""
+        if self.auth is None:
+            if not self.is_user(user):
+                self._respond(txn, 403, "Forbidden: unknown caller")
+                return None
+            return user
+        who = self.auth.verify(req, self.clock(), proxy=True)
+        if who is None:
+            self._respond(txn, 407, "Proxy Authentication Required",
+                          extra=self.auth.challenge(req, self.clock(), proxy=True))
+            return None
+        return who
+
+    def _on_invite(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        if req.call_id in self.calls:  # a second INVITE of a call we are setting up (forked)
+            self._respond(txn, 482, "Loop Detected")
+            return
+        caller = self._identify_caller(req, txn)
+        if caller is None:
+            return
+        try:
+            target = SipUri.parse(req.uri).user or ""
+        except SipParseError as exc:
+            self._respond(txn, 400, exc.reason)
+            return
+        if not req.body or req.content_type != SDP:
+            self._respond(txn, 488, "Not Acceptable Here",
+                          extra=[("Warning", f'399 {self.domain} "An SDP offer is required"')])
+            return
+        try:
+            offer = parse_sdp(req.body)
+        except SdpError as exc:
+            self._respond(txn, 400, f"Bad SDP: {exc}")
+            return
+        now = self.clock()
+        is_app = target in (self.echo_ext, self.tone_ext)
+        if not is_app and not self.is_user(target):
+            self._respond(txn, 404, "Not Found")
+            return
+        if self.guard is not None and not is_app:
+            refusal = self.guard.admit(req.call_id, caller, target, inbound_local=True, now=now)
+            if refusal is not None:
+                self._respond(txn, refusal[0], refusal[1])
+                return
+        bindings: list[Binding] = []
+        if not is_app:
+            bindings = [b for b in self.location.lookup(target, now)]
+            if not bindings:
+                self._release_guard(req.call_id, now)
+                self._respond(txn, 480, "Temporarily Unavailable")
+                return
+        key = req.call_id
+        media = CallMedia(key, self.allocator, self.media_settings,
+                          on_timeout=functools.partial(self._media_timeout, key),
+                          bridge_factory=self.bridge_factory)
+        try:
+            leg_a = media.add_leg("a")
+            a_neg = answer_offer(offer, address=self.media_settings.host, port=leg_a.port,
+                                 order=self.codecs)
+            if not is_app:
+                media.add_leg("b")
+        except PortsExhausted:
+            media.close()
+            self._release_guard(req.call_id, now)
+            self._respond(txn, 503, "Service Unavailable: no media ports",
+                          extra=[("Retry-After", str(self.retry_after))])
+            return
+        except NoCommonCodec as exc:
+            media.close()
+            self._release_guard(req.call_id, now)
+            self._respond(txn, 488, "Not Acceptable Here", extra=[("Warning", exc.warning)])
+            return
+        except OfferAnswerError as exc:
+            media.close()
+            self._release_guard(req.call_id, now)
+            self._respond(txn, 488, "Not Acceptable Here",
+                          extra=[("Warning", f'399 {self.domain} "{exc}"')])
+            return
+        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target)
+        call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
+                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record)
+        self.calls[key] = call
+        self.stats["calls"] += 1
+        if is_app:
+            call.app = "echo" if target == self.echo_ext else "tone"
+            self._answer_a(call)
+            self._spawn(media.local_app(a_neg, call.app), call)
+            return
+        self._fork(call, bindings)
+
+    def _release_guard(self, call_id: str, now: float) -> None:
+        if self.guard is not None:
+            self.guard.released(call_id, answered=False, duration=0.0, now=now)
+
+    def _fork(self, call: Call, bindings: list[Binding]) -> None:
+        now = self.clock()
+        leg_b = call.media.legs["b"]
+        call.b_offer = build_offer(address=self.media_settings.host, port=leg_b.port,
+                                   order=self.codecs)
+        call.b_call_id = new_call_id(self.domain)
+        call.b_tag = new_tag()
+        self._by_b[call.b_call_id] = call
+        caller_na = call.a_invite.from_
+        display = caller_na.display
+        from_uri = f"sip:{call.caller}@{self.domain}"
+        from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
+        body = call.b_offer.to_bytes()
+        for b in bindings:
+            transport, host, port, conn_id = b.source
+            dest = Address(transport, host, port, conn_id)
+            h = Headers()
+            h.add("Max-Forwards", "70")
+            h.add("From", from_value)
+            h.add("To", f"<sip:{call.callee}@{self.domain}>")
+            h.add("Call-ID", call.b_call_id)
+            h.add("CSeq", "1 INVITE")
+            h.add("Contact", self._contact(transport))
+            h.add("Allow", ALLOW)
+            h.add("User-Agent", self.user_agent)
+            h.add("Content-Type", SDP)
+            req = SipRequest("INVITE", b.contact, h, body)
+            txn = self.core.send_request(req, dest, now)
+            call.forks.append(Fork(binding_source=dest, request=req, txn=txn))
+
+    def _answer_a(self, call: Call) -> None:
+        resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=call.a_neg.sdp,
+                             contact=True, extra=[("Allow", ALLOW)])
+        try:
+            call.a_dialog = Dialog.from_uas(call.a_invite, resp)
+        except DialogError as exc:
+            log.warning("caller dialog not created: %s", exc)
+        call.state = CallState.ANSWERED
+        call.answered_at = self.clock()
+        call.record.answered = time.time()
+        self.stats["answered"] += 1
+
+    # ------------------------------------------------------------------ responses (leg b)
+
+    def _fork_of(self, call: Call, txn: ClientTransaction) -> Fork | None:
+        for f in call.forks:
+            if f.txn is txn:
+                return f
+        return None
+
+    def _on_response(self, resp: SipResponse, txn: ClientTransaction) -> None:
+        call = self._by_b.get(resp.call_id)
+        if call is None or txn.request.method != "INVITE":
+            return  # BYE/CANCEL answers: nothing to do
+        fork = self._fork_of(call, txn)
+        if fork is None:
+            return
+        status = resp.status
+        if status < 200:
+            self._on_provisional(call, fork, resp)
+        elif status < 300:
+            self._on_b_answer(call, fork, resp)
+        else:
+            fork.final = status
+            self._on_fork_failed(call, fork, status, resp.reason)
+
+    def _b_negotiate(self, call: Call, resp: SipResponse) -> Negotiated | None:
+        if not resp.body or call.b_offer is None:
+            return None
+        try:
+            return process_answer(call.b_offer, parse_sdp(resp.body))
+        except (SdpError, OfferAnswerError) as exc:
+            log.warning("bad SDP answer from callee on %s: %s", call.key, exc)
+            return None
+
+    def _on_provisional(self, call: Call, fork: Fork, resp: SipResponse) -> None:
+        if call.state not in (CallState.ROUTING, CallState.EARLY) or resp.status == 100:
+            return
+        if resp.to.tag and fork.dialog is None:
+            try:
+                fork.dialog = Dialog.from_uac(fork.request, resp)
+            except DialogError:
+                pass
+        call.state = CallState.EARLY
+        neg = self._b_negotiate(call, resp)
+        if neg is not None and not call.early_sdp_sent:
+            # early media (183): anchor it and give the caller our answer now
+            call.b_neg = neg
+            call.early_sdp_sent = True
+            self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
+                          body=call.a_neg.sdp, contact=True)
+            self._spawn(call.media.connect(call.a_neg, neg), call)
+        elif not call.ringing_sent and not call.early_sdp_sent:
+            call.ringing_sent = True
+            self._respond(call.a_txn, 180, "Ringing", to_tag=call.a_tag, contact=True)
+
+    def _on_b_answer(self, call: Call, fork: Fork, resp: SipResponse) -> None:
+        now = self.clock()
+        try:
+            dialog = Dialog.from_uac(fork.request, resp)
+        except DialogError as exc:
+            log.warning("2xx without a usable dialog on %s: %s", call.key, exc)
+            return
+        ack = dialog.create_ack()
+        self.core.send_ack_2xx(ack, fork.binding_source, now)
+        if call.winner is not None and call.winner is not fork or call.state is CallState.ENDED:
+            # a second device answered too late (§13.2.2.4): ACK and BYE it
+            bye = dialog.create_request("BYE")
+            self.core.send_request(bye, fork.binding_source, now)
+            return
+        call.winner = fork
+        fork.dialog = dialog
+        fork.final = resp.status
+        for other in call.forks:
+            if other is not fork and other.final == 0:
+                self._cancel_fork(other, now)
+        neg = self._b_negotiate(call, resp) or call.b_neg
+        if neg is None:
+            self._end(call, "bad-answer-sdp", bye_b=True, status=502,
+                      reason="Bad Gateway: the callee's SDP is unusable")
+            return
+        changed = call.b_neg is None or call.b_neg.codec != neg.codec
+        call.b_neg = neg
+        self._answer_a(call)
+        if changed or not call.early_sdp_sent:
+            self._spawn(call.media.connect(call.a_neg, neg), call)
+
+    def _cancel_fork(self, fork: Fork, now: float) -> None:
+        fork.final = -1
+        try:
+            self.core.cancel(fork.txn, now)
+        except Exception as exc:  # already terminated: nothing to cancel
+            log.debug("cancel skipped: %s", exc)
+
+    def _on_fork_failed(self, call: Call, fork: Fork, status: int, reason: str) -> None:
+        if call.state not in (CallState.ROUTING, CallState.EARLY):
+            return
+        if any(f.final == 0 for f in call.forks):
+            return  # other devices still ringing
+        best = min((f.final for f in call.forks if f.final > 0), default=status)
+        if best in (401, 407):
+            best, reason = 500, "Server Internal Error"
+        elif best == 408:
+            best, reason = 480, "Temporarily Unavailable"
+        self._respond(call.a_txn, best, reason or "Call Failed", to_tag=call.a_tag)
+        self._end(call, f"callee-{best}", status=best)
+
+    def _on_txn_failure(self, txn: Any) -> None:
+        req = getattr(txn, "request", None)
+        if req is None or req.method != "INVITE":
+            return
+        call = self._by_b.get(req.call_id)
+        if call is None:
+            return
+        fork = self._fork_of(call, txn)
+        if fork is None or fork.final != 0:
+            return
+        fork.final = 408
+        self._on_fork_failed(call, fork, 408, "Request Timeout")
+
+    # ------------------------------------------------------------------ in-dialog
+
+    def _on_bye(self, req: SipRequest, txn: ServerTransaction) -> None:
+        call = self.calls.get(req.call_id)
+        if call is not None:
+            self._respond(txn, 200, "OK")
+            self._end(call, "caller-bye", bye_b=True)
+            return
+        call = self._by_b.get(req.call_id)
+        if call is not None:
+            self._respond(txn, 200, "OK")
+            self._end(call, "callee-bye", bye_a=True)
+            return
+        self._respond(txn, 481, "Call/Transaction Does Not Exist")
+
+    def _on_reinvite(self, req: SipRequest, txn: ServerTransaction) -> None:
+        call = self.calls.get(req.call_id)
+        leg = "a"
+        if call is None:
+            call = self._by_b.get(req.call_id)
+            leg = "b"
+        if call is None or call.state is CallState.ENDED:
+            self._respond(txn, 481, "Call/Transaction Does Not Exist")
+            return
+        current = call.a_neg if leg == "a" else call.b_neg
+        media_leg = call.media.legs.get(leg)
+        if current is None or media_leg is None:
+            self._respond(txn, 491, "Request Pending")
+            return
+        tag = call.a_tag if leg == "a" else call.b_tag
+        if not req.body:
+            self._respond(txn, 200, "OK", to_tag=tag, body=current.sdp, contact=True)
+            return
+        try:
+            offer = parse_sdp(req.body)
+            # keep the codec in use first so a hold does not force a transcoder change
+            order = (current.codec, *[c for c in self.codecs if c.name != current.codec.name])
+            neg = answer_offer(offer, address=self.media_settings.host, port=media_leg.port,
+                               order=order, previous=current.local_sdp)
+        except SdpError as exc:
+            self._respond(txn, 400, f"Bad SDP: {exc}")
+            return
+        except NoCommonCodec as exc:
+            self._respond(txn, 488, "Not Acceptable Here", extra=[("Warning", exc.warning)])
+            return
+        except OfferAnswerError as exc:
+            self._respond(txn, 488, "Not Acceptable Here",
+                          extra=[("Warning", f'399 {self.domain} "{exc}"')])
+            return
+        if leg == "a":
+            call.a_neg = neg
+        else:
+            call.b_neg = neg
+        self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
+        call.media.set_hold(leg, neg)
+
+    # ------------------------------------------------------------------ teardown
+
+    def _media_timeout(self, key: str, reason: str) -> None:
+        call = self.calls.get(key)
+        if call is not None:
+            self._end(call, reason, bye_a=True, bye_b=True)
+            self.flush()
+
+    def _send_bye(self, dialog: Dialog | None, dest: Address) -> None:
+        if dialog is None or dialog.state is DialogState.TERMINATED:
+            return
+        try:
+            bye = dialog.create_request("BYE")
+        except DialogError:
+            return
+        self.core.send_request(bye, dest, self.clock())
+        dialog.terminate()
+
+    def _end(self, call: Call, cause: str, *, bye_a: bool = False, bye_b: bool = False,
+             status: int = 0, reason: str = "") -> None:
+        if call.state is CallState.ENDED:
+            return
+        now = self.clock()
+        answered = call.state in (CallState.ANSWERED, CallState.CONFIRMED)
+        if not answered and status and call.state in (CallState.ROUTING, CallState.EARLY) \
+                and not call.a_txn.terminated and cause not in ("cancelled",) \
+                and not cause.startswith("callee-"):
+            self._respond(call.a_txn, status, reason or "Call Failed", to_tag=call.a_tag)
+        elif not answered and (bye_a or cause.startswith("rtp-timeout") or cause == "media-error"):
+            if not call.a_txn.terminated:
+                self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
+        call.state = CallState.ENDED
+        if bye_a and answered:
+            self._send_bye(call.a_dialog, call.a_source)
+        for fork in call.forks:
+            if fork is call.winner and fork.dialog is not None:
+                if bye_b:
+                    self._send_bye(fork.dialog, fork.binding_source)
+            elif fork.final == 0:
+                self._cancel_fork(fork, now)
+        call.media.close()
+        self.calls.pop(call.key, None)
+        if call.b_call_id:
+            self._by_b.pop(call.b_call_id, None)
+        duration = (now - call.answered_at) if call.answered_at is not None else 0.0
+        if self.guard is not None and not call.app:
+            self.guard.released(call.key, answered=answered, duration=duration, now=now)
+        if not answered:
+            self.stats["failed"] += 1
+        rec = call.record
+        rec.ended = time.time()
+        rec.end_cause = cause
+        rec.status = status or (200 if answered else 0)
+        stats = call.media.stats()
+        for name, s in stats.items():
+            rec.legs.append(LegRecord(
+                role="caller" if name == "a" else "callee",
+                user=call.caller if name == "a" else call.callee,
+                transport=(call.a_source.transport if name == "a" else
+                           call.winner.binding_source.transport if call.winner else ""),
+                codec=s["codec"], local_rtp=s["port"], remote_rtp=s["remote"],
+                packets_in=s["in"], packets_out=s["out"], rtt_ms=s["rtt_ms"]))
+        rec.transcoded = call.media.mode == "bridge"
+        self.call_log.write(rec)
+
+    async def close(self) -> None:
+        """End every call (BYE both legs) and release every port."""
+        for call in list(self.calls.values()):
+            self._end(call, "shutdown", bye_a=True, bye_b=True)
+        self.flush()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def caller_identity(na: NameAddr) -> str:
+    return na.uri.user or ""

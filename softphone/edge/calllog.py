@@ -1,0 +1,75 @@
+"""One structured JSON line per finished call: legs, codecs, ports, duration, end cause, quality.
+
+Written to ``<data dir>/calls.jsonl`` and to the ``softphone.calls`` logger, so an operator can
+follow calls with ``tail -f`` or ship the file; the line is flushed when the call ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger("softphone.calls")
+
+
+@dataclass
+class LegRecord:
+    role: str                    # "caller" or "callee"
+    user: str                    # extension or remote URI
+    transport: str = ""
+    codec: str = ""
+    local_rtp: int = 0
+    remote_rtp: str = ""
+    packets_in: int = 0
+    packets_out: int = 0
+    lost: int = 0
+    jitter_ms: float = 0.0
+    rtt_ms: float | None = None
+
+
+@dataclass
+class CallRecord:
+    call_id: str
+    started: float
+    caller: str
+    callee: str
+    answered: float | None = None
+    ended: float | None = None
+    end_cause: str = ""
+    status: int = 0
+    legs: list[LegRecord] = field(default_factory=list)
+    transcoded: bool = False
+    policy: list[str] = field(default_factory=list)
+
+    def duration(self) -> float:
+        if self.answered is None or self.ended is None:
+            return 0.0
+        return round(self.ended - self.answered, 3)
+
+    def as_json(self) -> str:
+        d: dict[str, Any] = asdict(self)
+        d["duration_s"] = self.duration()
+        return json.dumps(d, separators=(",", ":"), sort_keys=True)
+
+
+class CallLog:
+    def __init__(self, path: Path | None) -> None:
+        self._fh: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the edge
+
+    def write(self, record: CallRecord) -> None:
+        line = record.as_json()
+        log.info(line)
+        if self._fh is not None:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,81 @@
+"""The edge as the product runs it: ``softphone edge`` in its own process, on loopback.
+
+Started with flags that override the embedded defaults (ports, RTP range, data dir), ready
+when it prints its banner, stopped with SIGTERM (it BYEs its calls and frees its ports) and,
+if that fails, by its PID. ``calls()`` reads the structured call log it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class EdgeProcess:
+    def __init__(self, data_dir: Path, sip_port: int, rtp: tuple[int, int], *,
+                 extra: list[str] | None = None, lifetime: int = 300) -> None:
+        self.data_dir = data_dir
+        self.sip_port = sip_port
+        self.rtp = rtp
+        self.argv = ["timeout", "-k", "5", str(lifetime), sys.executable, "-m", "softphone",
+                     "edge", "--sip-port", str(sip_port), "--tls-port", "0",
+                     "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--data-dir", str(data_dir),
+                     *(extra or [])]
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 20.0) -> EdgeProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise RuntimeError("edge did not start:\n" + self.log())
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if "softphone edge listening" in line:
+                self._ready.set()
+
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # reaches timeout(1), which forwards it
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def calls(self) -> list[dict[str, Any]]:
+        path = self.data_dir / "calls.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_calls(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            got = self.calls()
+            if len(got) >= n:
+                return got
+            time.sleep(0.1)
+        return self.calls()

@@ -1,0 +1,247 @@
+"""Digest authentication: the RFC worked examples, the client's retry rules and the server's
+nonce expiry and replay refusal."""
+
+from __future__ import annotations
+
+import pytest
+
+from softphone.sip.auth import (
+    AuthError,
+    Challenge,
+    DigestClient,
+    DigestServer,
+    digest_response,
+    parse_auth_params,
+)
+from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
+
+RFC7616_NONCE = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
+RFC7616_CNONCE = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"
+RFC7616_OPAQUE = "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"
+
+
+def test_rfc2617_section_3_5_example_with_qop_auth() -> None:
+    assert digest_response(
+        algorithm="MD5", username="Mufasa", realm="testrealm@host.com",
+        password="Circle Of Life", method="GET", uri="/dir/index.html",
+        nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", qop="auth", nc="00000001",
+        cnonce="0a4f113b") == "6629fae49393a05397450978507c4ef1"
+
+
+def test_rfc2069_form_without_qop() -> None:
+    assert digest_response(
+        algorithm="MD5", username="Mufasa", realm="testrealm@host.com",
+        password="Circle Of Life", method="GET", uri="/dir/index.html",
+        nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093") == "670fd8c2df070c60b045671b8b24ff02"
+
+
+@pytest.mark.parametrize(("algorithm", "expected"), [
+    ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+    ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+])
+def test_rfc7616_section_3_9_1_examples_through_the_client(algorithm: str,
+                                                          expected: str) -> None:
+    client = DigestClient("Mufasa", "Circle of Life", cnonce_factory=lambda: RFC7616_CNONCE)
+    ch = Challenge.parse(f'Digest realm="http-auth@example.org", qop="auth, auth-int", '
+                         f'algorithm={algorithm}, nonce="{RFC7616_NONCE}", '
+                         f'opaque="{RFC7616_OPAQUE}"')
+    value = client.authorization(ch, "GET", "/dir/index.html")
+    scheme, p = parse_auth_params(value)
+    assert scheme == "Digest"
+    assert p["response"] == expected
+    assert p["qop"] == "auth" and p["nc"] == "00000001" and p["cnonce"] == RFC7616_CNONCE
+    assert p["opaque"] == RFC7616_OPAQUE and p["algorithm"] == algorithm
+    assert p["uri"] == "/dir/index.html" and p["username"] == "Mufasa"
+
+
+def register() -> SipRequest:
+    h = Headers([
+        ("Via", "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKold;rport"),
+        ("From", "<sip:alice@example.com>;tag=r1"), ("To", "<sip:alice@example.com>"),
+        ("Call-ID", "reg-1"), ("CSeq", "1 REGISTER"), ("Contact", "<sip:alice@192.0.2.10>"),
+    ])
+    return SipRequest("REGISTER", "sip:example.com", h)
+
+
+def challenge(req: SipRequest, *values: str, status: int = 401) -> SipResponse:
+    name = "WWW-Authenticate" if status == 401 else "Proxy-Authenticate"
+    return make_response(req, status, "Unauthorized", to_tag="reg",
+                         extra=[(name, v) for v in values])
+
+
+def test_client_retry_bumps_cseq_drops_via_and_picks_the_strongest_algorithm() -> None:
+    req = register()
+    md5 = 'Digest realm="example.com", nonce="n1", algorithm=MD5, qop="auth"'
+    sha = 'Digest realm="example.com", nonce="n1", algorithm=SHA-256, qop="auth"'
+    for order in ((md5, sha), (sha, md5)):
+        retry = DigestClient("alice", "pw").authorize(req, challenge(req, *order))
+        assert str(retry.cseq) == "2 REGISTER" and "via" not in retry.headers
+        (auth,) = retry.headers.get_all("authorization")
+        assert parse_auth_params(auth)[1]["algorithm"] == "SHA-256"
+
+
+def test_client_nonce_count_increments_and_sign_reuses_the_challenge() -> None:
+    client = DigestClient("alice", "pw")
+    ch = Challenge.parse('Digest realm="r", nonce="n", qop="auth"')
+    ncs = [parse_auth_params(client.authorization(ch, "REGISTER", "sip:r"))[1]["nc"]
+           for _ in range(3)]
+    assert ncs == ["00000001", "00000002", "00000003"]
+    req = register()
+    retry = client.authorize(req, challenge(req, 'Digest realm="r", nonce="m", qop="auth"'))
+    refresh = register()
+    assert client.sign(refresh)
+    first = parse_auth_params(retry.headers.get("authorization") or "")[1]
+    later = parse_auth_params(refresh.headers.get("authorization") or "")[1]
+    assert (first["nc"], later["nc"]) == ("00000001", "00000002")
+    assert first["cnonce"] != later["cnonce"]
+
+
+def test_client_without_qop_sends_the_rfc2069_form() -> None:
+    client = DigestClient("Mufasa", "Circle Of Life")
+    ch = Challenge.parse('Digest realm="testrealm@host.com", '
+                         'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093"')
+    p = parse_auth_params(client.authorization(ch, "GET", "/dir/index.html"))[1]
+    assert p["response"] == "670fd8c2df070c60b045671b8b24ff02"
+    assert "nc" not in p and "cnonce" not in p and "qop" not in p
+
+
+def test_client_refuses_to_loop_on_a_repeated_nonce_but_follows_stale() -> None:
+    client = DigestClient("alice", "wrong")
+    req = register()
+    ch = 'Digest realm="example.com", nonce="n1", qop="auth"'
+    retry = client.authorize(req, challenge(req, ch))
+    with pytest.raises(AuthError, match="refused"):
+        client.authorize(retry, challenge(retry, ch))
+    stale = client.authorize(retry, challenge(retry, ch + ", stale=true"))
+    assert str(stale.cseq) == "3 REGISTER"
+    assert len(stale.headers.get_all("authorization")) == 1  # replaced, not piled up
+
+
+def test_client_answers_proxy_and_www_challenges_in_their_own_headers() -> None:
+    client = DigestClient("alice", "pw")
+    req = register()
+    r1 = client.authorize(req, challenge(req, 'Digest realm="proxy", nonce="p", qop="auth"',
+                                         status=407))
+    r2 = client.authorize(r1, challenge(r1, 'Digest realm="example.com", nonce="w", qop="auth"'))
+    assert parse_auth_params(r2.headers.get("proxy-authorization") or "")[1]["realm"] == "proxy"
+    assert parse_auth_params(r2.headers.get("authorization") or "")[1]["realm"] == "example.com"
+
+
+def test_client_rejects_unusable_challenges() -> None:
+    client = DigestClient("alice", "pw")
+    req = register()
+    with pytest.raises(AuthError):
+        client.authorize(req, challenge(req, 'Basic realm="x"'))
+    with pytest.raises(AuthError):
+        client.authorize(req, challenge(req, 'Digest realm="x", nonce="n", algorithm=SHA-1'))
+    with pytest.raises(AuthError):
+        client.authorize(req, make_response(req, 403, "Forbidden"))
+    with pytest.raises(AuthError):
+        parse_auth_params('Digest realm="unterminated')
+
+
+USERS = {"alice": "s3cret", "bob": "hunter2"}
+
+
+def server(**kw: object) -> DigestServer:
+    return DigestServer("example.com", USERS.get, secret=b"k" * 32, **kw)  # type: ignore[arg-type]
+
+
+def authorized(srv: DigestServer, now: float, client: DigestClient | None = None,
+               req: SipRequest | None = None) -> tuple[SipRequest, DigestClient]:
+    client = client or DigestClient("alice", "s3cret")
+    req = req or register()
+    retry = client.authorize(req, srv.challenge_response(req, now))
+    return retry, client
+
+
+@pytest.mark.parametrize("algorithms", [("SHA-256", "MD5"), ("MD5",), ("SHA-512-256",),
+                                        ("SHA-256-sess",)])
+def test_server_round_trip_accepts_the_right_password(algorithms: tuple[str, ...]) -> None:
+    srv = server(algorithms=algorithms)
+    retry, _ = authorized(srv, 100.0)
+    result = srv.verify(retry, 101.0)
+    assert result.ok and result.user == "alice", result
+    alg = parse_auth_params(retry.headers.get("authorization") or "")[1]["algorithm"]
+    assert alg == algorithms[0]
+
+
+def test_server_challenge_lists_sha256_before_md5() -> None:
+    values = server().challenge(0.0)
+    assert [parse_auth_params(v)[1]["algorithm"] for v in values] == ["SHA-256", "MD5"]
+    assert len({parse_auth_params(v)[1]["nonce"] for v in values}) == 1
+
+
+def test_server_refuses_wrong_password_unknown_user_and_forged_nonce() -> None:
+    srv = server()
+    req = register()
+    bad, _ = authorized(srv, 0.0, DigestClient("alice", "nope"), req)
+    assert srv.verify(bad, 1.0).reason == "unknown user or wrong password"
+    ghost, _ = authorized(srv, 0.0, DigestClient("mallory", "x"), req)
+    assert not srv.verify(ghost, 1.0).ok
+    other = DigestServer("example.com", USERS.get, secret=b"z" * 32)
+    forged = DigestClient("alice", "s3cret").authorize(req, other.challenge_response(req, 0.0))
+    result = srv.verify(forged, 1.0)
+    assert not result.ok and result.reason == "nonce not issued by us" and not result.stale
+    assert srv.verify(register(), 1.0).reason == "no credentials for this realm"
+
+
+def test_server_answers_stale_on_an_expired_nonce() -> None:
+    srv = server(nonce_lifetime=60.0)
+    retry, client = authorized(srv, 1000.0)
+    assert srv.verify(retry, 1059.0).ok
+    again = register()
+    client.sign(again)
+    result = srv.verify(again, 1061.0)
+    assert not result.ok and result.stale and result.reason == "nonce expired"
+    # The client follows stale=true without asking for the password again.
+    resp = srv.challenge_response(again, 1061.0, stale=True)
+    assert "stale=true" in (resp.headers.get("www-authenticate") or "")
+    fresh = client.authorize(again, resp)
+    assert srv.verify(fresh, 1062.0).ok
+
+
+def test_server_refuses_a_replayed_nonce_count() -> None:
+    srv = server()
+    retry, client = authorized(srv, 0.0)
+    assert srv.verify(retry, 1.0).ok
+    replay = srv.verify(retry, 2.0)
+    assert not replay.ok and replay.reason == "nonce count replayed"
+    nxt = register()
+    client.sign(nxt)
+    assert srv.verify(nxt, 3.0).ok  # nc=2 on the same nonce is fine
+
+
+def test_server_forgets_nonces_within_bounds_and_asks_for_a_fresh_one() -> None:
+    srv = server(max_tracked_nonces=2)
+    first, _ = authorized(srv, 0.0)
+    assert srv.verify(first, 0.1).ok
+    for t in (1.0, 2.0):
+        r, _ = authorized(srv, t)
+        assert srv.verify(r, t + 0.1).ok
+    assert len(srv._seen) == 2
+    result = srv.verify(first, 3.0)  # its nc history is gone: never accepted blind
+    assert not result.ok and result.stale
+
+
+def test_server_refuses_uri_mismatch_disallowed_algorithm_and_missing_qop() -> None:
+    srv = server(algorithms=("SHA-256",))
+    req = register()
+    retry, _ = authorized(srv, 0.0, req=req)
+    moved = SipRequest("REGISTER", "sip:elsewhere.example.com", retry.headers, retry.body)
+    assert srv.verify(moved, 1.0).reason == "digest uri differs from the Request-URI"
+    md5_client = DigestClient("alice", "s3cret")
+    nonce = srv.new_nonce(0.0)
+    md5 = md5_client.authorize(req, challenge(
+        req, f'Digest realm="example.com", nonce="{nonce}", algorithm=MD5, qop="auth"'))
+    assert "not allowed" in srv.verify(md5, 1.0).reason
+    noqop = DigestClient("alice", "s3cret").authorize(req, challenge(
+        req, f'Digest realm="example.com", nonce="{nonce}", algorithm=SHA-256'))
+    assert "qop" in srv.verify(noqop, 1.0).reason
+
+
+def test_server_configuration_errors_are_auth_errors() -> None:
+    with pytest.raises(AuthError):
+        DigestServer("r", USERS.get, algorithms=("SHA-1",))
+    with pytest.raises(AuthError):
+        DigestServer("r", USERS.get, nonce_lifetime=0)

@@ -6,10 +6,10 @@ import json
 import os
 
 import pytest
+from softphone.policy import PolicyGuard
 
 import softphone.audit as audit_mod
 from softphone.audit import AuditError, AuditLog, EventBus, FsyncPolicy
-from softphone.policy import PolicyGuard
 
 T0 = 1_768_989_600.0
 

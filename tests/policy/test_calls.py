@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 from softphone.policy import Action, Direction, EndReason, PolicyGuard
 
 T0 = 1_768_989_600.0
@@ -146,7 +145,7 @@ def test_two_invites_at_the_same_instant_exactly_one_proceeds(config, facts) -> 
         results: list[Action] = []
 
         def invite(n: int, guard: PolicyGuard = guard, barrier: threading.Barrier = barrier,
-                   rnd: int = rnd) -> None:
+                   rnd: int = rnd, results: list[Action] = results) -> None:
             attempt = facts.call(u, call_id=f"r{rnd}-{n}", device=f"dev{n}")
             barrier.wait()
             results.append(guard.on_call_attempt(attempt).action)

@@ -22,8 +22,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-
-from softphone.counters import CounterStore, open_guard
 from softphone.policy import (
     Account,
     CallAttempt,
@@ -36,6 +34,8 @@ from softphone.policy import (
     User,
     load,
 )
+
+from softphone.counters import CounterStore, open_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load(ROOT / "configs" / "policy.toml")

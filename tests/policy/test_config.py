@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from softphone.policy import PolicyConfigError, load_default, parse
 from softphone.policy.config import RULE_IDS, locate
 

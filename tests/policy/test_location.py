@@ -5,7 +5,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from softphone.policy import CivicAddress, GeoPoint, Location
 from softphone.policy.location import LocationError, conveyance, pidf_lo
 

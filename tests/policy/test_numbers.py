@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from softphone.policy.numbers import NumberError, NumberKind, classify, clean, to_e164
 
 

@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from softphone.policy import PolicyGuard
 
 from softphone.audit import AuditLog
 from softphone.counters import FILENAME, CounterStore, CounterStoreError, open_guard
-from softphone.policy import PolicyGuard
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_768_989_600.0

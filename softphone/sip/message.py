@@ -253,6 +253,7 @@ _VIA_RE = re.compile(
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
     r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+?)[ \t]*(;.*)?"
 )
+_SENT_BY_LWS = re.compile(r"[ \t]*:[ \t]*([0-9]+)$")
 _VIA_PARAM_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"]*\"))?")
 
 
@@ -283,7 +284,10 @@ class Via:
         name, version, transport, sent_by, ptext = m.groups()
         if name.upper() != "SIP" or version != "2.0":
             raise SipParseError("bad sent-protocol")
-        sent_by = sent_by.replace(" ", "").replace("\t", "")
+        if " " in sent_by or "\t" in sent_by:
+            sent_by = _SENT_BY_LWS.sub(r":\1", sent_by)  # "host : 5060" is LWS-tolerant
+            if " " in sent_by or "\t" in sent_by:
+                raise SipParseError("bad sent-by")
         host, port = split_hostport(sent_by)
         params: dict[str, str | None] = {}
         if ptext:

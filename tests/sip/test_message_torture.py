@@ -30,11 +30,9 @@ def load(name: str) -> bytes:
 
 def parse_all_accessors(data: bytes) -> SipRequest | SipResponse:
     msg = parse_message(data)
-    msg.vias
-    msg.from_
-    msg.to
-    msg.cseq
-    msg.contacts
+    assert msg.vias and msg.cseq.number >= 0
+    assert msg.from_.uri.scheme and msg.to.uri.scheme
+    assert all(c.uri.scheme for c in msg.contacts)
     return msg
 
 

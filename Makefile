@@ -49,6 +49,11 @@ pytest: venv
 
 test: system-deps venv lint typecheck pytest
 
+# The native tests again on a -fsanitize=address,undefined build (also part of `make pytest`).
+.PHONY: sanitize
+sanitize: venv
+	$(VENV)/bin/pytest tests/native -m sanitize -q
+
 bench: venv
 	$(PY) bench/native.py
 

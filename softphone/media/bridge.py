@@ -40,6 +40,7 @@ __all__ = ["Bridge", "BridgeError", "BridgeLeg", "FrameSource", "TickScheduler"]
 log = logging.getLogger(__name__)
 
 PTIME_MS = 20
+_FRAME, _CONCEAL = 0, 1  # softphone.native.jitter.GetResult values (an IntEnum)
 
 
 class BridgeError(ValueError):
@@ -88,19 +89,17 @@ class BridgeLeg:
 
     def _pull(self, now_ms: float) -> bytes:
         """This tick's PCM at the bridge rate."""
-        from softphone.native.jitter import GetResult
-
         bridge = self.bridge
         jb = self.session.jitter
         assert jb is not None
         result, payload = jb.get(now_ms)
         pcm: bytes | None = None
         try:
-            if result is GetResult.FRAME:
+            if result == _FRAME:
                 pcm = self.codec.decode(payload)
                 self.frames += 1
                 self._heard_audio = True
-            elif result is GetResult.CONCEAL and self._heard_audio:
+            elif result == _CONCEAL and self._heard_audio:
                 pcm = self.codec.decode(None)
                 self.concealed += 1
             else:

@@ -286,40 +286,32 @@ class RtpSession:
         if not audio and pt != self.dtmf_payload_type:
             self.unknown_payload_type += 1
             return
-        relay = self._relay
-        if relay is not None and not b0 & 0x30:
-            # fast path: header-only check, in-place rewrite, no payload copy
-            if not b0 & 0x0F or len(data) >= RTP_HEADER_SIZE + 4 * (b0 & 0x0F):
-                if not self._source_ok(addr, now):
-                    return
-                self._account(ssrc, seq, ts, now, len(data))
-                if not audio:
-                    self._dtmf(data[RTP_HEADER_SIZE + 4 * (b0 & 0x0F):], ts)
-                self._relay_packet(relay, data, pt, seq, ts, ssrc)
+        payload: bytes | None = None
+        if b0 & 0x3F:
+            # CSRCs, extension or padding: the full parser finds where the payload is
+            try:
+                payload = parse_rtp(data).payload
+            except RtpError:
+                self.malformed += 1
                 return
-        try:
-            packet = parse_rtp(data)
-        except RtpError:
-            self.malformed += 1
+        if addr != self._latched and not self._source_ok(addr, now):
             return
-        if not self._source_ok(addr, now):
-            return
-        self._account(ssrc, seq, ts, now, len(data))
-        if not audio:
-            self._dtmf(packet.payload, ts)
-            if relay is not None:
-                self._relay_packet(relay, data, pt, seq, ts, ssrc)
-            return
-        if relay is not None:
-            self._relay_packet(relay, data, pt, seq, ts, ssrc)
-        elif self.jitter is not None and packet.payload:
-            self.jitter.put(seq, ts, ssrc, packet.marker, packet.payload, now * 1000.0)
-
-    def _account(self, ssrc: int, seq: int, ts: int, now: float, size: int) -> None:
         self.packets_received += 1
-        self.octets_received += size
+        self.octets_received += len(data)
         self._last_rx = now
-        self.reception.update(ssrc, seq, ts, now, size)
+        self.reception.update(ssrc, seq, ts, now, len(data))
+        if not audio:
+            # the common case is a plain 12-byte header: the payload follows it
+            self._dtmf(data[RTP_HEADER_SIZE:] if payload is None else payload, ts)
+        relay = self._relay
+        if relay is not None:
+            # header rewrite only: CSRCs, extension and padding travel untouched
+            self._relay_packet(relay, data, pt, seq, ts, ssrc)
+        elif audio and self.jitter is not None:
+            if payload is None:
+                payload = data[RTP_HEADER_SIZE:]
+            if payload:
+                self.jitter.put(seq, ts, ssrc, bool(b1 & 0x80), payload, now * 1000.0)
 
     def _dtmf(self, payload: bytes, ts: int) -> None:
         self.dtmf_packets += 1
@@ -364,8 +356,17 @@ class RtpSession:
         if (out_seq - out.seq) & 0xFFFF < 0x8000:  # keep the other leg's counters moving
             out.seq = (out_seq + 1) & 0xFFFF
             out.timestamp = out_ts
-        if out._send_rtp(packet):
-            self.relayed += 1
+        # out._send_rtp() inlined: this is the per-packet cost of every relayed call
+        dest = out._latched or out.remote
+        transport = out._rtp
+        if dest is None or transport is None or out.closed:
+            out.no_destination += 1
+            return
+        transport.sendto(packet, dest)
+        out.packets_sent += 1
+        out.octets_sent += len(packet)
+        out._sent_since_report = True
+        self.relayed += 1
 
     # ------------------------------------------------------------------ send path
 

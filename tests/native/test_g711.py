@@ -12,7 +12,6 @@ import g711_reference as ref
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from softphone.native import ffi, g711
 
 EXAMPLES = int(os.environ.get("SOFTPHONE_HYPOTHESIS_EXAMPLES", "300"))

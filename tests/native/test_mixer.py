@@ -12,7 +12,6 @@ import mix_reference as ref
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from softphone.native import ffi, lib
 from softphone.native.mixer import MAX_GAIN, MAX_LEGS, UNITY, Mixer, MixerError
 
@@ -167,7 +166,7 @@ def test_buffers_are_long_lived() -> None:
     m.mix(3)
     assert m.record.tolist() == [0] * 160
     with pytest.raises(TypeError):
-        m.output(0)[0] = 1  # type: ignore[index]  # read-only: outputs belong to the mixer
+        m.output(0)[0] = 1  # read-only: the outputs belong to the mixer
 
 
 def test_bad_input_raises_mixer_error() -> None:

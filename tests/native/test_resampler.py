@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from resample_reference import ReferenceResampler
-
 from softphone.native import ffi, lib
 from softphone.native.resampler import RATES, Resampler, ResamplerError
 

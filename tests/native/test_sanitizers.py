@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from softphone.native import module_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -38,6 +38,7 @@ DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 _SESSION_ORDER = "vosiuepcbtrzka"
 _MEDIA_TYPES = frozenset("icbka")
 _MAX_SDP_SIZE = 65536
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 
 
 class SdpError(ValueError):
@@ -146,13 +147,24 @@ class RtcpAttribute:
     connection: Connection | None = None
 
 
-def _parse_int(text: str, what: str, lo: int = 0, hi: int | None = None) -> int:
+def _parse_int(text: str, what: str, lo: int = 0, hi: int | None = None, where: str = "") -> int:
+    # ``what``/``where`` are only formatted on error: this runs for every number of every body.
     if not text.isdigit() or not text.isascii():
-        raise SdpError(f"{what}: {text!r} is not a decimal number")
+        raise SdpError(f"{where}{': ' if where else ''}{what}: {text!r} is not a decimal number")
     value = int(text)
     if value < lo or (hi is not None and value > hi):
-        raise SdpError(f"{what}: {value} out of range")
+        raise SdpError(f"{where}{': ' if where else ''}{what}: {value} out of range")
     return value
+
+
+def _is_dotted_quad(host: str) -> bool:
+    parts = host.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not (part.isdigit() and part.isascii() and len(part) <= 3 and int(part) <= 255):
+            return False
+    return True
 
 
 def _parse_connection(value: str, where: str) -> Connection:
@@ -163,11 +175,9 @@ def _parse_connection(value: str, where: str) -> Connection:
     if nettype == "IN":
         host = address.split("/", 1)[0]
         if addrtype == "IP4":
-            if host.replace(".", "").isdigit():
-                try:
-                    ipaddress.IPv4Address(host)
-                except ValueError:
-                    raise SdpError(f"{where}: {host!r} is not an IPv4 address") from None
+            # A dotted quad must be a valid one; anything else is taken as a host name.
+            if host.replace(".", "").isdigit() and not _is_dotted_quad(host):
+                raise SdpError(f"{where}: {host!r} is not an IPv4 address")
         elif addrtype == "IP6":
             if ":" in host:
                 try:
@@ -327,8 +337,8 @@ def _parse_rtpmap(value: str | None) -> RtpMap:
     parts = rest.strip().split("/")
     if len(parts) not in (2, 3) or not parts[0]:
         raise SdpError(f"a=rtpmap:{value}: needs '<pt> <encoding>/<clock rate>[/<channels>]'")
-    rate = _parse_int(parts[1], f"a=rtpmap:{pt} clock rate", 1)
-    channels = _parse_int(parts[2], f"a=rtpmap:{pt} channels", 1, 255) if len(parts) == 3 else 1
+    rate = _parse_int(parts[1], "clock rate", 1, None, f"a=rtpmap:{pt}")
+    channels = _parse_int(parts[2], "channels", 1, 255, f"a=rtpmap:{pt}") if len(parts) == 3 else 1
     return RtpMap(pt, parts[0], rate, channels)
 
 
@@ -412,8 +422,12 @@ def _split_lines(data: bytes | str) -> list[str]:
         raise SdpError(f"expected bytes or str, got {type(data).__name__}")
     if "\x00" in text:
         raise SdpError("NUL character in body")
-    # Tolerate LF-only and stray trailing blanks; structure is checked line by line below.
-    lines = [line.rstrip("\r") for line in text.split("\n")]
+    # Tolerate LF-only line ends and trailing blank lines; structure is checked line by line.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            raise SdpError("bare CR inside a line (lines end with CRLF or LF)")
+    lines = text.split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
@@ -430,12 +444,20 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     last_rank = -1
     seen_o = seen_s = False
     for number, line in enumerate(lines, 1):
+        kind = line[:1]
+        if kind == "a" and media is not None and line[1:2] == "=":
+            # Fast path: most of a body is media attributes.
+            name, sep, attr_value = line[2:].partition(":")
+            if not name or " " in name:
+                raise SdpError(f"line {number}: a= needs '<name>[:<value>]', got {line[2:42]!r}")
+            media.attributes.append(Attribute(name, attr_value if sep else None))
+            continue
         where = f"line {number}"
         if not line.strip():
             continue  # a blank line carries nothing; some stacks leave one before the first m=
-        if len(line) < 2 or line[1] != "=" or not line[0].isascii() or not line[0].islower():
+        if line[1:2] != "=" or kind not in _LETTERS:
             raise SdpError(f"{where}: {line[:40]!r} is not '<type>=<value>'")
-        kind, value = line[0], line[2:]
+        value = line[2:]
         if number == 1:
             if kind != "v":
                 raise SdpError(f"{where}: the first line must be v=, got {kind}=")
@@ -544,14 +566,17 @@ def _parse_bandwidth(value: str, where: str) -> Bandwidth:
     bwtype, sep, amount = value.partition(":")
     if not sep or not bwtype:
         raise SdpError(f"{where}: b= needs '<bwtype>:<bandwidth>', got {value!r}")
-    return Bandwidth(bwtype, _parse_int(amount.strip(), f"{where}: b={bwtype}"))
+    return Bandwidth(bwtype, _parse_int(amount.strip(), f"b={bwtype}", 0, None, where))
 
 
 def _parse_timing(value: str, where: str) -> tuple[int, int]:
     parts = value.split()
     if len(parts) != 2:
         raise SdpError(f"{where}: t= needs '<start> <stop>', got {value!r}")
-    return _parse_int(parts[0], f"{where}: t= start"), _parse_int(parts[1], f"{where}: t= stop")
+    return (
+        _parse_int(parts[0], "t= start", 0, None, where),
+        _parse_int(parts[1], "t= stop", 0, None, where),
+    )
 
 
 def _parse_attribute(value: str, where: str) -> Attribute:
@@ -567,11 +592,12 @@ def _parse_media_line(value: str, where: str) -> MediaDescription:
         raise SdpError(f"{where}: m= needs '<media> <port> <proto> <fmt> ...', got {value!r}")
     media, port_text, proto, *formats = parts
     port_part, slash, count_part = port_text.partition("/")
-    port = _parse_int(port_part, f"{where}: m= port", 0, 65535)
-    count = _parse_int(count_part, f"{where}: m= number of ports", 1) if slash else None
+    port = _parse_int(port_part, "m= port", 0, 65535, where)
+    count = _parse_int(count_part, "m= number of ports", 1, None, where) if slash else None
     if "RTP/" in proto:
         for fmt in formats:
-            _parse_int(fmt, f"{where}: m= payload type", 0, 127)
+            if not (fmt.isdigit() and fmt.isascii() and int(fmt) <= 127):
+                _parse_int(fmt, "m= payload type", 0, 127, where)  # raises with the reason
     return MediaDescription(media, port, proto, formats, count)
 
 

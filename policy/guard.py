@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from softphone.policy.config import PolicyConfig
@@ -85,6 +85,7 @@ class PolicyGuard:
         self._last_allowed: dict[str, float] = {}
         self._allowed: dict[str, Decision] = {}  # call id -> the decision that took its channel
         self._automated: set[str] = set()  # call ids handled by an AI agent
+        self._window: tuple[object, tuple[str, ...]] = (None, ())  # fair-use days, by date
 
     # ------------------------------------------------------------------ plumbing
 
@@ -791,9 +792,12 @@ class PolicyGuard:
         """Average share of time the account's users spent in outbound conversation over the
         window (R-LIMIT-2): talk seconds / (seats x window)."""
         cfg = self.config.limits.fair_use
-        days = {self.day(now - i * DAY) for i in range(cfg.window_days)}
-        talk = sum(v for (aid, d), v in self.state.talk_account_day.items()
-                   if aid == account_id and d in days)
+        today = self._local(now).date()  # calendar arithmetic: DST days are 23 or 25 hours
+        if self._window[0] != today:
+            self._window = (today, tuple((today - timedelta(days=i)).isoformat()
+                                         for i in range(cfg.window_days)))
+        talk = sum(self.state.talk_account_day.get((account_id, d), 0.0)
+                   for d in self._window[1])
         return talk / (max(1, seats) * cfg.window_days * DAY)
 
     def _fair_use(self, call: ActiveCall, day: str, now: float) -> list[Warning]:
@@ -909,7 +913,7 @@ class PolicyGuard:
 
     def _prune(self, now: float) -> None:
         keep_days = max(self.config.limits.fair_use.window_days, 1) + 1
-        before_day = self.day(now - keep_days * DAY)
+        before_day = (self._local(now).date() - timedelta(days=keep_days)).isoformat()
         before_month = self.month(now)
         if not any(k[1] < before_day for k in self.state.short_account_day) and not any(
                 k[1] < before_month for k in self.state.contacts) and not any(

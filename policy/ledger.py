@@ -225,9 +225,9 @@ def _released(led: Ledger, ev: LedgerEvent) -> None:
         led.talk_account_day[a] = led.talk_account_day.get(a, 0.0) + talk
     if call.trial and talk > 0:
         led.trial_seconds[call.user_id] = led.trial_seconds.get(call.user_id, 0.0) + talk
-    for rec in led.recordings.values():
-        if rec.call_id == cid and rec.ended_at is None:
-            rec.ended_at = ev.at
+    rec = led.recordings.get(cid)  # a call's recording is named after the call
+    if rec is not None and rec.ended_at is None:
+        rec.ended_at = ev.at
 
 
 def _breach(led: Ledger, ev: LedgerEvent) -> None:

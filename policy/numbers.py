@@ -106,6 +106,34 @@ def to_e164(dialed: str, country: str, numbering: NumberingConfig) -> str | None
     return "+" + digits
 
 
+_INDEXES: dict[int, tuple[NumberingConfig, dict[tuple[str | None, str], SpecialRange], int]] = {}
+
+
+def _special_index(numbering: NumberingConfig) -> tuple[dict[tuple[str | None, str],
+                                                              SpecialRange], int]:
+    """Special ranges by (country or None for E.164, prefix), built once per configuration:
+    a lookup tries the number's own prefixes, longest first, instead of scanning the table."""
+    cached = _INDEXES.get(id(numbering))
+    if cached is None or cached[0] is not numbering:
+        index: dict[tuple[str | None, str], SpecialRange] = {}
+        for sp in numbering.special:
+            key = (None, sp.prefix) if sp.prefix.startswith("+") else (sp.country, sp.prefix)
+            index.setdefault(key, sp)  # the table is sorted longest first; first one wins
+        longest = max((len(sp.prefix) for sp in numbering.special), default=0)
+        cached = (numbering, index, longest)
+        _INDEXES[id(numbering)] = cached
+    return cached[1], cached[2]
+
+
+def _special(number: str, country: str | None, numbering: NumberingConfig) -> SpecialRange | None:
+    index, longest = _special_index(numbering)
+    for n in range(min(longest, len(number)), 0, -1):
+        sp = index.get((country, number[:n]))
+        if sp is not None:
+            return sp
+    return None
+
+
 def emergency_urn(digits: str, country: str | None, config: PolicyConfig) -> str | None:
     """The service URN if ``digits`` (cleaned, as dialed) is an emergency code in ``country``."""
     em = config.emergency
@@ -129,15 +157,14 @@ def classify(dialed: str, country: str | None, config: PolicyConfig) -> NumberIn
     e164 = to_e164(digits, country, numbering) if country else (
         digits if digits.startswith("+") and 4 <= len(digits) - 1 <= 15 else None)
     if e164 is None:
-        for sp in numbering.special:
-            if (not sp.prefix.startswith("+") and sp.country == country
-                    and digits.startswith(sp.prefix)):
-                return NumberInfo(dialed, digits, NumberKind.SPECIAL, country=country, special=sp)
+        sp = _special(digits, country, numbering) if country is not None else None
+        if sp is not None:
+            return NumberInfo(dialed, digits, NumberKind.SPECIAL, country=country, special=sp)
         return NumberInfo(dialed, digits, NumberKind.SHORT, country=country)
     iso = _country_of(e164[1:], numbering)
-    for sp in numbering.special:
-        if sp.prefix.startswith("+") and e164.startswith(sp.prefix):
-            return NumberInfo(dialed, digits, NumberKind.SPECIAL, e164, iso, special=sp)
+    sp = _special(e164, None, numbering)
+    if sp is not None:
+        return NumberInfo(dialed, digits, NumberKind.SPECIAL, e164, iso, special=sp)
     plan = numbering.plans.get(iso) if iso else None
     if plan is None:
         return NumberInfo(dialed, digits, NumberKind.FOREIGN, e164, iso)

@@ -1,10 +1,12 @@
-"""Offer/answer against a real baresip on loopback, checked on the wire and on the audio.
+"""Offer/answer against real peers on loopback (baresip, sipp), checked on the wire and the audio.
 
 1. baresip calls us: its real offer goes through ``answer_offer``, our 200 OK carries the
    answer, and the RTP it then sends uses the payload type we kept and decodes (Opus) to its
    440 Hz tone.
 2. We call baresip: our offer (OPUS first) goes out, its 200 OK answer goes through
    ``process_answer`` and the RTP it sends matches what was agreed.
+3. sipp's ``uac_pcap`` calls us: we answer its ``8 101`` offer, it completes the call (exit 0)
+   and replays its PCMA and RFC 4733 packets to the address and payload types we answered.
 The SIP here is the bare minimum a UAS/UAC needs (no retransmissions: loopback), written inline
 so this test depends only on the codecs package.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import select
 import shutil
 import socket
 import struct
@@ -25,17 +28,20 @@ from typing import Any
 
 import pytest
 from softphone.codecs.frame import codec_for
+from softphone.codecs.g711 import G711Codec
 from softphone.codecs.offer_answer import Negotiated, answer_offer, build_offer, process_answer
 from softphone.codecs.registry import PCMA, codec_order_from_names
 from softphone.codecs.sdp import parse_sdp
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip not installed"),
-    pytest.mark.skipif(
-        not Path("/usr/lib/baresip/modules/opus.so").exists(), reason="baresip opus module missing"
-    ),
-]
+pytestmark = pytest.mark.lab
+needs_baresip = pytest.mark.skipif(
+    shutil.which("baresip") is None or not Path("/usr/lib/baresip/modules/opus.so").exists(),
+    reason="baresip with its opus module not installed",
+)
+needs_sipp = pytest.mark.skipif(
+    shutil.which("sipp") is None or not Path("/usr/share/sip-tester/g711a.pcap").exists(),
+    reason="sipp (sip-tester) with its pcaps not installed",
+)
 
 CONFIG = """poll_method epoll
 sip_listen 127.0.0.1:{sip}
@@ -164,6 +170,21 @@ def recv_sip(
     raise AssertionError(f"no SIP message matching {want!r} within {timeout} s")
 
 
+def parse_rtp(data: bytes) -> tuple[int, bytes] | None:
+    """(payload type, payload) of an RTP packet (RFC 3550 §5.1), None if it is not one."""
+    if len(data) < 12 or data[0] >> 6 != 2:
+        return None
+    first, second = data[0], data[1]
+    header = 12 + 4 * (first & 0x0F)
+    if first & 0x10:  # header extension
+        (words,) = struct.unpack_from("!H", data, header + 2)
+        header += 4 + 4 * words
+    payload = data[header:]
+    if first & 0x20 and payload:  # padding
+        payload = payload[: -payload[-1]]
+    return second & 0x7F, payload
+
+
 def rtp_packets(sock: socket.socket, seconds: float) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     end = time.monotonic() + seconds
@@ -172,17 +193,9 @@ def rtp_packets(sock: socket.socket, seconds: float) -> list[tuple[int, bytes]]:
             data, _ = sock.recvfrom(2048)
         except TimeoutError:
             continue
-        if len(data) < 12 or data[0] >> 6 != 2:
-            continue
-        first, second = data[0], data[1]
-        header = 12 + 4 * (first & 0x0F)
-        if first & 0x10:  # header extension
-            (words,) = struct.unpack_from("!H", data, header + 2)
-            header += 4 + 4 * words
-        payload = data[header:]
-        if first & 0x20 and payload:  # padding
-            payload = payload[: -payload[-1]]
-        out.append((second & 0x7F, payload))
+        packet = parse_rtp(data)
+        if packet is not None:
+            out.append(packet)
     return out
 
 
@@ -192,6 +205,7 @@ def audio_of(negotiated: Negotiated, packets: list[tuple[int, bytes]], rate: int
     return b"".join(pcm[10:])  # past the start-up of the sender
 
 
+@needs_baresip
 @pytest.mark.timeout(40)
 def test_baresip_offer_is_answered_with_opus_and_its_audio_decodes(
     peers: list[Baresip], tmp_path: Path, audio: Any
@@ -233,6 +247,7 @@ def test_baresip_offer_is_answered_with_opus_and_its_audio_decodes(
         rtp.close()
 
 
+@needs_baresip
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize(("order", "expected"), [(None, "opus"), (["PCMA", "PCMU"], "PCMA")])
 def test_our_offer_is_answered_by_baresip(
@@ -288,3 +303,69 @@ def test_our_offer_is_answered_by_baresip(
     finally:
         sip.close()
         rtp.close()
+
+
+def reply(
+    request_headers: dict[str, str], status: str, tag: str, extra: str = "", body: bytes = b""
+) -> bytes:
+    h = request_headers
+    to = h["to"] if ";tag=" in h["to"] else f"{h['to']};tag={tag}"
+    return (
+        f"SIP/2.0 {status}\r\nVia: {h['via']}\r\nFrom: {h['from']}\r\nTo: {to}\r\n"
+        f"Call-ID: {h['call-id']}\r\nCSeq: {h['cseq']}\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+@needs_sipp
+@pytest.mark.timeout(60)
+def test_sipp_pcap_call_uses_what_we_answered(tmp_path: Path, audio: Any) -> None:
+    sip = udp_socket()
+    us = sip.getsockname()[1]
+    rtp, rtp_port = rtp_socket_pair()
+    (tmp_path / "pcap").symlink_to("/usr/share/sip-tester")
+    sipp_port = free_udp_port()
+    media_port = random.randrange(46000, 49000, 4)
+    proc = subprocess.Popen(
+        ["sipp", f"127.0.0.1:{us}", "-sn", "uac_pcap", "-s", "bob", "-i", "127.0.0.1",
+         "-p", str(sipp_port), "-mi", "127.0.0.1", "-mp", str(media_port), "-m", "1",
+         "-nostdin", "-timeout", "40", "-timeout_error"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, h, body = recv_sip(sip, "INVITE ")
+        negotiated = answer_offer(parse_sdp(body), address="127.0.0.1", port=rtp_port)
+        assert (negotiated.codec.name, negotiated.codec.payload_type) == ("PCMA", 8)
+        assert negotiated.telephone_event_pt == 101
+        assert negotiated.local_sdp.media[0].fmtp(101) == "0-11,16"  # their events echoed
+        contact = f"Contact: <sip:bob@127.0.0.1:{us}>\r\nContent-Type: application/sdp\r\n"
+        sip.sendto(reply(h, "200 OK", "codecs3", contact, negotiated.sdp), ("127.0.0.1", sipp_port))
+        payloads: dict[int, list[bytes]] = {}
+        deadline = time.monotonic() + 30
+        bye = False
+        while not bye and time.monotonic() < deadline:
+            ready, _, _ = select.select([sip, rtp], [], [], 0.5)
+            if rtp in ready:
+                packet = parse_rtp(rtp.recv(2048))
+                if packet is not None:
+                    payloads.setdefault(packet[0], []).append(packet[1])
+            if sip in ready:
+                start, bh, _ = split_message(sip.recv(65535))
+                if start.startswith("BYE "):
+                    sip.sendto(reply(bh, "200 OK", "codecs3"), ("127.0.0.1", sipp_port))
+                    bye = True
+        assert bye, "sipp never hung up"
+        assert proc.wait(timeout=15) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+        sip.close()
+        rtp.close()
+    assert set(payloads) == {8, 101}  # only what we answered reaches our port
+    assert len(payloads[8]) > 200  # g711a.pcap holds 236 packets of 30 ms
+    pcm = b"".join(G711Codec("PCMA").decode(p) for p in payloads[8])
+    assert audio.rms(pcm) > 100
+    # dtmf_2833_1.pcap: RFC 4733 events for digit 1, the last ones with the end bit
+    events = payloads[101]
+    assert {p[0] for p in events} == {1} and any(p[1] & 0x80 for p in events)

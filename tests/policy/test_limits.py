@@ -320,3 +320,20 @@ def test_unlimited_suspended_still_calls_but_charged(guard: PolicyGuard, facts) 
     u = facts.user(account=facts.account(state=AccountState.UNLIMITED_SUSPENDED))
     d = guard.on_call_attempt(facts.call(u))
     assert d.allowed and d.billable and d.warnings[0].rule_id == "R-LIMIT-3"
+
+
+def test_fair_use_window_counts_calendar_days_across_dst(guard: PolicyGuard, facts) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    # 29 March 2026 has 23 hours in Paris; 24 h before 00:30 on the 30th is the 28th
+    before = datetime(2026, 3, 29, 12, 0, tzinfo=paris).timestamp()
+    after = datetime(2026, 3, 30, 0, 30, tzinfo=paris).timestamp()
+    guard.state.talk_account_day[("acct-1", "2026-03-29")] = 1000.0
+    window = 30 * DAY
+    assert guard.fair_use_rate("acct-1", 1, after) == pytest.approx(1000.0 / window)
+    assert guard.fair_use_rate("acct-1", 1, before) == pytest.approx(1000.0 / window)
+    # 30 calendar days later it has left the window
+    gone = datetime(2026, 4, 28, 0, 30, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
+    assert guard.fair_use_rate("acct-1", 1, gone) == 0.0

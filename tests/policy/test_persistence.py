@@ -120,3 +120,18 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path) -> None:
     (tmp_path / FILENAME).write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(CounterStoreError, match=FILENAME):
         CounterStore(tmp_path)
+
+
+def test_pruning_forgets_old_counters_and_replays_the_same(tmp_path, config, facts) -> None:
+    store = CounterStore(tmp_path)
+    guard = PolicyGuard(config, store.load())
+    busy_day(guard, facts)  # January: short calls, contacts, recordings
+    day = 86400.0
+    assert guard.purge_due(T0 + 40 * day) == []  # recordings are kept 3 months
+    view = guard.state.persistent_view()
+    assert view["short_user_day"] == {} and view["contacts"] == {} and view["ended"] == []
+    assert len(view["recordings"]) == 3
+    store.commit(guard)
+    store.close()
+    with CounterStore(tmp_path) as again:
+        assert again.load().persistent_view() == view

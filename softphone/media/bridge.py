@@ -78,6 +78,7 @@ class BridgeLeg:
         self.echo = False
         self.sending = True  # False on hold (sendonly/inactive towards this leg)
         self._heard_audio = False
+        self._injecting = False
         # counters
         self.frames = 0
         self.concealed = 0
@@ -189,6 +190,7 @@ class Bridge:
             self.legs[leg.slot] = last
             last.slot = leg.slot
             self.mixer.set_gain(last.slot, gain)
+            last._injecting = True  # make the next tick rewrite the new slot's inject state
         self.mixer.set_inject(len(self.legs), None)
         leg.session.on_dtmf = None
         if close_session:
@@ -229,9 +231,14 @@ class Bridge:
                         done(leg)
                 else:  # with echo on too, the prompt wins and the echo pauses
                     inject = frame
-            if inject is not None and len(inject) != self.frame_bytes:
-                inject = inject[:self.frame_bytes].ljust(self.frame_bytes, b"\0")
-            mixer.set_inject(leg.slot, inject)
+            if inject is not None:
+                if len(inject) != self.frame_bytes:
+                    inject = inject[:self.frame_bytes].ljust(self.frame_bytes, b"\0")
+                mixer.set_inject(leg.slot, inject)
+                leg._injecting = True
+            elif leg._injecting:  # only a change of state crosses into the mixer
+                mixer.set_inject(leg.slot, None)
+                leg._injecting = False
         n = len(legs)
         mixer.mix(n, record=self.recorder is not None)
         if self.recorder is not None:

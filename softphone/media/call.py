@@ -1,0 +1,239 @@
+"""All the media of one call, for the edge: port pairs, RTP sessions, relay or bridge, cleanup.
+
+The edge (B2BUA) talks to this one object per call:
+
+1. ``reserve(leg)`` before writing an SDP: binds the leg's RTP/RTCP pair (``PortsExhausted``
+   propagates: the edge answers 503 + Retry-After and calls ``close()``).
+2. ``attach(leg, negotiated)`` once offer/answer is done: an ``RtpSession`` with the agreed
+   payload types, telephone-event, clock rate and peer address; ``update(leg, negotiated)`` on
+   a re-INVITE (new address, hold: a peer that does not send is not timed out).
+3. ``connect()``: two legs with the same codec and nothing to add -> the relay fast path
+   (header rewrite, no decoding); anything else (transcoding, a prompt or notice, recording,
+   more than two legs) -> a ``Bridge`` on the shared ``TickScheduler``. ``inject()`` and
+   ``set_recorder()`` switch a relayed call to the bridge on the fly.
+4. ``close()``, whatever ended the call (BYE, CANCEL, error, RTP timeout): every session
+   closed, every pair back in the allocator; idempotent. ``CallMedia.live`` counts the objects
+   not yet closed so a test can prove that nothing leaked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar
+
+from softphone.media.bridge import Bridge, BridgeLeg, FrameSource, TickScheduler
+from softphone.media.dtmf import DtmfEvent
+from softphone.media.ports import PortAllocator, PortPair
+from softphone.media.session import RtpSession
+
+if TYPE_CHECKING:
+    from softphone.codecs.frame import FrameCodec
+    from softphone.codecs.offer_answer import Negotiated
+
+__all__ = ["CallMedia", "CallMediaError"]
+
+log = logging.getLogger(__name__)
+
+
+class CallMediaError(RuntimeError):
+    """A leg used before ``reserve``/``attach``, or the call is already closed."""
+
+
+class CallMedia:
+    """One call's media (see the module docstring)."""
+
+    live: ClassVar[set[CallMedia]] = set()
+
+    def __init__(self, call_id: str, allocator: PortAllocator, scheduler: TickScheduler, *,
+                 bridge_rate: int = 8000, jitter_min_ms: int = 20, jitter_max_ms: int = 200,
+                 rtp_timeout: float | None = 30.0,
+                 on_timeout: Callable[[CallMedia, str], None] | None = None,
+                 on_dtmf: Callable[[CallMedia, str, DtmfEvent], None] | None = None) -> None:
+        self.call_id = call_id
+        self.allocator = allocator
+        self.scheduler = scheduler
+        self.bridge_rate = bridge_rate
+        self.jitter_min_ms = jitter_min_ms
+        self.jitter_max_ms = jitter_max_ms
+        self.rtp_timeout = rtp_timeout
+        self.on_timeout = on_timeout
+        self.on_dtmf = on_dtmf
+        self.pairs: dict[str, PortPair] = {}
+        self.sessions: dict[str, RtpSession] = {}
+        self.codecs: dict[str, FrameCodec] = {}
+        self.bridge: Bridge | None = None
+        self.bridge_legs: dict[str, BridgeLeg] = {}
+        self.recorder: Callable[[bytes], None] | None = None
+        self.closed = False
+        self.relaying = False
+        CallMedia.live.add(self)
+
+    # ------------------------------------------------------------------ set-up
+
+    def reserve(self, leg: str) -> PortPair:
+        """Bind the leg's RTP/RTCP pair (its port goes in our SDP). Raises PortsExhausted."""
+        if self.closed:
+            raise CallMediaError(f"{self.call_id}: closed")
+        pair = self.pairs.get(leg)
+        if pair is None:
+            pair = self.allocator.allocate(f"{self.call_id}/{leg}")
+            self.pairs[leg] = pair
+        return pair
+
+    async def attach(self, leg: str, negotiated: Negotiated,
+                     codec: FrameCodec | None = None) -> RtpSession:
+        """Start the leg's RTP session for what offer/answer agreed."""
+        if self.closed:
+            raise CallMediaError(f"{self.call_id}: closed")
+        if leg in self.sessions:
+            self.update(leg, negotiated)
+            return self.sessions[leg]
+        if codec is None:
+            from softphone.codecs.frame import codec_for
+
+            codec = codec_for(negotiated)
+        pair = self.reserve(leg)
+        rtp_rate = codec.rtp_clock_rate
+
+        def on_timeout(_s: RtpSession) -> None:
+            self._timeout(leg)
+
+        def on_dtmf(_s: RtpSession, ev: DtmfEvent) -> None:
+            self._dtmf(leg, ev)
+
+        session = RtpSession(
+            pair, allocator=self.allocator,
+            remote=(negotiated.remote_address, negotiated.remote_port),
+            remote_rtcp=(negotiated.remote_rtcp_address, negotiated.remote_rtcp_port),
+            payload_types=(negotiated.codec.payload_type,),
+            dtmf_payload_type=negotiated.telephone_event_pt, clock_rate=rtp_rate,
+            frame_samples=rtp_rate * 20 // 1000, jitter_min_ms=self.jitter_min_ms,
+            jitter_max_ms=self.jitter_max_ms,
+            inactivity_timeout=self.rtp_timeout if negotiated.receives else None,
+            on_timeout=on_timeout, on_dtmf=on_dtmf,
+            name=f"{self.call_id}/{leg}")
+        self.sessions[leg] = session
+        self.codecs[leg] = codec
+        await session.start()
+        return session
+
+    def update(self, leg: str, negotiated: Negotiated) -> None:
+        """A re-INVITE: the peer's new address, and hold (no timeout while it does not send)."""
+        session = self._session(leg)
+        remote = (negotiated.remote_address, negotiated.remote_port)
+        if remote != session.remote:
+            session.set_remote(remote, (negotiated.remote_rtcp_address,
+                                        negotiated.remote_rtcp_port))
+        session.set_inactivity_timeout(self.rtp_timeout if negotiated.receives else None)
+        bleg = self.bridge_legs.get(leg)
+        if bleg is not None:
+            bleg.sending = negotiated.sends
+
+    def _session(self, leg: str) -> RtpSession:
+        try:
+            return self.sessions[leg]
+        except KeyError:
+            raise CallMediaError(f"{self.call_id}: no RTP session for leg {leg!r}") from None
+
+    # ------------------------------------------------------------------ relay or bridge
+
+    def needs_bridge(self) -> bool:
+        if len(self.sessions) != 2 or self.recorder is not None:
+            return True
+        if self.bridge is not None and any(b.source is not None
+                                           for b in self.bridge.legs):
+            return True
+        a, b = self.codecs.values()
+        return (a.name.lower(), a.clock_rate, a.rtp_clock_rate) != (
+            b.name.lower(), b.clock_rate, b.rtp_clock_rate)
+
+    def connect(self) -> None:
+        """Relay fast path when the two legs can be joined without decoding, else the bridge."""
+        if self.closed:
+            raise CallMediaError(f"{self.call_id}: closed")
+        if not self.needs_bridge():
+            self._stop_bridge()
+            a, b = self.sessions.values()
+            a.relay_to(b)
+            b.relay_to(a)
+            self.relaying = True
+            return
+        self._start_bridge()
+
+    def _start_bridge(self) -> Bridge:
+        for s in self.sessions.values():
+            s.relay_to(None)
+        self.relaying = False
+        if self.bridge is None:
+            self.bridge = Bridge(rate=self.bridge_rate, max_legs=max(2, len(self.sessions)),
+                                 name=self.call_id, recorder=self.recorder,
+                                 on_dtmf=None)
+            self.bridge.start(self.scheduler)
+        for leg, session in self.sessions.items():
+            if leg not in self.bridge_legs:
+                bleg = self.bridge.add_leg(session, self.codecs[leg], leg)
+                # the bridge relays digits; the call still hears about them
+                session.on_dtmf = lambda _s, ev, leg=leg, bl=bleg: self._bridged_dtmf(leg, bl, ev)
+                self.bridge_legs[leg] = bleg
+        return self.bridge
+
+    def _stop_bridge(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close(close_sessions=False)
+            self.bridge = None
+            self.bridge_legs.clear()
+            for leg, s in self.sessions.items():
+                s.on_dtmf = lambda _s, ev, leg=leg: self._dtmf(leg, ev)
+
+    def inject(self, leg: str, source: FrameSource | None,
+               on_done: Callable[[CallMedia, str], None] | None = None) -> None:
+        """Play a prompt/notice/tone to one leg only (switches a relayed call to the bridge)."""
+        bridge = self._start_bridge()
+        done = None if on_done is None else (lambda _bl: on_done(self, leg))
+        bridge.inject(self.bridge_legs[leg], source, done)
+
+    def set_recorder(self, recorder: Callable[[bytes], None] | None) -> None:
+        """Tap the full mix (``bridge_rate`` Hz int16 frames); None stops recording."""
+        self.recorder = recorder
+        if recorder is not None:
+            self._start_bridge().recorder = recorder
+        elif self.bridge is not None:
+            self.bridge.recorder = None
+
+    # ------------------------------------------------------------------ events
+
+    def _dtmf(self, leg: str, event: DtmfEvent) -> None:
+        if self.on_dtmf is not None:
+            self.on_dtmf(self, leg, event)
+
+    def _bridged_dtmf(self, leg: str, bleg: BridgeLeg, event: DtmfEvent) -> None:
+        if self.bridge is not None:
+            self.bridge._dtmf(bleg, event)
+        self._dtmf(leg, event)
+
+    def _timeout(self, leg: str) -> None:
+        log.info("%s: RTP timeout on leg %s", self.call_id, leg)
+        if self.on_timeout is not None:
+            self.on_timeout(self, leg)
+        else:
+            self.close()
+
+    # ------------------------------------------------------------------ end
+
+    def close(self) -> None:
+        """Free everything; safe to call from any path, any number of times."""
+        if self.closed:
+            return
+        self.closed = True
+        CallMedia.live.discard(self)
+        try:
+            self._stop_bridge()
+        finally:
+            for s in self.sessions.values():
+                try:
+                    s.close()
+                except Exception:
+                    log.exception("%s: closing %s failed", self.call_id, s.name)
+            for pair in self.pairs.values():
+                self.allocator.release(pair)

@@ -1,0 +1,126 @@
+"""CallMedia, the edge's handle on a call's media: relay when it can, bridge when it must,
+every port back and no live call object left however the call ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from softphone.codecs.offer_answer import Negotiated, answer_offer, build_offer
+from softphone.codecs.registry import OPUS, PCMA, Codec
+from softphone.native.g711 import alaw_decode, alaw_encode
+
+from softphone.media.bridge import TickScheduler
+from softphone.media.call import CallMedia
+from softphone.media.echo import ToneSource
+from softphone.media.ports import PortAllocator, PortsExhausted
+from softphone.media.rtp import build_header, parse_rtp
+from softphone.media.tone import ToneGenerator, detect_tone
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def negotiate(phone_port: int, our_port: int, codec: Codec) -> Negotiated:
+    """The phone offers ``codec`` from ``phone_port``; the edge answers on ``our_port``."""
+    offer = build_offer(address="127.0.0.1", port=phone_port, order=[codec])
+    return answer_offer(offer, address="127.0.0.1", port=our_port, order=[OPUS, PCMA])
+
+
+@pytest.fixture
+async def scheduler() -> Any:
+    s = TickScheduler()
+    yield s
+    s.stop()
+
+
+async def test_same_codec_relays_then_a_prompt_switches_to_the_bridge(
+        allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
+    phone_a, phone_b = await udp_peer(), await udp_peer()
+    call = CallMedia("call-1", allocator, scheduler)
+    try:
+        for leg, phone in (("a", phone_a), ("b", phone_b)):
+            pair = call.reserve(leg)
+            await call.attach(leg, negotiate(phone.address[1], pair.rtp, PCMA))
+        call.connect()
+        assert call.relaying and call.bridge is None
+        phone_a.send(build_header(8, 1, 160, 9) + b"relayed!", call.pairs["a"].rtp_sock
+                     .getsockname())
+        await phone_b.wait_for(1)
+        assert parse_rtp(phone_b.received[0][0]).payload == b"relayed!"
+        call.inject("b", ToneSource(425, 8000, duration_ms=600))
+        assert not call.relaying and call.bridge is not None
+        scheduler.start()
+        await asyncio.sleep(0.8)
+        pcm = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_b.received[1:])
+        assert detect_tone(pcm[:8000], 8000, 425), "B hears the prompt"
+        heard_a = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_a.received)
+        assert not detect_tone(heard_a, 8000, 425, min_ratio=0.2), "A does not"
+    finally:
+        call.close()
+        call.close()
+    assert allocator.in_use == 0 and call not in CallMedia.live
+
+
+async def test_transcoding_call_is_bridged(allocator: PortAllocator, udp_peer: Any,
+                                           scheduler: TickScheduler) -> None:
+    phone_a, phone_b = await udp_peer(), await udp_peer()
+    call = CallMedia("call-2", allocator, scheduler, bridge_rate=16000)
+    try:
+        pa, pb = call.reserve("a"), call.reserve("b")
+        await call.attach("a", negotiate(phone_a.address[1], pa.rtp, PCMA))
+        await call.attach("b", negotiate(phone_b.address[1], pb.rtp, OPUS))
+        call.connect()
+        assert call.bridge is not None and not call.relaying
+        scheduler.start()
+        gen = ToneGenerator(1000, 8000)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for k in range(50):
+            await asyncio.sleep(max(0.0, t0 + 0.02 * k - loop.time()))
+            phone_a.send(build_header(8, k, 160 * k, 5) + alaw_encode(gen.frame(160)),
+                         ("127.0.0.1", pa.rtp))
+        await asyncio.sleep(0.3)
+        opus = [parse_rtp(d) for d, _ in phone_b.received]
+        assert opus and {p.payload_type for p in opus} == {call.sessions["b"].send_payload_type}
+        from softphone.codecs.opus import OpusDecoder
+
+        dec = OpusDecoder(48000, 1)
+        pcm = b"".join(dec.decode(p.payload) for p in sorted(opus, key=lambda p: p.sequence))
+        assert detect_tone(pcm[-48000 * 2 // 2:-19200], 48000, 1000)
+    finally:
+        call.close()
+    assert allocator.in_use == 0
+
+
+async def test_rtp_timeout_ends_the_call_and_frees_its_ports(
+        allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
+    phone_a, phone_b = await udp_peer(), await udp_peer()
+    ended: list[str] = []
+    call = CallMedia("call-3", allocator, scheduler, rtp_timeout=0.3,
+                     on_timeout=lambda c, leg: (ended.append(leg), c.close()))
+    for leg, phone in (("a", phone_a), ("b", phone_b)):
+        pair = call.reserve(leg)
+        await call.attach(leg, negotiate(phone.address[1], pair.rtp, PCMA))
+    call.connect()
+    assert allocator.in_use == 2
+    for _ in range(50):
+        if call.closed:
+            break
+        await asyncio.sleep(0.05)
+    assert call.closed and ended and allocator.in_use == 0 and call not in CallMedia.live
+
+
+async def test_exhaustion_mid_setup_leaves_nothing_behind(udp_peer: Any,
+                                                          scheduler: TickScheduler) -> None:
+    small = PortAllocator(21950, 21955, "127.0.0.1")  # three pairs: a call and a half
+    first = CallMedia("ok", small, scheduler)
+    first.reserve("a")
+    first.reserve("b")
+    second = CallMedia("refused", small, scheduler)
+    second.reserve("a")
+    with pytest.raises(PortsExhausted):
+        second.reserve("b")
+    second.close()  # the edge answers 503 and closes: the half-made call frees its leg
+    first.close()
+    assert small.in_use == 0 and not {first, second} & CallMedia.live

@@ -444,11 +444,14 @@ class SipCore:
         """
         if not isinstance(client_txn, InviteClientTransaction):
             raise TransactionStateError("only an INVITE client transaction can be cancelled")
-        if client_txn.cancel_txn is not None and not client_txn.cancel_txn.terminated:
-            return client_txn.cancel_txn
+        existing = client_txn.cancel_txn
+        if existing is not None and existing.started:
+            return existing  # one CANCEL per INVITE; it retransmits itself
         if not client_txn.can_cancel:
             raise TransactionStateError(
                 f"INVITE already has a final response ({client_txn.state.value})")
+        if existing is not None:
+            return existing  # still waiting for a provisional response
         inv = client_txn.request
         h = Headers()
         h.add("Via", inv.headers.values("via")[0])

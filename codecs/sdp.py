@@ -453,14 +453,14 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
             media.attributes.append(Attribute(name, attr_value if sep else None))
             continue
         where = f"line {number}"
-        if not line.strip():
+        if not line.strip() and number > 1:
             continue  # a blank line carries nothing; some stacks leave one before the first m=
+        if number == 1 and not line.startswith("v="):
+            raise SdpError(f"{where}: the first line must be v=, got {line[:20]!r}")
         if line[1:2] != "=" or kind not in _LETTERS:
             raise SdpError(f"{where}: {line[:40]!r} is not '<type>=<value>'")
         value = line[2:]
         if number == 1:
-            if kind != "v":
-                raise SdpError(f"{where}: the first line must be v=, got {kind}=")
             if value.strip() != "0":
                 raise SdpError(f"{where}: unsupported SDP version {value!r} (only v=0)")
             last_rank = 0

@@ -175,6 +175,7 @@ GOOD = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm
         (GOOD.replace("t=0 0", "t=0 0\r\nb=AS"), "out of order"),
         (GOOD.replace("c=IN", "b=AS\r\nc=IN"), "b= needs"),
         (GOOD + "\x00", "NUL"),
+        ("\r\n" + GOOD, "first line must be v="),
         (GOOD + "a=x\ry\r\n", "bare CR"),
         (GOOD.replace("10.0.0.1", "10.0.0.01.5"), "not an IPv4 address"),
     ],

@@ -310,6 +310,9 @@ class SipCore:
             txn.receive_ack(ack, source, now)
             return
         accepted = self._accepted.get((ack.call_id, ack.from_.tag or "", ack.cseq.number))
+        if accepted is not None and accepted.last_response is not None \
+                and to_tag(accepted.last_response) != to_tag(ack):
+            accepted = None  # it acknowledges another fork's 2xx, not ours
         if accepted is not None:
             if accepted.ack_received:
                 self.stats["acks_absorbed"] += 1  # re-sent for a 2xx retransmission

@@ -629,3 +629,18 @@ def test_transport_failure_ends_the_transactions_to_that_destination() -> None:
     assert txn.state is TxnState.TERMINATED
     assert any(type(e).__name__ == "TransportFailure" for e in evs)
     assert any(isinstance(e, TransactionTerminated) for e in evs)
+
+
+def test_an_ack_for_another_forks_2xx_does_not_stop_our_retransmissions() -> None:
+    core = make_core(t1=0.5)
+    core.receive(request_bytes(), PEER, 0.0)
+    (ev,) = [e for e in events(core) if isinstance(e, RequestReceived)]
+    core.respond(ev.transaction, 200, "OK", 0.0, to_tag="mine")
+    core.datagrams_to_send(0)
+    core.receive(request_bytes("ACK", branch="z9hG4bKa2", to_tag="theirs"), PEER, 0.1)
+    (foreign,) = [e for e in events(core) if isinstance(e, AckReceived)]
+    assert foreign.transaction is None
+    assert transmit_times(core, until=1.0) == [0.5]  # still retransmitting our 2xx
+    core.receive(request_bytes("ACK", branch="z9hG4bKa3", to_tag="mine"), PEER, 1.0)
+    (ours,) = [e for e in events(core) if isinstance(e, AckReceived)]
+    assert ours.transaction is ev.transaction

@@ -93,7 +93,11 @@ class OpusFrameCodec:
         return self.decoder.decode(payload)
 
     def recover(self, next_payload: bytes) -> bytes:
-        """The lost frame just before ``next_payload``, from its in-band FEC (else PLC)."""
+        """The lost frame just before ``next_payload``, from its in-band FEC (else PLC).
+
+        Call it when the jitter buffer holds the packet after a gap, then ``decode`` that same
+        packet as usual for its own frame.
+        """
         return self.decoder.decode(next_payload, fec=True)
 
 

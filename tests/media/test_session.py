@@ -250,3 +250,37 @@ async def test_relay_fast_path_rewrites_ssrc_seq_ts_and_pt(
     finally:
         a.close()
         b.close()
+
+
+async def test_random_datagrams_are_all_accounted_for(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    import random
+
+    rnd = random.Random(4733)
+    p = await udp_peer()
+    s = RtpSession(allocator.allocate("fuzz"), allocator=allocator, remote=p.address,
+                   rtcp_interval=0)
+    await s.start()
+    try:
+        n = 400
+        for i in range(n):
+            kind = i % 4
+            if kind == 0:  # pure noise
+                data = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(1, 60)))
+            elif kind == 1:  # an RTP-looking header with random flags and a random tail
+                data = bytes([0x80 | rnd.getrandbits(6), 8]) + bytes(
+                    rnd.getrandbits(8) for _ in range(rnd.randrange(10, 40)))
+            else:  # valid packets, some with CSRCs/extension/padding
+                data = build_rtp(RtpPacket(8, i, 160 * i, 0xFEED, bytes([i % 256]) * 80,
+                                           csrcs=(1, 2)[: i % 3], padding=4 * (i % 2),
+                                           extension=None))
+            p.send(data, s.local)
+            if i % 50 == 0:
+                await asyncio.sleep(0.01)  # let the loop drain: no socket buffer overrun
+        await settle(lambda: sum((s.packets_received, s.malformed, s.unknown_payload_type,
+                                  s.foreign_source)) == n)
+        st = s.stats
+        assert st.errors == 0 and st.packets_received >= n // 2
+        assert s.jitter is not None and s.jitter.stats.received >= n // 2
+    finally:
+        s.close()

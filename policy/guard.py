@@ -197,8 +197,14 @@ class PolicyGuard:
     def on_call_attempt(self, a: CallAttempt) -> Decision:
         """A new INVITE for one of our users, outbound (placed by them) or inbound."""
         self._check_time(a.now)
+        if not a.call_id or not a.user.user_id or not a.user.account.account_id:
+            raise PolicyInputError("a call attempt needs a call id, a user id and an account id")
         with self._lock:
-            if a.call_id in self.state.calls:
+            held = self.state.calls.get(a.call_id)
+            if held is not None and held.user_id != a.user.user_id:
+                raise PolicyInputError(f"call id {a.call_id!r} already belongs to user "
+                                       f"{held.user_id!r}, not {a.user.user_id!r}")
+            if held is not None:
                 # a forked leg or a retransmission of the same call: same channel, same answer
                 prev = self._allowed.get(a.call_id)
                 if prev is not None:
@@ -260,9 +266,10 @@ class PolicyGuard:
                        a.now, account_id=acct.account_id, month=self.month(a.now),
                        number=new_contact)
         self._mark_trial_user(a.user, a.now)
+        # an internal call never reaches the provider: no fair use, no short call
         self._acquire(a, emergency=False, trial=trial_counted,
                       fair_use=acct.plan is Plan.UNLIMITED and not a.internal,
-                      short_calls=True)
+                      short_calls=not a.internal)
         self._last_allowed[a.user.user_id] = a.now
         d = self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", warnings=tuple(warnings),
                     billable=billable, strip_media=strip,
@@ -472,7 +479,7 @@ class PolicyGuard:
 
     def _trial_gate(self, a: CallAttempt, info: NumberInfo) -> tuple[bool, Decision | None]:
         acct = a.user.account
-        if not acct.trial:
+        if not acct.trial or a.internal:
             return False, None
         excluded = not a.internal and (info.premium or info.country != acct.country)
         if excluded:

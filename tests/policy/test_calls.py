@@ -157,3 +157,17 @@ def test_two_invites_at_the_same_instant_exactly_one_proceeds(config, facts) -> 
             t.join(5)
         assert sorted(a.value for a in results) == ["allow", "reject"]
         assert guard.held("alice") == 1
+
+
+def test_a_call_id_of_another_user_is_an_input_error(guard: PolicyGuard, facts) -> None:
+    from dataclasses import replace
+
+    from softphone.policy import PolicyInputError
+
+    guard.on_call_attempt(facts.call(facts.user("alice"), call_id="same"))
+    with pytest.raises(PolicyInputError, match="already belongs"):
+        guard.on_call_attempt(facts.call(facts.user("bob"), call_id="same"))
+    with pytest.raises(PolicyInputError, match="call id"):
+        guard.on_call_attempt(replace(facts.call(facts.user("bob")), call_id=""))
+    with pytest.raises(PolicyInputError, match="POSIX"):
+        guard.on_call_attempt(facts.call(facts.user("bob"), now=float("nan")))

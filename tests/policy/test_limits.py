@@ -337,3 +337,14 @@ def test_fair_use_window_counts_calendar_days_across_dst(guard: PolicyGuard, fac
     # 30 calendar days later it has left the window
     gone = datetime(2026, 4, 28, 0, 30, tzinfo=ZoneInfo("Europe/Paris")).timestamp()
     assert guard.fair_use_rate("acct-1", 1, gone) == 0.0
+
+
+def test_internal_calls_are_not_provider_calls(guard: PolicyGuard, facts) -> None:
+    u = facts.user(account=facts.account(trial=True, smart_pack=True))
+    guard.state.trial_seconds["alice"] = 3600.0  # trial minutes used up
+    d = guard.on_call_attempt(facts.call(u, "201", call_id="ext", internal=True))
+    assert d.allowed
+    guard.on_answer("ext", T0 + 1)
+    guard.on_call_end("ext", T0 + 3)
+    assert guard.state.short_user_day == {} and guard.state.contacts == {}
+    assert guard.state.trial_seconds["alice"] == 3600.0

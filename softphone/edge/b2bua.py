@@ -57,7 +57,7 @@ from softphone.sip.events import (
 )
 from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
 from softphone.sip.transaction import ClientTransaction, ServerTransaction
-from softphone.sip.uri import NameAddr, SipUri
+from softphone.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
 
@@ -444,8 +444,8 @@ class B2BUA:
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
         body = call.b_offer.to_bytes()
         for b in bindings:
-            transport, host, port, conn_id = b.source
-            dest = Address(transport, host, port, conn_id)
+            dest = binding_destination(b)
+            transport = dest.transport
             h = Headers()
             h.add("Max-Forwards", "70")
             h.add("From", from_value)
@@ -722,5 +722,22 @@ class B2BUA:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def caller_identity(na: NameAddr) -> str:
-    return na.uri.user or ""
+def binding_destination(b: Binding) -> Address:
+    """Where requests for a registered device go.
+
+    Over UDP, the registered Contact (RFC 3261 §10: it may name another host or port than
+    the REGISTER came from, as third-party registrations do). Over TCP, TLS and WebSocket,
+    the connection the device registered on: a browser's contact host is a placeholder
+    (RFC 7118 §5) and a phone behind NAT keeps that connection open for us.
+    """
+    transport, host, port, conn_id = b.source
+    if transport == "udp":
+        try:
+            uri = SipUri.parse(b.contact)
+        except SipParseError:
+            return Address(transport, host, port, conn_id)
+        wanted = (uri.params.get("transport") or "udp").lower()
+        if wanted == "udp":
+            default = 5061 if uri.scheme == "sips" else 5060
+            return Address("udp", uri.host_no_brackets, uri.port or default)
+    return Address(transport, host, port, conn_id)

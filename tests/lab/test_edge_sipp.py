@@ -1,0 +1,103 @@
+"""sipp phones through the edge: registration with digest, a call with RTP, on the wire."""
+
+from __future__ import annotations
+
+import math
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab.edge_proc import EdgeProcess
+from lab.rtp_capture import UdpCapture
+from softphone.native.g711 import alaw_encode
+
+pytestmark = pytest.mark.lab
+
+RTP = (20000, 20999)
+
+
+def media_ports(first: int, count: int, span: int = 4) -> list[int]:
+    """``count`` bases of ``span`` free consecutive UDP ports (sipp binds -mp .. -mp+3)."""
+    out: list[int] = []
+    port = first
+    while len(out) < count and port < first + 2000:
+        if all(_udp_free(p) for p in range(port, port + span)):
+            out.append(port)
+        port += span
+    assert len(out) == count, "no free media ports"
+    return out
+
+
+def _udp_free(port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def write_alaw(path: Path, freq: float, secs: float) -> None:
+    n = int(8000 * secs)
+    pcm = b"".join(int(8000 * math.sin(2 * math.pi * freq * i / 8000)).to_bytes(2, "little",
+                                                                                  signed=True)
+                   for i in range(n))
+    path.write_bytes(alaw_encode(pcm))
+
+
+@pytest.mark.timeout(120)
+def test_sipp_call_through_edge_relays_rtp_in_range(tmp_path: Path, lab: Any, sipp: Any,
+                                                    tshark: Any) -> None:
+    edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
+    uas_media, uac_media = media_ports(36000, 2)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    write_alaw(tmp_path / "uas.alaw", 440, 3)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    target = f"127.0.0.1:{edge_port}"
+    sc = lab.scenarios
+    try:
+        uas = sipp.start("uas", ["-sf", str(sc / "edge_uas_pcma.xml"), "-i", "127.0.0.1",
+                                 "-p", str(uas_port), "-mi", "127.0.0.1", "-mp", str(uas_media),
+                                 "-m", "1"], trace_logs=True, wall=60)
+        lab.wait_udp_listening(uas_port)
+        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
+                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
+                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
+                                 "-m", "1", "-timeout_error"], wall=30)
+        assert reg.wait(30) == 0, reg.errors() + edge.log()
+        invites = tshark.start(uas_port, fields=["sdp.media"],
+                               display_filter='sip.Method == "INVITE"', seconds=40)
+        rtp = UdpCapture(tmp_path, f"udp portrange {RTP[0]}-{RTP[1]}", seconds=40)
+        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac.xml"), "-s", "1002",
+                                 "-i", "127.0.0.1", "-p", str(uac_port), "-mi", "127.0.0.1",
+                                 "-mp", str(uac_media), "-au", "1001", "-ap", "demo-1001",
+                                 "-set", "user", "1001", "-auth_uri", f"1002@{target}", "-m", "1",
+                                 "-timeout_error"],
+                         trace_logs=True, wall=40)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+        assert uas.wait(20) == 0, uas.errors()
+        flows = rtp.stop()
+        offers = invites.stop().split()
+    finally:
+        edge.stop()
+    # the edge's INVITE to the callee offered OPUS, PCMA, PCMU (then telephone-event) ...
+    assert any(line.startswith("audio") for line in offers) or offers, offers
+    media_lines = [ln for ln in invites.out.read_text().splitlines() if ln.startswith("audio")]
+    assert media_lines, invites.out.read_text()
+    fields = media_lines[0].split()
+    assert fields[3:] == ["96", "8", "0", "101"], media_lines
+    assert RTP[0] <= int(fields[1]) <= RTP[1]
+    # ... the caller was answered with PCMA (first of ours it offered) ...
+    assert "answer_pt=8" in uac.logs()
+    assert "offer pts=96 8 0 101" in uas.logs()
+    # ... and the RTP went both ways through edge ports inside the range, and only those.
+    to_uas = sum(n for (src, dst), n in flows.items() if dst == uas_media)
+    to_uac = sum(n for (src, dst), n in flows.items() if dst == uac_media)
+    assert to_uas >= 100 and to_uac >= 100, flows
+    edge_ports = {src for (src, dst) in flows if dst in (uas_media, uac_media)}
+    assert edge_ports and all(RTP[0] <= p <= RTP[1] for p in edge_ports), edge_ports
+    calls = edge.calls()
+    assert len(calls) == 1 and {leg["codec"] for leg in calls[0]["legs"]} == {"PCMA"}, calls

@@ -13,6 +13,7 @@ from softphone.sip.events import (
     AckNotReceived,
     AckReceived,
     CancelReceived,
+    Event,
     RequestReceived,
     ResponseReceived,
     TransactionTerminated,
@@ -31,8 +32,8 @@ def make_core(**kw: float) -> SipCore:
     return SipCore(local={"udp": LOCAL_UDP, "tcp": LOCAL_TCP}, **kw)  # type: ignore[arg-type]
 
 
-def events(core: SipCore) -> list[object]:
-    out = []
+def events(core: SipCore) -> list[Event]:
+    out: list[Event] = []
     while (ev := core.next_event()) is not None:
         out.append(ev)
     return out

@@ -203,9 +203,9 @@ def test_random_interleavings_never_raise_and_always_terminate(
     for action, arg in actions:
         net.run(action, arg)
     net.settle()
-    requests, finals = len(net.seen_requests), sum(map(len, net.finals.values()))
-    event(f"requests reaching B's TU: {requests if requests < 5 else '5 or more'}")
-    event(f"finals reaching A's TU: {finals if finals < 5 else '5 or more'}")
+    n_req, n_final = len(net.seen_requests), sum(map(len, net.finals.values()))
+    event(f"requests reaching B's TU: {n_req if n_req < 5 else '5 or more'}")
+    event(f"finals reaching A's TU: {n_final if n_final < 5 else '5 or more'}")
     assert net.a.transactions == [] and net.b.transactions == []
     assert net.a.get_timer() is None and net.b.get_timer() is None
     assert all(t.state is TxnState.TERMINATED for t in net.client_txns + net.server_txns)

@@ -91,6 +91,9 @@ for _display in list(DISPLAY.values()) + list(COMPACT):
 
 def canonical(name: str) -> str:
     """The lower-case long form of a header name (compact forms expanded)."""
+    entry = _NAME_CACHE.get(name)
+    if entry is not None:
+        return entry[0]
     low = name.strip().lower()
     return COMPACT.get(low, low)
 
@@ -278,6 +281,16 @@ class Via:
 
     @classmethod
     def _parse(cls, text: str) -> Via:
+        m = _FAST_VIA_GROUPS.fullmatch(text)
+        if m is not None:
+            transport, host, port, ptext = m.groups()
+            params: dict[str, str | None] = {}
+            if ptext:
+                for p in ptext[1:].split(";"):
+                    k, eq, v = p.partition("=")
+                    params[k.lower()] = v if eq else None
+            return cls(transport=transport.upper(), host=host,
+                       port=int(port) if port else None, params=params)
         m = _VIA_RE.fullmatch(text.strip())
         if m is None:
             raise SipParseError("malformed value")
@@ -289,7 +302,7 @@ class Via:
             if " " in sent_by or "\t" in sent_by:
                 raise SipParseError("bad sent-by")
         host, port = split_hostport(sent_by)
-        params: dict[str, str | None] = {}
+        params = {}
         if ptext:
             for p in ptext[1:].split(";"):
                 p = p.replace(" ", "").replace("\t", "")
@@ -367,10 +380,15 @@ class _Message:
 
     @property
     def top_via(self) -> Via:
-        values = self.headers.values("via")
-        if not values:
+        first = self.headers.get("via")
+        if first is None:
             raise SipParseError("Missing Via")
-        return Via.parse(values[0])
+        if "," in first:
+            values = split_list(first)
+            if not values:
+                raise SipParseError("Missing Via")
+            first = values[0]
+        return Via.parse(first)
 
     @property
     def from_(self) -> NameAddr:
@@ -481,6 +499,10 @@ _FAST_VIA1 = (
     r"(?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]++)?+)*+"
 )
 _FAST_VIA = re.compile(rf"{_FAST_VIA1}(?: *+, *+{_FAST_VIA1})*+")
+_FAST_VIA_GROUPS = re.compile(
+    rf"SIP/2\.0/([A-Za-z]++) ({_HOST})(?::({_PORT}))?+"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]++(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]]++)?+)*+)"
+)
 _FAST_RURI = re.compile(_URI)
 _FAST_CSEQ = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
 _FOLD_RE = re.compile(r"[ \t]*\n[ \t]+")

@@ -32,6 +32,27 @@ _URI_PARAM_RE = re.compile(rf"{_PARAM_CHARS}+(?:={_PARAM_CHARS}*)?")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
 
+# Fast paths: the common spellings in one match, with groups; anything else (escapes, IPv6,
+# LWS, odd schemes) goes through the full parser below. Possessive: linear time.
+_FP = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$`]"
+_FAST_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_FAST_SIP_URI_TEXT = (
+    r"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,;?/]++)(?::([A-Za-z0-9\-_.!~*'()&=+$,]*+))?+@)?+"
+    rf"([A-Za-z0-9\-.]++)(?::({_FAST_PORT}))?+((?:;{_FP}++(?:={_FP}++)?+)*+)"
+    r"(?:\?([^\s<>\"]*+))?+"
+)
+_FAST_SIP_URI = re.compile(_FAST_SIP_URI_TEXT)
+_FT = r"[A-Za-z0-9\-.!%*_+`'~]++"
+_FAST_HPARAMS = rf"((?: *+; *+{_FT}(?: *+= *+(?:{_FT}|\"[^\"\\]*+\"))?+)*+)"
+# display name, then a <sip URI> in groups 3-9, then header parameters: one match for a From.
+_FAST_NAME_ADDR_SIP = re.compile(
+    rf"(?:\"([^\"\\]*+)\"|({_FT}(?: ++{_FT})*+))? *+<{_FAST_SIP_URI_TEXT}>{_FAST_HPARAMS}"
+)
+_FAST_NAME_ADDR = re.compile(
+    rf"(?:\"([^\"\\]*+)\"|({_FT}(?: ++{_FT})*+))? *+<([^<>\s\"]++)>"
+    rf"((?: *+; *+{_FT}(?: *+= *+(?:{_FT}|\"[^\"\\]*+\"))?+)*+)"
+)
+
 
 def _split_params(text: str) -> dict[str, str | None]:
     """``a=1;b;c="x;y"``: names lower-cased, values kept as sent, LWS around ``;`` and ``=``."""
@@ -153,6 +174,16 @@ class SipUri:
 
     @classmethod
     def _parse(cls, text: str, any_scheme: bool) -> SipUri:
+        m = _FAST_SIP_URI.fullmatch(text)
+        if m is not None:
+            scheme, user, password, host, port, ptext, headers = m.groups()
+            params: dict[str, str | None] = {}
+            if ptext:
+                for part in ptext[1:].split(";"):
+                    name, eq, value = part.partition("=")
+                    params[name.lower()] = value if eq else None
+            return cls(scheme=scheme, host=host, user=user, password=password,
+                       port=int(port) if port else None, params=params, headers=headers or "")
         scheme, colon, rest = text.partition(":")
         if not colon or _SCHEME_RE.fullmatch(scheme) is None:
             raise SipParseError("Bad URI")
@@ -272,6 +303,24 @@ class NameAddr:
 
     @classmethod
     def _parse(cls, text: str) -> NameAddr:
+        m = _FAST_NAME_ADDR_SIP.fullmatch(text)
+        if m is not None:
+            quoted, tokens, scheme, user, password, host, port, uparams, headers, ptext = m.groups()
+            params: dict[str, str | None] = {}
+            if uparams:
+                for part in uparams[1:].split(";"):
+                    name, eq, value = part.partition("=")
+                    params[name.lower()] = value if eq else None
+            uri = SipUri(scheme=scheme, host=host, user=user, password=password,
+                         port=int(port) if port else None, params=params, headers=headers or "")
+            return cls(uri=uri, display=quoted if quoted is not None else tokens,
+                       params=_split_params(ptext[ptext.index(";") + 1 :]) if ptext else {})
+        m = _FAST_NAME_ADDR.fullmatch(text)
+        if m is not None:
+            quoted, tokens, inner, ptext = m.groups()
+            return cls(uri=SipUri.parse(inner, any_scheme=True),
+                       display=quoted if quoted is not None else tokens,
+                       params=_split_params(ptext[ptext.index(";") + 1 :]) if ptext else {})
         if not text:
             raise SipParseError("Empty address")
         display: str | None = None

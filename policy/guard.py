@@ -863,8 +863,9 @@ class PolicyGuard:
                     if self._in_scope(call.user_id, call.account_id, scope):
                         call.recording_on = False
                         if call.recording == "on":
-                            call.recording = "stopped"
                             commands.append(RecordingCommand(RecordingAction.STOP, call.call_id))
+                        if call.recording in ("on", "pending"):
+                            call.recording = "stopped"  # a notice still playing starts nothing
                 days = self.config.recording.export_window_days
                 deadline = self._local(change.now + days * DAY).strftime("%Y-%m-%d %H:%M %Z")
                 warnings.append(self._w("R-REC-4", f"recording is off: existing recordings will "

@@ -171,3 +171,12 @@ def test_option_off_mid_call_stops_the_recording(guard: PolicyGuard, facts) -> N
                                                                user_id="alice"))
     assert [(c.action, c.recording_id) for c in d.recording] == [(RecordingAction.STOP, "c1")]
     assert guard.on_call_end("c1", T0 + 40).recording == ()
+
+
+def test_option_off_while_the_notice_plays_starts_nothing(guard: PolicyGuard, facts) -> None:
+    u = recorded_user(facts)
+    guard.on_call_attempt(facts.call(u, call_id="c1"))
+    guard.on_answer("c1", T0 + 1)
+    guard.on_recording_option_change(RecordingOptionChange("acct-1", False, T0 + 2))
+    assert guard.on_notice_played("c1", "recording-notice", T0 + 8).recording == ()
+    assert guard.state.recordings == {}

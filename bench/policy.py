@@ -123,7 +123,7 @@ def run_audit(calls: int, path: Path, policy: FsyncPolicy, guard: PolicyGuard) -
 
 def row(name: str, ours: float, ref_name: str, ref: float, calls: int) -> str:
     us_ours, us_ref = ours / calls * 1e6, ref / calls * 1e6
-    return (f"| {name:<13} | {us_ours:>10.1f} | {calls / ours:>10.0f} | {ref_name:<26} | "
+    return (f"| {name:<14} | {us_ours:>10.1f} | {calls / ours:>10.0f} | {ref_name:<26} | "
             f"{us_ref:>10.1f} | {ours / ref:>7.1f}x |")
 
 
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         sr_time = run_store_reference(args.disk_calls, tmp)
         a_time = run_audit(args.disk_calls, tmp / "every.jsonl", FsyncPolicy.EVERY_EVENT, guard)
         ab_time = run_audit(args.disk_calls, tmp / "batch.jsonl", FsyncPolicy.BATCH, guard)
-    print("| per call      |   ours µs  |  calls/s   | reference                  |  ref µs    |  ratio  |")
-    print("|---------------|-----------:|-----------:|----------------------------|-----------:|--------:|")
+    print("| per call       |   ours µs  |  calls/s   | reference                  |  ref µs    |  ratio  |")
+    print("|----------------|-----------:|-----------:|----------------------------|-----------:|--------:|")
     print(row("guard", g_time, "dict busy counter", r_time, args.calls))
     print(row("store FULL", s_time, "same INSERTs, no fsync", sr_time, args.disk_calls))
     print(row("store NORMAL", sn_time, "same INSERTs, no fsync", sr_time, args.disk_calls))

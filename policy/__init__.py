@@ -14,9 +14,9 @@ from softphone.policy.decision import (
     Decision,
     LocationPayload,
     Notice,
+    PolicyWarning,
     RecordingAction,
     RecordingCommand,
-    Warning,
 )
 from softphone.policy.facts import (
     Account,
@@ -43,6 +43,6 @@ __all__ = [
     "CounterBump", "Decision", "DeviceClass", "Direction", "EndReason", "GeoPoint", "Ledger",
     "LedgerEvent", "Location", "LocationPayload", "MediaLine", "Notice", "Party", "Plan",
     "PolicyConfig", "PolicyConfigError", "PolicyGuard", "PolicyInputError", "RecordingAction",
-    "RecordingCommand", "RecordingOptionChange", "Registration", "User", "Warning", "load",
+    "RecordingCommand", "RecordingOptionChange", "Registration", "User", "PolicyWarning", "load",
     "load_default", "parse",
 ]

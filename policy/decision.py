@@ -51,7 +51,7 @@ class RecordingCommand:
 
 
 @dataclass(frozen=True)
-class Warning:
+class PolicyWarning:
     """Something a person should be told; it does not change the call flow."""
 
     rule_id: str
@@ -98,10 +98,11 @@ class Decision:
     notices: tuple[Notice, ...] = ()
     recording: tuple[RecordingCommand, ...] = ()
     route: str | None = None
+    service_urn: str | None = None  # RFC 5031 emergency service (urn:service:sos.police, ...)
     location: LocationPayload | None = None
     present_as: str | None = None  # caller ID to present instead of the one asked for
     counters: tuple[CounterBump, ...] = ()
-    warnings: tuple[Warning, ...] = ()
+    warnings: tuple[PolicyWarning, ...] = ()
     billable: bool = False  # R-CLI-1/2: out of bundle, charged at the rate
     max_duration_s: int | None = None  # tear the call down after this long (trial minutes)
     retry_after_s: int | None = None
@@ -123,8 +124,8 @@ class Decision:
             "point": self.point,
         }
         for name in ("call_id", "user_id", "account_id", "sip_status", "reason_phrase",
-                     "announcement", "user_message", "route", "present_as", "max_duration_s",
-                     "retry_after_s"):
+                     "announcement", "user_message", "route", "service_urn", "present_as",
+                     "max_duration_s", "retry_after_s"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -140,8 +141,10 @@ class Decision:
             out["recording"] = [{"action": r.action.value, "recording_id": r.recording_id}
                                 for r in self.recording]
         if self.location is not None:
+            # evidence of where the call said the caller was (the audit file is 0640)
             out["location"] = {"geolocation": self.location.geolocation,
-                               "content_id": self.location.content_id}
+                               "content_id": self.location.content_id,
+                               "pidf_lo": self.location.body}
         if self.counters:
             out["counters"] = [{"name": c.name, "key": c.key, "amount": c.amount,
                                 "value": c.value} for c in self.counters]

@@ -31,9 +31,9 @@ from softphone.policy.decision import (
     CounterBump,
     Decision,
     Notice,
+    PolicyWarning,
     RecordingAction,
     RecordingCommand,
-    Warning,
 )
 from softphone.policy.facts import (
     AccountState,
@@ -111,8 +111,8 @@ class PolicyGuard:
         return Decision(action=action, rule_id=rule_id, clause=self.config.clause(rule_id),
                         point=point, **kw)
 
-    def _w(self, rule_id: str, message: str, audience: Audience = Audience.USER) -> Warning:
-        return Warning(rule_id, self.config.clause(rule_id), message, audience)
+    def _w(self, rule_id: str, message: str, audience: Audience = Audience.USER) -> PolicyWarning:
+        return PolicyWarning(rule_id, self.config.clause(rule_id), message, audience)
 
     def _text(self, announcement: str) -> str:
         return self.config.announcements[announcement].replace(
@@ -155,7 +155,7 @@ class PolicyGuard:
             refused = self._trial_seat(user, reg.now, "registration")
             if refused is not None:
                 return refused
-            warnings: list[Warning] = []
+            warnings: list[PolicyWarning] = []
             ua = reg.user_agent.lower()
             pbx = next((p for p in self.config.accounts.pbx_user_agents if p.lower() in ua), None)
             if pbx is not None:
@@ -244,7 +244,7 @@ class PolicyGuard:
         strip, refused = self._mrcp(a)
         if refused is not None:
             return refused
-        warnings: list[Warning] = []
+        warnings: list[PolicyWarning] = []
         if not a.internal:
             refused = self._number_gate(a, info, warnings)
             if refused is not None:
@@ -376,7 +376,7 @@ class PolicyGuard:
         return mrcp, None
 
     def _number_gate(self, a: CallAttempt, info: NumberInfo,
-                     warnings: list[Warning]) -> Decision | None:
+                     warnings: list[PolicyWarning]) -> Decision | None:
         if info.kind is NumberKind.SHORT:
             return self._d(Action.REJECT, "R-NUM-3", "call_attempt", sip_status=484,
                            reason_phrase="Address Incomplete", announcement="special-number",
@@ -498,7 +498,7 @@ class PolicyGuard:
         return True, None
 
     def _smart_gate(self, a: CallAttempt, info: NumberInfo,
-                    warnings: list[Warning]) -> tuple[str | None, Decision | None]:
+                    warnings: list[PolicyWarning]) -> tuple[str | None, Decision | None]:
         acct = a.user.account
         if not acct.smart_pack or a.internal or info.e164 is None:
             return None, None
@@ -519,7 +519,7 @@ class PolicyGuard:
                                     f"left this month"))
         return info.e164, None
 
-    def _cli_billing(self, a: CallAttempt, info: NumberInfo, warnings: list[Warning]) -> bool:
+    def _cli_billing(self, a: CallAttempt, info: NumberInfo, warnings: list[PolicyWarning]) -> bool:
         acct = a.user.account
         billable = False
         if acct.state is AccountState.UNLIMITED_SUSPENDED:
@@ -616,7 +616,7 @@ class PolicyGuard:
         self._acquire(a, emergency=True, trial=False, fair_use=False, short_calls=False)
         details.append(("country", country))
         d = self._d(Action.ROUTE_EMERGENCY, "R-EMERG-1", "call_attempt", route=route,
-                    location=location, present_as=present_as, ai_allowed=False,
+                    service_urn=info.service_urn, location=location, present_as=present_as, ai_allowed=False,
                     counters=(self._channel_bump(user),),
                     warnings=(self._w("R-EMERG-12", "AI features suppressed on this call",
                                       Audience.ADMIN),),
@@ -747,7 +747,7 @@ class PolicyGuard:
         self._allowed.pop(call.call_id, None)
         self._automated.discard(call.call_id)
         self._last_end[call.user_id] = now
-        warnings: list[Warning] = []
+        warnings: list[PolicyWarning] = []
         counters = [CounterBump("channels", call.user_id, -1, self.state.held(call.user_id))]
         if short:
             counters.append(CounterBump("short_calls", f"{call.user_id}:{day}", 1,
@@ -766,7 +766,7 @@ class PolicyGuard:
                        details=(("reason", reason.value), ("answered", str(answered)),
                                 ("duration_s", f"{duration:.3f}"), ("short", str(short))))
 
-    def _short_call_breach(self, call: ActiveCall, day: str, now: float) -> list[Warning]:
+    def _short_call_breach(self, call: ActiveCall, day: str, now: float) -> list[PolicyWarning]:
         cfg = self.config.limits.short_calls
         total = self.state.short_account_day.get((call.account_id, day), 0)
         average = total / max(1, call.seats)
@@ -807,7 +807,7 @@ class PolicyGuard:
                    for d in self._window[1])
         return talk / (max(1, seats) * cfg.window_days * DAY)
 
-    def _fair_use(self, call: ActiveCall, day: str, now: float) -> list[Warning]:
+    def _fair_use(self, call: ActiveCall, day: str, now: float) -> list[PolicyWarning]:
         cfg = self.config.limits.fair_use
         rate = self.fair_use_rate(call.account_id, call.seats, now)
         limit = cfg.baseline_rate * cfg.multiple
@@ -857,7 +857,7 @@ class PolicyGuard:
             self._emit("recording_option", f"recopt:{scope}:{change.now!r}:{change.enabled}",
                        change.now, scope=scope, enabled=change.enabled)
             commands: list[RecordingCommand] = []
-            warnings: list[Warning] = []
+            warnings: list[PolicyWarning] = []
             if not change.enabled:
                 for call in self.state.calls.values():
                     if self._in_scope(call.user_id, call.account_id, scope):

@@ -48,6 +48,18 @@ def test_every_decision_is_a_line_with_rule_and_clause(tmp_path, guard: PolicyGu
     assert seen[1][1] == lines[1]
 
 
+def test_emergency_routing_is_evidenced_with_the_location(tmp_path, guard: PolicyGuard,
+                                                          facts) -> None:
+    u = facts.user(account=facts.account(emergency_activated=True))
+    with AuditLog(tmp_path / "audit.jsonl") as log:
+        log.record(guard.on_call_attempt(facts.call(u, "17", call_id="e1")), now=T0)
+    (rec,) = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert (rec["action"], rec["rule_id"], rec["service_urn"]) == (
+        "route_emergency", "R-EMERG-1", "urn:service:sos.police")
+    assert "<ca:A3>Paris</ca:A3>" in rec["location"]["pidf_lo"]
+    assert rec["ai_allowed"] is False
+
+
 def test_unaudited_decisions_are_not_written(tmp_path, guard: PolicyGuard) -> None:
     with AuditLog(tmp_path / "a.jsonl") as log:
         assert log.record(guard.on_dtmf("nothing", "5", T0)) is None

@@ -29,6 +29,7 @@ def test_every_french_code_is_routed_with_location(guard: PolicyGuard, facts, co
     d = guard.on_call_attempt(facts.call(ready(facts), code))
     assert d.action is Action.ROUTE_EMERGENCY and d.rule_id == "R-EMERG-1"
     assert d.route == "sip:sos@emergency.invalid"
+    assert d.service_urn is not None and d.service_urn.startswith("urn:service:sos")
     assert d.location is not None and d.location.geolocation.startswith("<cid:")
     assert d.location.geolocation_routing == "yes"
     assert d.ai_allowed is False

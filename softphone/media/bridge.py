@@ -172,6 +172,10 @@ class Bridge:
 
         if codec.clock_rate not in RATES:
             raise BridgeError(f"codec rate {codec.clock_rate} is not one of {RATES}")
+        if session.clock_rate != codec.rtp_clock_rate:
+            # the jitter buffer times frames on the RTP clock: a mismatch would stretch them
+            raise BridgeError(f"{session.name}: session clock {session.clock_rate} Hz, "
+                              f"codec {codec.name} RTP clock {codec.rtp_clock_rate} Hz")
         leg = BridgeLeg(self, session, codec, len(self.legs), name or session.name)
         self.mixer.set_gain(leg.slot, 32768)
         self.mixer.set_inject(leg.slot, None)

@@ -213,3 +213,61 @@ async def test_scheduler_is_drift_free_and_catches_up(allocator: PortAllocator) 
     steps = {round(b - a, 6) for a, b in zip(stamps, stamps[1:], strict=False)}
     assert steps == {20.0}
     bridge.close()
+
+
+async def test_bridge_refuses_a_leg_it_cannot_time(allocator: PortAllocator) -> None:
+    from softphone.media.bridge import BridgeError
+
+    bridge = Bridge()
+    s = RtpSession(allocator.allocate("wrong-clock"), allocator=allocator, clock_rate=8000)
+    relay_only = RtpSession(allocator.allocate("no-jb"), allocator=allocator, use_jitter=False)
+    try:
+        with pytest.raises(BridgeError, match="RTP clock"):
+            bridge.add_leg(s, codec_for(OPUS))  # Opus runs a 48 kHz RTP clock
+        with pytest.raises(BridgeError, match="jitter buffer"):
+            bridge.add_leg(relay_only, G711Codec("PCMA"))
+        with pytest.raises(BridgeError):
+            Bridge(rate=11025)
+    finally:
+        s.close()
+        relay_only.close()
+        bridge.close()
+
+
+async def test_three_party_conference_mix_minus_and_leaving(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    phones = [await udp_peer() for _ in range(3)]
+    sessions = [RtpSession(allocator.allocate(f"conf/{i}"), allocator=allocator,
+                           remote=p.address) for i, p in enumerate(phones)]
+    for s in sessions:
+        await s.start()
+    bridge = Bridge(rate=8000, max_legs=4)
+    legs = [bridge.add_leg(s, G711Codec("PCMA")) for s in sessions]
+    bridge.start()
+    try:
+        talk_b = asyncio.ensure_future(send_paced(phones[1], sessions[1].local,
+                                                  pcma_tone(600), frames=110, pt=8,
+                                                  samples=160, ssrc=2))
+        await send_paced(phones[0], sessions[0].local, pcma_tone(1000), frames=60, pt=8,
+                         samples=160, ssrc=1)
+        heard = [received_pcm(p, 8, alaw_decode) for p in phones]
+        window = slice(-6400, -1600)  # settled audio while both still talk
+        c = heard[2][window]
+        assert detect_tone(c, 8000, 1000, min_ratio=0.3) and detect_tone(c, 8000, 600,
+                                                                          min_ratio=0.3)
+        assert detect_tone(heard[0][window], 8000, 600)  # A hears B, not itself
+        assert not detect_tone(heard[0][window], 8000, 1000, min_ratio=0.1)
+        assert detect_tone(heard[1][window], 8000, 1000)  # B hears A, not itself
+        assert not detect_tone(heard[1][window], 8000, 600, min_ratio=0.1)
+        bridge.remove_leg(legs[0], close_session=True)  # A hangs up; C moves into slot 0
+        assert legs[2].slot == 0 and allocator.in_use == 2
+        for p in phones:
+            p.received.clear()
+        await asyncio.sleep(0.5)  # B is still sending its tone for ~1 s more
+        c_after = received_pcm(phones[2], 8, alaw_decode)
+        assert detect_tone(c_after[-3200:], 8000, 600)
+        assert not detect_tone(c_after[-3200:], 8000, 1000, min_ratio=0.1)
+        await talk_b
+    finally:
+        bridge.close()
+    assert allocator.in_use == 0

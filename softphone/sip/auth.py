@@ -250,8 +250,12 @@ class DigestClient:
     def sign(self, request: SipRequest) -> bool:
         """Add credentials from the challenges already seen (nc incremented), e.g. to a
         REGISTER refresh, so that it need not be challenged again. False if none known."""
-        for (_realm, proxy), ch in self.challenges.items():
+        for (realm, proxy), ch in self.challenges.items():
             header = "Proxy-Authorization" if proxy else "Authorization"
+            kept = [v for v in request.headers.get_all(header) if _realm_of(v) != realm]
+            request.headers.remove(header)
+            for value in kept:
+                request.headers.add(header, value)
             request.headers.add(header, self.authorization(ch, request.method, request.uri,
                                                            request.body))
         return bool(self.challenges)

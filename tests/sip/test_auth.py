@@ -90,9 +90,11 @@ def test_client_nonce_count_increments_and_sign_reuses_the_challenge() -> None:
     retry = client.authorize(req, challenge(req, 'Digest realm="r", nonce="m", qop="auth"'))
     refresh = register()
     assert client.sign(refresh)
+    assert client.sign(refresh)  # signing again replaces, never piles up
+    assert len(refresh.headers.get_all("authorization")) == 1
     first = parse_auth_params(retry.headers.get("authorization") or "")[1]
     later = parse_auth_params(refresh.headers.get("authorization") or "")[1]
-    assert (first["nc"], later["nc"]) == ("00000001", "00000002")
+    assert (first["nc"], later["nc"]) == ("00000001", "00000003")
     assert first["cnonce"] != later["cnonce"]
 
 

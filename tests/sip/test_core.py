@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from softphone.sip.core import Address, SipCore, TransactionStateError
+from softphone.sip.errors import SipError
 from softphone.sip.events import (
     AckNotReceived,
     AckReceived,
@@ -645,3 +646,33 @@ def test_an_ack_for_another_forks_2xx_does_not_stop_our_retransmissions() -> Non
     core.receive(request_bytes("ACK", branch="z9hG4bKa3", to_tag="mine"), PEER, 1.0)
     (ours,) = [e for e in events(core) if isinstance(e, AckReceived)]
     assert ours.transaction is ev.transaction
+
+
+def test_stream_requests_are_answered_on_their_connection_and_ipv6_gets_received() -> None:
+    core = SipCore(local={"tcp": LOCAL_TCP, "ws": Address("ws", "edge.invalid", 443)})
+    v6 = Address("tcp", "2001:db8::5", 50000, conn_id=42)
+    core.receive(request_bytes("OPTIONS", via_host="[2001:db8::1]", via_port=5060,
+                               transport="TCP", rport=True), v6, 0.0)
+    (ev,) = [e for e in events(core) if isinstance(e, RequestReceived)]
+    assert ev.request.top_via.params["received"] == "2001:db8::5"
+    core.respond(ev.transaction, 200, "OK", 0.0)
+    ((_, dest),) = sent(core)
+    assert dest == v6  # the same connection (conn_id), not a new one to the Via
+    # WebSocket messages are whole: no Content-Length needed (RFC 7118).
+    ws = Address("ws", "203.0.113.9", 51000, conn_id=5)
+    msg = request_bytes("OPTIONS", transport="WS", branch="z9hG4bKws1").replace(
+        b"Content-Length: 0\r\n", b"")
+    core.receive(msg, ws, 0.0)
+    assert [e for e in events(core) if isinstance(e, RequestReceived)]
+    # ... while on TCP a message without Content-Length is refused (§18.3).
+    core.receive(request_bytes("OPTIONS", branch="z9hG4bKtcp2").replace(
+        b"Content-Length: 0\r\n", b""), v6, 0.0)
+    assert [m.status for m, _ in sent(core) if isinstance(m, SipResponse)] == [400]
+
+
+def test_send_request_needs_a_local_address_for_the_transport() -> None:
+    core = make_core()
+    with pytest.raises(SipError, match="tls"):
+        core.send_request(outgoing("OPTIONS"), Address("tls", "198.51.100.7", 5061), 0.0)
+    with pytest.raises(SipError):
+        SipCore(local={"udp": LOCAL_TCP})

@@ -231,9 +231,11 @@ class PolicyGuard:
         try:
             info = classify(a.dialed, self._dial_country(a.user), self.config)
         except NumberError as exc:
-            return self._d(Action.REJECT, "R-NUM-3", "call_attempt", sip_status=484,
-                           reason_phrase="Address Incomplete", details=(("error", str(exc)),),
-                           **base)
+            if not a.internal:
+                return self._d(Action.REJECT, "R-NUM-3", "call_attempt", sip_status=484,
+                               reason_phrase="Address Incomplete",
+                               details=(("error", str(exc)),), **base)
+            info = NumberInfo(a.dialed, a.dialed, NumberKind.SHORT)  # sip:alice@pbx, say
         if info.kind is NumberKind.EMERGENCY:
             return self._emergency(a, info)
         self._note_attempt(a)

@@ -299,6 +299,9 @@ def test_unparseable_number_is_a_clean_484(guard: PolicyGuard, facts) -> None:
 def test_internal_extensions_skip_numbering_rules(guard: PolicyGuard, facts) -> None:
     d = guard.on_call_attempt(facts.call(facts.user(), "201", internal=True))
     assert d.allowed and not d.billable
+    by_name = guard.on_call_attempt(facts.call(facts.user("bob"), "sip:carol@pbx.example",
+                                               internal=True))
+    assert by_name.allowed
 
 
 # -- account states ------------------------------------------------------------------------------

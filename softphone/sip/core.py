@@ -150,7 +150,7 @@ class SipCore:
 
     def __init__(self, *, local: Mapping[str, Address], t1: float = 0.5, t2: float = 4.0,
                  t4: float = 5.0, user_agent: str = "softphone/0.1",
-                 timer_d: float = 32.0, auto_trying: bool = True) -> None:
+                 timer_d: float = 32.0, trying_delay: float | None = 0.0) -> None:
         for name, addr in local.items():
             if name not in TRANSPORTS or addr.transport != name:
                 raise SipError(f"local address for {name!r} must be an Address of that "
@@ -158,7 +158,10 @@ class SipCore:
         self.local = dict(local)
         self.config = TimerConfig(t1=t1, t2=t2, t4=t4, timer_d_unreliable=timer_d)
         self.user_agent = user_agent
-        self.auto_trying = auto_trying
+        #: When an INVITE server transaction sends 100 Trying by itself (§17.2.1): at once
+        #: (0, the default: the caller stops retransmitting sooner), after a delay if the TU
+        #: has not answered by then (0.2 is the RFC's 200 ms), or never (None).
+        self.trying_delay = trying_delay
         self.stats: Counter[str] = Counter()
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Address]] = []
@@ -294,8 +297,9 @@ class SipCore:
         if method == "INVITE":
             inv = InviteServerTransaction(self, req, source, dest, self.config, key)
             self._servers[key] = inv
-            if self.auto_trying:
-                inv.send_response(self._decorate(make_response(req, 100, "Trying")), now)
+            if self.trying_delay is not None:
+                inv.arm_trying(self._decorate(make_response(req, 100, "Trying")), now,
+                               self.trying_delay)
             self._events.append(RequestReceived(req, inv, source))
             return
         nin = NonInviteServerTransaction(self, req, source, dest, self.config, key)
@@ -337,11 +341,13 @@ class SipCore:
         invite = self._servers.get(_server_key(req, via, "INVITE"))
         if not isinstance(invite, InviteServerTransaction):
             self.stats["cancel_unmatched"] += 1
-            cancel_txn.send_response(
-                self._decorate(make_response(req, 481, "Call/Transaction Does Not Exist")), now)
+            cancel_txn.send_response(self._decorate(make_response(
+                req, 481, "Call/Transaction Does Not Exist", to_tag=cancel_txn.local_tag)), now)
             return
-        # The 200 to the CANCEL carries the To tag of the INVITE's responses, if any (§9.2).
+        # The 200 to the CANCEL carries the To tag of the INVITE's responses (§9.2): the one
+        # already sent, else the tag the transaction reserved for the TU's responses.
         tag = to_tag(invite.last_response) if invite.last_response is not None else None
+        tag = tag or invite.local_tag
         cancel_txn.send_response(self._decorate(make_response(req, 200, "OK", to_tag=tag)), now)
         if invite.state is TxnState.PROCEEDING and not invite.final_sent:
             invite.cancelled = True
@@ -370,6 +376,9 @@ class SipCore:
         if salvaged is None:
             self.stats["dropped_unrespondable"] += 1
             return
+        to = salvaged.get("to") or ""
+        if ";tag=" not in to.replace(" ", "").lower():
+            salvaged.set("To", f"{to};tag={new_tag()}")  # §8.2.6.2
         resp = SipResponse(err.status, err.reason, salvaged)
         self._out.append((self._decorate(resp).to_bytes(), source))
         self.stats["rejected_400"] += 1
@@ -493,7 +502,13 @@ class SipCore:
     def respond(self, server_txn: ServerTransaction, status: int, reason: str, now: float, *,
                 to_tag: str | None = None, body: bytes = b"", content_type: str | None = None,
                 extra: Iterable[tuple[str, str]] = ()) -> SipResponse:
-        """Build a response to the transaction's request (§8.2.6) and send it."""
+        """Build a response to the transaction's request (§8.2.6) and send it.
+
+        Without ``to_tag`` the transaction's ``local_tag`` is used, so that every response
+        of one INVITE (and the 200 to its CANCEL) carries the same tag (§8.2.6.2, §9.2).
+        """
+        if to_tag is None:
+            to_tag = server_txn.local_tag
         resp = make_response(server_txn.request, status, reason, to_tag=to_tag, body=body,
                              content_type=content_type, extra=extra)
         self.send_response(server_txn, resp, now)

@@ -15,6 +15,7 @@ retransmit our own 2xx until the ACK arrives.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -351,6 +352,9 @@ class ServerTransaction(Transaction):
         self.response_dest = response_dest
         self.last_response: SipResponse | None = None
         self._last_wire: bytes | None = None
+        #: A To tag reserved for our responses when the request has none (§8.2.6.2);
+        #: ``SipCore.respond`` uses it by default. An in-dialog request keeps its own.
+        self.local_tag = to_tag(request) or secrets.token_hex(8)
 
     @property
     def final_sent(self) -> bool:
@@ -397,6 +401,15 @@ class InviteServerTransaction(ServerTransaction):
         self.ack_received = False
         #: (Call-ID, From tag, CSeq number) once a 2xx was sent: how the 2xx's ACK finds us.
         self.accepted_key: tuple[str, str, int] | None = None
+        self._pending_trying: SipResponse | None = None
+
+    def arm_trying(self, trying: SipResponse, now: float, delay: float) -> None:
+        """Send ``trying`` (a 100) now, or after ``delay`` unless the TU answered first."""
+        if delay <= 0:
+            self.send_response(trying, now)
+        else:
+            self._pending_trying = trying
+            self._set_timer("Trying", now, delay)
 
     def receive_request(self, request: SipRequest, now: float) -> None:
         """An INVITE retransmission: resend the last response (absorbed in Accepted)."""
@@ -437,7 +450,12 @@ class InviteServerTransaction(ServerTransaction):
         self._set_timer("H", now, self.config.h)
 
     def on_timer(self, name: str, now: float) -> None:
-        if name == "G" and self.state in (TxnState.COMPLETED, TxnState.ACCEPTED):
+        if name == "Trying":
+            trying, self._pending_trying = self._pending_trying, None
+            if trying is not None and self.last_response is None \
+                    and self.state is TxnState.PROCEEDING:
+                self.send_response(trying, now)
+        elif name == "G" and self.state in (TxnState.COMPLETED, TxnState.ACCEPTED):
             self._retransmit()
             self._interval = self.config.next_g(self._interval)
             self._set_timer("G", now, self._interval)

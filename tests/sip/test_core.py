@@ -676,3 +676,39 @@ def test_send_request_needs_a_local_address_for_the_transport() -> None:
         core.send_request(outgoing("OPTIONS"), Address("tls", "198.51.100.7", 5061), 0.0)
     with pytest.raises(SipError):
         SipCore(local={"udp": LOCAL_TCP})
+
+
+def test_trying_after_200_ms_only_if_the_tu_is_slow() -> None:
+    core = SipCore(local={"udp": LOCAL_UDP}, trying_delay=0.2)
+    core.receive(request_bytes(branch="z9hG4bKfast"), PEER, 0.0)
+    (fast,) = [e for e in events(core) if isinstance(e, RequestReceived)]
+    core.respond(fast.transaction, 180, "Ringing", 0.1)
+    core.receive(request_bytes(branch="z9hG4bKslow", call_id="slow"), PEER, 0.0)
+    core.handle_timer(0.2)
+    statuses = [(m.call_id, m.status) for m, _ in sent(core) if isinstance(m, SipResponse)]
+    assert statuses == [("call-1@198.51.100.7", 180), ("slow", 100)]
+    silent = SipCore(local={"udp": LOCAL_UDP}, trying_delay=None)
+    silent.receive(request_bytes(), PEER, 0.0)
+    silent.handle_timer(10.0)
+    assert silent.datagrams_to_send(10.0) == []
+
+
+def test_one_to_tag_for_the_200_to_cancel_and_the_487() -> None:
+    core = make_core()
+    core.receive(request_bytes(), PEER, 0.0)
+    (ev,) = [e for e in events(core) if isinstance(e, RequestReceived)]
+    core.datagrams_to_send(0)
+    core.receive(request_bytes("CANCEL"), PEER, 0.1)  # before any tagged response
+    core.respond(ev.transaction, 487, "Request Terminated", 0.2)
+    (ok, _), (r487, _) = sent(core)
+    assert isinstance(ok, SipResponse) and isinstance(r487, SipResponse)
+    assert ok.to.tag == r487.to.tag == ev.transaction.local_tag
+    assert ok.to.tag and len(ok.to.tag) >= 8
+
+
+def test_a_400_gets_a_to_tag() -> None:
+    core = make_core()
+    core.receive(request_bytes("OPTIONS").replace(b"Max-Forwards: 70", b"Max-Forwards: x"),
+                 PEER, 0.0)
+    (resp, _), = sent(core)
+    assert isinstance(resp, SipResponse) and resp.status == 400 and resp.to.tag

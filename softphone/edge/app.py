@@ -18,12 +18,11 @@ from typing import Any
 
 from softphone.codecs.registry import codec_order_from_names
 from softphone.configfile import ConfigError
-from softphone.edge.b2bua import B2BUA
+from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
-from softphone.edge.media import MediaSettings
 from softphone.media.ports import PortAllocator
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
@@ -57,16 +56,6 @@ class EdgeAuth:
         self._stale.discard(id(request))
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         return [(name, v) for v in self.server.challenge(now, stale=stale)]
-
-
-def make_bridge_factory() -> Any:
-    """The 20-ms bridge for transcoding and edge applications, when the media layer has it."""
-    try:
-        from softphone.media.bridge import bridge_for_call  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    factory: Any = bridge_for_call
-    return factory
 
 
 @dataclass
@@ -110,7 +99,7 @@ async def start_edge(cfg: EdgeConfig) -> Edge:
         codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg),
-        call_log=CallLog(cfg.data_dir / "calls.jsonl"), bridge_factory=make_bridge_factory(),
+        call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent)
     transport.attach(core, b2bua.on_event)
     return Edge(cfg, transport, core, b2bua, allocator)

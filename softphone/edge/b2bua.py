@@ -41,7 +41,9 @@ from softphone.codecs.registry import Codec
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
 from softphone.edge.location import Binding, LocationService, RegistrationError
-from softphone.edge.media import CallMedia, MediaSettings
+from softphone.media.bridge import TickScheduler
+from softphone.media.call import CallMedia
+from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
 from softphone.sip.core import Address, SipCore, new_call_id, new_tag
 from softphone.sip.dialog import Dialog, DialogError, DialogState
@@ -85,6 +87,16 @@ class CallGuard(Protocol):
 
     def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
         ...
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    host: str = "127.0.0.1"
+    jitter_min_ms: int = 20
+    jitter_max_ms: int = 200
+    rtp_timeout: float = 30.0
+    bridge_rate: int = 16000     # wideband mixing: OPUS keeps 8 kHz of audio band, G.711 4
+    tone_hz: float = 1000.0
 
 
 class CallState(enum.Enum):
@@ -139,7 +151,7 @@ class B2BUA:
                  echo_ext: str = "600", tone_ext: str = "601", retry_after: int = 5,
                  auth: Authenticator | None = None, guard: CallGuard | None = None,
                  call_log: CallLog | None = None,
-                 bridge_factory: Callable[[CallMedia], Any] | None = None,
+                 scheduler: TickScheduler | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  user_agent: str = "softphone-edge") -> None:
         self.core = core
@@ -156,7 +168,7 @@ class B2BUA:
         self.auth = auth
         self.guard = guard
         self.call_log = call_log or CallLog(None)
-        self.bridge_factory = bridge_factory
+        self.scheduler = scheduler or TickScheduler()
         self.clock = clock
         self.user_agent = user_agent
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
@@ -388,15 +400,16 @@ class B2BUA:
                 self._respond(txn, 480, "Temporarily Unavailable")
                 return
         key = req.call_id
-        media = CallMedia(key, self.allocator, self.media_settings,
-                          on_timeout=functools.partial(self._media_timeout, key),
-                          bridge_factory=self.bridge_factory)
+        ms = self.media_settings
+        media = CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
+                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
+                          rtp_timeout=ms.rtp_timeout,
+                          on_timeout=functools.partial(self._media_timeout, key))
         try:
-            leg_a = media.add_leg("a")
-            a_neg = answer_offer(offer, address=self.media_settings.host, port=leg_a.port,
-                                 order=self.codecs)
+            pair_a = media.reserve("a")
+            a_neg = answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
             if not is_app:
-                media.add_leg("b")
+                media.reserve("b")
         except PortsExhausted:
             media.close()
             self._release_guard(req.call_id, now)
@@ -422,9 +435,28 @@ class B2BUA:
         if is_app:
             call.app = "echo" if target == self.echo_ext else "tone"
             self._answer_a(call)
-            self._spawn(media.local_app(a_neg, call.app), call)
+            self._spawn(self._start_app(call), call)
             return
         self._fork(call, bindings)
+
+    async def _start_app(self, call: Call) -> None:
+        """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone."""
+        await call.media.attach("a", call.a_neg)
+        if call.state is CallState.ENDED:
+            return
+        call.media.connect()  # one leg: always the bridge
+        if call.app == "echo":
+            call.media.bridge_legs["a"].echo = True
+        else:
+            call.media.inject("a", ToneSource(self.media_settings.tone_hz,
+                                              self.media_settings.bridge_rate))
+
+    async def _connect(self, call: Call, b_neg: Negotiated) -> None:
+        media = call.media
+        await media.attach("a", call.a_neg)
+        await media.attach("b", b_neg)
+        if call.state is not CallState.ENDED and not media.closed:
+            media.connect()
 
     def _release_guard(self, call_id: str, now: float) -> None:
         if self.guard is not None:
@@ -432,8 +464,8 @@ class B2BUA:
 
     def _fork(self, call: Call, bindings: list[Binding]) -> None:
         now = self.clock()
-        leg_b = call.media.legs["b"]
-        call.b_offer = build_offer(address=self.media_settings.host, port=leg_b.port,
+        pair_b = call.media.reserve("b")
+        call.b_offer = build_offer(address=self.media_settings.host, port=pair_b.rtp,
                                    order=self.codecs)
         call.b_call_id = new_call_id(self.domain)
         call.b_tag = new_tag()
@@ -521,7 +553,7 @@ class B2BUA:
             call.early_sdp_sent = True
             self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
                           body=call.a_neg.sdp, contact=True)
-            self._spawn(call.media.connect(call.a_neg, neg), call)
+            self._spawn(self._connect(call, neg), call)
         elif not call.ringing_sent and not call.early_sdp_sent:
             call.ringing_sent = True
             self._respond(call.a_txn, 180, "Ringing", to_tag=call.a_tag, contact=True)
@@ -555,7 +587,7 @@ class B2BUA:
         call.b_neg = neg
         self._answer_a(call)
         if changed or not call.early_sdp_sent:
-            self._spawn(call.media.connect(call.a_neg, neg), call)
+            self._spawn(self._connect(call, neg), call)
 
     def _cancel_fork(self, fork: Fork, now: float) -> None:
         fork.final = -1
@@ -615,8 +647,8 @@ class B2BUA:
             self._respond(txn, 481, "Call/Transaction Does Not Exist")
             return
         current = call.a_neg if leg == "a" else call.b_neg
-        media_leg = call.media.legs.get(leg)
-        if current is None or media_leg is None:
+        pair = call.media.pairs.get(leg)
+        if current is None or pair is None:
             self._respond(txn, 491, "Request Pending")
             return
         tag = call.a_tag if leg == "a" else call.b_tag
@@ -627,7 +659,7 @@ class B2BUA:
             offer = parse_sdp(req.body)
             # keep the codec in use first so a hold does not force a transcoder change
             order = (current.codec, *[c for c in self.codecs if c.name != current.codec.name])
-            neg = answer_offer(offer, address=self.media_settings.host, port=media_leg.port,
+            neg = answer_offer(offer, address=self.media_settings.host, port=pair.rtp,
                                order=order, previous=current.local_sdp)
         except SdpError as exc:
             self._respond(txn, 400, f"Bad SDP: {exc}")
@@ -644,15 +676,18 @@ class B2BUA:
         else:
             call.b_neg = neg
         self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
-        call.media.set_hold(leg, neg)
+        if leg in call.media.sessions:
+            call.media.update(leg, neg)
 
     # ------------------------------------------------------------------ teardown
 
-    def _media_timeout(self, key: str, reason: str) -> None:
+    def _media_timeout(self, key: str, media: CallMedia, leg: str) -> None:
         call = self.calls.get(key)
         if call is not None:
-            self._end(call, reason, bye_a=True, bye_b=True)
+            self._end(call, f"rtp-timeout:{leg}", bye_a=True, bye_b=True)
             self.flush()
+        else:
+            media.close()
 
     def _send_bye(self, dialog: Dialog | None, dest: Address) -> None:
         if dialog is None or dialog.state is DialogState.TERMINATED:
@@ -686,7 +721,6 @@ class B2BUA:
                     self._send_bye(fork.dialog, fork.binding_source)
             elif fork.final == 0:
                 self._cancel_fork(fork, now)
-        call.media.close()
         self.calls.pop(call.key, None)
         if call.b_call_id:
             self._by_b.pop(call.b_call_id, None)
@@ -699,17 +733,29 @@ class B2BUA:
         rec.ended = time.time()
         rec.end_cause = cause
         rec.status = status or (200 if answered else 0)
-        stats = call.media.stats()
-        for name, s in stats.items():
-            rec.legs.append(LegRecord(
+        rec.legs = self._leg_records(call)
+        rec.transcoded = call.media.bridge is not None and not call.app
+        call.media.close()
+        self.call_log.write(rec)
+
+    def _leg_records(self, call: Call) -> list[LegRecord]:
+        out: list[LegRecord] = []
+        for name, pair in call.media.pairs.items():
+            neg = call.a_neg if name == "a" else call.b_neg
+            sess = call.media.sessions.get(name)
+            out.append(LegRecord(
                 role="caller" if name == "a" else "callee",
                 user=call.caller if name == "a" else call.callee,
                 transport=(call.a_source.transport if name == "a" else
                            call.winner.binding_source.transport if call.winner else ""),
-                codec=s["codec"], local_rtp=s["port"], remote_rtp=s["remote"],
-                packets_in=s["in"], packets_out=s["out"], rtt_ms=s["rtt_ms"]))
-        rec.transcoded = call.media.mode == "bridge"
-        self.call_log.write(rec)
+                codec=neg.codec.name if neg else "", local_rtp=pair.rtp,
+                remote_rtp=f"{neg.remote_address}:{neg.remote_port}" if neg else "",
+                packets_in=sess.packets_received if sess else 0,
+                packets_out=sess.packets_sent if sess else 0,
+                lost=sess.reception.lost if sess else 0,
+                jitter_ms=round(sess.reception.jitter_ms, 2) if sess else 0.0,
+                rtt_ms=round(sess.rtt * 1000, 1) if sess and sess.rtt is not None else None))
+        return out
 
     async def close(self) -> None:
         """End every call (BYE both legs) and release every port."""

@@ -41,7 +41,8 @@ class PeerCall(pj.Call):  # type: ignore[misc]
             self.disconnected = True
 
     def onCallMediaState(self, prm: Any) -> None:
-        for mi in self.getInfo().media:
+        ci = self.getInfo()  # keep the CallInfo alive while iterating its media (SWIG)
+        for mi in ci.media:
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 self.media_ready = True
                 self.aud_idx = mi.index
@@ -128,6 +129,7 @@ def main() -> int:
     ok = False
     codec = "?"
     player = rec = None
+    call: PeerCall | None = None
     try:
         if not pump(ep, lambda: acc.registered, 10):
             print("[pj] registration failed", flush=True)
@@ -168,7 +170,7 @@ def main() -> int:
     finally:
         ep.hangupAllCalls()
         pump(ep, lambda: False, 0.3)
-        player = rec = None
+        player = rec = call = None  # drop every Call before the library goes
         acc.calls.clear()
         acc.shutdown()
         gc.collect()

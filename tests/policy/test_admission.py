@@ -1,0 +1,67 @@
+"""CallAdmission: the edge's admit/released protocol over the guard, for local-to-local calls."""
+
+from __future__ import annotations
+
+import json
+
+from softphone.policy import Account, PolicyGuard, User
+from softphone.policy.admission import CallAdmission
+
+from softphone.audit import AuditLog
+from softphone.counters import CounterStore
+
+T0 = 1_768_989_600.0
+ACCT = Account("acct-1", "FR", seats=3)
+USERS = {name: User(name, ACCT, numbers=(f"+3318765432{i}",))
+         for i, name in enumerate(("alice", "bob", "carol"))}
+
+
+def test_both_sides_take_a_channel_and_give_it_back(config) -> None:
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0) is None
+    assert guard.held("alice") == guard.held("bob") == 1
+    # carol calling busy bob hears busy, and keeps no channel herself
+    assert adm.admit("k2", "carol", "bob", inbound_local=True, now=T0 + 1) == (486, "Busy Here")
+    assert guard.held("carol") == 0
+    # alice calling while in a call is refused with the call-limit reason
+    assert adm.admit("k3", "alice", "carol", inbound_local=True, now=T0 + 2) == (
+        403, "Simultaneous Call Limit Reached")
+    adm.released("k1", answered=True, duration=30.0, now=T0 + 31)
+    adm.released("k1", answered=True, duration=30.0, now=T0 + 32)  # idempotent
+    assert guard.held("alice") == guard.held("bob") == 0
+
+
+def test_unknown_parties_are_not_guarded(config) -> None:
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    assert adm.admit("k1", "trunk-caller", "bob", inbound_local=False, now=T0) is None
+    assert guard.held("bob") == 1
+
+
+def test_commit_then_audit_for_every_decision(config, tmp_path) -> None:
+    guard = PolicyGuard(config)
+    store = CounterStore(tmp_path)
+    order: list[str] = []
+
+    with AuditLog(tmp_path / "audit.jsonl") as audit:
+        def commit() -> None:
+            order.append("commit")
+            store.commit(guard)
+
+        def record(d) -> None:
+            order.append("audit")
+            audit.record(d)
+
+        adm = CallAdmission(guard, USERS.get, commit=commit, on_decision=record)
+        adm.admit("k1", "alice", "bob", inbound_local=True, now=T0)
+        adm.admit("k2", "carol", "bob", inbound_local=True, now=T0 + 1)
+        adm.released("k1", answered=True, duration=5.0, now=T0 + 6)
+    assert order[:2] == ["commit", "audit"]
+    lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(r["call_id"], r["action"]) for r in lines] == [
+        ("k1/caller", "allow"), ("k1/callee", "allow"),
+        ("k2/caller", "allow"), ("k2/callee", "reject"), ("k2/caller", "none"),
+        ("k1/caller", "none"), ("k1/callee", "none")]
+    assert store.load().persistent_view() == guard.state.persistent_view()
+    store.close()

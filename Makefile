@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 APT_PACKAGES := sip-tester baresip-core tshark mosquitto libopus0 libspeexdsp1 gcc libc6-dev
 NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
 
-.PHONY: run test venv system-deps lint typecheck pytest bench clean
+.PHONY: run test venv system-deps lab-deps lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,20 @@ $(VENV)/.installed: pyproject.toml setup.py $(NATIVE_SRC)
 
 venv: $(VENV)/.installed
 
+# The edge on the embedded defaults (configs/edge.toml): loopback, SIP 5060 udp+tcp, TLS 5061,
+# RTP 20000-22000, demo users 1001-1004, echo 600, tone 601. Ctrl-C stops it cleanly.
 run: venv
-	$(VENV)/bin/softphone selfcheck
+	$(VENV)/bin/softphone edge
+
+# A real pjsip phone for the lab tests: the pjsua2-python wheel pins its Python versions, so it
+# lives in a venv of its own (the tests skip, saying why, when it cannot be installed).
+PJ_VENV := .venv-pj
+$(PJ_VENV)/.installed:
+	test -x $(PJ_VENV)/bin/python || $(PYTHON) -m venv $(PJ_VENV)
+	$(PJ_VENV)/bin/python -m pip --disable-pip-version-check -q install pjsua2-python \
+	  && touch $@ || echo "pjsua2-python not installable here: its lab tests will be skipped"
+
+lab-deps: $(PJ_VENV)/.installed
 
 # Installs the real peers when run as root on Debian (CI is root); otherwise the lab tests
 # that need a missing peer are skipped with the reason.
@@ -47,7 +59,7 @@ typecheck: venv
 pytest: venv
 	$(VENV)/bin/pytest
 
-test: system-deps venv lint typecheck pytest
+test: system-deps venv lab-deps lint typecheck pytest
 
 # The native tests again on a -fsanitize=address,undefined build (also part of `make pytest`).
 .PHONY: sanitize
@@ -58,4 +70,4 @@ bench: venv
 	$(PY) bench/native.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info native/_native*.so
+	rm -rf $(VENV) $(PJ_VENV) build *.egg-info native/_native*.so

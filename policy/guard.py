@@ -710,6 +710,7 @@ class PolicyGuard:
 
     def on_keepalive(self, call_id: str, now: float) -> None:
         """Sign of life (RTP seen, session refresh): keeps the sweep away. Not persisted."""
+        self._check_time(now)
         with self._lock:
             call = self.state.calls.get(call_id)
             if call is not None and now > call.last_seen:

@@ -149,6 +149,7 @@ class Call:
         self.status: int | None = None      # final status of the INVITE (or of the end)
         self.reason: str = ""
         self.end_reason: str = ""
+        self.bye_status: int | None = None  # the final response to our BYE
         self.peer: Address | None = None    # where an incoming INVITE came from
         self.rtp_port: int | None = None
         self.port_pair: Any = None          # softphone.media.ports.PortPair when allocated
@@ -502,6 +503,7 @@ class UserAgent:
             reg.cseq += 1
             h = Headers()
             aor = NameAddr.parse(reg.aor)
+            aor.bracketed = True
             h.add("From", f"{aor};tag={reg.from_tag}")
             h.add("To", str(aor))
             h.add("Call-ID", reg.call_id)
@@ -718,7 +720,13 @@ class UserAgent:
         call._bye_txn = txn
 
         def done(ev: Any) -> None:
-            if isinstance(ev, ResponseReceived) and ev.response.status < 200:
+            if isinstance(ev, ResponseReceived):
+                if ev.response.status < 200:
+                    return
+                call.bye_status = ev.response.status
+            elif isinstance(ev, TransactionTimeout | TransportFailure):
+                call.bye_status = 408 if isinstance(ev, TransactionTimeout) else 503
+            else:
                 return
             if call.end_reason == "":
                 call.end_reason = "local hangup"

@@ -161,14 +161,16 @@ class SippFactory:
             s.stop(soft_timeout=3.0)
 
 
-def wait_udp_listening(port: int, timeout: float = 5.0) -> None:
-    """Poll until something is bound on 127.0.0.1:port/udp (sipp's readiness)."""
+def wait_udp_listening(port: int, timeout: float = 5.0, transport: str = "udp") -> None:
+    """Poll until something is bound on 127.0.0.1:port (sipp's readiness), by trying to bind
+    it ourselves: no probe packet or connection reaches the peer."""
+    kind = socket.SOCK_STREAM if transport in ("tcp", "tls") else socket.SOCK_DGRAM
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not _udp_free(port):
+        if not _bindable(port, kind):
             return
         time.sleep(0.05)
-    raise AssertionError(f"nothing listening on udp 127.0.0.1:{port} after {timeout} s")
+    raise AssertionError(f"nothing listening on {transport} 127.0.0.1:{port} after {timeout} s")
 
 
 def wait_tcp_listening(port: int, timeout: float = 5.0) -> None:
@@ -182,8 +184,8 @@ def wait_tcp_listening(port: int, timeout: float = 5.0) -> None:
     raise AssertionError(f"nothing listening on tcp 127.0.0.1:{port} after {timeout} s")
 
 
-def _udp_free(port: int) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _bindable(port: int, kind: int) -> bool:
+    s = socket.socket(socket.AF_INET, kind)
     try:
         s.bind(("127.0.0.1", port))
     except OSError:
@@ -262,11 +264,16 @@ def tshark(tmp_path: Path) -> Iterator[TsharkFactory]:
     factory.close()
 
 
+class Lab:
+    """Helpers handed to tests as the ``lab`` fixture (tests do not import conftest)."""
+
+    scenarios = SCENARIOS
+    take_ports = staticmethod(take_ports)
+    wait_udp_listening = staticmethod(wait_udp_listening)
+    wait_tcp_listening = staticmethod(wait_tcp_listening)
+    last_stats = staticmethod(last_stats)
+
+
 @pytest.fixture
-def lab_ports() -> type[object]:
-    """Access to :func:`take_ports` for tests (``lab_ports.take(3)``)."""
-
-    class _Ports:
-        take = staticmethod(take_ports)
-
-    return _Ports
+def lab() -> Lab:
+    return Lab()

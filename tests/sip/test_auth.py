@@ -4,6 +4,8 @@ nonce expiry and replay refusal."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softphone.sip.auth import (
     AuthError,
@@ -247,3 +249,41 @@ def test_server_configuration_errors_are_auth_errors() -> None:
         DigestServer("r", USERS.get, algorithms=("SHA-1",))
     with pytest.raises(AuthError):
         DigestServer("r", USERS.get, nonce_lifetime=0)
+
+
+TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, exclude_characters='"\\'),
+               min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user=TEXT, password=TEXT, alg=st.sampled_from(["MD5", "SHA-256", "SHA-512-256",
+                                                      "MD5-sess", "SHA-256-sess"]),
+       flip=st.integers(0, 63))
+def test_any_credentials_round_trip_and_any_altered_response_fails(
+        user: str, password: str, alg: str, flip: int) -> None:
+    srv = DigestServer("realm", {user: password}.get, algorithms=(alg,), secret=b"s" * 32)
+    req = register()
+    retry = DigestClient(user, password).authorize(req, srv.challenge_response(req, 0.0))
+    assert srv.verify(retry, 1.0).user == user
+    value = retry.headers.get("authorization") or ""
+    p = parse_auth_params(value)[1]
+    pos = flip % len(p["response"])
+    bad_char = "0" if p["response"][pos] != "0" else "1"
+    tampered = p["response"][:pos] + bad_char + p["response"][pos + 1:]
+    retry.headers.set("Authorization", value.replace(p["response"], tampered))
+    retry.headers.set("Authorization", (retry.headers.get("authorization") or "").replace(
+        'nc=00000001', 'nc=00000002'))
+    assert not srv.verify(retry, 2.0).ok
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(exclude_characters="\r\n"), max_size=200))
+def test_credentials_parsing_raises_only_auth_error(text: str) -> None:
+    srv = server()
+    req = register()
+    req.headers.add("Authorization", "Digest " + text)
+    try:
+        parse_auth_params("Digest " + text)
+    except AuthError:
+        pass
+    assert not srv.verify(req, 0.0).ok

@@ -214,3 +214,33 @@ def test_random_interleavings_never_raise_and_always_terminate(
         assert len(non2xx) <= 1, f"a final response reached the TU twice: {finals}"
         tags_2xx = [f[1] for f in finals if f[0] < 300]
         assert len(tags_2xx) == len(set(tags_2xx)), f"a 2xx reached the TU twice: {finals}"
+
+
+VALID = (b"INVITE sip:bob@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKf1;rport"
+         b"\r\nFrom: <sip:a@10.0.0.1>;tag=1\r\nTo: <sip:b@10.0.0.2>\r\nCall-ID: f1\r\n"
+         b"CSeq: 1 INVITE\r\nContact: <sip:a@10.0.0.1>\r\nContent-Length: 0\r\n\r\n")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.tuples(st.integers(0, len(VALID)), st.binary(min_size=1, max_size=8)).map(
+        lambda t: VALID[: t[0]] + t[1] + VALID[t[0]:]),
+    st.integers(0, len(VALID)).map(lambda n: VALID[:n]),
+    st.sampled_from([VALID.replace(b"INVITE", b"ACK"), VALID.replace(b"INVITE", b"CANCEL"),
+                     b"SIP/2.0 200 OK" + VALID[VALID.index(b"\r\n"):]]),
+), st.sampled_from(["udp", "tcp", "ws"]))
+def test_any_bytes_are_answered_or_counted_never_raised(data: bytes, transport: str) -> None:
+    core = SipCore(local={transport: Address(transport, "10.0.0.2", 5060)})
+    source = Address(transport, "10.0.0.1", 5060, conn_id=1)
+    core.receive(data, source, 0.0)
+    core.receive(data, source, 0.1)  # and again, as a retransmission
+    out = core.datagrams_to_send(0.1)
+    assert all(dest.host == "10.0.0.1" for _, dest in out)
+    events = 0
+    while core.next_event() is not None:
+        events += 1
+    handled = sum(core.stats[k] for k in ("parse_errors", "keepalives", "stray_responses",
+                                          "retransmissions_absorbed", "acks_absorbed",
+                                          "responses_misrouted", "cancel_unmatched"))
+    assert core.stats["received"] == 2 and (handled or out or events)

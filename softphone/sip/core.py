@@ -174,6 +174,9 @@ class SipCore:
         # INVITE server transactions that sent a 2xx, by (Call-ID, From tag, CSeq number):
         # how an ACK for a 2xx (new branch) finds the retransmissions to stop.
         self._accepted: dict[tuple[str, str, int], InviteServerTransaction] = {}
+        # Out-of-dialog server transactions by (From tag, Call-ID, CSeq number, method): the
+        # same request arriving again on another path (a forking proxy) is merged (§8.2.2.2).
+        self._merge: dict[tuple[str, str, int, str], ServerTransaction] = {}
 
     # ------------------------------------------------------------------ host interface
     def transmit(self, data: bytes, dest: Address) -> None:
@@ -196,6 +199,8 @@ class SipCore:
         elif isinstance(txn, ServerTransaction):
             if self._servers.get(txn.key) is txn:
                 del self._servers[txn.key]
+            if txn.merge_key is not None and self._merge.get(txn.merge_key) is txn:
+                del self._merge[txn.merge_key]
             if isinstance(txn, InviteServerTransaction) and txn.accepted_key is not None:
                 if self._accepted.get(txn.accepted_key) is txn:
                     del self._accepted[txn.accepted_key]
@@ -294,9 +299,18 @@ class SipCore:
         if method == "CANCEL":
             self._receive_cancel(req, via, source, dest, key, now)
             return
+        merge_key: tuple[str, str, int, str] | None = None
+        if to_tag(req) is None:
+            merge_key = (req.from_.tag or "", req.call_id, req.cseq.number, method)
+            if merge_key in self._merge:
+                self._reject_merged(req, source, dest, key, now)
+                return
         if method == "INVITE":
             inv = InviteServerTransaction(self, req, source, dest, self.config, key)
             self._servers[key] = inv
+            if merge_key is not None:
+                inv.merge_key = merge_key
+                self._merge[merge_key] = inv
             if self.trying_delay is not None:
                 inv.arm_trying(self._decorate(make_response(req, 100, "Trying")), now,
                                self.trying_delay)
@@ -304,7 +318,27 @@ class SipCore:
             return
         nin = NonInviteServerTransaction(self, req, source, dest, self.config, key)
         self._servers[key] = nin
+        if merge_key is not None:
+            nin.merge_key = merge_key
+            self._merge[merge_key] = nin
         self._events.append(RequestReceived(req, nin, source))
+
+    def _reject_merged(self, req: SipRequest, source: Address, dest: Address,
+                       key: tuple[str, ...], now: float) -> None:
+        """482 to a copy of a request we are already handling, reached by another path.
+
+        It gets a transaction of its own so that its retransmissions (and, for an INVITE,
+        its ACK) are absorbed; the TU never sees it.
+        """
+        self.stats["merged_requests"] += 1
+        txn: ServerTransaction
+        if req.method == "INVITE":
+            txn = InviteServerTransaction(self, req, source, dest, self.config, key)
+        else:
+            txn = NonInviteServerTransaction(self, req, source, dest, self.config, key)
+        self._servers[key] = txn
+        txn.send_response(self._decorate(make_response(
+            req, 482, "Loop Detected", to_tag=txn.local_tag)), now)
 
     def _receive_ack(self, ack: SipRequest, via: Via, source: Address, now: float) -> None:
         txn = self._servers.get(_server_key(ack, via, "INVITE"))

@@ -355,6 +355,8 @@ class ServerTransaction(Transaction):
         #: A To tag reserved for our responses when the request has none (§8.2.6.2);
         #: ``SipCore.respond`` uses it by default. An in-dialog request keeps its own.
         self.local_tag = to_tag(request) or secrets.token_hex(8)
+        #: Set by the core for out-of-dialog requests (merged-request detection, §8.2.2.2).
+        self.merge_key: tuple[str, str, int, str] | None = None
 
     @property
     def final_sent(self) -> bool:

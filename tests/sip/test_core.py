@@ -571,6 +571,9 @@ def test_magic_cookie_matching_uses_sent_by_too() -> None:
     core = make_core()
     core.receive(request_bytes("OPTIONS", via_port=5070), PEER, 0.0)
     core.receive(request_bytes("OPTIONS", via_port=5072), PEER, 0.0)
+    # Same branch, other sent-by: not a retransmission but a second copy (merged, 482).
+    assert core.stats["retransmissions_absorbed"] == 0 and core.stats["merged_requests"] == 1
+    core.receive(request_bytes("OPTIONS", via_port=5074, call_id="other"), PEER, 0.0)
     assert len([e for e in events(core) if isinstance(e, RequestReceived)]) == 2
 
 
@@ -712,3 +715,19 @@ def test_a_400_gets_a_to_tag() -> None:
                  PEER, 0.0)
     (resp, _), = sent(core)
     assert isinstance(resp, SipResponse) and resp.status == 400 and resp.to.tag
+
+
+def test_a_forked_copy_of_a_pending_request_is_merged_with_482() -> None:
+    core = make_core()
+    core.receive(request_bytes(branch="z9hG4bKpathA"), PEER, 0.0)
+    other_proxy = Address("udp", "198.51.100.8", 5060)
+    core.receive(request_bytes(branch="z9hG4bKpathB", via_host="198.51.100.8", via_port=5060),
+                 other_proxy, 0.1)
+    assert len([e for e in events(core) if isinstance(e, RequestReceived)]) == 1
+    replies = [(m.status, d) for m, d in sent(core) if isinstance(m, SipResponse)]
+    assert replies == [(100, PEER), (482, other_proxy)]
+    assert core.stats["merged_requests"] == 1
+    # Its ACK and retransmissions are absorbed by its own transaction.
+    core.receive(request_bytes("ACK", branch="z9hG4bKpathB", via_host="198.51.100.8",
+                               via_port=5060, to_tag="x"), other_proxy, 0.2)
+    assert events(core) == []

@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     from softphone.edge.app import add_parser as add_edge
 
     add_edge(sub)
+    p = sub.add_parser("call", help="place one call, stay in it, hang up (exit 0 if all went well)")
+    from softphone.apps import call as call_app
+
+    call_app.add_arguments(p)
+    p.set_defaults(handler=call_app.main)
     return parser
 
 

@@ -656,8 +656,10 @@ class UserAgent:
         if status < 300:
             contact = self.contact_uri(txn.peer.transport)
             upd = self.dialogs.uac_response(request, resp, local_contact=f"<{contact}>")
-            if upd.redundant_fork or (call.state is CallState.ESTABLISHED
-                                      and upd.dialog is not call.dialog):
+            if upd.redundant_fork or call.ended or (call.state is CallState.ESTABLISHED
+                                                    and upd.dialog is not call.dialog):
+                if upd.dialog is not None and upd.dialog is not call.dialog:
+                    self.dialogs.remove(upd.dialog)
                 ack, bye = ack_and_bye(request, resp, local_contact=f"<{contact}>")
                 core.send_ack_2xx(ack, txn.peer, now)
                 core.send_request(bye, txn.peer, now)
@@ -748,6 +750,12 @@ class UserAgent:
                     core.cancel(txn, self._now())  # held by the core until a 1xx (§9.1)
                 except SipError:
                     pass  # a final response already came: its handler decides
+                if call.state is CallState.CALLING:
+                    # Nothing heard yet: the CANCEL waits for a 1xx that may never come, so
+                    # the call ends for the owner now; a late 2xx is ACKed and BYEd.
+                    call.status = 487
+                    call.end_reason = "cancelled before any response"
+                    call._set_state(CallState.TERMINATED)
         else:
             self._reject(call, 603, "Decline")
         self._flush()
@@ -773,10 +781,10 @@ class UserAgent:
             if call is not None and not call.ended:
                 call.end_reason = "no ACK"
                 self._send_bye(call)
-        else:
-            txn = getattr(event, "transaction", None)
-            if txn is not None and isinstance(txn, ClientTransaction):
-                self._client.pop(txn, None)
+        else:  # TransactionTerminated: forget the handler
+            done = getattr(event, "transaction", None)
+            if isinstance(done, ClientTransaction):
+                self._client.pop(done, None)
 
     def _respond(self, txn: ServerTransaction, status: int, reason: str, *,
                  to_tag: str | None = None, body: bytes = b"", content_type: str | None = None,

@@ -1,0 +1,1 @@
+"""The apps built on the SIP user agent: one module per ``softphone`` subcommand."""

@@ -8,6 +8,11 @@ and 400s for requests that do not parse. Dialogs (``softphone.sip.dialog``) and 
 
 No sockets, no clock: the asyncio adapters (``softphone.sip.transport``) feed it.
 
+Why our own: the Python SIP stacks we could use (the pjsua2 bindings, sippy's B2BUA core,
+aiosip) each own their sockets, threads or event loop and timers, so none can be driven by a
+fake clock in tests or shared by UDP, TCP, TLS and WebSocket adapters; and the policy guard
+must see every transaction. The transaction layer is small enough to get exactly right here.
+
 Driving it (the contract the transport and the UA are written against)::
 
     core = SipCore(local={"udp": Address("udp", "192.0.2.10", 5060)}, t1=0.5, t2=4.0, t4=5.0)
@@ -31,9 +36,17 @@ Driving it (the contract the transport and the UA are written against)::
 
 After any call, drain ``next_event()`` and ``datagrams_to_send()`` and re-arm the timer with
 ``get_timer()``. Every ``now`` is a monotonic time in seconds; the core only compares and adds.
+``respond`` without ``to_tag`` uses ``server_txn.local_tag`` (reserved per transaction, also
+used by the automatic 200 to a CANCEL); the TU should use it for the dialog it creates.
 
-Event flow: a new request -> ``RequestReceived`` (INVITE: 100 Trying already sent); its
-retransmissions are absorbed (the last response is resent); ACK to a 2xx -> ``AckReceived``;
+Constructor: ``SipCore(*, local: Mapping[str, Address], t1=0.5, t2=4.0, t4=5.0,
+user_agent="softphone/0.1", timer_d=32.0, trying_delay=0.0)``; ``local`` maps each
+transport we use ("udp", "tcp", "tls", "ws", "wss") to the address put in our Via.
+
+Event flow: a new request -> ``RequestReceived`` (INVITE: 100 Trying already sent, see
+``trying_delay``); its retransmissions are absorbed (the last response is resent); a copy of
+a pending out-of-dialog request arriving by another path is merged with 482 (§8.2.2.2);
+ACK to a 2xx -> ``AckReceived``;
 CANCEL -> 200 to the CANCEL and ``CancelReceived`` (the TU answers 487 to the INVITE); a
 response -> ``ResponseReceived`` once (retransmissions absorbed; a retransmitted 2xx is
 re-ACKed by the core with the ACK the TU sent); timer B/F/H -> ``TransactionTimeout``;

@@ -165,6 +165,74 @@ def run_one(mode: str, ncalls: int, secs: float, first: int, last: int) -> dict[
     return res
 
 
+def micro(calls: int = 50, frames: int = 200) -> None:
+    """In-process cost of one leg for one 20-ms frame, stage by stage (no sockets: a
+    transport that drops what it is given), next to the whole tick."""
+    import timeit
+
+    from softphone.codecs.g711 import G711Codec
+    from softphone.media.bridge import Bridge
+    from softphone.media.ports import PortAllocator
+    from softphone.media.rtp import build_header
+    from softphone.media.session import RtpSession
+    from softphone.native.jitter import JitterBuffer
+    from softphone.native.mixer import Mixer
+
+    class Drop:
+        def sendto(self, data: bytes, addr: Any) -> None:
+            pass
+
+    codec = G711Codec("PCMA")
+    payload = b"\xd5" * 160
+    pcm = codec.decode(payload)
+    jb = JitterBuffer()
+    mixer = Mixer(160, 2)
+    stages = {
+        "jitter get (native wrapper)": lambda: jb.get(1e6),
+        "jitter put (native wrapper)": lambda: jb.put(1, 160, 5, False, payload, 0.0),
+        "G.711 decode (codecs)": lambda: codec.decode(payload),
+        "G.711 encode (codecs)": lambda: codec.encode(pcm),
+        "mixer set_input": lambda: mixer.set_input(0, pcm),
+        "mixer mix, 2 legs (per leg)": lambda: mixer.mix(2, record=False),
+    }
+    rows = []
+    for name, fn in stages.items():
+        n = 20000
+        t = min(timeit.repeat(fn, number=n, repeat=3)) / n
+        rows.append((name, t * (0.5 if "per leg" in name else 1.0)))
+    alloc = PortAllocator(20000, 22000)
+    bridges, sessions = [], []
+    try:
+        for _ in range(calls):
+            br = Bridge(rate=8000, max_legs=2)
+            for _j in range(2):
+                s = RtpSession(alloc.allocate("micro"), remote=("127.0.0.1", 9),
+                               inactivity_timeout=None)
+                s._rtp = Drop()  # type: ignore[assignment]
+                br.add_leg(s, codec)
+                sessions.append(s)
+            bridges.append(br)
+        addr = ("127.0.0.1", 9)
+        t_rx = t_tick = 0.0
+        for k in range(frames):
+            pkt = build_header(8, k, 160 * k, 7) + payload
+            t = time.perf_counter()
+            for s in sessions:
+                s._receive(pkt, addr)
+            t_rx += time.perf_counter() - t
+            t = time.perf_counter()
+            for br in bridges:
+                br.tick(20.0 * k + 100.0)
+            t_tick += time.perf_counter() - t
+        rows.append(("session receive -> jitter put (whole)", t_rx / frames / len(sessions)))
+        rows.append(("bridge tick, per leg (whole)", t_tick / frames / len(sessions)))
+    finally:
+        alloc.close()
+    print(f"{'stage, one leg, one 20-ms frame':<40} {'us':>7}")
+    for name, t in rows:
+        print(f"{name:<40} {t * 1e6:>7.2f}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         import uvloop
@@ -177,7 +245,11 @@ def main() -> None:
     ap.add_argument("--secs", type=float, default=5.0)
     ap.add_argument("--modes", default="bare,relay,bridge")
     ap.add_argument("--range", default="20000-22000")
+    ap.add_argument("--micro", action="store_true", help="per-stage cost of one leg, in process")
     args = ap.parse_args()
+    if args.micro:
+        micro()
+        return
     first, last = (int(x) for x in args.range.split("-"))
     rows = []
     for n in (int(x) for x in args.calls.split(",")):

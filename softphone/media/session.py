@@ -392,7 +392,7 @@ class RtpSession:
                    marker: bool = False) -> None:
         """Send one encoded frame (or, while a digit plays, its telephone-event packet instead)
         and advance the timestamp by ``samples`` (default one frame)."""
-        if self.dtmf_out.active and self.dtmf_payload_type is not None:
+        if self.dtmf_payload_type is not None and self.dtmf_out.active:
             pkt = self.dtmf_out.next_packet(self.timestamp)
             if pkt is not None:
                 header = build_header(self.dtmf_payload_type, self.seq, pkt.timestamp, self.ssrc,
@@ -402,12 +402,23 @@ class RtpSession:
                 self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
                 self._marker_next = True
                 return
-        header = build_header(self.send_payload_type, self.seq, self.timestamp, self.ssrc,
-                              marker or self._marker_next)
-        if self._send_rtp(header + payload):
-            self.seq = (self.seq + 1) & 0xFFFF
-            self._marker_next = False
-        self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
+        seq = self.seq
+        ts = self.timestamp
+        self.timestamp = (ts + (samples or self.frame_samples)) & 0xFFFFFFFF
+        # _send_rtp() inlined: once per leg per 20 ms on every bridged call
+        dest = self._latched or self.remote
+        transport = self._rtp
+        if dest is None or transport is None or self.closed:
+            self.no_destination += 1
+            return
+        packet = _FIXED.pack(0x80, self.send_payload_type | (
+            0x80 if marker or self._marker_next else 0), seq, ts, self.ssrc) + payload
+        transport.sendto(packet, dest)
+        self.seq = (seq + 1) & 0xFFFF
+        self._marker_next = False
+        self.packets_sent += 1
+        self.octets_sent += len(packet)
+        self._sent_since_report = True
 
     def skip_frame(self, samples: int | None = None) -> None:
         """Nothing to send this tick (silence suppression): keep the timeline, mark the next."""

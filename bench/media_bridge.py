@@ -171,12 +171,13 @@ def micro(calls: int = 50, frames: int = 200) -> None:
     import timeit
 
     from softphone.codecs.g711 import G711Codec
+    from softphone.native.jitter import JitterBuffer
+    from softphone.native.mixer import Mixer
+
     from softphone.media.bridge import Bridge
     from softphone.media.ports import PortAllocator
     from softphone.media.rtp import build_header
     from softphone.media.session import RtpSession
-    from softphone.native.jitter import JitterBuffer
-    from softphone.native.mixer import Mixer
 
     class Drop:
         def sendto(self, data: bytes, addr: Any) -> None:

@@ -239,8 +239,9 @@ class SipCore:
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``, in deadline order.
 
-        A timer fires "at its deadline": a rescheduled retransmission counts from the
-        deadline, so a late call catches up exactly as if it had been on time.
+        A retransmission timer that fires late (the event loop stalled) sends once and counts
+        its next interval from ``now``: no burst of overdue copies. Timeouts keep their
+        absolute deadlines.
         """
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -248,7 +249,7 @@ class SipCore:
             if txn.timers.get(name) != deadline:
                 continue
             del txn.timers[name]
-            txn.on_timer(name, deadline)
+            txn.on_timer(name, now)
 
     @property
     def transactions(self) -> list[Transaction]:

@@ -731,3 +731,33 @@ def test_a_forked_copy_of_a_pending_request_is_merged_with_482() -> None:
     core.receive(request_bytes("ACK", branch="z9hG4bKpathB", via_host="198.51.100.8",
                                via_port=5060, to_tag="x"), other_proxy, 0.2)
     assert events(core) == []
+
+
+def test_response_destination_rules_of_18_2_2() -> None:
+    from softphone.sip.core import response_destination
+    from softphone.sip.message import Via
+
+    src = Address("udp", "203.0.113.5", 40000)
+    assert response_destination(Via.parse("SIP/2.0/UDP h.example:5070;maddr=239.1.1.1"),
+                                src) == Address("udp", "239.1.1.1", 5070)
+    assert response_destination(Via.parse("SIP/2.0/UDP h.example;received=203.0.113.5"),
+                                src) == Address("udp", "203.0.113.5", 5060)
+    assert response_destination(
+        Via.parse("SIP/2.0/UDP h.example:5062;received=203.0.113.5;rport=40000"), src
+    ) == Address("udp", "203.0.113.5", 40000)
+    assert response_destination(Via.parse("SIP/2.0/UDP [2001:db8::1]:5070"),
+                                Address("udp", "2001:db8::1", 5070)) == Address(
+        "udp", "2001:db8::1", 5070)
+    tls = Address("tls", "203.0.113.5", 40001, conn_id=9)
+    assert response_destination(Via.parse("SIP/2.0/TLS h.example:5061"), tls) == tls
+
+
+def test_a_late_timer_retransmits_once_and_keeps_the_timeout_absolute() -> None:
+    core = make_core(t1=0.5, t2=4.0)
+    core.send_request(outgoing("OPTIONS"), PEER, 0.0)
+    core.datagrams_to_send(0)
+    core.handle_timer(10.0)  # the loop stalled 10 s: one copy, not a burst
+    assert len(core.datagrams_to_send(10.0)) == 1
+    assert core.get_timer() == pytest.approx(11.0)  # E doubled from 0.5 and counted from now
+    core.handle_timer(40.0)
+    assert [e.timer for e in events(core) if isinstance(e, TransactionTimeout)] == ["F"]

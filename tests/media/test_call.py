@@ -13,6 +13,7 @@ from softphone.native.g711 import alaw_decode, alaw_encode
 
 from softphone.media.bridge import TickScheduler
 from softphone.media.call import CallMedia
+from softphone.media.dtmf import DtmfSender
 from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
 from softphone.media.rtp import build_header, parse_rtp
@@ -37,7 +38,9 @@ async def scheduler() -> Any:
 async def test_same_codec_relays_then_a_prompt_switches_to_the_bridge(
         allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
     phone_a, phone_b = await udp_peer(), await udp_peer()
-    call = CallMedia("call-1", allocator, scheduler)
+    digits: list[tuple[str, str]] = []
+    call = CallMedia("call-1", allocator, scheduler,
+                     on_dtmf=lambda _c, leg, ev: digits.append((leg, ev.kind.value)))
     try:
         for leg, phone in (("a", phone_a), ("b", phone_b)):
             pair = call.reserve(leg)
@@ -48,11 +51,21 @@ async def test_same_codec_relays_then_a_prompt_switches_to_the_bridge(
                      .getsockname())
         await phone_b.wait_for(1)
         assert parse_rtp(phone_b.received[0][0]).payload == b"relayed!"
+        te_pt = call.sessions["a"].dtmf_payload_type
+        assert te_pt is not None
+        for k, p in enumerate(DtmfSender().packets("1", 480, 60)):
+            phone_a.send(build_header(te_pt, 2 + k, p.timestamp, 9, p.marker) + p.payload,
+                         ("127.0.0.1", call.pairs["a"].rtp))
+        await phone_b.wait_for(6)  # relayed as they came: 2 + 3 end packets
+        assert digits == [("a", "start"), ("a", "end")]
+        assert {parse_rtp(d).payload_type for d, _ in phone_b.received[1:]} == {
+            call.sessions["b"].dtmf_payload_type}
+        phone_b.received.clear()
         call.inject("b", ToneSource(425, 8000, duration_ms=600))
         assert not call.relaying and call.bridge is not None
         scheduler.start()
         await asyncio.sleep(0.8)
-        pcm = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_b.received[1:])
+        pcm = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_b.received)
         assert detect_tone(pcm[:8000], 8000, 425), "B hears the prompt"
         heard_a = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_a.received)
         assert not detect_tone(heard_a, 8000, 425, min_ratio=0.2), "A does not"

@@ -271,3 +271,23 @@ async def test_three_party_conference_mix_minus_and_leaving(
     finally:
         bridge.close()
     assert allocator.in_use == 0
+
+
+async def test_echo_is_codec_agnostic_opus(allocator: PortAllocator, udp_peer: Any) -> None:
+    phone = await udp_peer()
+    s = RtpSession(allocator.allocate("600-opus"), allocator=allocator, remote=phone.address,
+                   payload_types=(96,), clock_rate=48000, frame_samples=960)
+    await s.start()
+    bridge = echo_bridge(s, codec_for(OPUS))  # bridge at the codec's 48 kHz
+    bridge.start()
+    enc = OpusEncoder(48000, 1, "voip")
+    gen = ToneGenerator(900, 48000)
+    try:
+        await send_paced(phone, s.local, lambda _k: enc.encode(gen.frame(960)), frames=60,
+                         pt=96, samples=960)
+        await asyncio.sleep(0.3)
+    finally:
+        bridge.close()
+    back = received_pcm(phone, 96, OpusDecoder(48000, 1).decode)
+    assert detect_tone(back[-76800:-19200], 48000, 900)
+    assert allocator.in_use == 0

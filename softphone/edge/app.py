@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
+from softphone.media.call import CallMedia
 from softphone.media.ports import PortAllocator
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
@@ -65,8 +68,40 @@ class Edge:
     core: SipCore
     b2bua: B2BUA
     allocator: PortAllocator
+    _status_task: asyncio.Task[None] | None = None
+
+    def status(self) -> dict[str, Any]:
+        """What an operator (or a leak test) wants to see at a glance."""
+        return {
+            "live_calls": self.b2bua.live_calls,
+            "media_objects": len(CallMedia.live),
+            "ports_in_use": self.allocator.in_use,
+            "registrations": len(self.b2bua.location),
+            "transactions": len(self.core.transactions),
+            "calls": dict(self.b2bua.stats),
+            "sip": dict(self.core.stats),
+        }
+
+    def write_status(self) -> None:
+        """``<data dir>/status.json``, replaced atomically."""
+        path = self.cfg.data_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), sort_keys=True))
+        os.replace(tmp, path)
+
+    def start_status(self, interval: float = 1.0) -> None:
+        async def loop() -> None:
+            while True:
+                self.write_status()
+                await asyncio.sleep(interval)
+
+        self._status_task = asyncio.get_running_loop().create_task(loop())
 
     async def close(self) -> None:
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
         await self.b2bua.close()
         # let the BYEs leave before the sockets close
         await asyncio.sleep(0.05)
@@ -74,6 +109,7 @@ class Edge:
         self.b2bua.call_log.close()
         for pair in self.allocator.held():
             self.allocator.release(pair)
+        self.write_status()
 
 
 async def start_edge(cfg: EdgeConfig) -> Edge:
@@ -130,6 +166,7 @@ def banner(edge: Edge) -> str:
 
 async def run(cfg: EdgeConfig) -> int:
     edge = await start_edge(cfg)
+    edge.start_status()
     print(banner(edge), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -65,6 +65,44 @@ class EdgeProcess:
         self.proc = None
         return rc
 
+    def status(self) -> dict[str, Any]:
+        path = self.data_dir / "status.json"
+        try:
+            loaded: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded
+
+    def wait_idle(self, timeout: float = 20.0) -> dict[str, Any]:
+        """Poll status.json (written every second) until no call, media or port is held."""
+        end = time.monotonic() + timeout
+        st: dict[str, Any] = {}
+        while time.monotonic() < end:
+            st = self.status()
+            if st and st["live_calls"] == 0 and st["ports_in_use"] == 0 \
+                    and st["media_objects"] == 0:
+                return st
+            time.sleep(0.2)
+        return st
+
+    def rtp_sockets(self) -> list[int]:
+        """UDP ports inside the RTP range that the edge process really has open (from ss)."""
+        if self.proc is None:
+            return []
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=10).stdout.split()
+        pids = {str(self.proc.pid), *kids}
+        out = subprocess.run(["ss", "-uanp"], capture_output=True, text=True, timeout=10).stdout
+        ports = []
+        for line in out.splitlines():
+            if not any(f"pid={p}," in line for p in pids):
+                continue
+            local = line.split()[3]
+            port = int(local.rsplit(":", 1)[1])
+            if self.rtp[0] <= port <= self.rtp[1]:
+                ports.append(port)
+        return ports
+
     def calls(self) -> list[dict[str, Any]]:
         path = self.data_dir / "calls.jsonl"
         if not path.exists():

@@ -1,0 +1,98 @@
+"""Many calls through the edge, ended every way there is; afterwards nothing is held.
+
+200 sequential and 50 concurrent calls, calls cancelled by the caller, refused by the callee
+(486 relayed), hung up by the callee; then the edge's own status and the kernel's socket table
+(ss) must both show zero RTP ports, zero live calls and zero media objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab.edge_proc import EdgeProcess
+
+pytestmark = pytest.mark.lab
+
+RTP = (21000, 21999)
+
+
+def register(sipp: Any, lab: Any, target: str, user: str, contact_port: int, port: int) -> None:
+    reg = sipp.start(f"reg{user}", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
+                                    "-i", "127.0.0.1", "-p", str(port), "-au", user,
+                                    "-ap", f"demo-{user}", "-set", "user", user,
+                                    "-set", "cport", str(contact_port), "-m", "1",
+                                    "-timeout_error"], wall=20)
+    assert reg.wait(20) == 0, reg.errors()
+
+
+def caller(sipp: Any, lab: Any, name: str, scenario: str, target: str, callee: str, port: int,
+           *, calls: int, rate: int, limit: int) -> Any:
+    return sipp.start(name, [target, "-sf", str(lab.scenarios / scenario), "-s", callee,
+                             "-i", "127.0.0.1", "-p", str(port), "-au", "1001",
+                             "-ap", "demo-1001", "-set", "user", "1001",
+                             "-auth_uri", f"{callee}@{target}", "-m", str(calls),
+                             "-r", str(rate), "-l", str(limit), "-timeout_error"], wall=120)
+
+
+@pytest.mark.timeout(300)
+def test_calls_ended_every_way_leave_nothing_behind(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    (edge_port, answer_port, busy_port, hangup_port, r1, r2, r3,
+     c1, c2, c3, c4, c5) = lab.take_ports(12)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    target = f"127.0.0.1:{edge_port}"
+    sc = lab.scenarios
+    try:
+        uases = [
+            sipp.start("answer", ["-sf", str(sc / "edge_uas_answer.xml"), "-i", "127.0.0.1",
+                                  "-p", str(answer_port), "-mi", "127.0.0.1"], wall=200),
+            sipp.start("busy", ["-sf", str(sc / "edge_uas_busy.xml"), "-i", "127.0.0.1",
+                                "-p", str(busy_port)], wall=200),
+            sipp.start("hangup", ["-sf", str(sc / "edge_uas_hangup.xml"), "-i", "127.0.0.1",
+                                  "-p", str(hangup_port), "-mi", "127.0.0.1"], wall=200),
+        ]
+        for port in (answer_port, busy_port, hangup_port):
+            lab.wait_udp_listening(port)
+        register(sipp, lab, target, "1002", answer_port, r1)
+        register(sipp, lab, target, "1003", busy_port, r2)
+        register(sipp, lab, target, "1004", hangup_port, r3)
+
+        runs = [
+            ("sequential", caller(sipp, lab, "sequential", "edge_uac_quick.xml", target, "1002",
+                                  c1, calls=200, rate=40, limit=1), 200),
+        ]
+        assert runs[0][1].wait(150) == 0, runs[0][1].errors()[-3000:] + edge.log()[-3000:]
+        runs += [
+            ("concurrent", caller(sipp, lab, "concurrent", "edge_uac_quick.xml", target, "1002",
+                                  c2, calls=50, rate=50, limit=50), 50),
+            ("cancelled", caller(sipp, lab, "cancelled", "edge_uac_cancel.xml", target, "1002",
+                                 c3, calls=20, rate=10, limit=10), 20),
+            ("refused", caller(sipp, lab, "refused", "edge_uac_busy.xml", target, "1003",
+                               c4, calls=20, rate=10, limit=10), 20),
+            ("callee-bye", caller(sipp, lab, "calleebye", "edge_uac_calleebye.xml", target,
+                                  "1004", c5, calls=20, rate=10, limit=10), 20),
+        ]
+        for name, run, _ in runs[1:]:
+            assert run.wait(120) == 0, f"{name}: " + run.errors()[-3000:]
+        for name, run, n in runs:
+            assert run.stat("SuccessfulCall(C)") == n, (name, run.stats())
+            assert run.stat("FailedCall(C)") == 0, (name, run.stats())
+        status = edge.wait_idle()
+        open_ports = edge.rtp_sockets()
+        calls = edge.calls()
+    finally:
+        for u in locals().get("uases", []):
+            u.stop(soft_timeout=2)
+        edge.stop()
+    assert status["live_calls"] == 0, status
+    assert status["media_objects"] == 0, status
+    assert status["ports_in_use"] == 0, status
+    assert open_ports == [], f"RTP sockets still open in the edge: {open_ports}"
+    causes: dict[str, int] = {}
+    for c in calls:
+        causes[c["end_cause"]] = causes.get(c["end_cause"], 0) + 1
+    assert causes.get("caller-bye") == 250, causes
+    assert causes.get("cancelled") == 20, causes
+    assert causes.get("callee-486") == 20, causes
+    assert causes.get("callee-bye") == 20, causes

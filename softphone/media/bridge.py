@@ -112,7 +112,8 @@ class BridgeLeg:
             return bridge.silence
         if self._rs_in is not None:
             pcm = self._rs_in.process(pcm)
-        if len(pcm) != bridge.frame_bytes:  # an odd-sized frame (ptime 30 peer): fit it
+        if len(pcm) != bridge.frame_bytes:
+            # only a peer ignoring our ptime 20 gets here; cut/pad rather than fail the call
             pcm = pcm[:bridge.frame_bytes].ljust(bridge.frame_bytes, b"\0")
         return pcm
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from typing import Protocol
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from softphone.sip.events import (
     ResponseReceived,
     TransactionTimeout,
 )
-from softphone.sip.message import Headers, SipRequest, make_response
+from softphone.sip.message import Headers, SipRequest, StreamFramer, make_response
 
 pytestmark = [
     pytest.mark.lab,
@@ -110,7 +111,12 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def uas_tu(pump: Pump) -> Callable[[Event], None]:
+class Endpoint(Protocol):
+    core: SipCore
+    port: int
+
+
+def uas_tu(pump: Endpoint) -> Callable[[Event], None]:
     """Answers INVITE with 180 + 200 (SDP), BYE with 200, like a phone that picks up."""
     def on_event(ev: Event) -> None:
         now = time.monotonic()
@@ -414,3 +420,76 @@ def test_make_response_is_what_the_tu_uses() -> None:
                  ("To", "<sip:a@b>"), ("Call-ID", "c"), ("CSeq", "1 REGISTER")])
     resp = make_response(SipRequest("REGISTER", "sip:b", h), 200, "OK", to_tag="reg")
     assert resp.to.tag == "reg"
+
+
+class TcpPump:
+    """A listening TCP socket feeding a SipCore: framing by Content-Length, responses on the
+    connection the request came on (``conn_id``)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.core = SipCore(local={"tcp": Address("tcp", "127.0.0.1", self.port)})
+        self.conns: dict[int, tuple[socket.socket, StreamFramer, Address]] = {}
+        self.events: list[Event] = []
+        self.sent: list[tuple[bytes, Address]] = []
+
+    def close(self) -> None:
+        for conn, _, _ in self.conns.values():
+            conn.close()
+        self.listener.close()
+
+    def run(self, on_event: Callable[[Event], None], until: Callable[[], bool],
+            timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not until():
+            if time.monotonic() > end:
+                raise AssertionError("timed out")
+            socks = [self.listener] + [c for c, _, _ in self.conns.values()]
+            for sock in select.select(socks, [], [], 0.05)[0]:
+                if sock is self.listener:
+                    conn, (host, port) = self.listener.accept()
+                    cid = conn.fileno()
+                    self.conns[cid] = (conn, StreamFramer(), Address("tcp", host, port, cid))
+                    continue
+                cid = sock.fileno()
+                _, framer, source = self.conns[cid]
+                data = sock.recv(65536)
+                if not data:
+                    sock.close()
+                    del self.conns[cid]
+                    continue
+                for msg in framer.feed(data):
+                    if msg.strip():
+                        self.core.receive(msg, source, time.monotonic())
+            self.core.handle_timer(time.monotonic())
+            while (ev := self.core.next_event()) is not None:
+                self.events.append(ev)
+                on_event(ev)
+            for data, dest in self.core.datagrams_to_send(time.monotonic()):
+                self.sent.append((data, dest))
+                assert dest.conn_id in self.conns, "a response must reuse its connection"
+                self.conns[dest.conn_id][0].sendall(data)
+
+
+@pytest.mark.timeout(60)
+def test_sipp_uac_calls_the_core_over_tcp(tmp_path: Path) -> None:
+    pump = TcpPump()
+    calls = 3
+    proc = start_sipp(tmp_path, [f"127.0.0.1:{pump.port}", "-sn", "uac", "-t", "t1", "-m",
+                                 str(calls), "-r", "3", "-d", "200"], free_udp_port())
+    try:
+        pump.run(uas_tu(pump), until=lambda: proc.poll() is not None, timeout=40)
+    finally:
+        stop(proc)
+        pump.close()
+    stats = sipp_stats(tmp_path / "stats.csv")
+    assert proc.returncode == 0, stats.get("FailedCall(C)")
+    assert stats["SuccessfulCall(C)"] == str(calls)
+    assert stats["Retransmissions(C)"] == "0"
+    # On TCP nothing is ever sent twice: 100, 180, 200 per INVITE and 200 per BYE.
+    assert len(pump.sent) == len({d for d, _ in pump.sent}) == calls * 4
+    assert len([e for e in pump.events if isinstance(e, AckReceived)]) == calls

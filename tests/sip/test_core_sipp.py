@@ -16,8 +16,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from typing import Protocol
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 

@@ -16,8 +16,10 @@ API:
   ``ulaw_decode``: convenience forms that allocate the result.
 * ``alaw_encode_into(src, dst) -> int`` (and the three others): the hot path. ``src`` and
   ``dst`` are bytes-like objects or long-lived cffi arrays (``ffi.new("int16_t[]", n)``,
-  ``ffi.new("uint8_t[]", n)``); making the pointer once per leg saves more than the
-  conversion costs. Returns the number of samples converted (all of ``src``).
+  ``ffi.new("uint8_t[]", n)``, or slices of them such as ``Mixer.input_ptr(leg)``); making
+  the pointer once per leg saves more than the conversion costs. A cffi array converts
+  ``len(array)`` items; a bare cffi pointer is refused (it has no length). Returns the
+  number of samples converted (all of ``src``).
 
 Bad input (odd PCM byte count, a destination too small, a non-buffer) raises G711Error.
 """
@@ -49,60 +51,68 @@ class G711Error(ValueError):
     """A G.711 conversion was given something it cannot convert."""
 
 
-def _nbytes(buf: Any) -> int:
+def _count(buf: Any, itemsize: int, what: str) -> int:
+    """Elements (samples or codes) in ``buf``: a cffi array counts its items (cffi checks
+    the item type at the call), a bytes-like object its bytes / itemsize."""
     if isinstance(buf, ffi.CData):
-        return int(ffi.sizeof(buf))
+        try:
+            return len(buf)
+        except TypeError:
+            raise G711Error(f"{what}: a cffi pointer has no length; pass an array "
+                            "(ffi.new or a slice such as p[0:n])") from None
     if isinstance(buf, memoryview):
-        return buf.nbytes
-    if isinstance(buf, bytes | bytearray):
-        return len(buf)
-    raise G711Error(f"expected a bytes-like object or a cffi array, not {type(buf).__name__}")
+        nb = buf.nbytes
+    elif isinstance(buf, bytes | bytearray):
+        nb = len(buf)
+    else:
+        raise G711Error(f"{what}: expected a bytes-like object or a cffi array, "
+                        f"not {type(buf).__name__}")
+    if nb % itemsize:
+        raise G711Error(f"{what}: PCM has an odd byte count ({nb})")
+    return nb // itemsize
 
 
-def _ptr(buf: Any, ctype: str, writable: bool) -> Any:
+def _ptr(buf: Any, ctype: str, writable: bool, what: str) -> Any:
     if isinstance(buf, ffi.CData):
         return buf
     try:
         return ffi.from_buffer(ctype, buf, require_writable=writable)
     except (TypeError, ValueError, BufferError) as exc:
-        raise G711Error(f"unusable buffer: {exc}") from None
+        raise G711Error(f"{what}: unusable buffer: {exc}") from None
 
 
 def _encode_into(fn: Any, name: str, src: Any, dst: Any) -> int:
-    nb = _nbytes(src)
-    if nb & 1:
-        raise G711Error(f"{name}: PCM has an odd byte count ({nb})")
-    n = nb >> 1
-    if _nbytes(dst) < n:
-        raise G711Error(f"{name}: destination holds {_nbytes(dst)} bytes, needs {n}")
-    if fn(_ptr(src, _PCM, False), _ptr(dst, _CODES, True), n) != 0:
+    n = _count(src, 2, name)
+    cap = _count(dst, 1, name)
+    if cap < n:
+        raise G711Error(f"{name}: destination holds {cap} codes, needs {n}")
+    if fn(_ptr(src, _PCM, False, name), _ptr(dst, _CODES, True, name), n) != 0:
         raise G711Error(f"{name}: the native encoder refused its arguments")
     return n
 
 
 def _encode(fn: Any, name: str, pcm: Buffer) -> bytes:
-    nb = _nbytes(pcm)
-    if nb & 1:
-        raise G711Error(f"{name}: PCM has an odd byte count ({nb})")
-    out = bytearray(nb >> 1)
-    if fn(_ptr(pcm, _PCM, False), ffi.from_buffer(_CODES, out), nb >> 1) != 0:
+    n = _count(pcm, 2, name)
+    out = bytearray(n)
+    if fn(_ptr(pcm, _PCM, False, name), ffi.from_buffer(_CODES, out), n) != 0:
         raise G711Error(f"{name}: the native encoder refused its arguments")
     return bytes(out)
 
 
 def _decode_into(fn: Any, name: str, src: Any, dst: Any) -> int:
-    n = _nbytes(src)
-    if _nbytes(dst) < 2 * n:
-        raise G711Error(f"{name}: destination holds {_nbytes(dst)} bytes, needs {2 * n}")
-    if fn(_ptr(src, _CODES, False), _ptr(dst, _PCM, True), n) != 0:
+    n = _count(src, 1, name)
+    cap = _count(dst, 2, name)
+    if cap < n:
+        raise G711Error(f"{name}: destination holds {cap} samples, needs {n}")
+    if fn(_ptr(src, _CODES, False, name), _ptr(dst, _PCM, True, name), n) != 0:
         raise G711Error(f"{name}: the native decoder refused its arguments")
     return n
 
 
 def _decode(fn: Any, name: str, data: Buffer) -> bytes:
-    n = _nbytes(data)
+    n = _count(data, 1, name)
     out = bytearray(2 * n)
-    if fn(_ptr(data, _CODES, False), ffi.from_buffer(_PCM, out), n) != 0:
+    if fn(_ptr(data, _CODES, False, name), ffi.from_buffer(_PCM, out), n) != 0:
         raise G711Error(f"{name}: the native decoder refused its arguments")
     return bytes(out)
 

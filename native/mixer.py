@@ -7,7 +7,8 @@ one crossing into C (native/src/mixer.c) with no pointer made per call:
 * ``mixer.input(leg)``: writable ``memoryview`` (format ``h``, ``frame_samples`` long) that
   the leg's decoder writes into, e.g. ``alaw_decode_into(payload, mixer.input(leg))``;
   ``mixer.set_input(leg, pcm)`` copies a whole frame of bytes instead;
-  ``mixer.input_ptr(leg)`` is the same memory as a cffi ``int16_t *`` for other native code.
+  ``mixer.input_ptr(leg)`` is the same memory as a cffi ``int16_t[]`` array for the
+  ``*_into`` functions of softphone.native.g711 / resampler (no copy, no pointer per call).
 * ``mixer.set_gain(leg, q15)``: Q15 gain, 32768 = unity, 0 = muted, at most 131072 (x4).
 * ``mixer.set_inject(leg, pcm)`` / ``mixer.inject(leg)`` + ``mixer.enable_inject(leg)``:
   a prompt added to this leg's output only (the others and the recorder don't hear it);
@@ -71,6 +72,9 @@ class Mixer:
         self._out_views = [v.toreadonly() for v in _views(self._out, max_legs, frame_samples)]
         self._inject_views = _views(self._inject, max_legs, frame_samples)
         self._record_view = memoryview(ffi.buffer(self._record)).cast("h").toreadonly()
+        ns = frame_samples
+        self._in_arrays = [self._in[i * ns:(i + 1) * ns] for i in range(max_legs)]
+        self._out_arrays = [self._out[i * ns:(i + 1) * ns] for i in range(max_legs)]
         self._flags_all = int(lib.SP_MIX_OUTPUTS | lib.SP_MIX_RECORD)
 
     def _leg(self, leg: int) -> int:
@@ -93,8 +97,9 @@ class Mixer:
         return self._in_views[self._leg(leg)]
 
     def input_ptr(self, leg: int) -> Any:
-        """The leg's input frame as a cffi ``int16_t *`` (for other native code)."""
-        return self._in + self._leg(leg) * self.frame_samples
+        """The leg's input frame as a cffi ``int16_t[frame_samples]`` array (decode or
+        resample into it with no copy). Valid while the mixer lives."""
+        return self._in_arrays[self._leg(leg)]
 
     def set_input(self, leg: int, pcm: bytes | bytearray | memoryview) -> None:
         """Copy one frame of 16-bit PCM into the leg's input."""
@@ -109,8 +114,9 @@ class Mixer:
         return self._out_views[self._leg(leg)]
 
     def output_ptr(self, leg: int) -> Any:
-        """The leg's output frame as a cffi ``int16_t *`` (feed an encoder without a copy)."""
-        return self._out + self._leg(leg) * self.frame_samples
+        """The leg's output frame as a cffi ``int16_t[frame_samples]`` array (feed an
+        encoder without a copy). Valid while the mixer lives."""
+        return self._out_arrays[self._leg(leg)]
 
     @property
     def record(self) -> memoryview:

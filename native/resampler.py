@@ -3,7 +3,8 @@
 ``Resampler(in_rate, out_rate)`` is one stream's converter: the filter history (and, when
 decimating, the output phase) carries across calls, so consecutive 20-ms frames come out as
 one continuous signal. ``process(pcm) -> bytes`` converts a frame; ``process_into(src, dst)``
-writes into a caller's buffer (or cffi array) and returns the sample count. Ratios are 1:2,
+writes into a caller's buffer (or a long-lived cffi int16 array, e.g. a mixer leg's
+``input_ptr``) and returns the sample count. Ratios are 1:2,
 1:3, 1:6 and their inverses (1:1 copies). The filter passes up to 0.85 of the lower Nyquist
 (3.4 kHz for narrowband, 6.8 kHz for wideband) and stops >= 60 dB from the lower Nyquist on;
 ``delay`` is its group delay in output samples.
@@ -31,14 +32,24 @@ class ResamplerError(ValueError):
     """A resampler was asked for an unsupported conversion or given a bad buffer."""
 
 
-def _nbytes(buf: Any) -> int:
+def _samples(buf: Any) -> int:
+    """int16 samples in ``buf``: a cffi int16 array's length, or bytes / 2."""
     if isinstance(buf, ffi.CData):
-        return int(ffi.sizeof(buf))
+        try:
+            return len(buf)
+        except TypeError:
+            raise ResamplerError("a cffi pointer has no length; pass an array "
+                                 "(ffi.new or a slice such as p[0:n])") from None
     if isinstance(buf, memoryview):
-        return buf.nbytes
-    if isinstance(buf, bytes | bytearray):
-        return len(buf)
-    raise ResamplerError(f"expected a bytes-like object or a cffi array, not {type(buf).__name__}")
+        nb = buf.nbytes
+    elif isinstance(buf, bytes | bytearray):
+        nb = len(buf)
+    else:
+        raise ResamplerError(f"expected a bytes-like object or a cffi array, "
+                             f"not {type(buf).__name__}")
+    if nb & 1:
+        raise ResamplerError(f"PCM has an odd byte count ({nb})")
+    return nb >> 1
 
 
 class Resampler:
@@ -78,13 +89,11 @@ class Resampler:
         return n
 
     def _src(self, pcm: Any) -> tuple[Any, int]:
-        nb = _nbytes(pcm)
-        if nb & 1:
-            raise ResamplerError(f"PCM has an odd byte count ({nb})")
+        n = _samples(pcm)
         if isinstance(pcm, ffi.CData):
-            return pcm, nb >> 1
+            return pcm, n
         try:
-            return ffi.from_buffer("int16_t[]", pcm), nb >> 1
+            return ffi.from_buffer("int16_t[]", pcm), n
         except (TypeError, ValueError, BufferError) as exc:
             raise ResamplerError(f"unusable buffer: {exc}") from None
 
@@ -103,7 +112,7 @@ class Resampler:
         """Convert ``src`` into ``dst`` (bytes-like or cffi int16 array); returns samples."""
         ptr, n_in = self._src(src)
         need = self.output_samples(n_in)
-        cap = _nbytes(dst) >> 1
+        cap = _samples(dst)
         if cap < need:
             raise ResamplerError(f"destination holds {cap} samples, needs {need}")
         if isinstance(dst, ffi.CData):

@@ -13,81 +13,235 @@ static inline int16_t clamp16(int32_t v)
     return (int16_t)v;
 }
 
+/*
+ * (gain * x + 16384) >> 15 without 64-bit lanes: with gain = hi * 32768 + lo (lo < 32768)
+ * the hi part is an exact multiple of 32768, so the floor shift splits into
+ * hi * x + ((lo * x + 16384) >> 15), and |lo * x| < 2^30 fits int32. (Right shift of a
+ * negative int is implementation defined in C99 and arithmetic on every compiler we use;
+ * the reference uses the same floor.)
+ */
 static inline int32_t weigh(int32_t gain, int16_t x)
 {
-    /* Arithmetic right shift of a negative int64: implementation defined in C99,
-     * arithmetic (floor) on every compiler we build with; the reference uses floor too. */
-    return (int32_t)(((int64_t)gain * x + 16384) >> 15);
+    const int32_t hi = gain >> 15, lo = gain & 0x7FFF;
+    return hi * x + ((lo * x + 16384) >> 15);
 }
 
 /*
- * One block of `len` (<= SP_MIX_BLOCK) samples starting at `i0`. `unity` is a compile-time
- * constant after inlining, so two specialised loops come out of this one body.
+ * Unity gains: w_j = x_j. Per block the SP_MIX_BLOCK totals live in registers while the n
+ * inputs stream past; then each leg's output is total - own (own re-read from L1).
  */
-static inline void mix_block(const int16_t *restrict in, int16_t *restrict out,
-                             int16_t *restrict record, int32_t *restrict total_out,
-                             const int32_t *restrict gains, int n, int ns, int i0, int len,
-                             int unity, int want_out)
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* 16 samples: two ymm registers of int32 totals. The saturating pack is the clamp; packs
+ * interleaves 128-bit lanes, the permute puts the 16 samples back in order. */
+static void mix_unity_blocks(const int16_t *in, int16_t *out, int16_t *record,
+                             int32_t *total, int n, int ns, int nblocks)
 {
-    int32_t acc[SP_MIX_BLOCK];
-    int32_t w[SP_MIX_MAX_LEGS][SP_MIX_BLOCK];
-    for (int k = 0; k < SP_MIX_BLOCK; k++) acc[k] = 0;
-    if (len == SP_MIX_BLOCK) {
+    for (int b = 0; b < nblocks; b++) {
+        const int i0 = b * SP_MIX_BLOCK;
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int j = 0; j < n; j++) {
+            const int16_t *p = in + (size_t)j * ns + i0;
+            lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)));
+            hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p + 8))));
+        }
+        if (record) {
+            __m256i r = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
+            _mm256_storeu_si256((__m256i *)(record + i0), r);
+        }
+        if (total) {
+            _mm256_storeu_si256((__m256i *)(total + i0), lo);
+            _mm256_storeu_si256((__m256i *)(total + i0 + 8), hi);
+        }
+        if (out) {
+            for (int j = 0; j < n; j++) {
+                const int16_t *p = in + (size_t)j * ns + i0;
+                __m256i a = _mm256_sub_epi32(lo, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)));
+                __m256i c = _mm256_sub_epi32(hi, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p + 8))));
+                __m256i o = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);
+                _mm256_storeu_si256((__m256i *)(out + (size_t)j * ns + i0), o);
+            }
+        }
+    }
+}
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Baseline x86-64 (portable builds): four xmm registers of int32 totals per 16 samples;
+ * sign extension by unpacking a sample with itself and shifting right arithmetically. */
+static inline void widen(__m128i x, __m128i *lo, __m128i *hi)
+{
+    *lo = _mm_srai_epi32(_mm_unpacklo_epi16(x, x), 16);
+    *hi = _mm_srai_epi32(_mm_unpackhi_epi16(x, x), 16);
+}
+
+static void mix_unity_blocks(const int16_t *in, int16_t *out, int16_t *record,
+                             int32_t *total, int n, int ns, int nblocks)
+{
+    for (int b = 0; b < nblocks; b++) {
+        const int i0 = b * SP_MIX_BLOCK;
+        __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0, l, h;
+        for (int j = 0; j < n; j++) {
+            const int16_t *p = in + (size_t)j * ns + i0;
+            widen(_mm_loadu_si128((const __m128i *)p), &l, &h);
+            a0 = _mm_add_epi32(a0, l);
+            a1 = _mm_add_epi32(a1, h);
+            widen(_mm_loadu_si128((const __m128i *)(p + 8)), &l, &h);
+            a2 = _mm_add_epi32(a2, l);
+            a3 = _mm_add_epi32(a3, h);
+        }
+        if (record) {
+            _mm_storeu_si128((__m128i *)(record + i0), _mm_packs_epi32(a0, a1));
+            _mm_storeu_si128((__m128i *)(record + i0 + 8), _mm_packs_epi32(a2, a3));
+        }
+        if (total) {
+            _mm_storeu_si128((__m128i *)(total + i0), a0);
+            _mm_storeu_si128((__m128i *)(total + i0 + 4), a1);
+            _mm_storeu_si128((__m128i *)(total + i0 + 8), a2);
+            _mm_storeu_si128((__m128i *)(total + i0 + 12), a3);
+        }
+        if (out) {
+            for (int j = 0; j < n; j++) {
+                const int16_t *p = in + (size_t)j * ns + i0;
+                int16_t *o = out + (size_t)j * ns + i0;
+                widen(_mm_loadu_si128((const __m128i *)p), &l, &h);
+                _mm_storeu_si128((__m128i *)o,
+                                 _mm_packs_epi32(_mm_sub_epi32(a0, l), _mm_sub_epi32(a1, h)));
+                widen(_mm_loadu_si128((const __m128i *)(p + 8)), &l, &h);
+                _mm_storeu_si128((__m128i *)(o + 8),
+                                 _mm_packs_epi32(_mm_sub_epi32(a2, l), _mm_sub_epi32(a3, h)));
+            }
+        }
+    }
+}
+#else
+static void mix_unity_blocks(const int16_t *restrict in, int16_t *restrict out,
+                             int16_t *restrict record, int32_t *restrict total, int n, int ns,
+                             int nblocks)
+{
+    for (int b = 0; b < nblocks; b++) {
+        const int i0 = b * SP_MIX_BLOCK;
+        int32_t acc[SP_MIX_BLOCK];
+        for (int k = 0; k < SP_MIX_BLOCK; k++) acc[k] = 0;
         for (int j = 0; j < n; j++) {
             const int16_t *restrict p = in + (size_t)j * ns + i0;
-            if (unity) {
-                for (int k = 0; k < SP_MIX_BLOCK; k++) acc[k] += p[k];
-            } else {
-                const int32_t g = gains[j];
-                for (int k = 0; k < SP_MIX_BLOCK; k++) {
-                    w[j][k] = weigh(g, p[k]);
-                    acc[k] += w[j][k];
-                }
-            }
+            for (int k = 0; k < SP_MIX_BLOCK; k++) acc[k] += p[k];
         }
         if (record)
             for (int k = 0; k < SP_MIX_BLOCK; k++) record[i0 + k] = clamp16(acc[k]);
-        if (total_out)
-            for (int k = 0; k < SP_MIX_BLOCK; k++) total_out[i0 + k] = acc[k];
-        if (want_out) {
+        if (total)
+            for (int k = 0; k < SP_MIX_BLOCK; k++) total[i0 + k] = acc[k];
+        if (out) {
             for (int j = 0; j < n; j++) {
                 const int16_t *restrict p = in + (size_t)j * ns + i0;
                 int16_t *restrict o = out + (size_t)j * ns + i0;
-                if (unity) {
-                    for (int k = 0; k < SP_MIX_BLOCK; k++) o[k] = clamp16(acc[k] - p[k]);
-                } else {
-                    for (int k = 0; k < SP_MIX_BLOCK; k++) o[k] = clamp16(acc[k] - w[j][k]);
-                }
+                for (int k = 0; k < SP_MIX_BLOCK; k++) o[k] = clamp16(acc[k] - p[k]);
             }
         }
-        return;
     }
-    /* Tail shorter than a block (frame sizes that are not a multiple of 16). */
-    for (int j = 0; j < n; j++) {
-        const int16_t *p = in + (size_t)j * ns + i0;
-        for (int k = 0; k < len; k++) {
-            w[j][k] = unity ? p[k] : weigh(gains[j], p[k]);
-            acc[k] += w[j][k];
-        }
+}
+#endif
+
+static void mix_unity(const int16_t *in, int16_t *out, int16_t *record, int32_t *total,
+                      int n, int ns)
+{
+    const int nblocks = ns / SP_MIX_BLOCK;
+    mix_unity_blocks(in, out, record, total, n, ns, nblocks);
+    for (int i = nblocks * SP_MIX_BLOCK; i < ns; i++) { /* tail: ns not a multiple of 16 */
+        int32_t acc = 0;
+        for (int j = 0; j < n; j++) acc += in[(size_t)j * ns + i];
+        if (record) record[i] = clamp16(acc);
+        if (total) total[i] = acc;
+        if (out)
+            for (int j = 0; j < n; j++) out[(size_t)j * ns + i] = clamp16(acc - in[(size_t)j * ns + i]);
     }
-    for (int k = 0; k < len; k++) {
-        if (record) record[i0 + k] = clamp16(acc[k]);
-        if (total_out) total_out[i0 + k] = acc[k];
-    }
-    if (want_out)
-        for (int j = 0; j < n; j++)
-            for (int k = 0; k < len; k++) out[(size_t)j * ns + i0 + k] = clamp16(acc[k] - w[j][k]);
 }
 
-static void mix_all(const int16_t *in, int16_t *out, int16_t *record, int32_t *total,
-                    const int32_t *gains, int n, int ns, int unity, int want_out)
+/* Any gains: the block's weighted samples are kept (w, L1-resident) for the mix-minus pass. */
+#if defined(__AVX2__)
+/* lo * x rounded is exactly pmulhrsw (lo < 32768 and x >= -32768 never hit its one
+ * overflow case, -32768 * -32768); the hi * x part is added in int32. */
+static void mix_gain_blocks(const int16_t *in, int16_t *out, int16_t *record, int32_t *total,
+                            const int32_t *gains, int n, int ns, int nblocks)
 {
-    for (int i0 = 0; i0 < ns; i0 += SP_MIX_BLOCK) {
-        int len = ns - i0 < SP_MIX_BLOCK ? ns - i0 : SP_MIX_BLOCK;
-        if (unity)
-            mix_block(in, out, record, total, gains, n, ns, i0, len, 1, want_out);
-        else
-            mix_block(in, out, record, total, gains, n, ns, i0, len, 0, want_out);
+    __m256i wlo[SP_MIX_MAX_LEGS], whi[SP_MIX_MAX_LEGS];
+    for (int b = 0; b < nblocks; b++) {
+        const int i0 = b * SP_MIX_BLOCK;
+        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+        for (int j = 0; j < n; j++) {
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(in + (size_t)j * ns + i0));
+            const __m256i m = _mm256_mulhrs_epi16(x, _mm256_set1_epi16((int16_t)(gains[j] & 0x7FFF)));
+            __m256i a = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(m));
+            __m256i c = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(m, 1));
+            const int g_hi = gains[j] >> 15;
+            if (g_hi) {
+                const __m256i gh = _mm256_set1_epi32(g_hi);
+                a = _mm256_add_epi32(a, _mm256_mullo_epi32(gh, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(x))));
+                c = _mm256_add_epi32(c, _mm256_mullo_epi32(gh, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(x, 1))));
+            }
+            wlo[j] = a;
+            whi[j] = c;
+            lo = _mm256_add_epi32(lo, a);
+            hi = _mm256_add_epi32(hi, c);
+        }
+        if (record)
+            _mm256_storeu_si256((__m256i *)(record + i0),
+                                _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8));
+        if (total) {
+            _mm256_storeu_si256((__m256i *)(total + i0), lo);
+            _mm256_storeu_si256((__m256i *)(total + i0 + 8), hi);
+        }
+        if (out)
+            for (int j = 0; j < n; j++) {
+                __m256i o = _mm256_packs_epi32(_mm256_sub_epi32(lo, wlo[j]), _mm256_sub_epi32(hi, whi[j]));
+                _mm256_storeu_si256((__m256i *)(out + (size_t)j * ns + i0),
+                                    _mm256_permute4x64_epi64(o, 0xD8));
+            }
+    }
+}
+#else
+static void mix_gain_blocks(const int16_t *restrict in, int16_t *restrict out,
+                            int16_t *restrict record, int32_t *restrict total,
+                            const int32_t *restrict gains, int n, int ns, int nblocks)
+{
+    int32_t w[SP_MIX_MAX_LEGS][SP_MIX_BLOCK];
+    for (int b = 0; b < nblocks; b++) {
+        const int i0 = b * SP_MIX_BLOCK;
+        int32_t acc[SP_MIX_BLOCK];
+        for (int k = 0; k < SP_MIX_BLOCK; k++) acc[k] = 0;
+        for (int j = 0; j < n; j++) {
+            const int16_t *restrict p = in + (size_t)j * ns + i0;
+            for (int k = 0; k < SP_MIX_BLOCK; k++) {
+                w[j][k] = weigh(gains[j], p[k]);
+                acc[k] += w[j][k];
+            }
+        }
+        for (int k = 0; k < SP_MIX_BLOCK; k++) {
+            if (record) record[i0 + k] = clamp16(acc[k]);
+            if (total) total[i0 + k] = acc[k];
+        }
+        if (out)
+            for (int j = 0; j < n; j++)
+                for (int k = 0; k < SP_MIX_BLOCK; k++)
+                    out[(size_t)j * ns + i0 + k] = clamp16(acc[k] - w[j][k]);
+    }
+}
+#endif
+
+static void mix_gain(const int16_t *in, int16_t *out, int16_t *record, int32_t *total,
+                     const int32_t *gains, int n, int ns)
+{
+    const int nblocks = ns / SP_MIX_BLOCK;
+    mix_gain_blocks(in, out, record, total, gains, n, ns, nblocks);
+    for (int i = nblocks * SP_MIX_BLOCK; i < ns; i++) { /* tail: ns not a multiple of 16 */
+        int32_t acc = 0;
+        for (int j = 0; j < n; j++) acc += weigh(gains[j], in[(size_t)j * ns + i]);
+        if (record) record[i] = clamp16(acc);
+        if (total) total[i] = acc;
+        if (out)
+            for (int j = 0; j < n; j++)
+                out[(size_t)j * ns + i] = clamp16(acc - weigh(gains[j], in[(size_t)j * ns + i]));
     }
 }
 
@@ -113,8 +267,12 @@ int sp_mix(const int16_t *in, int16_t *out, int16_t *record, const int32_t *gain
     }
     /* The totals are kept only when a prompt is injected: those legs are redone below. */
     int32_t total[SP_MIX_MAX_SAMPLES];
-    mix_all(in, want_out ? out : NULL, want_rec ? record : NULL, any_inject ? total : NULL,
-            gains, n, ns, unity, want_out);
+    if (unity)
+        mix_unity(in, want_out ? out : NULL, want_rec ? record : NULL, any_inject ? total : NULL,
+                  n, ns);
+    else
+        mix_gain(in, want_out ? out : NULL, want_rec ? record : NULL, any_inject ? total : NULL,
+                 gains, n, ns);
     if (any_inject) {
         for (int j = 0; j < n; j++) {
             if (!inject_on[j]) continue;

@@ -43,12 +43,17 @@ def test_native_module_override_is_the_one_loaded() -> None:
 
 @pytest.mark.sanitize
 @pytest.mark.timeout(600)
-def test_native_suite_under_address_and_undefined_sanitizers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", ["native", "portable"])
+def test_native_suite_under_address_and_undefined_sanitizers(
+        build: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``native`` is the shipped -march=native build (AVX2 kernels on x86); ``portable``
+    (SOFTPHONE_PORTABLE=1, baseline x86-64) runs the SSE2 / plain C kernels the same way."""
     asan, ubsan = _runtime("libasan.so"), _runtime("libubsan.so")
     if asan is None or ubsan is None:
         pytest.skip("gcc with libasan/libubsan is needed for the sanitizer build")
     from softphone.native.build_native import make_builder
 
+    monkeypatch.setenv("SOFTPHONE_PORTABLE", "1" if build == "portable" else "0")
     builder = make_builder(module="_native_asan", extra_cflags=[*SANITIZE, "-g"],
                            extra_link=SANITIZE, absolute_sources=True)
     so_path = Path(builder.compile(tmpdir=str(tmp_path), verbose=False))

@@ -94,7 +94,8 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.on_error = on_error
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.on_datagram(data, (addr[0], addr[1]))
+        # IPv6 source addresses come as 4-tuples: compare (host, port) only
+        self.on_datagram(data, addr if len(addr) == 2 else (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         self.on_error(exc)

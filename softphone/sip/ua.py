@@ -203,9 +203,11 @@ class Call:
     def answer(self) -> None:
         """Accept an incoming call (200 with our SDP answer)."""
         self.ua._answer(self)
+        self.ua._flush()
 
     def reject(self, status: int = 486, reason: str = "Busy Here") -> None:
         self.ua._reject(self, status, reason)
+        self.ua._flush()
 
     def hangup(self) -> None:
         """BYE once established; CANCEL while an outgoing INVITE is pending; 603 to an

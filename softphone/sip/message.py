@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from softphone.sip.errors import SipHeaderValueError, SipParseError
-from softphone.sip.uri import NameAddr, SipUri, split_hostport
+from softphone.sip.uri import _FAST_NAME_ADDR_SIP, NameAddr, SipUri, split_hostport
 
 MAX_MESSAGE_SIZE = 65536
 
@@ -72,16 +72,17 @@ _METHODS = frozenset(
 _TOKEN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
-# Header name -> (canonical key, serialised spelling). Pre-filled with the usual spellings;
-# names seen on the wire are added up to a bound so that random names cannot grow it.
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
+# Header name -> (canonical key, serialised spelling, checked by the parser). Pre-filled with
+# the usual spellings; names seen on the wire are added up to a bound (random names must not
+# grow it).
+_NAME_CACHE: dict[str, tuple[str, str, bool]] = {}
 _NAME_CACHE_MAX = 2048
 
 
-def _name_entry(name: str) -> tuple[str, str]:
+def _name_entry(name: str) -> tuple[str, str, bool]:
     low = name.lower()
     key = COMPACT.get(low, low)
-    return key, DISPLAY.get(key, name)
+    return key, DISPLAY.get(key, name), key in _CHECKED
 
 
 for _display in list(DISPLAY.values()) + list(COMPACT):
@@ -283,14 +284,7 @@ class Via:
     def _parse(cls, text: str) -> Via:
         m = _FAST_VIA_GROUPS.fullmatch(text)
         if m is not None:
-            transport, host, port, ptext = m.groups()
-            params: dict[str, str | None] = {}
-            if ptext:
-                for p in ptext[1:].split(";"):
-                    k, eq, v = p.partition("=")
-                    params[k.lower()] = v if eq else None
-            return cls(transport=transport.upper(), host=host,
-                       port=int(port) if port else None, params=params)
+            return cls._from_match(m)
         m = _VIA_RE.fullmatch(text.strip())
         if m is None:
             raise SipParseError("malformed value")
@@ -311,6 +305,17 @@ class Via:
                 k, eq, v = p.partition("=")
                 params[k.lower()] = v if eq else None
         return cls(transport=transport.upper(), host=host, port=port, params=params)
+
+    @classmethod
+    def _from_match(cls, m: re.Match[str]) -> Via:
+        transport, host, port, ptext = m.groups()
+        params: dict[str, str | None] = {}
+        if ptext:
+            for p in ptext[1:].split(";"):
+                k, eq, v = p.partition("=")
+                params[k.lower()] = v if eq else None
+        return cls(transport=transport.upper(), host=host,
+                   port=int(port) if port else None, params=params)
 
     @property
     def branch(self) -> str | None:
@@ -358,10 +363,14 @@ class _Message:
     header is missing or malformed.
     """
 
-    __slots__ = ("headers", "body")
+    __slots__ = ("headers", "body", "_memo")
 
     headers: Headers
     body: bytes
+    # Regex matches the parser made while checking Via/From/To, keyed by header, with the
+    # value they matched: an accessor reuses one while the header still holds that very
+    # string (identity), and builds a fresh object from it, so callers never share state.
+    _memo: dict[str, tuple[str, re.Match[str]]] | None
 
     @property
     def call_id(self) -> str:
@@ -383,6 +392,11 @@ class _Message:
         first = self.headers.get("via")
         if first is None:
             raise SipParseError("Missing Via")
+        memo = self._memo
+        if memo is not None:
+            hit = memo.get("via")
+            if hit is not None and hit[0] is first:
+                return Via._from_match(hit[1])
         if "," in first:
             values = split_list(first)
             if not values:
@@ -395,6 +409,11 @@ class _Message:
         value = self.headers.get("from")
         if value is None:
             raise SipParseError("Missing From")
+        memo = self._memo
+        if memo is not None:
+            hit = memo.get("from")
+            if hit is not None and hit[0] is value:
+                return NameAddr.from_fast_match(hit[1])
         return NameAddr.parse(value)
 
     @property
@@ -402,6 +421,11 @@ class _Message:
         value = self.headers.get("to")
         if value is None:
             raise SipParseError("Missing To")
+        memo = self._memo
+        if memo is not None:
+            hit = memo.get("to")
+            if hit is not None and hit[0] is value:
+                return NameAddr.from_fast_match(hit[1])
         return NameAddr.parse(value)
 
     @property
@@ -445,6 +469,7 @@ class SipRequest(_Message):
         self.uri = uri
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._memo = None
 
     @property
     def request_uri(self) -> SipUri:
@@ -467,6 +492,7 @@ class SipResponse(_Message):
         self.reason = reason
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._memo = None
 
     def to_bytes(self) -> bytes:
         return self._encode(f"SIP/2.0 {self.status} {self.reason}")
@@ -546,37 +572,33 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         raise SipParseError("Header not UTF-8", respondable=False) from None
-    crlf = text.count("\r\n")
-    if crlf != text.count("\n") or crlf != text.count("\r"):
+    lines = text.split("\r\n")
+    n = len(lines) - 1
+    if text.count("\n") != n or text.count("\r") != n or "\n " in text or "\n\t" in text:
+        # Bare LF line ends, a stray CR or folded lines: the slow way.
         text = text.replace("\r\n", "\n")
         if "\r" in text:
             raise SipParseError("Bare CR in header", respondable=False)
-        sep = "\n"
-    else:
-        sep = "\r\n"  # the usual case: split without copying the text first
-    if "\n " in text or "\n\t" in text:
-        text = _FOLD_RE.sub(" ", text.replace("\r\n", "\n"))  # §7.3.1: one logical line
-        sep = "\n"
-    lines = text.split(sep)
+        if "\n " in text or "\n\t" in text:
+            text = _FOLD_RE.sub(" ", text)  # §7.3.1: a folded field is one logical line
+        lines = text.split("\n")
     msg, line_error = _start_line(lines[0])
     headers = msg.headers
     fields = headers._fields
     index: dict[str, list[str]] = {}
     cache = _NAME_CACHE
-    checked = _CHECKED
+    append = fields.append
     try:
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
+        for name, colon, value in [line.partition(":") for line in lines[1:]]:
             entry = cache.get(name)
             if entry is None or not colon:
                 entry = _new_name(name, colon)
-            key = entry[0]
             value = value.strip()
-            fields.append((key, entry[1], value))
-            if key in checked:
-                found = index.get(key)
+            append((entry[0], entry[1], value))
+            if entry[2]:
+                found = index.get(entry[0])
                 if found is None:
-                    index[key] = [value]
+                    index[entry[0]] = [value]
                 else:
                     found.append(value)
         if line_error is not None:
@@ -586,7 +608,7 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
         if isinstance(msg, SipRequest):
             _check_request(msg, index)
         else:
-            _check_response(index)
+            _check_response(msg, index)
         body = _frame_body(index, body, stream)
     except SipParseError as err:
         if isinstance(msg, SipResponse):
@@ -598,7 +620,7 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
     return msg
 
 
-def _new_name(name: str, colon: str) -> tuple[str, str]:
+def _new_name(name: str, colon: str) -> tuple[str, str, bool]:
     stripped = name.rstrip(" \t")
     if not colon or _TOKEN_RE.fullmatch(stripped) is None:
         raise SipParseError("Malformed header line")
@@ -656,7 +678,7 @@ def _check_request_uri(uri: str) -> None:
 
 def _check_request(msg: SipRequest, index: dict[str, list[str]]) -> None:
     _check_request_uri(msg.uri)
-    if _check_common(index) != msg.method:
+    if _check_common(msg, index) != msg.method:
         raise SipParseError("CSeq method does not match the request method")
     mf = index.get("max-forwards")
     if mf is not None:
@@ -679,19 +701,24 @@ def _check_request(msg: SipRequest, index: dict[str, list[str]]) -> None:
         raise SipParseError("Bad Date")  # RFC 4475 §3.1.2.12: only GMT dates are valid
 
 
-def _check_response(index: dict[str, list[str]]) -> None:
-    _check_common(index)
+def _check_response(msg: SipResponse, index: dict[str, list[str]]) -> None:
+    _check_common(msg, index)
 
 
-def _check_common(index: dict[str, list[str]]) -> str:
+def _check_common(msg: SipMessage, index: dict[str, list[str]]) -> str:
     """Check what requests and responses share; return the CSeq method."""
     vias = index.get("via")
     if vias is None:
         raise SipParseError("Missing Via", respondable=False)
+    memo: dict[str, tuple[str, re.Match[str]]] = {}
+    msg._memo = memo
     # Only the first Via field is read: it routes the response (§18.2.2); the ones below
     # belong to other hops and are copied back verbatim (§8.2.6.2).
     value = vias[0]
-    if _FAST_VIA.fullmatch(value) is None:
+    m = _FAST_VIA_GROUPS.fullmatch(value)
+    if m is not None:
+        memo["via"] = (value, m)
+    elif _FAST_VIA.fullmatch(value) is None:
         for element in _split_elements(value):
             if not element:
                 raise SipParseError("Bad Via: empty value")
@@ -706,7 +733,10 @@ def _check_common(index: dict[str, list[str]]) -> str:
         raise SipParseError("Empty Call-ID")
     for name, label in (("from", "From"), ("to", "To")):
         value = index[name][0]
-        if _FAST_ADDR.fullmatch(value) is None:
+        m = _FAST_NAME_ADDR_SIP.fullmatch(value)
+        if m is not None:
+            memo[name] = (value, m)
+        elif _FAST_ADDR.fullmatch(value) is None:
             _named(NameAddr.parse, value, label)
     cseq = index["cseq"][0]
     m = _FAST_CSEQ.fullmatch(cseq)

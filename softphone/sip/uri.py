@@ -176,14 +176,7 @@ class SipUri:
     def _parse(cls, text: str, any_scheme: bool) -> SipUri:
         m = _FAST_SIP_URI.fullmatch(text)
         if m is not None:
-            scheme, user, password, host, port, ptext, headers = m.groups()
-            params: dict[str, str | None] = {}
-            if ptext:
-                for part in ptext[1:].split(";"):
-                    name, eq, value = part.partition("=")
-                    params[name.lower()] = value if eq else None
-            return cls(scheme=scheme, host=host, user=user, password=password,
-                       port=int(port) if port else None, params=params, headers=headers or "")
+            return cls._from_fast(m)
         scheme, colon, rest = text.partition(":")
         if not colon or _SCHEME_RE.fullmatch(scheme) is None:
             raise SipParseError("Bad URI")
@@ -221,6 +214,17 @@ class SipUri:
         host, port = split_hostport(hostport)
         return cls(scheme=scheme, host=host, user=user, password=password, port=port,
                    params=_uri_params(ptext), headers=headers)
+
+    @classmethod
+    def _from_fast(cls, m: re.Match[str]) -> SipUri:
+        scheme, user, password, host, port, ptext, headers = m.groups()
+        params: dict[str, str | None] = {}
+        if ptext:
+            for part in ptext[1:].split(";"):
+                name, eq, value = part.partition("=")
+                params[name.lower()] = value if eq else None
+        return cls(scheme=scheme, host=host, user=user, password=password,
+                   port=int(port) if port else None, params=params, headers=headers or "")
 
     def __str__(self) -> str:
         if self.opaque is not None:
@@ -305,16 +309,7 @@ class NameAddr:
     def _parse(cls, text: str) -> NameAddr:
         m = _FAST_NAME_ADDR_SIP.fullmatch(text)
         if m is not None:
-            quoted, tokens, scheme, user, password, host, port, uparams, headers, ptext = m.groups()
-            params: dict[str, str | None] = {}
-            if uparams:
-                for part in uparams[1:].split(";"):
-                    name, eq, value = part.partition("=")
-                    params[name.lower()] = value if eq else None
-            uri = SipUri(scheme=scheme, host=host, user=user, password=password,
-                         port=int(port) if port else None, params=params, headers=headers or "")
-            return cls(uri=uri, display=quoted if quoted is not None else tokens,
-                       params=_split_params(ptext[ptext.index(";") + 1 :]) if ptext else {})
+            return cls.from_fast_match(m)
         m = _FAST_NAME_ADDR.fullmatch(text)
         if m is not None:
             quoted, tokens, inner, ptext = m.groups()
@@ -358,6 +353,20 @@ class NameAddr:
             raise SipParseError("URI with headers needs <URI>")
         return cls(uri=SipUri.parse(uri_text, any_scheme=True), params=_split_params(ptext),
                    bracketed=False)
+
+    @classmethod
+    def from_fast_match(cls, m: re.Match[str]) -> NameAddr:
+        """Build from a match of ``_FAST_NAME_ADDR_SIP`` (the parser keeps its matches)."""
+        quoted, tokens, scheme, user, password, host, port, uparams, headers, ptext = m.groups()
+        params: dict[str, str | None] = {}
+        if uparams:
+            for part in uparams[1:].split(";"):
+                name, eq, value = part.partition("=")
+                params[name.lower()] = value if eq else None
+        uri = SipUri(scheme=scheme, host=host, user=user, password=password,
+                     port=int(port) if port else None, params=params, headers=headers or "")
+        return cls(uri=uri, display=quoted if quoted is not None else tokens,
+                   params=_split_params(ptext[ptext.index(";") + 1 :]) if ptext else {})
 
     @property
     def tag(self) -> str | None:

@@ -150,6 +150,7 @@ class Call:
         self.reason: str = ""
         self.end_reason: str = ""
         self.bye_status: int | None = None  # the final response to our BYE
+        self.final_response: SipResponse | None = None  # to our INVITE
         self.peer: Address | None = None    # where an incoming INVITE came from
         self.rtp_port: int | None = None
         self.port_pair: Any = None          # softphone.media.ports.PortPair when allocated
@@ -678,6 +679,7 @@ class UserAgent:
             core.send_ack_2xx(ack, dest, now)
             call.status = status
             call.reason = resp.reason
+            call.final_response = resp
             try:
                 if call.local_offer is None:
                     raise OfferAnswerError("no offer")
@@ -706,6 +708,7 @@ class UserAgent:
         self.dialogs.uac_response(request, resp)
         call.status = status
         call.reason = resp.reason
+        call.final_response = resp
         call.end_reason = f"{status} {resp.reason}"
         call._set_state(CallState.TERMINATED)
 
@@ -819,6 +822,12 @@ class UserAgent:
             reason = getattr(exc, "reason", "Bad Request")
             with contextlib.suppress(SipError):
                 self._respond(txn, status, reason)
+        except Exception:
+            # A bug of ours must not leave the peer retransmitting into silence.
+            log.exception("request handling failed: %r", req)
+            with contextlib.suppress(Exception):
+                if not txn.final_sent:
+                    self._respond(txn, 500, "Server Internal Error")
 
     def _in_dialog(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
         dialog = self.dialogs.for_request(req)

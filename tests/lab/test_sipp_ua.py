@@ -11,6 +11,7 @@ import asyncio
 import random
 import re
 import socket
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -277,3 +278,57 @@ async def test_fuzzed_udp_listener_still_answers_options(sipp: Any, lab: Any) ->
                 call.reject(480, "Temporarily Unavailable")
         await ua.close()
     assert all(c.state is CallState.TERMINATED for c in incoming)
+
+
+# -- the command-line tools ------------------------------------------------------------------
+
+
+async def _run(argv: list[str], timeout: float) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{argv} still running after {timeout} s") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.timeout(40)
+async def test_softphone_call_against_sipp(sipp: Any, lab: Any) -> None:
+    sipp_port, free_port = lab.take_ports(2)
+    peer = sipp.start("uas_cli", ["-sn", "uas", "-i", "127.0.0.1", "-p", str(sipp_port)],
+                      wall=30)
+    lab.wait_udp_listening(sipp_port)
+    exe = [sys.executable, "-m", "softphone", "call"]
+    rc, out = await _run([*exe, f"sip:service@127.0.0.1:{sipp_port}", "--duration", "1"], 20)
+    assert rc == 0, out
+    assert "answered: PCMU/8000" in out and "hung up" in out
+    # Nobody there: not answered -> exit 1 (after the answer timeout, not timer B).
+    rc, out = await _run([*exe, f"sip:service@127.0.0.1:{free_port}", "--answer-timeout", "1"],
+                         15)
+    assert rc == 1, out
+    peer.stop(soft_timeout=10)
+    assert peer.stat("SuccessfulCall(C)") == 1
+
+
+@pytest.mark.timeout(40)
+async def test_uas_module_answers_sipp(sipp: Any, lab: Any) -> None:
+    uas_port, sipp_port = lab.take_ports(2)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "softphone.sip.ua", "--listen", f"udp:127.0.0.1:{uas_port}",
+        "--ring", "--duration", "25", stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        assert line.startswith(b"listening udp:127.0.0.1:"), line
+        peer = sipp.start("uac_cli", [f"127.0.0.1:{uas_port}", "-sn", "uac", "-i", "127.0.0.1",
+                                      "-p", str(sipp_port), "-m", "10", "-r", "10", "-d", "0",
+                                      "-timeout_error"], wall=20)
+        assert await peer.wait_async(25) == 0, peer.errors()
+        assert peer.stat("SuccessfulCall(C)") == 10
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)

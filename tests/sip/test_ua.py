@@ -86,6 +86,9 @@ async def test_no_common_codec_is_488_with_warning() -> None:
         call = await a.call(_uri(b))
         await call.wait_ended(5)
         assert call.status == 488
+        assert call.final_response is not None
+        warning = call.final_response.headers.get("warning") or ""
+        assert warning.startswith(("304 ", "305 ")), warning  # RFC 3261 §20.43
         assert b.stats["rejected_488"] == 1
         incoming = next(iter(b.calls.values()))
         assert incoming.end_reason == "no common codec"

@@ -632,6 +632,10 @@ def _new_name(name: str, colon: str) -> tuple[str, str, bool]:
 
 def _start_line(line: str) -> tuple[SipMessage, SipParseError | None]:
     """The message the start line begins, and the error to raise once headers are read."""
+    if line[-8:] == " SIP/2.0":  # the usual request line, in one partition
+        method, sp, uri = line[:-8].partition(" ")
+        if sp and uri and method in _METHODS and " " not in uri:
+            return SipRequest(method, uri, Headers()), None
     if line.startswith("SIP/"):
         parts = line.split(" ", 2)
         if len(parts) < 2 or parts[0] != "SIP/2.0":

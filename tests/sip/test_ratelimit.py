@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
 import tracemalloc
+from typing import Any, cast
 
 import pytest
 
+from softphone.sip.errors import SipParseError
+from softphone.sip.message import SipRequest, make_response, parse_message
 from softphone.sip.ratelimit import RequestRateLimiter
 
 
@@ -85,3 +91,78 @@ def test_bad_settings_are_refused() -> None:
         RequestRateLimiter(rate_per_s=0)
     with pytest.raises(ValueError):
         RequestRateLimiter(ipv6_prefix=0)
+
+
+# ------------------------------------------------------------ on a real UDP socket
+OPTIONS = (
+    "OPTIONS sip:edge@127.0.0.1:{port} SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP {host}:{cport};branch=z9hG4bK-{n}\r\n"
+    "Max-Forwards: 70\r\nTo: <sip:edge@127.0.0.1>\r\nFrom: <sip:{host}>;tag={n}\r\n"
+    "Call-ID: {n}@{host}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+class GuardedListener(asyncio.DatagramProtocol):
+    """Answers OPTIONS with 200 unless the source is over its rate: then drops silently."""
+
+    def __init__(self, limiter: RequestRateLimiter) -> None:
+        self.limiter = limiter
+        self.transport: asyncio.DatagramTransport | None = None
+        self.answered: dict[str, int] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        assert self.transport is not None
+        if not self.limiter.allow(addr[0], time.monotonic()):
+            return  # before parsing: a flood costs one dict lookup per packet
+        try:
+            msg = parse_message(data)
+        except SipParseError:
+            return
+        if isinstance(msg, SipRequest):
+            self.answered[addr[0]] = self.answered.get(addr[0], 0) + 1
+            self.transport.sendto(make_response(msg, 200, "OK", to_tag="g").to_bytes(), addr)
+
+
+class Collector(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got = 0
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.got += 1
+
+
+@pytest.mark.timeout(60)
+async def test_a_scanner_flood_does_not_starve_a_phone() -> None:
+    loop = asyncio.get_running_loop()
+    port = 15110
+    server_t, server = await loop.create_datagram_endpoint(
+        lambda: GuardedListener(RequestRateLimiter(rate_per_s=20, burst=20, penalty_s=5)),
+        local_addr=("127.0.0.1", port), family=socket.AF_INET)
+    # Two sources on loopback: the scanner on 127.0.0.2, the phone on 127.0.0.1.
+    scan_t, scan = await loop.create_datagram_endpoint(
+        Collector, local_addr=("127.0.0.2", 0), family=socket.AF_INET)
+    phone_t, phone = await loop.create_datagram_endpoint(
+        Collector, local_addr=("127.0.0.1", 0), family=socket.AF_INET)
+    try:
+        scan_port = scan_t.get_extra_info("sockname")[1]
+        phone_port = phone_t.get_extra_info("sockname")[1]
+        for i in range(3000):  # about 2 s of flood
+            scan_t.sendto(OPTIONS.format(port=port, host="127.0.0.2", cport=scan_port, n=i).encode(),
+                          ("127.0.0.1", port))
+            if i % 150 == 0:  # the phone: 20 requests over the same 2 s
+                phone_t.sendto(OPTIONS.format(port=port, host="127.0.0.1", cport=phone_port,
+                                              n=f"p{i}").encode(), ("127.0.0.1", port))
+            if i % 10 == 0:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.3)
+    finally:
+        server_t.close()
+        scan_t.close()
+        phone_t.close()
+    assert phone.got == 20  # every request of the phone answered
+    assert server.answered.get("127.0.0.2", 0) <= 20 + 2 * 20 + 5  # burst + rate * ~2 s
+    assert scan.got == server.answered.get("127.0.0.2", 0)
+    assert server.limiter.refused_total > 2000

@@ -15,11 +15,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from softphone.audit import AuditLog, FsyncPolicy
 from softphone.codecs.registry import codec_order_from_names
 from softphone.configfile import ConfigError
+from softphone.counters import open_guard
 from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
@@ -27,12 +30,33 @@ from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
 from softphone.media.call import CallMedia
 from softphone.media.ports import PortAllocator
+from softphone.policy.admission import CallAdmission
+from softphone.policy.config import PolicyConfig, PolicyConfigError
+from softphone.policy.config import load as load_policy
+from softphone.policy.config import load_default as load_default_policy
+from softphone.policy.decision import Decision
+from softphone.policy.facts import Account, User
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
 from softphone.sip.transport import ListenSpec, TransportLayer
 
 log = logging.getLogger("softphone.edge")
+
+
+class WallClockGuard:
+    """The policy counts days and months: it gets wall-clock time, the SIP core monotonic."""
+
+    def __init__(self, admission: CallAdmission) -> None:
+        self.admission = admission
+
+    def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+              now: float) -> tuple[int, str] | None:
+        return self.admission.admit(call_id, caller, callee, inbound_local=inbound_local,
+                                    now=time.time())
+
+    def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
+        self.admission.released(call_id, answered=answered, duration=duration, now=time.time())
 
 
 class EdgeAuth:
@@ -68,6 +92,8 @@ class Edge:
     core: SipCore
     b2bua: B2BUA
     allocator: PortAllocator
+    audit: AuditLog | None = None
+    store: Any = None
     _status_task: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:
@@ -107,13 +133,48 @@ class Edge:
         await asyncio.sleep(0.05)
         await self.transport.close()
         self.b2bua.call_log.close()
+        if self.audit is not None:
+            self.audit.close()
+        if self.store is not None:
+            self.store.close()
         for pair in self.allocator.held():
             self.allocator.release(pair)
         self.write_status()
 
 
-async def start_edge(cfg: EdgeConfig) -> Edge:
+def policy_users(cfg: EdgeConfig) -> dict[str, User]:
+    """The edge's local users as the guard sees them: one person each, one demo account."""
+    account = Account(account_id=cfg.account_id, country=cfg.country, seats=max(1, len(cfg.users)))
+    return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
+                        numbers=(u.did,) if u.did else ())
+            for u in cfg.users}
+
+
+def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, AuditLog, Any]:
+    """The guard over its SQLite ledger, the audit log, and the edge's admission adapter.
+
+    Channels held by calls of a previous process that died are released here (and audited)
+    before the first call is admitted.
+    """
+    guard, store, recovered = open_guard(policy, cfg.data_dir, time.time(), synchronous="NORMAL")
+    audit = AuditLog(cfg.data_dir / "audit.jsonl", policy=FsyncPolicy.BATCH)
+    for decision in recovered:
+        audit.record(decision)
+    users = policy_users(cfg)
+
+    def commit() -> None:
+        store.commit(guard)
+
+    def record(decision: Decision) -> None:
+        audit.record(decision)
+
+    admission = CallAdmission(guard, users.get, commit=commit, on_decision=record)
+    return admission, audit, store
+
+
+async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edge:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    admission, audit, store = open_policy(cfg, policy or load_default_policy())
     specs = []
     specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))
     specs.append(ListenSpec("tcp", cfg.bind, cfg.tcp_port))
@@ -134,11 +195,11 @@ async def start_edge(cfg: EdgeConfig) -> Edge:
                                      rtp_timeout=cfg.rtp_timeout),
         codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=EdgeAuth(cfg),
+        retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent)
     transport.attach(core, b2bua.on_event)
-    return Edge(cfg, transport, core, b2bua, allocator)
+    return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store)
 
 
 def banner(edge: Edge) -> str:
@@ -164,8 +225,8 @@ def banner(edge: Edge) -> str:
     return "\n".join(lines)
 
 
-async def run(cfg: EdgeConfig) -> int:
-    edge = await start_edge(cfg)
+async def run(cfg: EdgeConfig, policy: PolicyConfig) -> int:
+    edge = await start_edge(cfg, policy)
     edge.start_status()
     print(banner(edge), flush=True)
     stop = asyncio.Event()
@@ -190,11 +251,12 @@ def main(args: Any) -> int:
                                              tls_port=args.tls_port, rtp_ports=args.rtp_ports,
                                              trunk=args.trunk, data_dir=args.data_dir))
         check_exposure(cfg)
-    except ConfigError as exc:
+        policy = load_policy(args.policy) if args.policy else load_default_policy()
+    except (ConfigError, PolicyConfigError) as exc:
         print(f"softphone edge: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(cfg))
+        return asyncio.run(run(cfg, policy))
     except OSError as exc:
         print(f"softphone edge: {exc}", file=sys.stderr)
         return 1
@@ -215,6 +277,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sip-port", type=int, help="SIP port for udp and tcp (default 5060)")
     p.add_argument("--tls-port", type=int, help="SIP over TLS port (0 = off)")
     p.add_argument("--rtp-ports", help="RTP range, e.g. 20000-22000")
+    p.add_argument("--policy", help="policy tables (default: the embedded configs/policy.toml)")
     p.add_argument("--trunk", help="upstream trunk URI")
     p.add_argument("--data-dir", help="where registrations, logs and recordings live")
     p.add_argument("--log-level", default="info", help="debug, info, warning")

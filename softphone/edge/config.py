@@ -23,6 +23,7 @@ class LocalUser:
     did: str = ""                # the upstream number routed to this user (trunk -> local)
     trunk_user: str = ""         # this user's own upstream account (never shared: R-ACCT-1)
     trunk_password: str = ""
+    extra_channels: int = 0      # R-CALLS-1: simultaneous calls beyond the first (paid option)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class EdgeConfig:
     echo_ext: str = "600"
     tone_ext: str = "601"
     demo_prefix: str = "demo-"
+    account_id: str = "demo"
+    country: str = "FR"
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -88,7 +91,8 @@ def _check_ip(sec: Section, key: str, value: str) -> str:
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
-    top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo", "users"))
+    top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
+                                     "account", "users"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "user_agent"))
@@ -99,6 +103,10 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri",))
     ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
+    acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country"))
+    country = acct.text("country", "FR")
+    if len(country) != 2 or not country.isalpha() or not country.isupper():
+        raise acct.error("country", f"must be an ISO 3166 alpha-2 code like FR, got {country!r}")
     del top
 
     rtp_text = media.text("rtp_ports", "20000-22000")
@@ -124,7 +132,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     seen: set[str] = set()
     for i, raw in enumerate(raw_users):
         u = Section(doc, ("users", i), raw, known=(
-            "ext", "password", "name", "did", "trunk_user", "trunk_password"))
+            "ext", "password", "name", "did", "trunk_user", "trunk_password", "extra_channels"))
         ext_no = u.text("ext")
         if not ext_no.isdigit():
             raise u.error("ext", f"must be digits, got {ext_no!r}")
@@ -136,7 +144,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
             raise u.error("password", "must be at least 4 characters")
         users.append(LocalUser(ext=ext_no, password=password, name=u.text("name", ""),
                                did=u.text("did", ""), trunk_user=u.text("trunk_user", ""),
-                               trunk_password=u.text("trunk_password", "")))
+                               trunk_password=u.text("trunk_password", ""),
+                               extra_channels=u.integer("extra_channels", 0, lo=0, hi=64)))
     trunk_accounts = [u.trunk_user for u in users if u.trunk_user]
     if len(trunk_accounts) != len(set(trunk_accounts)):
         dup = next(a for a in trunk_accounts if trunk_accounts.count(a) > 1)
@@ -180,6 +189,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         echo_ext=echo_ext,
         tone_ext=tone_ext,
         demo_prefix=demo.text("password_prefix", "demo-"),
+        account_id=acct.text("id", "demo"),
+        country=country,
         users=tuple(users),
         source=doc.path,
     )

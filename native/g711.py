@@ -45,6 +45,10 @@ __all__ = [
 Buffer = bytes | bytearray | memoryview
 _PCM = "int16_t[]"
 _CODES = "uint8_t[]"
+CData = ffi.CData
+_NO_LEN = "a cffi pointer has no length; pass an array (ffi.new or a slice such as p[0:n])"
+_alaw_enc, _ulaw_enc = lib.sp_alaw_encode, lib.sp_ulaw_encode
+_alaw_dec, _ulaw_dec = lib.sp_alaw_decode, lib.sp_ulaw_decode
 
 
 class G711Error(ValueError):
@@ -119,39 +123,75 @@ def _decode(fn: Any, name: str, data: Buffer) -> bytes:
 
 def alaw_encode(pcm: Buffer) -> bytes:
     """16-bit PCM -> A-law, one byte per sample."""
-    return _encode(lib.sp_alaw_encode, "alaw_encode", pcm)
+    return _encode(_alaw_enc, "alaw_encode", pcm)
 
 
 def ulaw_encode(pcm: Buffer) -> bytes:
     """16-bit PCM -> mu-law, one byte per sample."""
-    return _encode(lib.sp_ulaw_encode, "ulaw_encode", pcm)
+    return _encode(_ulaw_enc, "ulaw_encode", pcm)
 
 
 def alaw_decode(data: Buffer) -> bytes:
     """A-law bytes -> 16-bit PCM."""
-    return _decode(lib.sp_alaw_decode, "alaw_decode", data)
+    return _decode(_alaw_dec, "alaw_decode", data)
 
 
 def ulaw_decode(data: Buffer) -> bytes:
     """mu-law bytes -> 16-bit PCM."""
-    return _decode(lib.sp_ulaw_decode, "ulaw_decode", data)
+    return _decode(_ulaw_dec, "ulaw_decode", data)
 
+
+# The *_into forms are the per-frame hot path: two long-lived cffi arrays take a short
+# path (their lengths are the counts, cffi checks the item types at the call); anything
+# else goes through the checked conversion above.
 
 def alaw_encode_into(src: Any, dst: Any) -> int:
-    """Encode PCM ``src`` into ``dst`` (>= half its bytes); returns the sample count."""
-    return _encode_into(lib.sp_alaw_encode, "alaw_encode_into", src, dst)
+    """Encode PCM ``src`` into ``dst`` (room for one code per sample); returns the count."""
+    if isinstance(src, CData) and isinstance(dst, CData):
+        try:
+            n, room = len(src), len(dst)
+        except TypeError:
+            raise G711Error(f"alaw_encode_into: {_NO_LEN}") from None
+        if room >= n:
+            _alaw_enc(src, dst, n)
+            return n
+    return _encode_into(_alaw_enc, "alaw_encode_into", src, dst)
 
 
 def ulaw_encode_into(src: Any, dst: Any) -> int:
-    """Encode PCM ``src`` into ``dst`` (>= half its bytes); returns the sample count."""
-    return _encode_into(lib.sp_ulaw_encode, "ulaw_encode_into", src, dst)
+    """Encode PCM ``src`` into ``dst`` (room for one code per sample); returns the count."""
+    if isinstance(src, CData) and isinstance(dst, CData):
+        try:
+            n, room = len(src), len(dst)
+        except TypeError:
+            raise G711Error(f"ulaw_encode_into: {_NO_LEN}") from None
+        if room >= n:
+            _ulaw_enc(src, dst, n)
+            return n
+    return _encode_into(_ulaw_enc, "ulaw_encode_into", src, dst)
 
 
 def alaw_decode_into(src: Any, dst: Any) -> int:
-    """Decode A-law ``src`` into PCM ``dst`` (>= twice its bytes); returns the sample count."""
-    return _decode_into(lib.sp_alaw_decode, "alaw_decode_into", src, dst)
+    """Decode A-law ``src`` into PCM ``dst`` (room for one sample per code); returns the count."""
+    if isinstance(src, CData) and isinstance(dst, CData):
+        try:
+            n, room = len(src), len(dst)
+        except TypeError:
+            raise G711Error(f"alaw_decode_into: {_NO_LEN}") from None
+        if room >= n:
+            _alaw_dec(src, dst, n)
+            return n
+    return _decode_into(_alaw_dec, "alaw_decode_into", src, dst)
 
 
 def ulaw_decode_into(src: Any, dst: Any) -> int:
-    """Decode mu-law ``src`` into PCM ``dst`` (>= twice its bytes); returns the sample count."""
-    return _decode_into(lib.sp_ulaw_decode, "ulaw_decode_into", src, dst)
+    """Decode mu-law ``src`` into PCM ``dst`` (room for one sample per code); returns the count."""
+    if isinstance(src, CData) and isinstance(dst, CData):
+        try:
+            n, room = len(src), len(dst)
+        except TypeError:
+            raise G711Error(f"ulaw_decode_into: {_NO_LEN}") from None
+        if room >= n:
+            _ulaw_dec(src, dst, n)
+            return n
+    return _decode_into(_ulaw_dec, "ulaw_decode_into", src, dst)

@@ -39,6 +39,9 @@ MAX_LEGS: int = int(lib.SP_MIX_MAX_LEGS)
 UNITY: int = int(lib.SP_MIX_UNITY)
 MAX_GAIN: int = int(lib.SP_MIX_MAX_GAIN)
 MAX_SAMPLES: int = int(lib.SP_MIX_MAX_SAMPLES)
+_OUTPUTS: int = int(lib.SP_MIX_OUTPUTS)
+_RECORD: int = int(lib.SP_MIX_RECORD)
+_sp_mix = lib.sp_mix
 
 
 class MixerError(ValueError):
@@ -158,8 +161,8 @@ class Mixer:
             raise MixerError(f"active_legs must be an int in [0, {self.max_legs}], "
                              f"got {active_legs!r}")
         flags = self._flags_all if outputs and record else (
-            (lib.SP_MIX_OUTPUTS if outputs else 0) | (lib.SP_MIX_RECORD if record else 0))
-        rc = lib.sp_mix(self._in, self._out, self._record, self._gains, self._inject,
-                        self._inject_on, active_legs, self.frame_samples, flags)
+            (_OUTPUTS if outputs else 0) | (_RECORD if record else 0))
+        rc = _sp_mix(self._in, self._out, self._record, self._gains, self._inject,
+                     self._inject_on, active_legs, self.frame_samples, flags)
         if rc != 0:
             raise MixerError(f"sp_mix refused its arguments (code {rc})")

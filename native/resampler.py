@@ -26,6 +26,8 @@ from softphone.native import ffi, lib
 __all__ = ["RATES", "Resampler", "ResamplerError"]
 
 RATES: tuple[int, ...] = (8000, 16000, 48000)
+CData = ffi.CData
+_process = lib.sp_rs_process
 
 
 class ResamplerError(ValueError):
@@ -110,6 +112,12 @@ class Resampler:
 
     def process_into(self, src: Any, dst: Any) -> int:
         """Convert ``src`` into ``dst`` (bytes-like or cffi int16 array); returns samples."""
+        if isinstance(src, CData) and isinstance(dst, CData):
+            # hot path: long-lived arrays; the C side checks the room and consumes nothing
+            # if it is short
+            n = _process(self._rs, src, _samples(src), dst, _samples(dst))
+            if n >= 0:
+                return int(n)
         ptr, n_in = self._src(src)
         need = self.output_samples(n_in)
         cap = _samples(dst)

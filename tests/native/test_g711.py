@@ -156,6 +156,10 @@ def test_bad_input_is_a_g711_error() -> None:
         g711.alaw_encode_into(bytes(320), bytearray(159))
     with pytest.raises(g711.G711Error, match="destination"):
         g711.ulaw_decode_into(bytes(160), ffi.new("int16_t[]", 159))
+    with pytest.raises(g711.G711Error, match="destination"):
+        g711.alaw_encode_into(ffi.new("int16_t[]", 160), ffi.new("uint8_t[]", 100))
+    with pytest.raises(g711.G711Error, match="no length"):
+        g711.alaw_encode_into(ffi.new("int16_t[]", 160) + 0, ffi.new("uint8_t[]", 160))
     with pytest.raises(g711.G711Error, match="unusable"):
         g711.alaw_decode_into(bytes(10), bytes(20))  # read-only destination
     with pytest.raises(g711.G711Error, match="bytes-like"):

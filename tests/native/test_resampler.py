@@ -182,6 +182,10 @@ def test_bad_input_raises_resampler_error() -> None:
         rs.process_into(bytes(1920), bytearray(100))
     with pytest.raises(ResamplerError, match="unusable"):
         rs.process_into(bytes(1920), bytes(320))
+    with pytest.raises(ResamplerError, match="needs 160"):  # cffi arrays, too short
+        rs.process_into(ffi.new("int16_t[]", 960), ffi.new("int16_t[]", 159))
+    with pytest.raises(ResamplerError, match="no length"):
+        rs.process_into(ffi.new("int16_t[]", 960) + 0, ffi.new("int16_t[]", 160))
     with pytest.raises(ResamplerError, match="bytes-like"):
         rs.process([1, 2, 3])  # type: ignore[arg-type]
     assert isinstance(ResamplerError("x"), ValueError)

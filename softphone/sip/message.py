@@ -253,11 +253,11 @@ class Headers:
 
 
 # sent-protocol with LWS around the slashes (RFC 4475 §3.1.1.1), sent-by, then parameters.
+# Possessive throughout: a value is matched in linear time whatever its runs of LWS.
 _VIA_RE = re.compile(
-    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
-    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+([^;]+?)[ \t]*(;.*)?"
+    r"([A-Za-z0-9\-.!%*_+`'~]++)[ \t]*+/[ \t]*+([A-Za-z0-9\-.!%*_+`'~]++)[ \t]*+/[ \t]*+"
+    r"([A-Za-z0-9\-.!%*_+`'~]++)[ \t]++([^;]++)(;.*+)?+"
 )
-_SENT_BY_LWS = re.compile(r"[ \t]*:[ \t]*([0-9]+)$")
 _VIA_PARAM_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:=(?:[A-Za-z0-9\-.!%*_+`'~:\[\]]+|\"[^\"]*\"))?")
 
 
@@ -291,8 +291,11 @@ class Via:
         name, version, transport, sent_by, ptext = m.groups()
         if name.upper() != "SIP" or version != "2.0":
             raise SipParseError("bad sent-protocol")
+        sent_by = sent_by.rstrip(" \t")
         if " " in sent_by or "\t" in sent_by:
-            sent_by = _SENT_BY_LWS.sub(r":\1", sent_by)  # "host : 5060" is LWS-tolerant
+            host, colon, port = sent_by.rpartition(":")  # "host : 5060" is LWS-tolerant
+            if colon and port.strip(" \t").isdigit():
+                sent_by = host.rstrip(" \t") + ":" + port.strip(" \t")
             if " " in sent_by or "\t" in sent_by:
                 raise SipParseError("bad sent-by")
         host, port = split_hostport(sent_by)
@@ -531,7 +534,7 @@ _FAST_VIA_GROUPS = re.compile(
 )
 _FAST_RURI = re.compile(_URI)
 _FAST_CSEQ = re.compile(r"([0-9]{1,10})[ \t]+([A-Za-z0-9\-.!%*_+`'~]+)")
-_FOLD_RE = re.compile(r"[ \t]*\n[ \t]+")
+_FOLD_RE = re.compile(r"\n[ \t]++")  # no leading [ \t]*: that would be quadratic
 _DATE_RE = re.compile(
     r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} "
     r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} "

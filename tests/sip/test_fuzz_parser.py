@@ -307,3 +307,34 @@ async def test_product_udp_listener_survives_fuzzing() -> None:
     # Server transactions of the requests that still parse live for Timer J (64*T1 = 3.2 s
     # here), so this bounds the cost per packet rather than demanding zero growth.
     assert end - warm < 1500 * 4096, f"memory grew by {end - warm} bytes over 1500 packets"
+
+
+# ----------------------------------------------------------- hostile, maximal values
+FILLERS = [" ", "\t", ";", ",", "<", ">", '"', "\\", ":", "%", "[", "a ", " ;", "=", "@", "/ ",
+           ";a", " \t", "\r\n "]
+
+
+@pytest.mark.timeout(60)
+def test_hostile_long_values_are_linear() -> None:
+    """60 KB runs of separators in every checked field: a quadratic regex or scan would take
+    minutes here (one such Via pattern once did), linear code takes milliseconds."""
+    from softphone.sip.message import CSeq, Via
+    from softphone.sip.uri import NameAddr, SipUri
+
+    n = 60000
+    for fill in FILLERS:
+        run = fill * (n // len(fill))
+        for parse in (Via.parse, NameAddr.parse, SipUri.parse, CSeq.parse):
+            for text in (f"SIP/2.0/UDP h{run}x", f"sip:a@b{run}x", f"a{run}<sip:a@b>x", f"1{run}x"):
+                try:
+                    parse(text)
+                except SipParseError:
+                    pass
+        for name in ("Via", "From", "To", "Contact", "CSeq", "Call-ID", "Date", "X-Any"):
+            head = (
+                "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n"
+            )
+            data = f"{head}{name}: x{run[: n - len(head) - 64]}x\r\nContent-Length: 0\r\n\r\n"
+            check_parse(data.encode())
+        check_parse(f"OPTIONS{run[:n]}sip:a@b SIP/2.0\r\n\r\n".encode())

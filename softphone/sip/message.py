@@ -1,12 +1,16 @@
 """SIP messages (RFC 3261 §7, §20, §25): model, parser, serializer, stream framing.
 
 Our own parser because the core must be sans-I/O, exact about what it rejects (a 400 whose
-reason names the fault, RFC 4475 §3.1.2 and §3.3) and fast: a typical INVITE with SDP parses
-in about ten microseconds. Header values are kept as text; the fields every server needs
-(Request-URI, Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact, Date) are
-checked at parse time, by one compiled regular expression for the common spelling and the full
-LWS-tolerant parser (``Via.parse``, ``NameAddr.parse``...) only when that fails. Typed values
-(``msg.vias``, ``msg.from_``...) are parsed on demand.
+reason names the fault, RFC 4475 §3.1.2 and §3.3) and fast: a typical 1 KB INVITE with SDP
+parses in about 20 µs of one core, about twice sippy's parser (bench/sip.py). Header values are
+kept as text; the fields every server needs (Request-URI, top Via, From, To, Call-ID, CSeq,
+Max-Forwards, Content-Length, Contact, Date) are checked at parse time, by one compiled regular
+expression for the common spelling and the full LWS-tolerant parser (``Via.parse``,
+``NameAddr.parse``...) only when that fails. Typed values (``msg.vias``, ``msg.from_``...) are
+built on demand, from the parser's matches when the header is unchanged.
+
+Every pattern is possessive or anchored so that matching is linear in the input: a 64 KB
+datagram of separators costs milliseconds, not minutes.
 
 Whatever the bytes, :func:`parse_message` raises :class:`SipParseError` and nothing else.
 """

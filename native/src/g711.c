@@ -86,11 +86,91 @@ __attribute__((constructor)) static void g711_init(void) { build_tables(); }
 #define ENSURE_TABLES() do { if (!tables_ready) build_tables(); } while (0)
 #endif
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/*
+ * 16 samples per register, branch free, the same segment rules as alaw_of()/ulaw_of():
+ * the segment comes from nibble lookups (pshufb), the per-lane right shift by the segment
+ * is an unsigned high multiply by 2^(16 - shift) whose high byte is another lookup.
+ * No 64 KiB table traffic; tests/native checks all 65,536 inputs through this path.
+ */
+static inline __m256i shift_multiplier(__m256i shift)
+{
+    /* byte k of the table = 2^(8-k): the high byte of 2^(16-k); the low byte stays 0
+     * because the index's low byte has bit 7 set (pshufb then writes zero) */
+    const __m256i table = _mm256_setr_epi8(0, (char)128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0,
+                                           0, (char)128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0);
+    const __m256i idx = _mm256_or_si256(_mm256_slli_epi16(shift, 8), _mm256_set1_epi16(0x80));
+    return _mm256_shuffle_epi8(table, idx);
+}
+
+/*
+ * Segment = (bit length of the magnitude) - constant, from two nibble lookups: the top
+ * nibble (mag >> hi) decides segments 4..7, the next one ((mag >> mid) & 15) 0..3; the
+ * larger answer wins (a zero top nibble looks up 0). Index high bytes are 0 -> table[0] = 0.
+ */
+static inline __m256i segment(__m256i mag, int hi, int mid)
+{
+    const __m256i top = _mm256_setr_epi8(0, 4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7,
+                                         0, 4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7);
+    const __m256i low = _mm256_setr_epi8(0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+                                         0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i a = _mm256_shuffle_epi8(top, _mm256_srli_epi16(mag, hi));
+    const __m256i b = _mm256_shuffle_epi8(
+        low, _mm256_and_si256(_mm256_srli_epi16(mag, mid), _mm256_set1_epi16(0x0F)));
+    return _mm256_max_epi16(a, b);
+}
+
+static inline __m256i alaw16(__m256i x)
+{
+    const __m256i v = _mm256_srai_epi16(x, 3);
+    const __m256i neg = _mm256_srai_epi16(v, 15);
+    const __m256i mag = _mm256_xor_si256(v, neg); /* one's complement: -v - 1 */
+    const __m256i seg = segment(mag, 8, 4); /* mag < 4096 */
+    const __m256i shift = _mm256_max_epi16(seg, _mm256_set1_epi16(1));
+    const __m256i q = _mm256_and_si256(_mm256_mulhi_epu16(mag, shift_multiplier(shift)),
+                                       _mm256_set1_epi16(0x0F));
+    const __m256i sign = _mm256_andnot_si256(neg, _mm256_set1_epi16(0x80));
+    const __m256i code = _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi16(seg, 4)), q);
+    return _mm256_xor_si256(code, _mm256_set1_epi16(0x55));
+}
+
+static inline __m256i ulaw16(__m256i x)
+{
+    const __m256i v = _mm256_srai_epi16(x, 2);
+    const __m256i neg = _mm256_srai_epi16(v, 15);
+    __m256i mag = _mm256_min_epi16(_mm256_abs_epi16(v), _mm256_set1_epi16(8159));
+    /* 8159 + 33 = 8192 is the standard's "out of range" case, code 0x7F: the same as
+     * segment 7, step 15, i.e. the magnitude 8191 */
+    mag = _mm256_min_epi16(_mm256_add_epi16(mag, _mm256_set1_epi16(33)), _mm256_set1_epi16(8191));
+    const __m256i seg = segment(mag, 9, 5); /* 33 <= mag < 8192 */
+    const __m256i shift = _mm256_add_epi16(seg, _mm256_set1_epi16(1));
+    const __m256i q = _mm256_and_si256(_mm256_mulhi_epu16(mag, shift_multiplier(shift)),
+                                       _mm256_set1_epi16(0x0F));
+    const __m256i sign = _mm256_and_si256(neg, _mm256_set1_epi16(0x80));
+    const __m256i code = _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi16(seg, 4)), q);
+    return _mm256_xor_si256(code, _mm256_set1_epi16(0xFF));
+}
+
+#define SIMD_ENCODE(law)                                                                    \
+    for (; i + 32 <= n; i += 32) {                                                          \
+        __m256i a = law(_mm256_loadu_si256((const __m256i *)(pcm + i)));                    \
+        __m256i b = law(_mm256_loadu_si256((const __m256i *)(pcm + i + 16)));               \
+        __m256i c = _mm256_permute4x64_epi64(_mm256_packus_epi16(a, b), 0xD8);              \
+        _mm256_storeu_si256((__m256i *)(out + i), c);                                       \
+    }
+#else
+#define SIMD_ENCODE(law)
+#endif
+
 int sp_alaw_encode(const int16_t *pcm, uint8_t *out, long n)
 {
     if (n < 0 || (n > 0 && (!pcm || !out))) return -1;
     ENSURE_TABLES();
-    for (long i = 0; i < n; i++) out[i] = alaw_enc[(uint16_t)pcm[i]];
+    long i = 0;
+    SIMD_ENCODE(alaw16)
+    for (; i < n; i++) out[i] = alaw_enc[(uint16_t)pcm[i]];
     return 0;
 }
 
@@ -98,7 +178,9 @@ int sp_ulaw_encode(const int16_t *pcm, uint8_t *out, long n)
 {
     if (n < 0 || (n > 0 && (!pcm || !out))) return -1;
     ENSURE_TABLES();
-    for (long i = 0; i < n; i++) out[i] = ulaw_enc[(uint16_t)pcm[i]];
+    long i = 0;
+    SIMD_ENCODE(ulaw16)
+    for (; i < n; i++) out[i] = ulaw_enc[(uint16_t)pcm[i]];
     return 0;
 }
 

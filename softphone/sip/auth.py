@@ -338,11 +338,22 @@ class DigestServer:
         return ts
 
     # ------------------------------------------------------------------ challenge
-    def challenge(self, now: float, *, stale: bool = False) -> list[str]:
-        """Header values, one per algorithm in preference order (RFC 8760 §2.4)."""
+    def challenge(self, now: float, *, stale: bool = False,
+                  algorithms: tuple[str, ...] | None = None) -> list[str]:
+        """Header values, one per algorithm in preference order (RFC 8760 §2.4).
+
+        ``algorithms`` narrows the offer for one peer (a subset of ours): some clients give
+        up on a 401 that offers anything they cannot compute instead of picking the
+        challenge they can (baresip 1.0 / libre answers ENOSYS to an MD5 + SHA-256 offer),
+        so a registrar may offer them MD5 alone, e.g. by User-Agent.
+        """
+        offered = self.algorithms if algorithms is None else algorithms
+        unknown = [a for a in offered if a.upper() not in (x.upper() for x in self.algorithms)]
+        if unknown or not offered:
+            raise AuthError(f"cannot offer {unknown or 'nothing'}: allowed {self.algorithms}")
         nonce = self.new_nonce(now)
         out = []
-        for alg in self.algorithms:
+        for alg in offered:
             value = (f'Digest realm={_quote(self.realm)}, nonce={_quote(nonce)}, '
                      f'algorithm={alg}, qop="auth"')
             if stale:
@@ -351,12 +362,14 @@ class DigestServer:
         return out
 
     def challenge_response(self, request: SipRequest, now: float, *, proxy: bool = False,
-                           stale: bool = False, to_tag: str | None = None) -> SipResponse:
+                           stale: bool = False, to_tag: str | None = None,
+                           algorithms: tuple[str, ...] | None = None) -> SipResponse:
         """A 401 (or 407 when ``proxy``) carrying :meth:`challenge`."""
         status, reason, name = ((407, "Proxy Authentication Required", "Proxy-Authenticate")
                                 if proxy else (401, "Unauthorized", "WWW-Authenticate"))
+        values = self.challenge(now, stale=stale, algorithms=algorithms)
         return make_response(request, status, reason, to_tag=to_tag,
-                             extra=[(name, v) for v in self.challenge(now, stale=stale)])
+                             extra=[(name, v) for v in values])
 
     # ------------------------------------------------------------------ verify
     def verify(self, request: SipRequest, now: float, *, proxy: bool = False) -> AuthResult:

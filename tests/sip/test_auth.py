@@ -287,3 +287,13 @@ def test_credentials_parsing_raises_only_auth_error(text: str) -> None:
     except AuthError:
         pass
     assert not srv.verify(req, 0.0).ok
+
+
+def test_the_offer_can_be_narrowed_per_peer_but_not_widened() -> None:
+    srv = server()
+    (only,) = srv.challenge(0.0, algorithms=("MD5",))
+    assert parse_auth_params(only)[1]["algorithm"] == "MD5"
+    with pytest.raises(AuthError):
+        srv.challenge(0.0, algorithms=("SHA-512-256",))
+    with pytest.raises(AuthError):
+        srv.challenge(0.0, algorithms=())

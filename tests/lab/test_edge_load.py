@@ -18,6 +18,18 @@ pytestmark = pytest.mark.lab
 RTP = (21000, 21999)
 
 
+def load_config(path: Path) -> Path:
+    """The embedded defaults, with 63 extra channels per user (R-CALLS-1's paid option):
+    this test wants many simultaneous calls between the same few users."""
+    from importlib import resources
+
+    text = resources.files("softphone.configs").joinpath("edge.toml").read_text()
+    text = text.replace('password = "demo-', 'extra_channels = 63\npassword = "demo-')
+    text += '\n[[users]]\next = "1005"\npassword = "demo-1005"\nextra_channels = 63\n'
+    path.write_text(text)
+    return path
+
+
 def register(sipp: Any, lab: Any, target: str, user: str, contact_port: int, port: int) -> None:
     reg = sipp.start(f"reg{user}", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
                                     "-i", "127.0.0.1", "-p", str(port), "-au", user,
@@ -38,9 +50,10 @@ def caller(sipp: Any, lab: Any, name: str, scenario: str, target: str, callee: s
 
 @pytest.mark.timeout(300)
 def test_calls_ended_every_way_leave_nothing_behind(tmp_path: Path, lab: Any, sipp: Any) -> None:
-    (edge_port, answer_port, busy_port, hangup_port, r1, r2, r3,
-     c1, c2, c3, c4, c5) = lab.take_ports(12)
-    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    (edge_port, answer_port, busy_port, hangup_port, ring_port, r1, r2, r3, r4,
+     c1, c2, c3, c4, c5) = lab.take_ports(14)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP,
+                       extra=["--config", str(load_config(tmp_path / "edge.toml"))]).start()
     target = f"127.0.0.1:{edge_port}"
     sc = lab.scenarios
     try:
@@ -51,12 +64,15 @@ def test_calls_ended_every_way_leave_nothing_behind(tmp_path: Path, lab: Any, si
                                 "-p", str(busy_port)], wall=200),
             sipp.start("hangup", ["-sf", str(sc / "edge_uas_hangup.xml"), "-i", "127.0.0.1",
                                   "-p", str(hangup_port), "-mi", "127.0.0.1"], wall=200),
+            sipp.start("ring", ["-sf", str(sc / "edge_uas_ring.xml"), "-i", "127.0.0.1",
+                                "-p", str(ring_port)], wall=200),
         ]
-        for port in (answer_port, busy_port, hangup_port):
+        for port in (answer_port, busy_port, hangup_port, ring_port):
             lab.wait_udp_listening(port)
         register(sipp, lab, target, "1002", answer_port, r1)
         register(sipp, lab, target, "1003", busy_port, r2)
         register(sipp, lab, target, "1004", hangup_port, r3)
+        register(sipp, lab, target, "1005", ring_port, r4)
 
         runs = [
             ("sequential", caller(sipp, lab, "sequential", "edge_uac_quick.xml", target, "1002",
@@ -66,7 +82,7 @@ def test_calls_ended_every_way_leave_nothing_behind(tmp_path: Path, lab: Any, si
         runs += [
             ("concurrent", caller(sipp, lab, "concurrent", "edge_uac_quick.xml", target, "1002",
                                   c2, calls=50, rate=50, limit=50), 50),
-            ("cancelled", caller(sipp, lab, "cancelled", "edge_uac_cancel.xml", target, "1002",
+            ("cancelled", caller(sipp, lab, "cancelled", "edge_uac_cancel.xml", target, "1005",
                                  c3, calls=20, rate=10, limit=10), 20),
             ("refused", caller(sipp, lab, "refused", "edge_uac_busy.xml", target, "1003",
                                c4, calls=20, rate=10, limit=10), 20),

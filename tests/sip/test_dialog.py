@@ -38,9 +38,12 @@ def invite() -> SipRequest:
 def response(req: SipRequest, status: int, tag: str, contact: str = "<sips:bob@client.biloxi>",
              rr: list[str] | None = None) -> SipResponse:
     extra = [("Contact", contact)] if contact else []
-    extra += [("Record-Route", v) for v in (rr if rr is not None else
-                                            req.headers.values("record-route"))]
-    return make_response(req, status, "R", to_tag=tag, extra=extra)
+    resp = make_response(req, status, "R", to_tag=tag, extra=extra)  # copies Record-Route
+    if rr is not None:  # what the proxies put in this response instead
+        resp.headers.remove("record-route")
+        for value in rr:
+            resp.headers.add("Record-Route", value)
+    return resp
 
 
 def test_uac_dialog_from_2xx_reverses_the_record_route_and_takes_the_contact() -> None:

@@ -28,6 +28,7 @@ from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
+from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.call import CallMedia
 from softphone.media.ports import PortAllocator
 from softphone.policy.admission import CallAdmission
@@ -106,6 +107,7 @@ class Edge:
             "transactions": len(self.core.transactions),
             "calls": dict(self.b2bua.stats),
             "sip": dict(self.core.stats),
+            "trunk": self.b2bua.trunk.status() if self.b2bua.trunk is not None else None,
         }
 
     def write_status(self) -> None:
@@ -129,6 +131,8 @@ class Edge:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._status_task
         await self.b2bua.close()
+        if self.b2bua.trunk is not None:
+            self.b2bua.trunk.close()  # un-REGISTER every user upstream
         # let the BYEs leave before the sockets close
         await asyncio.sleep(0.05)
         await self.transport.close()
@@ -172,6 +176,21 @@ def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, A
     return admission, audit, store
 
 
+async def open_trunk(cfg: EdgeConfig, core: SipCore, flush: Any) -> Trunk:
+    """The trunk with every user's own upstream account; the host resolved once, here, so
+    that inbound INVITEs can be matched on their source address."""
+    uri = TrunkUri.parse(cfg.trunk_uri)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(uri.uri.host_no_brackets, uri.port)
+    except OSError as exc:
+        raise TrunkError(f"cannot resolve trunk host {uri.host!r}: {exc}") from None
+    address = uri.address(str(infos[0][4][0]))
+    return Trunk(uri=uri, accounts=accounts_from_users(cfg.users), core=core, flush=flush,
+                 clock=loop.time, schedule=loop.call_later, address=address,
+                 expires=cfg.trunk_expires)
+
+
 async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edge:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     admission, audit, store = open_policy(cfg, policy or load_default_policy())
@@ -198,7 +217,11 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent)
+    if cfg.trunk_uri:
+        b2bua.trunk = await open_trunk(cfg, core, transport.flush)
     transport.attach(core, b2bua.on_event)
+    if b2bua.trunk is not None:
+        b2bua.trunk.start()
     return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store)
 
 
@@ -222,6 +245,10 @@ def banner(edge: Edge) -> str:
             f"{cfg.echo_ext} (you hear yourself) or another user.",
             f"  e.g. baresip account line: <sip:{first.ext}@{where}>;auth_pass={first.password}",
         ]
+    trunk = edge.b2bua.trunk
+    if trunk is not None:
+        lines.append(f"Trunk {cfg.trunk_uri}: {len(trunk.registrations)} user(s) register "
+                     "upstream with their own account (state in status.json)")
     return "\n".join(lines)
 
 
@@ -257,7 +284,7 @@ def main(args: Any) -> int:
         return 2
     try:
         return asyncio.run(run(cfg, policy))
-    except OSError as exc:
+    except (OSError, TrunkError) as exc:
         print(f"softphone edge: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # a clear last word instead of a traceback

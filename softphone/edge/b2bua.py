@@ -9,6 +9,12 @@ SDP. This is what lets the policy guard hear, refuse, announce and record every 
 A callee with several registered devices gets one INVITE per device (parallel forking): the
 first 2xx wins, the others are cancelled; a 2xx that arrives after a winner is ACKed and BYEd.
 
+With a trunk (``softphone.edge.trunk``): a local user dialling a number that is not local
+gets a B leg to the provider under that user's own upstream identity and credentials (403
+if the user has none); an INVITE from the trunk's address for a configured DID rings that
+user's devices like a local call (404 for an unknown DID). The trunk's own REGISTER
+transactions are handed to it from ``on_event``.
+
 Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
 CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
 digest; an unexpected error in call handling answers 500 and tears the call down, it never
@@ -41,10 +47,12 @@ from softphone.codecs.registry import Codec
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
 from softphone.edge.location import Binding, LocationService, RegistrationError
+from softphone.edge.trunk import Trunk, TrunkError, is_external_number
 from softphone.media.bridge import TickScheduler
 from softphone.media.call import CallMedia
 from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
+from softphone.sip.auth import AuthError, DigestClient
 from softphone.sip.core import Address, SipCore, new_call_id, new_tag
 from softphone.sip.dialog import Dialog, DialogError, DialogState
 from softphone.sip.errors import SipParseError
@@ -116,6 +124,7 @@ class Fork:
     txn: ClientTransaction
     dialog: Dialog | None = None
     final: int = 0
+    auth_tries: int = 0
 
 
 @dataclass
@@ -142,6 +151,8 @@ class Call:
     early_sdp_sent: bool = False
     app: str = ""            # "" for a bridged call, "echo" or "tone" for edge applications
     answered_at: float | None = None
+    direction: str = "local"  # "local", "outbound" (to the trunk), "inbound" (from the trunk)
+    digest: DigestClient | None = None  # outbound: the caller's own upstream credentials
 
 
 class B2BUA:
@@ -153,7 +164,7 @@ class B2BUA:
                  call_log: CallLog | None = None,
                  scheduler: TickScheduler | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 user_agent: str = "softphone-edge") -> None:
+                 user_agent: str = "softphone-edge", trunk: Trunk | None = None) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -171,6 +182,7 @@ class B2BUA:
         self.scheduler = scheduler or TickScheduler()
         self.clock = clock
         self.user_agent = user_agent
+        self.trunk = trunk
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -249,6 +261,8 @@ class B2BUA:
         if isinstance(ev, RequestReceived):
             self._on_request(ev.request, ev.transaction, ev.source)
         elif isinstance(ev, ResponseReceived):
+            if self.trunk is not None and self.trunk.on_response(ev.response, ev.transaction):
+                return
             self._on_response(ev.response, ev.transaction)
         elif isinstance(ev, AckReceived):
             call = self.calls.get(ev.request.call_id)
@@ -260,6 +274,10 @@ class B2BUA:
                 self._respond(call.a_txn, 487, "Request Terminated", to_tag=call.a_tag)
                 self._end(call, "cancelled", status=487)
         elif isinstance(ev, TransactionTimeout | TransportFailure):
+            reason = "timeout" if isinstance(ev, TransactionTimeout) else \
+                f"unreachable: {getattr(ev, 'reason', '')}"
+            if self.trunk is not None and self.trunk.on_failure(ev.transaction, reason):
+                return
             self._on_txn_failure(ev.transaction)
         elif isinstance(ev, AckNotReceived):
             call = self.calls.get(ev.transaction.request.call_id)
@@ -365,9 +383,15 @@ class B2BUA:
         if req.call_id in self.calls:  # a second INVITE of a call we are setting up (forked)
             self._respond(txn, 482, "Loop Detected")
             return
-        caller = self._identify_caller(req, txn)
-        if caller is None:
-            return
+        from_trunk = self.trunk is not None and self.trunk.is_from_trunk(source)
+        if from_trunk:
+            # the provider does not authenticate to us: its address is its credential
+            caller = _external_caller(req)
+        else:
+            found = self._identify_caller(req, txn)
+            if found is None:
+                return
+            caller = found
         try:
             target = SipUri.parse(req.uri).user or ""
         except SipParseError as exc:
@@ -383,17 +407,34 @@ class B2BUA:
             self._respond(txn, 400, f"Bad SDP: {exc}")
             return
         now = self.clock()
-        is_app = target in (self.echo_ext, self.tone_ext)
-        if not is_app and not self.is_user(target):
-            self._respond(txn, 404, "Not Found")
-            return
+        direction = "local"
+        digest: DigestClient | None = None
+        if from_trunk:
+            assert self.trunk is not None
+            local = self.trunk.did_target(req)
+            if local is None:
+                self._respond(txn, 404, "Not Found: no such number here")
+                return
+            target, direction = local, "inbound"
+        is_app = direction == "local" and target in (self.echo_ext, self.tone_ext)
+        if direction == "local" and not is_app and not self.is_user(target):
+            if self.trunk is None or not is_external_number(target):
+                self._respond(txn, 404, "Not Found")
+                return
+            try:
+                digest = self.trunk.call_digest(caller)
+            except TrunkError:
+                self._respond(txn, 403, f"Forbidden: user {caller} has no upstream account")
+                return
+            direction = "outbound"
         if self.guard is not None and not is_app:
-            refusal = self.guard.admit(req.call_id, caller, target, inbound_local=True, now=now)
+            refusal = self.guard.admit(req.call_id, caller, target,
+                                       inbound_local=direction == "local", now=now)
             if refusal is not None:
                 self._respond(txn, refusal[0], refusal[1])
                 return
         bindings: list[Binding] = []
-        if not is_app:
+        if direction in ("local", "inbound") and not is_app:
             bindings = [b for b in self.location.lookup(target, now)]
             if not bindings:
                 self._release_guard(req.call_id, now)
@@ -429,7 +470,8 @@ class B2BUA:
             return
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target)
         call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
-                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record)
+                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
+                    direction=direction, digest=digest)
         self.calls[key] = call
         self.stats["calls"] += 1
         if is_app:
@@ -437,7 +479,10 @@ class B2BUA:
             self._answer_a(call)
             self._spawn(self._start_app(call), call)
             return
-        self._fork(call, bindings)
+        if direction == "outbound":
+            self._fork_trunk(call)
+        else:
+            self._fork(call, bindings)
 
     async def _start_app(self, call: Call) -> None:
         """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone."""
@@ -462,35 +507,48 @@ class B2BUA:
         if self.guard is not None:
             self.guard.released(call_id, answered=False, duration=0.0, now=now)
 
-    def _fork(self, call: Call, bindings: list[Binding]) -> None:
-        now = self.clock()
+    def _prepare_b(self, call: Call) -> bytes:
+        """Leg b's SDP offer (on its reserved pair), Call-ID and tag; returns the body."""
         pair_b = call.media.reserve("b")
         call.b_offer = build_offer(address=self.media_settings.host, port=pair_b.rtp,
                                    order=self.codecs)
         call.b_call_id = new_call_id(self.domain)
         call.b_tag = new_tag()
         self._by_b[call.b_call_id] = call
-        caller_na = call.a_invite.from_
-        display = caller_na.display
+        return call.b_offer.to_bytes()
+
+    def _send_b_invite(self, call: Call, ruri: str, dest: Address, from_value: str,
+                       to_value: str, body: bytes) -> None:
+        h = Headers()
+        h.add("Max-Forwards", "70")
+        h.add("From", from_value)
+        h.add("To", to_value)
+        h.add("Call-ID", call.b_call_id)
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", self._contact(dest.transport))
+        h.add("Allow", ALLOW)
+        h.add("User-Agent", self.user_agent)
+        h.add("Content-Type", SDP)
+        req = SipRequest("INVITE", ruri, h, body)
+        txn = self.core.send_request(req, dest, self.clock())
+        call.forks.append(Fork(binding_source=dest, request=req, txn=txn))
+
+    def _fork(self, call: Call, bindings: list[Binding]) -> None:
+        body = self._prepare_b(call)
+        display = call.a_invite.from_.display
         from_uri = f"sip:{call.caller}@{self.domain}"
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
-        body = call.b_offer.to_bytes()
         for b in bindings:
-            dest = binding_destination(b)
-            transport = dest.transport
-            h = Headers()
-            h.add("Max-Forwards", "70")
-            h.add("From", from_value)
-            h.add("To", f"<sip:{call.callee}@{self.domain}>")
-            h.add("Call-ID", call.b_call_id)
-            h.add("CSeq", "1 INVITE")
-            h.add("Contact", self._contact(transport))
-            h.add("Allow", ALLOW)
-            h.add("User-Agent", self.user_agent)
-            h.add("Content-Type", SDP)
-            req = SipRequest("INVITE", b.contact, h, body)
-            txn = self.core.send_request(req, dest, now)
-            call.forks.append(Fork(binding_source=dest, request=req, txn=txn))
+            self._send_b_invite(call, b.contact, binding_destination(b), from_value,
+                                f"<sip:{call.callee}@{self.domain}>", body)
+
+    def _fork_trunk(self, call: Call) -> None:
+        """One INVITE to the provider, as the caller's own upstream account."""
+        assert self.trunk is not None
+        body = self._prepare_b(call)
+        ruri, from_uri, to_uri = self.trunk.outbound_uris(call.caller, call.callee)
+        self._send_b_invite(call, ruri, self.trunk.address, f"<{from_uri}>;tag={call.b_tag}",
+                            f"<{to_uri}>", body)
 
     def _answer_a(self, call: Call) -> None:
         resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=call.a_neg.sdp,
@@ -520,6 +578,9 @@ class B2BUA:
         if fork is None:
             return
         status = resp.status
+        if status in (401, 407) and call.digest is not None:
+            if self._authorize_fork(call, fork, resp):
+                return
         if status < 200:
             self._on_provisional(call, fork, resp)
         elif status < 300:
@@ -527,6 +588,22 @@ class B2BUA:
         else:
             fork.final = status
             self._on_fork_failed(call, fork, status, resp.reason)
+
+    def _authorize_fork(self, call: Call, fork: Fork, resp: SipResponse) -> bool:
+        """Answer the provider's challenge with the caller's own credentials (once per
+        challenge kind); False when it cannot be answered and the fork fails."""
+        if fork.auth_tries >= 2 or call.state not in (CallState.ROUTING, CallState.EARLY) \
+                or call.digest is None:
+            return False
+        try:
+            retry = call.digest.authorize(fork.request, resp)
+        except AuthError as exc:
+            log.warning("call %s: upstream challenge not answered: %s", call.key, exc)
+            return False
+        fork.auth_tries += 1
+        fork.request = retry
+        fork.txn = self.core.send_request(retry, fork.binding_source, self.clock())
+        return True
 
     def _b_negotiate(self, call: Call, resp: SipResponse) -> Negotiated | None:
         if not resp.body or call.b_offer is None:
@@ -602,7 +679,9 @@ class B2BUA:
         if any(f.final == 0 for f in call.forks):
             return  # other devices still ringing
         best = min((f.final for f in call.forks if f.final > 0), default=status)
-        if best in (401, 407):
+        if best in (401, 407) and call.direction == "outbound":
+            best, reason = 403, "Forbidden: the provider refused the upstream credentials"
+        elif best in (401, 407):
             best, reason = 500, "Server Internal Error"
         elif best == 408:
             best, reason = 480, "Temporarily Unavailable"
@@ -766,6 +845,15 @@ class B2BUA:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _external_caller(req: SipRequest) -> str:
+    """The calling number the provider gave in From (``anonymous`` when withheld)."""
+    try:
+        user = req.from_.uri.user or ""
+    except SipParseError:
+        user = ""
+    return user or "anonymous"
 
 
 def binding_destination(b: Binding) -> Address:

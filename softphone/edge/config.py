@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from softphone.configfile import ConfigError, ConfigText, Section
+from softphone.edge.trunk import TrunkError, TrunkUri
 
 KNOWN_CODECS = ("opus", "pcma", "pcmu")
 
@@ -47,6 +48,7 @@ class EdgeConfig:
     retry_after: int = 5
     data_dir: Path = Path("var/edge")
     trunk_uri: str = ""
+    trunk_expires: int = 3600    # the Expires each user's upstream REGISTER asks for
     echo_ext: str = "600"
     tone_ext: str = "601"
     demo_prefix: str = "demo-"
@@ -88,6 +90,15 @@ def _check_ip(sec: Section, key: str, value: str) -> str:
     return value
 
 
+def _check_trunk(sec: Section, uri: str) -> str:
+    if uri:
+        try:
+            TrunkUri.parse(uri)
+        except TrunkError as exc:
+            raise sec.error("uri", str(exc)) from None
+    return uri
+
+
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
@@ -100,7 +111,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
         "retry_after_s"))
     data = Section(doc, ("data",), d.get("data", {}), known=("dir",))
-    trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri",))
+    trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri", "expires"))
     ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country"))
@@ -142,9 +153,10 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         password = u.text("password")
         if len(password) < 4:
             raise u.error("password", "must be at least 4 characters")
+        trunk_user, trunk_password = u.text("trunk_user", ""), u.text("trunk_password", "")
         users.append(LocalUser(ext=ext_no, password=password, name=u.text("name", ""),
-                               did=u.text("did", ""), trunk_user=u.text("trunk_user", ""),
-                               trunk_password=u.text("trunk_password", ""),
+                               did=u.text("did", ""), trunk_user=trunk_user,
+                               trunk_password=trunk_password,
                                extra_channels=u.integer("extra_channels", 0, lo=0, hi=64)))
     trunk_accounts = [u.trunk_user for u in users if u.trunk_user]
     if len(trunk_accounts) != len(set(trunk_accounts)):
@@ -153,6 +165,10 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         raise doc.error(("users", idx, "trunk_user"),
                         f"upstream account {dup!r} is mapped to several users; the terms allow "
                         "one person per account (R-ACCT-1)")
+    for idx, lu in enumerate(users):
+        if lu.trunk_user and not lu.trunk_password:
+            raise doc.error(("users", idx, "trunk_password"),
+                            f"user {lu.ext} has a trunk_user but no trunk_password")
 
     algorithms = sip.texts("digest_algorithms", ["MD5"])
     for alg in algorithms:
@@ -185,7 +201,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         rtp_timeout=float(media.integer("rtp_timeout_s", 30, lo=1, hi=3600)),
         retry_after=media.integer("retry_after_s", 5, lo=0, hi=3600),
         data_dir=Path(data.text("dir", "var/edge")),
-        trunk_uri=trunk.text("uri", ""),
+        trunk_uri=_check_trunk(trunk, trunk.text("uri", "")),
+        trunk_expires=trunk.integer("expires", 3600, lo=60, hi=86400),
         echo_ext=echo_ext,
         tone_ext=tone_ext,
         demo_prefix=demo.text("password_prefix", "demo-"),
@@ -232,6 +249,11 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
             raise ConfigError("--rtp-ports", "media.rtp_ports", str(exc)) from None
         changes.update(rtp_first=first, rtp_last=last)
     if o.trunk is not None:
+        if o.trunk:
+            try:
+                TrunkUri.parse(o.trunk)
+            except TrunkError as exc:
+                raise ConfigError("--trunk", "trunk.uri", str(exc)) from None
         changes["trunk_uri"] = o.trunk
     if o.data_dir is not None:
         changes["data_dir"] = Path(o.data_dir)

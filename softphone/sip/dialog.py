@@ -230,11 +230,14 @@ class Dialog:
     def receive_request(self, request: SipRequest) -> None:
         """Check an in-dialog request (§12.2.2): a CSeq lower than the last one -> 500.
 
-        ACK and CANCEL carry the CSeq of their INVITE and are not counted. BYE ends the dialog.
+        ACK and CANCEL carry the CSeq of their INVITE and are not counted. BYE ends the dialog;
+        any request after it -> 481 (§15.1.2).
         """
         method = request.method
         if method in ("ACK", "CANCEL"):
             return
+        if self.state is DialogState.TERMINATED:
+            raise DialogError("dialog terminated", status=481)  # §15.1.2
         number = request.cseq.number
         if self.remote_seq is not None and number < self.remote_seq:
             raise DialogError("CSeq lower than the last request's", status=500)

@@ -4,6 +4,8 @@ and strict routing, CSeq rules, target refresh, forking."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softphone.sip.dialog import (
     Dialog,
@@ -217,3 +219,45 @@ def test_store_finds_the_dialog_of_an_incoming_request() -> None:
     assert store.for_request(req) is None  # no To tag: not in a dialog
     store.remove(d)
     assert store.for_request(bye) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["INVITE", "ACK", "BYE", "INFO", "UPDATE", "OPTIONS"]),
+                min_size=1, max_size=30),
+       st.lists(st.integers(0, 29), max_size=5))
+def test_cseq_rules_hold_between_a_uac_and_a_uas_dialog(methods: list[str],
+                                                        replays: list[int]) -> None:
+    req = invite()
+    ok = response(req, 200, "bobtag")
+    uac, uas = Dialog.from_uac(req, ok), Dialog.from_uas(req, ok)
+    sent: list[SipRequest] = []
+    last_invite = req.cseq.number
+    for method in methods:
+        r = uac.create_request(method)
+        if method == "ACK":
+            assert r.cseq.number == last_invite
+        else:
+            assert r.cseq.number == max([last_invite] + [s.cseq.number for s in sent]) + 1
+            if method == "INVITE":
+                last_invite = r.cseq.number
+        if uas.state is DialogState.TERMINATED and method != "ACK":
+            with pytest.raises(DialogError) as ended:
+                uas.receive_request(r)
+            assert ended.value.status == 481  # after a BYE (§15.1.2)
+            return
+        uas.receive_request(r)  # in order: always accepted
+        sent.append(r)
+        assert uas.id == DialogId(uac.call_id, uac.remote_tag, uac.local_tag)
+    for i in replays:  # an old request again: refused with 500 unless it is the newest
+        old = sent[i % len(sent)]
+        newest = max(s.cseq.number for s in sent if s.method != "ACK") if any(
+            s.method != "ACK" for s in sent) else None
+        if uas.state is DialogState.TERMINATED and old.method != "ACK":
+            with pytest.raises(DialogError):
+                uas.receive_request(old)
+        elif old.method == "ACK" or newest is None or old.cseq.number >= newest:
+            uas.receive_request(old)
+        else:
+            with pytest.raises(DialogError) as exc:
+                uas.receive_request(old)
+            assert exc.value.status == 500

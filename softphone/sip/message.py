@@ -68,6 +68,7 @@ SINGLE_REQUIRED = ("to", "from", "call-id", "cseq")
 _CHECKED = frozenset(
     ("via", "to", "from", "call-id", "cseq", "max-forwards", "content-length", "contact", "date")
 )
+_DIALOG_METHODS = frozenset(("INVITE", "SUBSCRIBE", "REFER", "NOTIFY"))
 _METHODS = frozenset(
     ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
      "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE")
@@ -867,7 +868,9 @@ def make_response(request: SipRequest, status: int, reason: str, *, to_tag: str 
                   extra: Iterable[tuple[str, str]] = ()) -> SipResponse:
     """Build a response to ``request`` per §8.2.6: Via, From, To (+tag), Call-ID, CSeq copied.
 
-    Fields the request lacks (a 400 to a request without From...) are left out, not sent empty.
+    Record-Route is copied, in order, into 101-299 responses to the dialog-creating methods
+    (§12.1.1: the route set a record-routing proxy asked for). Fields the request lacks (a 400
+    to a request without From...) are left out, not sent empty.
     """
     h = Headers()
     fields = h._fields
@@ -887,6 +890,9 @@ def make_response(request: SipRequest, status: int, reason: str, *, to_tag: str 
     cseq = request.headers.get("cseq")
     if cseq is not None:
         fields.append(("cseq", "CSeq", cseq))
+    if 100 < status < 300 and request.method in _DIALOG_METHODS:
+        for rr in request.headers.get_all("record-route"):
+            fields.append(("record-route", "Record-Route", rr))
     if status == 100:
         ts = request.headers.get("timestamp")
         if ts is not None:

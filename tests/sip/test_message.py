@@ -185,6 +185,16 @@ def test_make_response_copies_the_right_fields() -> None:
     assert again.cseq == req.cseq and again.from_.tag == req.from_.tag
 
 
+def test_dialog_creating_responses_copy_record_route() -> None:
+    rr = "Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr>\r\n"
+    req = parse_message(invite(extra=rr))
+    assert isinstance(req, SipRequest)
+    ok = parse_message(make_response(req, 200, "OK", to_tag="x").to_bytes())
+    assert ok.headers.values("record-route") == ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"]
+    assert "record-route" not in make_response(req, 100, "Trying").headers
+    assert "record-route" not in make_response(req, 486, "Busy Here", to_tag="x").headers
+
+
 def test_error_response_for_a_bad_request_line() -> None:
     data = invite().replace(b"INVITE sip:bob@example.com SIP/2.0", b"INVITE  sip:bob@example.com SIP/2.0")
     with pytest.raises(SipParseError) as info:

@@ -118,9 +118,31 @@ class CallMedia:
         await session.start()
         return session
 
-    def update(self, leg: str, negotiated: Negotiated) -> None:
-        """A re-INVITE: the peer's new address, and hold (no timeout while it does not send)."""
+    def update(self, leg: str, negotiated: Negotiated, codec: FrameCodec | None = None) -> None:
+        """A re-INVITE: the peer's new address, hold (no timeout while it does not send), and
+        a new codec or payload numbering (the call is re-joined: relay or bridge again)."""
         session = self._session(leg)
+        current = self.codecs[leg]
+        changed = (negotiated.codec.name.lower() != current.name.lower()
+                   or negotiated.codec.payload_type not in session.payload_types
+                   or negotiated.telephone_event_pt != session.dtmf_payload_type)
+        if changed:
+            if codec is None and negotiated.codec.name.lower() != current.name.lower():
+                from softphone.codecs.frame import codec_for
+
+                codec = codec_for(negotiated)
+            new_codec = codec or current
+            rate = new_codec.rtp_clock_rate
+            session.reconfigure(payload_types=(negotiated.codec.payload_type,),
+                                dtmf_payload_type=negotiated.telephone_event_pt,
+                                clock_rate=rate, frame_samples=rate * 20 // 1000)
+            if new_codec is not current:
+                self.codecs[leg] = new_codec
+                bleg = self.bridge_legs.pop(leg, None)
+                if bleg is not None and self.bridge is not None:
+                    self.bridge.remove_leg(bleg)  # re-added with the new codec below
+            if self.relaying or self.bridge is not None:
+                self.connect()
         remote = (negotiated.remote_address, negotiated.remote_port)
         if remote != session.remote:
             session.set_remote(remote, (negotiated.remote_rtcp_address,

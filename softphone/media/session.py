@@ -137,6 +137,7 @@ class RtpSession:
             jitter = JitterBuffer(clock_rate=clock_rate, frame_samples=frame_samples,
                                   min_delay_ms=jitter_min_ms, max_delay_ms=jitter_max_ms)
         self.jitter = jitter
+        self._jitter_delays = (jitter_min_ms, jitter_max_ms)
         self.inactivity_timeout = inactivity_timeout
         self.on_timeout = on_timeout
         self.on_dtmf = on_dtmf
@@ -240,6 +241,35 @@ class RtpSession:
         self.remote_rtcp = remote_rtcp or (remote[0], remote[1] + 1)
         self._latched = None
         self._latched_rtcp = None
+
+    def reconfigure(self, *, payload_types: Iterable[int], send_payload_type: int | None = None,
+                    dtmf_payload_type: int | None = None, clock_rate: int | None = None,
+                    frame_samples: int | None = None) -> None:
+        """A re-INVITE changed the codec or its payload numbers. A new RTP clock or frame
+        size gets a fresh jitter buffer and fresh statistics (a new stream, for RTCP too)."""
+        pts = frozenset(payload_types)
+        if not pts:
+            raise ValueError("an RTP session needs at least one audio payload type")
+        self.payload_types = pts
+        self.send_payload_type = send_payload_type if send_payload_type is not None else min(pts)
+        self.dtmf_payload_type = dtmf_payload_type
+        rate = clock_rate or self.clock_rate
+        frame = frame_samples or self.frame_samples
+        if (rate, frame) != (self.clock_rate, self.frame_samples):
+            self.clock_rate = rate
+            self.frame_samples = frame
+            if self.jitter is not None:
+                from softphone.native.jitter import JitterBuffer
+
+                self.jitter = JitterBuffer(clock_rate=rate, frame_samples=frame,
+                                           min_delay_ms=self._jitter_delays[0],
+                                           max_delay_ms=self._jitter_delays[1])
+            self.reception = ReceptionStats(rate)
+            self.dtmf_in = DtmfReceiver(rate)
+            self.dtmf_out = DtmfSender(rate, packet_ms=max(1, frame * 1000 // rate))
+            self._marker_next = True
+        if self._relay is not None:
+            self.relay_to(self._relay)  # the PT map follows the new numbers
 
     def set_inactivity_timeout(self, seconds: float | None) -> None:
         """None disables the check (on hold: a sendonly peer legitimately sends nothing)."""

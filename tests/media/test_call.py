@@ -137,3 +137,41 @@ async def test_exhaustion_mid_setup_leaves_nothing_behind(udp_peer: Any,
     second.close()  # the edge answers 503 and closes: the half-made call frees its leg
     first.close()
     assert small.in_use == 0 and not {first, second} & CallMedia.live
+
+
+async def test_reinvite_to_another_codec_moves_the_call_to_the_bridge(
+        allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
+    from softphone.codecs.registry import PCMU
+    from softphone.native.g711 import ulaw_encode
+
+    phone_a, phone_b = await udp_peer(), await udp_peer()
+    call = CallMedia("call-5", allocator, scheduler)
+    try:
+        for leg, phone in (("a", phone_a), ("b", phone_b)):
+            pair = call.reserve(leg)
+            await call.attach(leg, negotiate(phone.address[1], pair.rtp, PCMA))
+        call.connect()
+        assert call.relaying
+        # b re-INVITEs offering only PCMU: same clock, another law -> transcoding
+        offer = build_offer(address="127.0.0.1", port=phone_b.address[1], order=[PCMU])
+        neg = answer_offer(offer, address="127.0.0.1", port=call.pairs["b"].rtp,
+                           order=[PCMA, PCMU])
+        call.update("b", neg)
+        assert not call.relaying and call.bridge is not None
+        assert call.sessions["b"].payload_types == {0}
+        scheduler.start()
+        gen = ToneGenerator(1000, 8000)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for k in range(50):
+            await asyncio.sleep(max(0.0, t0 + 0.02 * k - loop.time()))
+            phone_b.send(build_header(0, k, 160 * k, 3) + ulaw_encode(gen.frame(160)),
+                         ("127.0.0.1", call.pairs["b"].rtp))
+        await asyncio.sleep(0.2)
+        heard = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_a.received
+                         if parse_rtp(d).payload_type == 8)
+        assert detect_tone(heard[-12800:-3200], 8000, 1000)
+        assert call.sessions["b"].unknown_payload_type == 0
+    finally:
+        call.close()
+    assert allocator.in_use == 0

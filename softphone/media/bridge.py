@@ -76,7 +76,6 @@ class BridgeLeg:
         self.source: FrameSource | None = None
         self.on_source_done: Callable[[BridgeLeg], None] | None = None
         self.echo = False
-        self.sending = True  # False on hold (sendonly/inactive towards this leg)
         self._heard_audio = False
         self._injecting = False
         # counters
@@ -117,8 +116,17 @@ class BridgeLeg:
             pcm = pcm[:bridge.frame_bytes].ljust(bridge.frame_bytes, b"\0")
         return pcm
 
+    @property
+    def sending(self) -> bool:
+        """False on hold (sendonly/inactive towards this leg): nothing is encoded or sent."""
+        return self.session.sending
+
+    @sending.setter
+    def sending(self, value: bool) -> None:
+        self.session.sending = value
+
     def _push(self, pcm: bytes) -> None:
-        if not self.sending:
+        if not self.session.sending:
             self.session.skip_frame(self.rtp_frame_samples)
             return
         if self._rs_out is not None:

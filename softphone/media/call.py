@@ -113,6 +113,7 @@ class CallMedia:
             inactivity_timeout=self.rtp_timeout if negotiated.receives else None,
             on_timeout=on_timeout, on_dtmf=on_dtmf,
             name=f"{self.call_id}/{leg}")
+        session.sending = negotiated.sends
         self.sessions[leg] = session
         self.codecs[leg] = codec
         await session.start()
@@ -148,9 +149,7 @@ class CallMedia:
             session.set_remote(remote, (negotiated.remote_rtcp_address,
                                         negotiated.remote_rtcp_port))
         session.set_inactivity_timeout(self.rtp_timeout if negotiated.receives else None)
-        bleg = self.bridge_legs.get(leg)
-        if bleg is not None:
-            bleg.sending = negotiated.sends
+        session.sending = negotiated.sends  # relay and bridge both stop sending on hold
 
     def _session(self, leg: str) -> RtpSession:
         try:

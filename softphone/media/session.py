@@ -168,6 +168,7 @@ class RtpSession:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._timed_out = False
         self.closed = False
+        self.sending = True  # False while the peer is on hold towards us (sendonly/inactive)
         # counters
         self.packets_received = 0
         self.octets_received = 0
@@ -390,7 +391,7 @@ class RtpSession:
         # out._send_rtp() inlined: this is the per-packet cost of every relayed call
         dest = out._latched or out.remote
         transport = out._rtp
-        if dest is None or transport is None or out.closed:
+        if dest is None or transport is None or out.closed or not out.sending:
             out.no_destination += 1
             return
         transport.sendto(packet, dest)
@@ -410,6 +411,8 @@ class RtpSession:
 
     def _send_rtp(self, packet: bytes | bytearray) -> bool:
         dest = self._destination()
+        if not self.sending:
+            return False
         if dest is None or self._rtp is None or self.closed:
             self.no_destination += 1
             return False
@@ -436,6 +439,9 @@ class RtpSession:
         seq = self.seq
         ts = self.timestamp
         self.timestamp = (ts + (samples or self.frame_samples)) & 0xFFFFFFFF
+        if not self.sending:
+            self._marker_next = True
+            return
         # _send_rtp() inlined: once per leg per 20 ms on every bridged call
         dest = self._latched or self.remote
         transport = self._rtp

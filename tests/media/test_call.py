@@ -175,3 +175,39 @@ async def test_reinvite_to_another_codec_moves_the_call_to_the_bridge(
     finally:
         call.close()
     assert allocator.in_use == 0
+
+
+async def test_hold_stops_media_towards_the_held_side(
+        allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
+    phone_a, phone_b = await udp_peer(), await udp_peer()
+    call = CallMedia("call-6", allocator, scheduler)
+    try:
+        for leg, phone in (("a", phone_a), ("b", phone_b)):
+            pair = call.reserve(leg)
+            await call.attach(leg, negotiate(phone.address[1], pair.rtp, PCMA))
+        call.connect()
+        # b puts the call on hold: its offer is sendonly, so we only receive from b
+        offer = build_offer(address="127.0.0.1", port=phone_b.address[1], order=[PCMA],
+                            direction="sendonly")
+        neg = answer_offer(offer, address="127.0.0.1", port=call.pairs["b"].rtp,
+                           order=[PCMA])
+        assert not neg.sends and neg.receives
+        call.update("b", neg)
+        for k in range(5):
+            phone_a.send(build_header(8, k, 160 * k, 1) + b"\xd5" * 160,
+                         ("127.0.0.1", call.pairs["a"].rtp))
+            phone_b.send(build_header(8, k, 160 * k, 2) + b"\xd5" * 160,
+                         ("127.0.0.1", call.pairs["b"].rtp))  # music on hold goes on
+        await phone_a.wait_for(5)
+        await asyncio.sleep(0.1)
+        assert phone_b.received == [] and call.sessions["a"].packets_received == 5
+        # resume: sendrecv again, media flows to b
+        resume = build_offer(address="127.0.0.1", port=phone_b.address[1], order=[PCMA])
+        call.update("b", answer_offer(resume, address="127.0.0.1", port=call.pairs["b"].rtp,
+                                      order=[PCMA]))
+        phone_a.send(build_header(8, 5, 800, 1) + b"\xd5" * 160,
+                     ("127.0.0.1", call.pairs["a"].rtp))
+        await phone_b.wait_for(1)
+    finally:
+        call.close()
+    assert allocator.in_use == 0

@@ -13,7 +13,7 @@
 struct sp_rs {
     int up, down;               /* L, M (one of them is 1) */
     int taps;                   /* prototype length K */
-    int per_out;                /* taps per output: K / L (up) or K (down) */
+    int per_out;                /* taps per output, K / L (up) or K (down), padded to 16 */
     int hist;                   /* input samples of history: per_out - 1 */
     long next;                  /* decimation: input index of the next output, this call */
     int16_t *proto;             /* h[0..K-1], natural order */
@@ -98,21 +98,28 @@ sp_rs *sp_rs_new(int in_rate, int out_rate)
     rs->up = out_rate > in_rate ? out_rate / in_rate : 1;
     rs->down = in_rate > out_rate ? in_rate / out_rate : 1;
     if (design(rs, in_rate, out_rate) != 0) { sp_rs_free(rs); return NULL; }
-    rs->per_out = rs->up > 1 ? rs->taps / rs->up : rs->taps;
-    rs->hist = rs->per_out - 1;
-    rs->phase = malloc(sizeof(int16_t) * (size_t)rs->taps);
+    /* Each branch is zero-padded at its old end to a multiple of 16 taps, so the dot
+     * products run in whole vectors; the zeros multiply history that is one step older. */
+    const int raw = rs->up > 1 ? rs->taps / rs->up : rs->taps;
+    const int L = rs->up, P = raw == 1 ? 1 : (raw + 15) / 16 * 16, pad = P - raw;
+    rs->per_out = P;
+    rs->hist = P - 1;
+    rs->phase = calloc((size_t)L * (size_t)P, sizeof(int16_t));
     rs->buf = calloc((size_t)rs->hist + RS_CHUNK, sizeof(int16_t));
     if (!rs->phase || !rs->buf) { sp_rs_free(rs); return NULL; }
-    const int L = rs->up, P = rs->per_out;
     for (int p = 0; p < L; p++)
-        for (int j = 0; j < P; j++)
-            rs->phase[p * P + j] = rs->proto[p + (P - 1 - j) * L];
-    /* Each half of a branch is summed in int32 (see dot_q15): its worst case,
-     * sum |tap| * 32768, must stay below 2^31. A long sinc's |tap| sum is about 2.2. */
-    for (int p = 0; p < L; p++) {
-        long half[2] = {0, 0};
-        for (int j = 0; j < P; j++) half[j >= P / 2] += labs((long)rs->phase[p * P + j]);
-        if (P > 1 && (half[0] > 65535 || half[1] > 65535)) { sp_rs_free(rs); return NULL; }
+        for (int j = 0; j < raw; j++)
+            rs->phase[p * P + pad + j] = rs->proto[p + (raw - 1 - j) * L];
+    /* The int32 lanes of dot_lanes(): each sums |tap| * 32768 at worst, below 2^31.
+     * (A long sinc's whole |tap| sum is about 2.2 in Q15 units: one int32 would not do.) */
+    for (int p = 0; p < L && P > 1; p++) {
+        long lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < P; j++) {
+            if (rs->phase[p * P + j] == -32768) { sp_rs_free(rs); return NULL; }
+            lane[(j % 16) / 2] += labs((long)rs->phase[p * P + j]);
+        }
+        for (int k = 0; k < 8; k++)
+            if (lane[k] > 65535) { sp_rs_free(rs); return NULL; }
     }
     return rs;
 }
@@ -141,21 +148,42 @@ long sp_rs_output_len(const sp_rs *rs, long n_in)
     return (n_in - rs->next + rs->down - 1) / rs->down;
 }
 
-/* Two int32 partial sums (each provably in range, checked in sp_rs_new) keep the
- * vectorisable 16x16->32 multiply-add; a single int32 sum could overflow on a worst-case
- * input, and int64 lanes would halve the throughput. */
-static inline int32_t dot_half(const int16_t *restrict x, const int16_t *restrict h, int n)
-{
-    int32_t acc = 0;
-    for (int j = 0; j < n; j++) acc += (int32_t)x[j] * h[j];
-    return acc;
-}
+/*
+ * Dot product of n (a multiple of 16) samples and Q15 taps in eight int32 lanes: lane k
+ * sums the products of positions 2k and 2k+1 of every 16 (pmaddwd's shape), and the eight
+ * lanes are added in int64. sp_rs_new checks that no lane can overflow (per lane,
+ * sum |tap| * 32768 < 2^31); a single int32 sum could, for a worst-case input.
+ */
+#if defined(__AVX2__)
+#include <immintrin.h>
 
-static inline int16_t dot_q15(const int16_t *restrict x, const int16_t *restrict h, int n)
+static inline int64_t dot_lanes(const int16_t *x, const int16_t *h, int n)
 {
-    const int n1 = n / 2;
-    int64_t acc = (int64_t)dot_half(x, h, n1) + dot_half(x + n1, h + n1, n - n1);
-    acc = (acc + 16384) >> 15;
+    __m256i acc = _mm256_setzero_si256();
+    for (int j = 0; j < n; j += 16)
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x + j)),
+                                                      _mm256_loadu_si256((const __m256i *)(h + j))));
+    __m256i q = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc)),
+                                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc, 1)));
+    __m128i d = _mm_add_epi64(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    return _mm_cvtsi128_si64(d) + _mm_extract_epi64(d, 1);
+}
+#else
+static inline int64_t dot_lanes(const int16_t *restrict x, const int16_t *restrict h, int n)
+{
+    int32_t lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < n; j += 16)
+        for (int k = 0; k < 8; k++)
+            lane[k] += (int32_t)x[j + 2 * k] * h[j + 2 * k] + (int32_t)x[j + 2 * k + 1] * h[j + 2 * k + 1];
+    int64_t sum = 0;
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    return sum;
+}
+#endif
+
+static inline int16_t dot_q15(const int16_t *x, const int16_t *h, int n)
+{
+    int64_t acc = (dot_lanes(x, h, n) + 16384) >> 15;
     if (acc > 32767) acc = 32767;
     if (acc < -32768) acc = -32768;
     return (int16_t)acc;

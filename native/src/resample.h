@@ -5,9 +5,10 @@
  * prototype low-pass at the higher rate, a Kaiser-windowed sinc designed when the
  * resampler is made: pass band up to 0.85 x the lower Nyquist (3.4 kHz at 8 kHz,
  * 6.8 kHz at 16 kHz), stop band from the lower Nyquist on, 72 dB design attenuation so that
- * the Q15 tap rounding still leaves >= 60 dB. Taps are Q15 int16; each output is two
- * int32 half dot products (sp_rs_new refuses tap sets whose absolute sums could overflow
- * them) added in int64, rounded half up and clamped; the Python reference in tests/native reproduces it exactly.
+ * the Q15 tap rounding still leaves >= 60 dB. Taps are Q15 int16, each branch zero-padded
+ * to a multiple of 16; each output is a dot product in eight int32 lanes (pmaddwd's shape;
+ * sp_rs_new refuses tap sets whose per-lane absolute sums could overflow) added in int64,
+ * rounded half up and clamped. The Python reference in tests/native reproduces it exactly.
  *
  * Upsampling by L: output n*L+p = sum_j h[p + j*L] * x[n - j] (phase p of the prototype).
  * Downsampling by M: output at input index t (t = 0, M, 2M, ... across calls) =

@@ -147,7 +147,7 @@ def test_random_streams_match_reference(stream: tuple[int, int, list[list[int]]]
 
 
 def test_worst_case_input_does_not_overflow() -> None:
-    """The input that maximises the int32 half sums: sign(tap) * full scale, per branch."""
+    """Full scale with the taps' signs (the largest possible sums), per branch."""
     for a, b in PAIRS:
         rs = Resampler(a, b)
         ref = ReferenceResampler(rs.up, rs.down, rs.taps)

@@ -26,12 +26,14 @@ from softphone.sip.core import Address, SipCore
 from softphone.sip.dialog import Dialog
 from softphone.sip.events import (
     AckReceived,
+    CancelReceived,
     Event,
     RequestReceived,
     ResponseReceived,
     TransactionTimeout,
 )
 from softphone.sip.message import Headers, SipRequest, StreamFramer
+from softphone.sip.transaction import TxnState
 
 pytestmark = [
     pytest.mark.lab,
@@ -486,3 +488,155 @@ def test_sipp_uac_calls_the_core_over_tcp(tmp_path: Path) -> None:
     # On TCP nothing is ever sent twice: 100, 180, 200 per INVITE and 200 per BYE.
     assert len(pump.sent) == len({d for d, _ in pump.sent}) == calls * 4
     assert len([e for e in pump.events if isinstance(e, AckReceived)]) == calls
+
+
+UAS_CANCELLED = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="ring, then take a CANCEL">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:uas@[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]uas[call_number]
+[last_Call-ID:]
+CSeq: [cseq] INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <timewait milliseconds="300"/>
+</scenario>
+"""
+
+UAC_CANCELS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="call, hear ringing, CANCEL">
+  <send retrans="500"><![CDATA[
+INVITE sip:bob@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]c[call_number]
+To: <sip:bob@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180"/>
+  <send retrans="500"><![CDATA[
+CANCEL sip:bob@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]c[call_number]
+To: <sip:bob@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send><![CDATA[
+ACK sip:bob@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: <sip:sipp@[local_ip]:[local_port]>;tag=[pid]c[call_number]
+To: <sip:bob@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+@pytest.mark.timeout(60)
+def test_core_cancels_a_ringing_call_to_sipp(tmp_path: Path) -> None:
+    scenario = tmp_path / "uas_cancelled.xml"
+    scenario.write_text(UAS_CANCELLED)
+    sipp_port = free_udp_port()
+    proc = start_sipp(tmp_path, ["-sf", str(scenario), "-m", "1"], sipp_port)
+    pump = Pump()
+    peer = Address("udp", "127.0.0.1", sipp_port)
+    got: list[tuple[str, int]] = []
+    try:
+        _wait_for_udp_listener(sipp_port)
+        h = Headers([("From", "<sip:alice@127.0.0.1>;tag=c1"),
+                     ("To", f"<sip:bob@127.0.0.1:{sipp_port}>"), ("Call-ID", "cancel-1"),
+                     ("CSeq", "1 INVITE"), ("Contact", f"<sip:alice@127.0.0.1:{pump.port}>")])
+        invite = pump.core.send_request(SipRequest("INVITE", f"sip:bob@127.0.0.1:{sipp_port}",
+                                                   h), peer, time.monotonic())
+        pump.core.cancel(invite, time.monotonic())  # held back until the 180 (§9.1)
+        pump.flush()
+
+        def on_event(ev: Event) -> None:
+            if isinstance(ev, ResponseReceived):
+                got.append((ev.transaction.method, ev.response.status))
+
+        pump.run(on_event, until=lambda: ("INVITE", 487) in got, timeout=20)
+        pump.run(lambda ev: None, until=lambda: proc.poll() is not None, timeout=20)
+    finally:
+        stop(proc)
+        pump.close()
+    assert got == [("INVITE", 180), ("CANCEL", 200), ("INVITE", 487)]
+    assert proc.returncode == 0  # sipp got our ACK for the 487
+    log = (tmp_path / "msg.log").read_text(errors="replace")
+    branches = {line.split("branch=")[1].split(";")[0].strip() for line in log.splitlines()
+                if line.startswith("Via:") and "branch=" in line}
+    assert branches == {invite.branch}  # INVITE, CANCEL and ACK share one branch
+
+
+@pytest.mark.timeout(60)
+def test_sipp_cancels_a_ringing_call_to_the_core(tmp_path: Path) -> None:
+    scenario = tmp_path / "uac_cancels.xml"
+    scenario.write_text(UAC_CANCELS)
+    pump = Pump()
+    cancels: list[CancelReceived] = []
+
+    def on_event(ev: Event) -> None:
+        now = time.monotonic()
+        if isinstance(ev, RequestReceived) and ev.request.method == "INVITE":
+            pump.core.respond(ev.transaction, 180, "Ringing", now)
+        elif isinstance(ev, CancelReceived):
+            cancels.append(ev)
+            pump.core.respond(ev.invite_transaction, 487, "Request Terminated", now)
+
+    proc = start_sipp(tmp_path, [f"127.0.0.1:{pump.port}", "-sf", str(scenario), "-m", "1"],
+                      free_udp_port())
+    try:
+        pump.run(on_event, until=lambda: proc.poll() is not None, timeout=30)
+        # The ACK for the 487 confirms the transaction (no more 487 retransmissions).
+        assert cancels and cancels[0].invite_transaction.state in (TxnState.CONFIRMED,
+                                                                   TxnState.TERMINATED)
+    finally:
+        stop(proc)
+        pump.close()
+    assert proc.returncode == 0, (tmp_path / "err.log").read_text(errors="replace")[-1500:] \
+        if (tmp_path / "err.log").exists() else proc.returncode
+    assert len(cancels) == 1

@@ -291,3 +291,17 @@ async def test_echo_is_codec_agnostic_opus(allocator: PortAllocator, udp_peer: A
     back = received_pcm(phone, 96, OpusDecoder(48000, 1).decode)
     assert detect_tone(back[-76800:-19200], 48000, 900)
     assert allocator.in_use == 0
+
+
+def test_announcement_from_a_wav_at_another_rate(tmp_path: Any) -> None:
+    from softphone.media.echo import announcement
+    from softphone.media.tone import write_wav
+
+    path = tmp_path / "notice.wav"
+    write_wav(path, tone(500, 16000, 16000), 16000)  # 1 s at 16 kHz
+    src = announcement(path, 8000)  # played into an 8 kHz bridge
+    frames = []
+    while (f := src.next_frame(160)) is not None:
+        frames.append(f)
+    assert 49 <= len(frames) <= 51  # still 1 s long
+    assert detect_tone(b"".join(frames[5:45]), 8000, 500)

@@ -12,7 +12,7 @@ import g711_reference as ref
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from softphone.native import ffi, g711
+from softphone.native import ffi, g711, lib
 
 EXAMPLES = int(os.environ.get("SOFTPHONE_HYPOTHESIS_EXAMPLES", "300"))
 
@@ -165,4 +165,9 @@ def test_bad_input_is_a_g711_error() -> None:
     with pytest.raises(g711.G711Error, match="bytes-like"):
         g711.alaw_encode("not pcm")  # type: ignore[arg-type]
     assert isinstance(g711.G711Error("x"), ValueError)
+    # the C side refuses a negative count or a missing buffer on its own
+    pcm, codes = ffi.new("int16_t[]", 4), ffi.new("uint8_t[]", 4)
+    assert lib.sp_alaw_encode(pcm, codes, -1) == -1
+    assert lib.sp_ulaw_decode(codes, ffi.NULL, 4) == -1
+    assert lib.sp_ulaw_encode(ffi.NULL, ffi.NULL, 0) == 0
     assert g711.alaw_encode(b"") == b"" and g711.ulaw_decode(b"") == b""

@@ -301,7 +301,9 @@ class Bridge:
 class TickScheduler:
     """Drift-free 20-ms ticks for a set of bridges on one event loop (see module docstring)."""
 
-    def __init__(self, period: float = PTIME_MS / 1000, *, max_catchup: int = 5) -> None:
+    def __init__(self, period: float = PTIME_MS / 1000, *, max_catchup: int = 10) -> None:
+        # 10 frames = 200 ms, the jitter buffer's default ceiling: a stall up to that long is
+        # made up (a burst the peers' buffers absorb), a longer one loses frames
         self.period = period
         self.max_catchup = max_catchup
         self.bridges: list[Bridge] = []

@@ -305,3 +305,18 @@ def test_announcement_from_a_wav_at_another_rate(tmp_path: Any) -> None:
         frames.append(f)
     assert 49 <= len(frames) <= 51  # still 1 s long
     assert detect_tone(b"".join(frames[5:45]), 8000, 500)
+
+
+async def test_scheduler_gives_up_ticks_beyond_its_catch_up_window() -> None:
+    loop = asyncio.get_running_loop()
+    sched = TickScheduler(max_catchup=10)
+    t0 = loop.time()
+    sched.start()
+    await asyncio.sleep(0.1)
+    time.sleep(0.4)  # 20 periods blocked: 10 are made up, the rest given up
+    await asyncio.sleep(0.1)
+    elapsed = loop.time() - t0
+    sched.stop()
+    expected = int(elapsed / 0.02) + 1
+    assert 8 <= sched.skipped <= 11, sched.skipped
+    assert abs(sched.ticks + sched.skipped - expected) <= 1

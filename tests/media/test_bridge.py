@@ -318,5 +318,5 @@ async def test_scheduler_gives_up_ticks_beyond_its_catch_up_window() -> None:
     elapsed = loop.time() - t0
     sched.stop()
     expected = int(elapsed / 0.02) + 1
-    assert 8 <= sched.skipped <= 11, sched.skipped
+    assert 8 <= sched.skipped <= 14, sched.skipped  # ~10, more if the box adds a stall
     assert abs(sched.ticks + sched.skipped - expected) <= 1

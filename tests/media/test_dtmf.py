@@ -87,3 +87,31 @@ def test_receiver_survives_lost_start_and_end_packets() -> None:
     assert [(e.kind.value, e.digit) for e in seen] == [
         ("start", "1"), ("end", "1"), ("start", "2"), ("end", "2")]
     assert r.receive(b"\x00", 5000) == [] and r.malformed == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from("0123456789*#"), min_size=1, max_size=5),
+       st.lists(st.integers(0, 2), min_size=60, max_size=60))
+def test_lossy_duplicated_trains_give_each_digit_at_most_once(digits: list[str],
+                                                              copies: list[int]) -> None:
+    """Every packet is lost (0), delivered (1) or duplicated (2); order is kept."""
+    sender = DtmfSender()
+    stream = []
+    ts = 1000
+    for d in digits:
+        stream += sender.packets(d, ts, 80)
+        ts += 2000
+    r = DtmfReceiver()
+    events = []
+    for p, n in zip(stream, copies * 2, strict=False):
+        for _ in range(n):
+            events += r.receive(p.payload, p.timestamp)
+    starts = [(e.timestamp, e.digit) for e in events if e.kind is DtmfKind.START]
+    ends = [(e.timestamp, e.digit) for e in events if e.kind is DtmfKind.END]
+    assert len(starts) == len(set(starts)) and len(ends) == len(set(ends))
+    assert set(ends) <= set(starts)
+    # what surfaced is the sent sequence with lost digits left out, in order
+    sent = [(1000 + 2000 * i, d) for i, d in enumerate(digits)]
+    assert starts == [s for s in sent if s in starts]
+    # every event but possibly the last is closed once the next one starts
+    assert set(starts[:-1]) <= set(ends)

@@ -187,7 +187,7 @@ class CallMedia:
             s.relay_to(None)
         self.relaying = False
         if self.bridge is None:
-            self.bridge = Bridge(rate=self.bridge_rate, max_legs=max(2, len(self.sessions)),
+            self.bridge = Bridge(rate=self.bridge_rate, max_legs=max(8, len(self.sessions)),
                                  name=self.call_id, recorder=self.recorder,
                                  on_dtmf=None)
             self.bridge.start(self.scheduler)

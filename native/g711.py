@@ -95,10 +95,12 @@ def _encode_into(fn: Any, name: str, src: Any, dst: Any) -> int:
     return n
 
 
-def _encode(fn: Any, name: str, pcm: Buffer) -> bytes:
+def _encode(fn: Any, fn_bytes: Any, name: str, pcm: Buffer) -> bytes:
     n = _count(pcm, 2, name)
     out = bytearray(n)
-    if fn(_ptr(pcm, _PCM, False, name), ffi.from_buffer(_CODES, out), n) != 0:
+    # a bytes frame (what RTP code holds) goes in as is: no buffer object per call
+    src = pcm if type(pcm) is bytes else _ptr(pcm, _PCM, False, name)
+    if (fn_bytes if type(pcm) is bytes else fn)(src, ffi.from_buffer(_CODES, out), n) != 0:
         raise G711Error(f"{name}: the native encoder refused its arguments")
     return bytes(out)
 
@@ -116,19 +118,21 @@ def _decode_into(fn: Any, name: str, src: Any, dst: Any) -> int:
 def _decode(fn: Any, name: str, data: Buffer) -> bytes:
     n = _count(data, 1, name)
     out = bytearray(2 * n)
-    if fn(_ptr(data, _CODES, False, name), ffi.from_buffer(_PCM, out), n) != 0:
+    # cffi passes bytes to a uint8_t pointer directly
+    src = data if type(data) is bytes else _ptr(data, _CODES, False, name)
+    if fn(src, ffi.from_buffer(_PCM, out), n) != 0:
         raise G711Error(f"{name}: the native decoder refused its arguments")
     return bytes(out)
 
 
 def alaw_encode(pcm: Buffer) -> bytes:
     """16-bit PCM -> A-law, one byte per sample."""
-    return _encode(_alaw_enc, "alaw_encode", pcm)
+    return _encode(_alaw_enc, lib.sp_alaw_encode_bytes, "alaw_encode", pcm)
 
 
 def ulaw_encode(pcm: Buffer) -> bytes:
     """16-bit PCM -> mu-law, one byte per sample."""
-    return _encode(_ulaw_enc, "ulaw_encode", pcm)
+    return _encode(_ulaw_enc, lib.sp_ulaw_encode_bytes, "ulaw_encode", pcm)
 
 
 def alaw_decode(data: Buffer) -> bytes:

@@ -184,6 +184,16 @@ int sp_ulaw_encode(const int16_t *pcm, uint8_t *out, long n)
     return 0;
 }
 
+int sp_alaw_encode_bytes(const char *pcm, uint8_t *out, long n)
+{
+    return sp_alaw_encode((const int16_t *)(const void *)pcm, out, n);
+}
+
+int sp_ulaw_encode_bytes(const char *pcm, uint8_t *out, long n)
+{
+    return sp_ulaw_encode((const int16_t *)(const void *)pcm, out, n);
+}
+
 int sp_alaw_decode(const uint8_t *in, int16_t *pcm, long n)
 {
     if (n < 0 || (n > 0 && (!pcm || !in))) return -1;

@@ -20,6 +20,10 @@ int sp_alaw_encode(const int16_t *pcm, uint8_t *out, long n);
 int sp_alaw_decode(const uint8_t *in, int16_t *pcm, long n);
 int sp_ulaw_encode(const int16_t *pcm, uint8_t *out, long n);
 int sp_ulaw_decode(const uint8_t *in, int16_t *pcm, long n);
+/* The same encoders taking the PCM as bytes: cffi passes a Python bytes object to a char
+ * pointer without making a buffer object (the bytes data is suitably aligned). */
+int sp_alaw_encode_bytes(const char *pcm, uint8_t *out, long n);
+int sp_ulaw_encode_bytes(const char *pcm, uint8_t *out, long n);
 /* A decoded->re-encoded round trip helper for tests: the table entries themselves. */
 int16_t sp_alaw_to_linear(uint8_t code);
 int16_t sp_ulaw_to_linear(uint8_t code);

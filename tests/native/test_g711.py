@@ -80,6 +80,11 @@ def test_known_code_points() -> None:
     assert g711.ulaw_encode(pcm_bytes([0, 32767, -32768])) == bytes([0xFF, 0x80, 0x00])
     assert pcm_list(g711.alaw_decode(bytes([0xD5, 0x55, 0xAA, 0x2A]))) == [8, -8, 32256, -32256]
     assert pcm_list(g711.ulaw_decode(bytes([0xFF, 0x7F, 0x80, 0x00]))) == [0, 0, 32124, -32124]
+    # bytes take a direct path, other buffers a buffer object: same answers
+    for law in ("alaw", "ulaw"):
+        assert ENCODERS[law](bytearray(ALL_PCM)) == ENCODERS[law](ALL_PCM)
+        assert ENCODERS[law](memoryview(ALL_PCM).cast("h")) == ENCODERS[law](ALL_PCM)
+        assert DECODERS[law](bytearray(ALL_CODES)) == DECODERS[law](ALL_CODES)
 
 
 @pytest.mark.parametrize("law", ["alaw", "ulaw"])

@@ -52,16 +52,37 @@ class ToneGenerator:
         self.amplitude = amplitude
         self._n = 0
         self._steps = [2 * math.pi * f / rate for f in self.freqs]
+        # Whole-Hz tones repeat every rate / gcd(rate, freqs) samples (at most one second):
+        # compute that period once and slice it, so a tone costs a copy per frame, not a sine
+        # per sample (the 601 extension plays one per call).
+        self._table: bytes | None = None
+        if all(float(f).is_integer() for f in self.freqs):
+            period = rate // math.gcd(rate, *(int(f) for f in self.freqs))
+            self._table = self._compute(0, period).tobytes() * 2  # doubled: slices wrap freely
+            self._period = period
 
-    def frame(self, samples: int) -> bytes:
+    def _compute(self, start: int, samples: int) -> array[int]:
         amp = self.amplitude / len(self.freqs)
-        start = self._n
-        out = array("h", (
+        return array("h", (
             int(round(amp * sum(math.sin(w * (start + i)) for w in self._steps)))
             for i in range(samples)
         ))
+
+    def frame(self, samples: int) -> bytes:
+        start = self._n
         self._n += samples
-        return out.tobytes()
+        table = self._table
+        if table is None:
+            return self._compute(start, samples).tobytes()
+        period = self._period
+        out = bytearray()
+        pos = start % period
+        while samples > 0:
+            take = min(samples, period)
+            out += table[2 * pos:2 * (pos + take)]
+            samples -= take
+            pos = (pos + take) % period
+        return bytes(out)
 
 
 def tone(freq: float, rate: int, samples: int, amplitude: int = 8000) -> bytes:

@@ -59,3 +59,13 @@ def test_wav_round_trip(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"RIFF....nonsense")
     with pytest.raises(ToneError):
         read_wav(tmp_path / "bad.wav")
+
+
+def test_period_table_matches_the_sine_within_one_step() -> None:
+    from array import array
+
+    g = ToneGenerator((350, 440), 8000)  # dial tone: period 8000 / gcd(8000, 350, 440) = 800
+    g.frame(12345)  # far into the stream, across many periods
+    fast = array("h", g.frame(3000))
+    exact = g._compute(12345, 3000)
+    assert max(abs(a - b) for a, b in zip(fast, exact, strict=True)) <= 1

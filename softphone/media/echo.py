@@ -46,11 +46,18 @@ class ToneSource:
         frame = self.generator.frame(samples)
         if self.on_samples is None:
             return frame
-        cycle = self.on_samples + self.off_samples
+        on = self.on_samples
+        cycle = on + self.off_samples
         out = bytearray(frame)
-        for i in range(samples):  # zero the samples that fall in the "off" part
-            if (self._pos + i) % cycle >= self.on_samples:
-                out[2 * i:2 * i + 2] = b"\0\0"
+        i = 0
+        while i < samples:  # walk the frame run by run: keep "on" runs, zero "off" runs
+            phase = (self._pos + i) % cycle
+            if phase < on:
+                i += min(on - phase, samples - i)
+            else:
+                run = min(cycle - phase, samples - i)
+                out[2 * i:2 * (i + run)] = bytes(2 * run)
+                i += run
         self._pos = (self._pos + samples) % cycle
         return bytes(out)
 

@@ -320,3 +320,13 @@ async def test_scheduler_gives_up_ticks_beyond_its_catch_up_window() -> None:
     expected = int(elapsed / 0.02) + 1
     assert 8 <= sched.skipped <= 14, sched.skipped  # ~10, more if the box adds a stall
     assert abs(sched.ticks + sched.skipped - expected) <= 1
+
+
+def test_cadence_boundaries_inside_frames() -> None:
+    from array import array
+
+    src = ToneSource(1000, 8000, on_ms=25, off_ms=15)  # 200 on, 120 off: not frame-aligned
+    pcm = array("h", b"".join(src.next_frame(160) or b"" for _ in range(10)))
+    ref = array("h", tone(1000, 8000, 1600))
+    for n, (got, want) in enumerate(zip(pcm, ref, strict=True)):
+        assert got == (want if n % 320 < 200 else 0), n

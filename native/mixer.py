@@ -77,6 +77,8 @@ class Mixer:
         self._record_view = memoryview(ffi.buffer(self._record)).cast("h").toreadonly()
         ns = frame_samples
         self._in_arrays = [self._in[i * ns:(i + 1) * ns] for i in range(max_legs)]
+        self._in_bytes = [v.cast("B") for v in self._in_views]
+        self._inject_bytes = [v.cast("B") for v in self._inject_views]
         self._out_arrays = [self._out[i * ns:(i + 1) * ns] for i in range(max_legs)]
         self._flags_all = int(lib.SP_MIX_OUTPUTS | lib.SP_MIX_RECORD)
 
@@ -106,6 +108,12 @@ class Mixer:
 
     def set_input(self, leg: int, pcm: bytes | bytearray | memoryview) -> None:
         """Copy one frame of 16-bit PCM into the leg's input."""
+        if type(leg) is int and 0 <= leg < self.max_legs and len(pcm) == self.frame_bytes:
+            try:  # the per-tick path: one slice copy into a byte view made at creation
+                self._in_bytes[leg][:] = pcm
+                return
+            except (TypeError, ValueError):
+                pass  # another buffer shape: checked below
         self._in_views[self._leg(leg)][:] = self._frame(pcm, "input frame")
 
     def silence(self, leg: int) -> None:
@@ -151,7 +159,10 @@ class Mixer:
         if pcm is None:
             self._inject_on[leg] = 0
             return
-        self._inject_views[leg][:] = self._frame(pcm, "inject frame")
+        if type(pcm) is bytes and len(pcm) == self.frame_bytes:
+            self._inject_bytes[leg][:] = pcm
+        else:
+            self._inject_views[leg][:] = self._frame(pcm, "inject frame")
         self._inject_on[leg] = 1
 
     # --- the tick ------------------------------------------------------------------------

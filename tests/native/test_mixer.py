@@ -169,6 +169,19 @@ def test_buffers_are_long_lived() -> None:
         m.output(0)[0] = 1  # read-only: the outputs belong to the mixer
 
 
+def test_any_buffer_shape_sets_a_frame() -> None:
+    frame = array.array("h", range(-80, 80))
+    m = Mixer(160, 4)
+    m.set_input(0, frame.tobytes())
+    m.set_input(1, bytearray(frame.tobytes()))
+    m.set_input(2, memoryview(frame))               # format "h", 160 items
+    m.set_inject(3, memoryview(frame.tobytes()))
+    assert [m.input(i).tolist() for i in range(3)] == [frame.tolist()] * 3
+    assert m.inject(3).tolist() == frame.tolist()
+    with pytest.raises(MixerError, match="640 bytes"):
+        m.set_input(0, memoryview(array.array("h", range(320))))  # 320 items = 640 bytes
+
+
 def test_bad_input_raises_mixer_error() -> None:
     with pytest.raises(MixerError, match="max_legs"):
         Mixer(160, MAX_LEGS + 1)

@@ -364,6 +364,10 @@ def _parse_cseq(text: str) -> CSeq:
     return CSeq(int(num), method)
 
 
+# (top Via value, its match, From value, its match, To value, its match); None: no fast match.
+_Memo = tuple[str, "re.Match[str] | None", str, "re.Match[str] | None", str, "re.Match[str] | None"]
+
+
 class _Message:
     """What requests and responses share: headers, body and the typed header accessors.
 
@@ -378,7 +382,7 @@ class _Message:
     # Regex matches the parser made while checking Via/From/To, keyed by header, with the
     # value they matched: an accessor reuses one while the header still holds that very
     # string (identity), and builds a fresh object from it, so callers never share state.
-    _memo: dict[str, tuple[str, re.Match[str]]] | None
+    _memo: _Memo | None
 
     @property
     def call_id(self) -> str:
@@ -401,10 +405,8 @@ class _Message:
         if first is None:
             raise SipParseError("Missing Via")
         memo = self._memo
-        if memo is not None:
-            hit = memo.get("via")
-            if hit is not None and hit[0] is first:
-                return Via._from_match(hit[1])
+        if memo is not None and memo[0] is first and memo[1] is not None:
+            return Via._from_match(memo[1])
         if "," in first:
             values = split_list(first)
             if not values:
@@ -418,10 +420,8 @@ class _Message:
         if value is None:
             raise SipParseError("Missing From")
         memo = self._memo
-        if memo is not None:
-            hit = memo.get("from")
-            if hit is not None and hit[0] is value:
-                return NameAddr.from_fast_match(hit[1])
+        if memo is not None and memo[2] is value and memo[3] is not None:
+            return NameAddr.from_fast_match(memo[3])
         return NameAddr.parse(value)
 
     @property
@@ -430,10 +430,8 @@ class _Message:
         if value is None:
             raise SipParseError("Missing To")
         memo = self._memo
-        if memo is not None:
-            hit = memo.get("to")
-            if hit is not None and hit[0] is value:
-                return NameAddr.from_fast_match(hit[1])
+        if memo is not None and memo[4] is value and memo[5] is not None:
+            return NameAddr.from_fast_match(memo[5])
         return NameAddr.parse(value)
 
     @property
@@ -569,8 +567,8 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")  # §7.5: leading CRLFs are ignored
     i = data.find(b"\r\n\r\n")
-    j = data.find(b"\n\n")
-    if i >= 0 and (j < 0 or i < j):
+    j = data.find(b"\n\n", 0, i if i >= 0 else len(data))
+    if i >= 0 and j < 0:
         head, body = data[:i], data[i + 4 :]
     elif j >= 0:
         head, body = data[:j], data[j + 2 :]
@@ -722,16 +720,12 @@ def _check_common(msg: SipMessage, index: dict[str, list[str]]) -> str:
     vias = index.get("via")
     if vias is None:
         raise SipParseError("Missing Via", respondable=False)
-    memo: dict[str, tuple[str, re.Match[str]]] = {}
-    msg._memo = memo
     # Only the first Via field is read: it routes the response (§18.2.2); the ones below
     # belong to other hops and are copied back verbatim (§8.2.6.2).
-    value = vias[0]
-    m = _FAST_VIA_GROUPS.fullmatch(value)
-    if m is not None:
-        memo["via"] = (value, m)
-    elif _FAST_VIA.fullmatch(value) is None:
-        for element in _split_elements(value):
+    via = vias[0]
+    via_m = _FAST_VIA_GROUPS.fullmatch(via)
+    if via_m is None and _FAST_VIA.fullmatch(via) is None:
+        for element in _split_elements(via):
             if not element:
                 raise SipParseError("Bad Via: empty value")
             Via.parse(element)
@@ -743,13 +737,15 @@ def _check_common(msg: SipMessage, index: dict[str, list[str]]) -> str:
             raise SipParseError(f"Multiple {DISPLAY[name]}")
     if not index["call-id"][0]:
         raise SipParseError("Empty Call-ID")
-    for name, label in (("from", "From"), ("to", "To")):
-        value = index[name][0]
-        m = _FAST_NAME_ADDR_SIP.fullmatch(value)
-        if m is not None:
-            memo[name] = (value, m)
-        elif _FAST_ADDR.fullmatch(value) is None:
-            _named(NameAddr.parse, value, label)
+    frm = index["from"][0]
+    from_m = _FAST_NAME_ADDR_SIP.fullmatch(frm)
+    if from_m is None and _FAST_ADDR.fullmatch(frm) is None:
+        _named(NameAddr.parse, frm, "From")
+    to = index["to"][0]
+    to_m = _FAST_NAME_ADDR_SIP.fullmatch(to)
+    if to_m is None and _FAST_ADDR.fullmatch(to) is None:
+        _named(NameAddr.parse, to, "To")
+    msg._memo = (via, via_m, frm, from_m, to, to_m)
     cseq = index["cseq"][0]
     m = _FAST_CSEQ.fullmatch(cseq)
     if m is not None and len(m.group(1)) < 10:

@@ -360,7 +360,8 @@ class TickScheduler:
                     bridge.tick(due * 1000.0)
                 except Exception:
                     self.errors += 1
-                    log.exception("%s: tick failed", bridge.name)
+                    if self.errors & (self.errors - 1) == 0:  # powers of two: no log flood
+                        log.exception("%s: tick failed (%d so far)", bridge.name, self.errors)
             self.ticks += 1
             self._k += 1
             due = self._t0 + self._k * self.period

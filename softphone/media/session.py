@@ -304,7 +304,9 @@ class RtpSession:
             self._receive(data, addr)
         except Exception:
             self.errors += 1
-            log.exception("%s: RTP packet from %s dropped", self.name, addr)
+            if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: no log flood
+                log.exception("%s: RTP packet from %s dropped (%d so far)", self.name, addr,
+                              self.errors)
 
     def _receive(self, data: bytes, addr: Address) -> None:
         if len(data) < RTP_HEADER_SIZE or data[0] >> 6 != 2:

@@ -69,5 +69,9 @@ sanitize: venv
 bench: venv
 	$(PY) bench/native.py
 
+# SIP parser vs sippy and the naive anchor (a printed table).
+bench-sip: venv
+	$(PY) bench/sip.py
+
 clean:
 	rm -rf $(VENV) $(PJ_VENV) build *.egg-info native/_native*.so

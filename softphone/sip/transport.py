@@ -418,6 +418,7 @@ class TransportLayer:
         if sock is None:
             self.stats.discarded += 1
             log.warning("no UDP listener of the family of %s", host)
+            self._report_failure(dest, "no UDP socket of that address family")
             return
         sock.sendto(data, (host, dest.port))
         self.stats.datagrams_out += 1

@@ -235,6 +235,7 @@ class Registration:
         self.password = password
         self.expires = expires
         self.refresh_ratio = refresh_ratio
+        self.retry_interval = 30.0
         self.call_id = new_call_id()
         self.from_tag = new_tag()
         self.cseq = 0
@@ -450,8 +451,10 @@ class UserAgent:
             dest = uri_destination(dialog.remote_target,
                                    default_transport=self._call_transport(call))
         peer = call.peer
-        if peer is not None and peer.reliable and dest.transport == peer.transport:
-            # Reuse the connection the INVITE came on (the peer's Contact port may not listen).
+        if (peer is not None and peer.reliable and dest.transport == peer.transport
+                and dest.host == peer.host):
+            # Requests towards the caller reuse the connection its INVITE came on: a phone
+            # behind NAT, or sipp over TCP, does not listen on its Contact port (RFC 5626).
             return peer
         return dest
 
@@ -574,9 +577,27 @@ class UserAgent:
                 return
             log.warning("REGISTER %s: %d %s", reg.aor, resp.status, resp.reason)
             reg._set_state(RegState.FAILED)
+            if resp.status >= 500:
+                self._retry_registration(reg, resp.headers.get("retry-after"))
         elif isinstance(event, TransactionTimeout | TransportFailure):
             reg.status = 408 if isinstance(event, TransactionTimeout) else 503
             reg._set_state(RegState.FAILED)
+            self._retry_registration(reg, None)
+
+    def _retry_registration(self, reg: Registration, retry_after: str | None) -> None:
+        """After a timeout or a 5xx, try again later (Retry-After, else ``reg.retry_interval``);
+        never after a 4xx: wrong credentials retried forever would lock the account out."""
+        if reg._closing:
+            return
+        delay = reg.retry_interval
+        if retry_after is not None:
+            head = retry_after.split(";")[0].split("(")[0].strip()
+            if head.isdigit():
+                delay = max(1.0, float(head))
+        if reg._refresh is not None:
+            reg._refresh.cancel()
+        reg._refresh = asyncio.get_running_loop().call_later(
+            delay, self._refresh_registration, reg)
 
     def _refresh_registration(self, reg: Registration) -> None:
         reg._refresh = None
@@ -673,10 +694,7 @@ class UserAgent:
                 return
             call.dialog = dialog
             ack = dialog.create_ack(request.cseq.number)
-            dest = self._dialog_dest(call, dialog)
-            if dest.transport == txn.peer.transport and dest.reliable:
-                dest = txn.peer
-            core.send_ack_2xx(ack, dest, now)
+            core.send_ack_2xx(ack, self._dialog_dest(call, dialog), now)
             call.status = status
             call.reason = resp.reason
             call.final_response = resp
@@ -719,11 +737,7 @@ class UserAgent:
             return
         extra = [("Reason", reason)] if reason else []
         bye = dialog.create_request("BYE", extra=extra)
-        dest = self._dialog_dest(call, dialog)
-        if call.client_txn is not None and dest.reliable:
-            dest = call.client_txn.peer if dest.transport == call.client_txn.peer.transport \
-                else dest
-        txn = self._core().send_request(bye, dest, self._now())
+        txn = self._core().send_request(bye, self._dialog_dest(call, dialog), self._now())
         call._bye_txn = txn
 
         def done(ev: Any) -> None:

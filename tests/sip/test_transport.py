@@ -267,3 +267,39 @@ async def test_connect_failure_reaches_the_core_at_once(endpoint: Endpoint) -> N
             await asyncio.sleep(0.02)
     assert loop.time() - start < 2.0  # not timer F (32 s)
     assert endpoint.layer.stats.connect_failures == 1
+
+
+async def test_outgoing_connection_sends_crlf_pings() -> None:
+    """RFC 5626 §4.4.1: the side that opened a connection keeps it alive with CRLFCRLF."""
+    layer = TransportLayer(keepalive_interval=0.1)
+    await layer.start([ListenSpec("tcp", "127.0.0.1", 0)])
+    core = SipCore(local=layer.local)
+    layer.attach(core, lambda ev: None)
+    received = bytearray()
+    got_two_pings = asyncio.Event()
+
+    async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while not got_two_pings.is_set():
+            data = await reader.read(4096)
+            if not data:
+                return
+            received.extend(data)
+            if received.count(b"\r\n\r\n") >= 3:  # the request's blank line + two pings
+                got_two_pings.set()
+            writer.write(b"\r\n")  # pong
+        writer.close()
+
+    srv = await asyncio.start_server(server, "127.0.0.1", 0)
+    try:
+        port = srv.sockets[0].getsockname()[1]
+        req = parse_message(_options("SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKk"))
+        req.headers.remove("via")
+        core.send_request(req, Address("tcp", "127.0.0.1", port),  # type: ignore[arg-type]
+                          asyncio.get_running_loop().time())
+        layer.flush()
+        await asyncio.wait_for(got_two_pings.wait(), 2)
+        assert received.startswith(b"OPTIONS ")
+        assert received.endswith(b"\r\n\r\n\r\n\r\n")
+    finally:
+        srv.close()
+        await layer.close()

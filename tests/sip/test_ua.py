@@ -228,3 +228,34 @@ async def test_wrong_password_fails_without_looping() -> None:
     finally:
         await ua.close()
         await registrar.layer.close()
+
+
+async def test_registration_retried_after_a_server_error() -> None:
+    registrar = Registrar(expires=60)
+    registrar.fail_first = 1  # type: ignore[attr-defined]
+    port = await registrar.start()
+    original = registrar._on_event
+
+    def flaky(ev: Any) -> None:
+        if isinstance(ev, RequestReceived) and registrar.fail_first > 0:  # type: ignore[attr-defined]
+            registrar.fail_first -= 1  # type: ignore[attr-defined]
+            assert registrar.core is not None
+            registrar.core.respond(ev.transaction, 503, "Service Unavailable",
+                                   asyncio.get_running_loop().time(),
+                                   extra=[("Retry-After", "1")])
+            return
+        original(ev)
+
+    registrar.layer.attach(registrar.core, flaky)  # type: ignore[arg-type]
+    ua = UserAgent(listen=[ListenSpec("udp", "127.0.0.1", 0)], user="1001")
+    await ua.start()
+    try:
+        reg = await ua.register(f"sip:127.0.0.1:{port}", username="1001", password="pw",
+                                wait=None)
+        async with asyncio.timeout(5):  # FAILED first (wait_registered stops there)...
+            while reg.registered_count == 0:
+                await asyncio.sleep(0.05)  # ...then the retry after Retry-After: 1
+        assert reg.status == 200 and reg.registered_count == 1
+    finally:
+        await ua.close()
+        await registrar.layer.close()

@@ -103,6 +103,7 @@ class TransportStats:
     connect_failures: int = 0
     framing_errors: int = 0
     send_errors: int = 0
+    idle_closed: int = 0
 
 
 def _is_ip(host: str) -> bool:
@@ -149,6 +150,7 @@ class _Conn:
     framer: StreamFramer = field(default_factory=StreamFramer)
     pending: list[bytes] = field(default_factory=list)
     closed: bool = False
+    last_rx: float = 0.0
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -194,8 +196,12 @@ class TransportLayer:
     """
 
     def __init__(self, *, connect_timeout: float = 5.0, client_ssl: ssl.SSLContext | None = None,
-                 keepalive_interval: float | None = None, max_connections: int = 1024) -> None:
+                 keepalive_interval: float | None = None, max_connections: int = 1024,
+                 idle_timeout: float | None = 900.0) -> None:
         self.connect_timeout = connect_timeout
+        # Inbound TCP/TLS connections silent this long are closed (a phone that keeps its
+        # flow alive pings far more often, RFC 5626 §4.4.1); WebSocket has its own pings.
+        self.idle_timeout = idle_timeout
         self.client_ssl = client_ssl
         self.keepalive_interval = keepalive_interval
         self.max_connections = max_connections
@@ -236,6 +242,9 @@ class TransportLayer:
                     f"cannot listen on {spec.transport} {sip_host(spec.host)}:{spec.port}: "
                     f"{exc.strerror or exc}") from exc
             self.listening.append(addr)
+            if spec.transport in STREAM_TRANSPORTS and self.idle_timeout and not any(
+                    a.transport in STREAM_TRANSPORTS for a in self.listening[:-1]):
+                self._spawn(self._sweep_idle(self.idle_timeout))
             # Via/Contact want IPv6 in brackets (RFC 5118); the core copies this host verbatim.
             advertised = Address(spec.transport, sip_host(spec.advertise or addr.host), addr.port)
             self.local.setdefault(spec.transport, advertised)
@@ -474,7 +483,7 @@ class TransportLayer:
     # -- stream connections -----------------------------------------------------------------
 
     def _new_conn(self, transport: str, host: str, port: int, *, outgoing: bool) -> _Conn:
-        conn = _Conn(next(self._ids), transport, host, port, outgoing)
+        conn = _Conn(next(self._ids), transport, host, port, outgoing, last_rx=self.loop.time())
         self._conns[conn.conn_id] = conn
         self._by_peer[conn.key] = conn
         if len(self._conns) > self.max_connections:
@@ -518,7 +527,20 @@ class TransportLayer:
                 return
             conn.writer.write(PING)
 
+    async def _sweep_idle(self, idle: float) -> None:
+        while not self._closed:
+            await asyncio.sleep(min(30.0, idle / 4))
+            cutoff = self.loop.time() - idle
+            for conn in list(self._conns.values()):
+                if (not conn.outgoing and conn.transport in STREAM_TRANSPORTS
+                        and conn.last_rx < cutoff):
+                    log.info("closing idle %s connection %s:%d", conn.transport, conn.host,
+                             conn.port)
+                    self.stats.idle_closed += 1
+                    self._close_conn(conn)
+
     def _on_stream_data(self, conn: _Conn, data: bytes) -> None:
+        conn.last_rx = self.loop.time()
         try:
             items = conn.framer.feed(data)
         except SipParseError as exc:

@@ -303,3 +303,23 @@ async def test_outgoing_connection_sends_crlf_pings() -> None:
     finally:
         srv.close()
         await layer.close()
+
+
+async def test_idle_inbound_connection_is_closed() -> None:
+    layer = TransportLayer(idle_timeout=0.4)
+    local = await layer.start([ListenSpec("tcp", "127.0.0.1", 0)])
+    layer.attach(SipCore(local=local), lambda ev: None)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", local["tcp"].port)
+        # Pings count as traffic: the connection survives while they flow...
+        for _ in range(4):
+            writer.write(b"\r\n\r\n")
+            assert await asyncio.wait_for(reader.readexactly(2), 1) == b"\r\n"
+            await asyncio.sleep(0.15)
+        assert layer.connection_count() == 1
+        # ...and is closed once silent for longer than the idle timeout.
+        assert await asyncio.wait_for(reader.read(10), 2) == b""
+        assert layer.stats.idle_closed == 1 and layer.connection_count() == 0
+        writer.close()
+    finally:
+        await layer.close()

@@ -95,20 +95,13 @@ __attribute__((constructor)) static void g711_init(void) { build_tables(); }
  * is an unsigned high multiply by 2^(16 - shift) whose high byte is another lookup.
  * No 64 KiB table traffic; tests/native checks all 65,536 inputs through this path.
  */
-static inline __m256i shift_multiplier(__m256i shift)
-{
-    /* byte k of the table = 2^(8-k): the high byte of 2^(16-k); the low byte stays 0
-     * because the index's low byte has bit 7 set (pshufb then writes zero) */
-    const __m256i table = _mm256_setr_epi8(0, (char)128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0,
-                                           0, (char)128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0);
-    const __m256i idx = _mm256_or_si256(_mm256_slli_epi16(shift, 8), _mm256_set1_epi16(0x80));
-    return _mm256_shuffle_epi8(table, idx);
-}
 
 /*
  * Segment = (bit length of the magnitude) - constant, from two nibble lookups: the top
- * nibble (mag >> hi) decides segments 4..7, the next one ((mag >> mid) & 15) 0..3; the
- * larger answer wins (a zero top nibble looks up 0). Index high bytes are 0 -> table[0] = 0.
+ * nibble (mag >> hi) gives segments 4..7, the next one (mag >> mid) 0..3, the larger
+ * answer wins. pshufb reads only bits 0-3 of an index byte and answers 0 when bit 7 is
+ * set, so no masking is needed: bit 7 of (mag >> mid) can only be set when the top nibble
+ * is non-zero (and wins), and every index's high byte is 0 -> table[0] = 0.
  */
 static inline __m256i segment(__m256i mag, int hi, int mid)
 {
@@ -116,28 +109,43 @@ static inline __m256i segment(__m256i mag, int hi, int mid)
                                          0, 4, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7);
     const __m256i low = _mm256_setr_epi8(0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
                                          0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i a = _mm256_shuffle_epi8(top, _mm256_srli_epi16(mag, hi));
-    const __m256i b = _mm256_shuffle_epi8(
-        low, _mm256_and_si256(_mm256_srli_epi16(mag, mid), _mm256_set1_epi16(0x0F)));
-    return _mm256_max_epi16(a, b);
+    return _mm256_max_epi16(_mm256_shuffle_epi8(top, _mm256_srli_epi16(mag, hi)),
+                            _mm256_shuffle_epi8(low, _mm256_srli_epi16(mag, mid)));
+}
+
+/*
+ * (mag >> shift(seg)) & 15 as the high half of mag * 2^(16 - shift): the multiplier's
+ * high byte 2^(8 - shift) is looked up by segment (table below), its low byte is 0
+ * (index byte with bit 7 set).
+ */
+static inline __m256i step(__m256i mag, __m256i seg, __m256i mult_table)
+{
+    const __m256i idx = _mm256_or_si256(_mm256_slli_epi16(seg, 8), _mm256_set1_epi16(0x80));
+    return _mm256_and_si256(_mm256_mulhi_epu16(mag, _mm256_shuffle_epi8(mult_table, idx)),
+                            _mm256_set1_epi16(0x0F));
 }
 
 static inline __m256i alaw16(__m256i x)
 {
+    /* shift = max(seg, 1): 2^(8-shift) for seg 0..7 */
+    const __m256i mult = _mm256_setr_epi8((char)128, (char)128, 64, 32, 16, 8, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          (char)128, (char)128, 64, 32, 16, 8, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m256i v = _mm256_srai_epi16(x, 3);
     const __m256i neg = _mm256_srai_epi16(v, 15);
-    const __m256i mag = _mm256_xor_si256(v, neg); /* one's complement: -v - 1 */
-    const __m256i seg = segment(mag, 8, 4); /* mag < 4096 */
-    const __m256i shift = _mm256_max_epi16(seg, _mm256_set1_epi16(1));
-    const __m256i q = _mm256_and_si256(_mm256_mulhi_epu16(mag, shift_multiplier(shift)),
-                                       _mm256_set1_epi16(0x0F));
-    const __m256i sign = _mm256_andnot_si256(neg, _mm256_set1_epi16(0x80));
-    const __m256i code = _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi16(seg, 4)), q);
-    return _mm256_xor_si256(code, _mm256_set1_epi16(0x55));
+    const __m256i mag = _mm256_xor_si256(v, neg); /* one's complement: -v - 1, < 4096 */
+    const __m256i seg = segment(mag, 8, 4);
+    const __m256i code = _mm256_or_si256(_mm256_slli_epi16(seg, 4), step(mag, seg, mult));
+    /* even bits inverted, sign bit set for positive: 0xD5 or 0x55 */
+    const __m256i flip = _mm256_xor_si256(_mm256_set1_epi16(0xD5),
+                                          _mm256_and_si256(neg, _mm256_set1_epi16(0x80)));
+    return _mm256_xor_si256(code, flip);
 }
 
 static inline __m256i ulaw16(__m256i x)
 {
+    /* shift = seg + 1: 2^(7-seg) for seg 0..7 */
+    const __m256i mult = _mm256_setr_epi8(-128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          -128, 64, 32, 16, 8, 4, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m256i v = _mm256_srai_epi16(x, 2);
     const __m256i neg = _mm256_srai_epi16(v, 15);
     __m256i mag = _mm256_min_epi16(_mm256_abs_epi16(v), _mm256_set1_epi16(8159));
@@ -145,12 +153,11 @@ static inline __m256i ulaw16(__m256i x)
      * segment 7, step 15, i.e. the magnitude 8191 */
     mag = _mm256_min_epi16(_mm256_add_epi16(mag, _mm256_set1_epi16(33)), _mm256_set1_epi16(8191));
     const __m256i seg = segment(mag, 9, 5); /* 33 <= mag < 8192 */
-    const __m256i shift = _mm256_add_epi16(seg, _mm256_set1_epi16(1));
-    const __m256i q = _mm256_and_si256(_mm256_mulhi_epu16(mag, shift_multiplier(shift)),
-                                       _mm256_set1_epi16(0x0F));
-    const __m256i sign = _mm256_and_si256(neg, _mm256_set1_epi16(0x80));
-    const __m256i code = _mm256_or_si256(_mm256_or_si256(sign, _mm256_slli_epi16(seg, 4)), q);
-    return _mm256_xor_si256(code, _mm256_set1_epi16(0xFF));
+    const __m256i code = _mm256_or_si256(_mm256_slli_epi16(seg, 4), step(mag, seg, mult));
+    /* all bits inverted, sign bit set for negative: 0xFF or 0x7F */
+    const __m256i flip = _mm256_xor_si256(_mm256_set1_epi16(0xFF),
+                                          _mm256_and_si256(neg, _mm256_set1_epi16(0x80)));
+    return _mm256_xor_si256(code, flip);
 }
 
 #define SIMD_ENCODE(law)                                                                    \

@@ -9,7 +9,8 @@ by their /64 by default: one host owns a whole /64 and could otherwise rotate ad
 
 Memory is bounded: at most ``max_sources`` entries (least recently seen evicted first) and an
 entry idle for ``idle_s`` is forgotten. The caller passes the clock (``now``, seconds,
-monotonic) and decides what to do with a refusal (drop silently: a 503 would answer the flood).
+monotonic) and decides what to do with a refusal (drop silently: a 503 would answer the flood);
+a transport calls ``allow_packet(data, source_ip, now)`` before parsing a datagram.
 Our own instead of a library: a few dozen lines, and it must be sans-I/O for the core.
 """
 
@@ -87,6 +88,17 @@ class RequestRateLimiter:
         bucket.tokens -= 1.0
         self.allowed_total += 1
         return True
+
+    def allow_packet(self, data: bytes, source_ip: str, now: float) -> bool:
+        """For a transport, before parsing: requests are counted, the rest passes.
+
+        Responses answer our own requests (a forged one is a stray the core drops) and CRLF
+        keep-alives must be answered, so only bytes that start like a request take a token.
+        """
+        head = data.lstrip(b"\r\n")
+        if not head or head.startswith(b"SIP/"):
+            return True
+        return self.allow(source_ip, now)
 
     def _make_room(self, now: float) -> None:
         table = self._table

@@ -86,6 +86,15 @@ def test_idle_sources_are_forgotten() -> None:
     assert len(rl) < 100 and rl.evicted_total == 0
 
 
+def test_only_requests_take_tokens() -> None:
+    rl = RequestRateLimiter(rate_per_s=1, burst=1)
+    req = b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"
+    assert rl.allow_packet(req, "192.0.2.9", 0.0)
+    assert not rl.allow_packet(b"\r\n" + req, "192.0.2.9", 0.0)
+    assert rl.allow_packet(b"SIP/2.0 200 OK\r\n\r\n", "192.0.2.9", 0.0)
+    assert rl.allow_packet(b"\r\n\r\n", "192.0.2.9", 0.0)
+
+
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         RequestRateLimiter(rate_per_s=0)
@@ -115,7 +124,7 @@ class GuardedListener(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         assert self.transport is not None
-        if not self.limiter.allow(addr[0], time.monotonic()):
+        if not self.limiter.allow_packet(data, addr[0], time.monotonic()):
             return  # before parsing: a flood costs one dict lookup per packet
         try:
             msg = parse_message(data)

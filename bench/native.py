@@ -3,14 +3,14 @@ resampler, each beside the same work done by audioop / numpy and beside memcpy o
 bytes (the physical floor), all measured in this one run (PERF-ANCHORS 2.2-2.4, 2.7; goals
 C1, M1, M2, H1).
 
-How it is measured: ``time.perf_counter_ns`` around a loop of K calls (K sized for ~1 ms
+How it is measured: ``time.perf_counter_ns`` around a loop of K calls (K sized for ~0.3 ms
 windows), best of R windows, with the garbage collector off. "ours" is the call a media path makes from Python, with the
 long-lived cffi pointers the wrappers keep (the crossing is included). memcpy is C's memcpy
 of the operation's input bytes, looped inside C (``sp_memcpy_bench``, one crossing for the
 whole loop), on the same hot buffers. Frames cycle through one second of varied signal, so
 branch predictors cannot learn one frame (audioop's encoder is a segment search).
 
-usage: python bench/native.py [--repeats 41] [--quick]
+usage: python bench/native.py [--repeats 61] [--quick]
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ try:
 except ImportError:
     JitterBuffer = None  # type: ignore[assignment,misc]
 
-REPEATS = 41
-WINDOW_NS = 1_000_000  # one timed window; short, so a 2-core box shared with others still
+REPEATS = 61
+WINDOW_NS = 300_000  # one timed window; short, so a 2-core box shared with others still
                        # yields some undisturbed windows for the best-of
 
 

@@ -185,6 +185,8 @@ class B2BUA:
         self.trunk = trunk
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
+        # BYEs to the provider, with the caller's upstream credentials should it challenge
+        self._bye_auth: dict[ClientTransaction, DigestClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0}
 
@@ -571,6 +573,9 @@ class B2BUA:
         return None
 
     def _on_response(self, resp: SipResponse, txn: ClientTransaction) -> None:
+        if txn.request.method == "BYE" and resp.status >= 200:
+            self._on_bye_response(resp, txn)
+            return
         call = self._by_b.get(resp.call_id)
         if call is None or txn.request.method != "INVITE":
             return  # BYE/CANCEL answers: nothing to do
@@ -643,6 +648,10 @@ class B2BUA:
             log.warning("2xx without a usable dialog on %s: %s", call.key, exc)
             return
         ack = dialog.create_ack()
+        # §13.2.2.4: the ACK of a 2xx carries the INVITE's credentials (§22)
+        for name in ("Authorization", "Proxy-Authorization"):
+            for value in fork.request.headers.get_all(name):
+                ack.headers.add(name, value)
         self.core.send_ack_2xx(ack, fork.binding_source, now)
         if call.winner is not None and call.winner is not fork or call.state is CallState.ENDED:
             # a second device answered too late (§13.2.2.4): ACK and BYE it
@@ -688,7 +697,20 @@ class B2BUA:
         self._respond(call.a_txn, best, reason or "Call Failed", to_tag=call.a_tag)
         self._end(call, f"callee-{best}", status=best)
 
+    def _on_bye_response(self, resp: SipResponse, txn: ClientTransaction) -> None:
+        """A provider may challenge our BYE: answer once with the caller's own account."""
+        digest = self._bye_auth.pop(txn, None)
+        if digest is None or resp.status not in (401, 407):
+            return
+        try:
+            retry = DigestClient(digest.username, digest.password).authorize(txn.request, resp)
+        except AuthError as exc:
+            log.warning("BYE to the provider not authorised: %s", exc)
+            return
+        self.core.send_request(retry, txn.peer, self.clock())
+
     def _on_txn_failure(self, txn: Any) -> None:
+        self._bye_auth.pop(txn, None)
         req = getattr(txn, "request", None)
         if req is None or req.method != "INVITE":
             return
@@ -768,14 +790,17 @@ class B2BUA:
         else:
             media.close()
 
-    def _send_bye(self, dialog: Dialog | None, dest: Address) -> None:
+    def _send_bye(self, dialog: Dialog | None, dest: Address,
+                  digest: DigestClient | None = None) -> None:
         if dialog is None or dialog.state is DialogState.TERMINATED:
             return
         try:
             bye = dialog.create_request("BYE")
         except DialogError:
             return
-        self.core.send_request(bye, dest, self.clock())
+        txn = self.core.send_request(bye, dest, self.clock())
+        if digest is not None:
+            self._bye_auth[txn] = digest
         dialog.terminate()
 
     def _end(self, call: Call, cause: str, *, bye_a: bool = False, bye_b: bool = False,
@@ -797,7 +822,7 @@ class B2BUA:
         for fork in call.forks:
             if fork is call.winner and fork.dialog is not None:
                 if bye_b:
-                    self._send_bye(fork.dialog, fork.binding_source)
+                    self._send_bye(fork.dialog, fork.binding_source, call.digest)
             elif fork.final == 0:
                 self._cancel_fork(fork, now)
         self.calls.pop(call.key, None)

@@ -127,7 +127,7 @@ def registered(sipp: Any, lab: Any, tmp_path: Path, edge_port: int,
     return edge
 
 
-INVITE_FIELDS = ["sip.r-uri.user", "sip.from.user", "sip.auth.username", "sip.auth.realm",
+INVITE_FIELDS = ["sip.Method", "sip.r-uri.user", "sip.from.user", "sip.auth.username", "sip.auth.realm",
                  "sip.auth.nonce", "sip.auth.uri", "sip.auth.nc", "sip.auth.cnonce",
                  "sip.auth.qop", "sip.auth.digest.response", "sdp.media", "sip.CSeq.seq"]
 
@@ -148,8 +148,8 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
                                           "-set", "realm", REALM,
                                           "-m", "1"], trace_logs=True, wall=60)
         lab.wait_udp_listening(trunk_port)
-        invites = tshark.start(trunk_port, fields=INVITE_FIELDS,
-                               display_filter='sip.Method == "INVITE"', seconds=60)
+        requests = tshark.start(trunk_port, fields=INVITE_FIELDS, seconds=60,
+                                display_filter='sip.Method in {"INVITE", "ACK", "BYE"}')
         rtp = UdpCapture(tmp_path, f"udp portrange {RTP[0]}-{RTP[1]}", seconds=40)
         uac = sipp.start("uac", [target, "-sf", str(lab.scenarios / "edge_uac.xml"),
                                  "-s", NUMBER, "-i", "127.0.0.1", "-p", str(uac_port),
@@ -170,14 +170,16 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
                                          "-timeout_error"], wall=20)
         assert refused.wait(20) == 0, refused.errors() + edge.log()
         time.sleep(0.5)
-        lines = [ln.split("|") for ln in invites.stop().splitlines() if ln.strip()]
+        wire = [dict(zip(INVITE_FIELDS, ln.split("|"), strict=False))
+                for ln in requests.stop().splitlines() if ln.strip()]
     finally:
         edge.stop()
-    assert f"invite account={acct}" in uas.logs()
+    assert f"invite account={acct}" in uas.logs() and f"bye account={acct}" in uas.logs()
     # on the wire: two INVITEs (the 407 answered), both for the dialled number as 1001's
     # upstream account, and no third one for 1003
-    assert len(lines) == 2, lines
-    first, second = (dict(zip(INVITE_FIELDS, ln, strict=False)) for ln in lines)
+    invites = [r for r in wire if r["sip.Method"] == "INVITE"]
+    assert len(invites) == 2, wire
+    first, second = invites
     for inv in (first, second):
         assert inv["sip.r-uri.user"] == NUMBER and inv["sip.from.user"] == acct, inv
         media = inv["sdp.media"].split()
@@ -190,6 +192,15 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
     assert digest_ok(auth, f"up-{acct}", "INVITE"), auth
     other = ACCOUNTS["1002"][0]
     assert not digest_ok(auth, f"up-{other}", "INVITE")
+    # the ACK of the 200 carries the INVITE's credentials (RFC 3261 §13.2.2.4); the BYE,
+    # challenged in its turn, is answered with 1001's account again
+    acks = [r for r in wire if r["sip.Method"] == "ACK" and r["sip.CSeq.seq"] == "2"]
+    assert acks and acks[0]["sip.auth.digest.response"] == second["sip.auth.digest.response"]
+    byes = [r for r in wire if r["sip.Method"] == "BYE"]
+    assert len(byes) == 2 and byes[0]["sip.auth.username"] == "", byes
+    bye_auth = {k.removeprefix("sip.auth.").removeprefix("digest."): v.strip('"')
+                for k, v in byes[1].items() if k.startswith("sip.auth.")}
+    assert bye_auth["username"] == acct and digest_ok(bye_auth, f"up-{acct}", "BYE"), bye_auth
     # the caller's RTP went to the provider's media port from an edge port in the range
     to_provider = {src: n for (src, dst), n in flows.items() if dst == provider_media}
     assert sum(to_provider.values()) >= 100, flows

@@ -33,13 +33,18 @@ from softphone.native import ffi, g711, lib
 from softphone.native.mixer import Mixer
 from softphone.native.resampler import Resampler
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    try:
-        import audioop as _audioop
-    except ImportError:  # Python >= 3.13
-        _audioop = None
-audioop: ModuleType | None = _audioop
+
+def _import_audioop() -> ModuleType | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import audioop as module
+        except ImportError:  # Python >= 3.13
+            return None
+    return module
+
+
+audioop = _import_audioop()
 
 try:
     from softphone.native.jitter import JitterBuffer

@@ -219,7 +219,7 @@ def micro(calls: int = 50, frames: int = 200) -> None:
             pkt = build_header(8, k, 160 * k, 7) + payload
             t = time.perf_counter()
             for s in sessions:
-                s._receive(pkt, addr)
+                s._on_rtp(pkt, addr)
             t_rx += time.perf_counter() - t
             t = time.perf_counter()
             for br in bridges:

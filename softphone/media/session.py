@@ -30,7 +30,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from softphone.media.dtmf import DtmfEvent, DtmfReceiver, DtmfSender
 from softphone.media.ports import PortAllocator, PortPair
@@ -90,12 +90,10 @@ class SessionStats:
 class _Endpoint(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes, Address], None],
                  on_error: Callable[[Exception], None]) -> None:
-        self.on_datagram = on_datagram
+        # the session's handler itself, not a wrapper around it: one call less per packet.
+        # Source addresses are compared as the socket gives them (4-tuples for IPv6).
+        self.datagram_received = on_datagram  # type: ignore[method-assign,assignment]
         self.on_error = on_error
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        # IPv6 source addresses come as 4-tuples: compare (host, port) only
-        self.on_datagram(data, addr if len(addr) == 2 else (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         self.on_error(exc)
@@ -300,52 +298,77 @@ class RtpSession:
         return False
 
     def _on_rtp(self, data: bytes, addr: Address) -> None:
+        """Every RTP datagram of the leg; the relay path is written out inline because it is
+        the per-packet cost of every relayed call."""
         try:
-            self._receive(data, addr)
+            if len(data) < RTP_HEADER_SIZE or data[0] >> 6 != 2:
+                self.malformed += 1
+                return
+            loop = self._loop
+            now = loop.time() if loop is not None else time.monotonic()
+            b0, b1, seq, ts, ssrc = _FIXED.unpack_from(data, 0)
+            pt = b1 & 0x7F
+            audio = pt in self.payload_types
+            if not audio and pt != self.dtmf_payload_type:
+                self.unknown_payload_type += 1
+                return
+            payload: bytes | None = None
+            if b0 & 0x3F:
+                # CSRCs, extension or padding: the full parser finds where the payload is
+                try:
+                    payload = parse_rtp(data).payload
+                except RtpError:
+                    self.malformed += 1
+                    return
+            if addr != self._latched and not self._source_ok(addr, now):
+                return
+            self.packets_received += 1
+            self.octets_received += len(data)
+            self._last_rx = now
+            self.reception.update(ssrc, seq, ts, now, len(data))
+            if not audio:
+                # the common case is a plain 12-byte header: the payload follows it
+                self._dtmf(data[RTP_HEADER_SIZE:] if payload is None else payload, ts)
+            out = self._relay
+            if out is None:
+                if audio and self.jitter is not None:
+                    if payload is None:
+                        payload = data[RTP_HEADER_SIZE:]
+                    if payload:
+                        self.jitter.put(seq, ts, ssrc, bool(b1 & 0x80), payload, now * 1000.0)
+                return
+            # relay: rewrite PT/seq/ts/SSRC only; CSRCs, extension and padding travel as is
+            out_pt = self._relay_pt.get(pt)
+            if out_pt is None:
+                self.unknown_payload_type += 1
+                return
+            if ssrc != self._relay_src:
+                # a new incoming stream: continue the other leg's sequence and timeline
+                self._relay_src = ssrc
+                self._relay_seq_off = (out.seq - seq) & 0xFFFF
+                self._relay_ts_off = (out.timestamp - ts) & 0xFFFFFFFF
+            out_seq = (seq + self._relay_seq_off) & 0xFFFF
+            out_ts = (ts + self._relay_ts_off) & 0xFFFFFFFF
+            packet = bytearray(data)
+            _FIXED.pack_into(packet, 0, b0, out_pt | (b1 & 0x80), out_seq, out_ts, out.ssrc)
+            if (out_seq - out.seq) & 0xFFFF < 0x8000:  # keep the other leg's counters moving
+                out.seq = (out_seq + 1) & 0xFFFF
+                out.timestamp = out_ts
+            dest = out._latched or out.remote
+            transport = out._rtp
+            if dest is None or transport is None or out.closed or not out.sending:
+                out.no_destination += 1
+                return
+            transport.sendto(packet, dest)
+            out.packets_sent += 1
+            out.octets_sent += len(packet)
+            out._sent_since_report = True
+            self.relayed += 1
         except Exception:
             self.errors += 1
             if self.errors & (self.errors - 1) == 0:  # 1st, 2nd, 4th, 8th...: no log flood
                 log.exception("%s: RTP packet from %s dropped (%d so far)", self.name, addr,
                               self.errors)
-
-    def _receive(self, data: bytes, addr: Address) -> None:
-        if len(data) < RTP_HEADER_SIZE or data[0] >> 6 != 2:
-            self.malformed += 1
-            return
-        loop = self._loop
-        now = loop.time() if loop is not None else time.monotonic()
-        b0, b1, seq, ts, ssrc = _FIXED.unpack_from(data, 0)
-        pt = b1 & 0x7F
-        audio = pt in self.payload_types
-        if not audio and pt != self.dtmf_payload_type:
-            self.unknown_payload_type += 1
-            return
-        payload: bytes | None = None
-        if b0 & 0x3F:
-            # CSRCs, extension or padding: the full parser finds where the payload is
-            try:
-                payload = parse_rtp(data).payload
-            except RtpError:
-                self.malformed += 1
-                return
-        if addr != self._latched and not self._source_ok(addr, now):
-            return
-        self.packets_received += 1
-        self.octets_received += len(data)
-        self._last_rx = now
-        self.reception.update(ssrc, seq, ts, now, len(data))
-        if not audio:
-            # the common case is a plain 12-byte header: the payload follows it
-            self._dtmf(data[RTP_HEADER_SIZE:] if payload is None else payload, ts)
-        relay = self._relay
-        if relay is not None:
-            # header rewrite only: CSRCs, extension and padding travel untouched
-            self._relay_packet(relay, data, pt, seq, ts, ssrc)
-        elif audio and self.jitter is not None:
-            if payload is None:
-                payload = data[RTP_HEADER_SIZE:]
-            if payload:
-                self.jitter.put(seq, ts, ssrc, bool(b1 & 0x80), payload, now * 1000.0)
 
     def _dtmf(self, payload: bytes, ts: int) -> None:
         self.dtmf_packets += 1
@@ -370,37 +393,6 @@ class RtpSession:
             mapping[self.dtmf_payload_type] = other.dtmf_payload_type
         mapping.update(pt_map or {})
         self._relay_pt = mapping
-
-    def _relay_packet(self, out: RtpSession, data: bytes, pt: int, seq: int, ts: int,
-                      ssrc: int) -> None:
-        out_pt = self._relay_pt.get(pt)
-        if out_pt is None:
-            self.unknown_payload_type += 1
-            return
-        if ssrc != self._relay_src:
-            # a new incoming stream: continue the other leg's sequence and timeline
-            self._relay_src = ssrc
-            self._relay_seq_off = (out.seq - seq) & 0xFFFF
-            self._relay_ts_off = (out.timestamp - ts) & 0xFFFFFFFF
-        out_seq = (seq + self._relay_seq_off) & 0xFFFF
-        out_ts = (ts + self._relay_ts_off) & 0xFFFFFFFF
-        packet = bytearray(data)
-        _FIXED.pack_into(packet, 0, packet[0], out_pt | (packet[1] & 0x80), out_seq, out_ts,
-                         out.ssrc)
-        if (out_seq - out.seq) & 0xFFFF < 0x8000:  # keep the other leg's counters moving
-            out.seq = (out_seq + 1) & 0xFFFF
-            out.timestamp = out_ts
-        # out._send_rtp() inlined: this is the per-packet cost of every relayed call
-        dest = out._latched or out.remote
-        transport = out._rtp
-        if dest is None or transport is None or out.closed or not out.sending:
-            out.no_destination += 1
-            return
-        transport.sendto(packet, dest)
-        out.packets_sent += 1
-        out.octets_sent += len(packet)
-        out._sent_since_report = True
-        self.relayed += 1
 
     # ------------------------------------------------------------------ send path
 

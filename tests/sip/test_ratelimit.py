@@ -9,6 +9,8 @@ import tracemalloc
 from typing import Any, cast
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest, make_response, parse_message
@@ -175,3 +177,24 @@ async def test_a_scanner_flood_does_not_starve_a_phone() -> None:
     assert server.answered.get("127.0.0.2", 0) <= 20 + 2 * 20 + 5  # burst + rate * ~2 s
     assert scan.got == server.answered.get("127.0.0.2", 0)
     assert server.limiter.refused_total > 2000
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["192.0.2.1", "192.0.2.2", "2001:db8::1", "2001:db8::2"]),
+                       st.floats(0, 0.5)), max_size=400),
+    st.integers(1, 20), st.floats(0.5, 50),
+)
+def test_no_source_ever_exceeds_burst_plus_rate(events: list[tuple[str, float]], burst: int,
+                                                rate: float) -> None:
+    rl = RequestRateLimiter(rate_per_s=rate, burst=burst, penalty_s=0.0)
+    now = 0.0
+    allowed: dict[str, list[float]] = {}
+    for source, gap in events:
+        now += gap
+        if rl.allow(source, now):
+            allowed.setdefault(rl._key(source), []).append(now)
+    for times in allowed.values():
+        for i, start in enumerate(times):  # in every window: at most burst + rate * length
+            for j in range(i, len(times)):
+                assert j - i + 1 <= burst + rate * (times[j] - start) + 1e-9

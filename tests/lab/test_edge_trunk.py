@@ -12,6 +12,8 @@ compute it the same way), so a request signed with another user's password fails
 from __future__ import annotations
 
 import hashlib
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,9 @@ import pytest
 from lab.edge_proc import EdgeProcess
 from lab.rtp_capture import UdpCapture
 from lab.sipp_media import media_ports, write_alaw
+from softphone.native.g711 import alaw_decode
+
+from softphone.media.tone import tone_power_ratio
 
 pytestmark = pytest.mark.lab
 
@@ -70,6 +75,48 @@ def wait_for(pred: Any, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return bool(pred())
+
+
+class PayloadCapture:
+    """tshark keeping the UDP payloads sent to one port (the provider's RTP), in order."""
+
+    def __init__(self, workdir: Path, port: int, seconds: int = 40) -> None:
+        self.out = workdir / f"payload_{port}.txt"
+        self.err = workdir / f"payload_{port}.err"
+        argv = ["tshark", "-i", "lo", "-f", f"udp dst port {port}", "-a", f"duration:{seconds}",
+                "-l", "-T", "fields", "-e", "udp.payload"]
+        with self.out.open("wb") as o, self.err.open("wb") as e:
+            self.proc = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+        end = time.monotonic() + 10
+        while "Capturing on" not in self.err.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise AssertionError(f"tshark did not start: {self.err.read_text()[-400:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> list[bytes]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        lines = self.out.read_text(errors="replace").split()
+        return [bytes.fromhex(x.replace(":", "")) for x in lines if x]
+
+
+def pcma_audio(packets: list[bytes]) -> bytes:
+    """The 16-bit audio of the PCMA (PT 8) RTP packets, headers (CSRCs, extension) skipped."""
+    pcm = bytearray()
+    for p in packets:
+        if len(p) < 12 or p[0] >> 6 != 2 or p[1] & 0x7F != 8:
+            continue
+        off = 12 + 4 * (p[0] & 0x0F)
+        if p[0] & 0x10 and len(p) >= off + 4:
+            off += 4 + 4 * int.from_bytes(p[off + 2:off + 4], "big")
+        pcm += alaw_decode(p[off:])
+    return bytes(pcm)
 
 
 def digest_ok(auth: dict[str, str], password: str, method: str) -> bool:
@@ -151,6 +198,7 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
         requests = tshark.start(trunk_port, fields=INVITE_FIELDS, seconds=60,
                                 display_filter='sip.Method in {"INVITE", "ACK", "BYE"}')
         rtp = UdpCapture(tmp_path, f"udp portrange {RTP[0]}-{RTP[1]}", seconds=40)
+        audio = PayloadCapture(tmp_path, provider_media)
         uac = sipp.start("uac", [target, "-sf", str(lab.scenarios / "edge_uac.xml"),
                                  "-s", NUMBER, "-i", "127.0.0.1", "-p", str(uac_port),
                                  "-mi", "127.0.0.1", "-mp", str(uac_media), "-au", "1001",
@@ -160,6 +208,7 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
         assert uac.wait(40) == 0, uac.errors() + edge.log()
         assert uas.wait(20) == 0, uas.errors() + uas.logs() + edge.log()
         flows = rtp.stop()
+        heard = pcma_audio(audio.stop())
         # 1003 has no upstream account: refused at the edge, nothing reaches the provider
         refused = sipp.start("refused", [target, "-sf",
                                          str(lab.scenarios / "edge_uac_forbidden.xml"),
@@ -205,6 +254,10 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
     to_provider = {src: n for (src, dst), n in flows.items() if dst == provider_media}
     assert sum(to_provider.values()) >= 100, flows
     assert all(RTP[0] <= p <= RTP[1] for p in to_provider), to_provider
+    # and it is the caller's 1 kHz tone the provider gets (Goertzel over one second)
+    assert len(heard) >= 2 * 8000 * 2, len(heard)
+    assert tone_power_ratio(heard[8000:8000 + 16000], 8000, 1000.0) > 0.8
+    assert tone_power_ratio(heard[8000:8000 + 16000], 8000, 440.0) < 0.05
     calls = edge.calls()
     answered = [c for c in calls if c["status"] == 200]
     assert [(c["caller"], c["callee"]) for c in answered] == [("1001", NUMBER)], calls

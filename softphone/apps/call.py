@@ -5,6 +5,11 @@ optionally registers, places one call (OPUS, PCMA, PCMU offered in that order), 
 for ``--duration`` seconds and hangs up. Exit status: 0 when the call was answered and the BYE
 was accepted, 1 when the call failed or was not answered in time, 2 on bad arguments or
 local errors (a port already in use, say).
+
+``--tone 440`` also sends a sine in the negotiated codec for the whole call, and
+``--expect-tone`` makes the exit status depend on hearing it back (an echo service, sipp's
+``-rtp_echo``): the received audio is decoded and the tone found with a Goertzel filter. This
+small RTP loop is the app's own; the UA itself carries no media.
 """
 
 from __future__ import annotations
@@ -12,9 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from softphone.codecs.frame import FrameCodec, codec_for
+from softphone.media.rtp import RtpError, build_header, parse_rtp
+from softphone.media.tone import ToneGenerator, tone_power_ratio
 from softphone.sip.errors import SipError
 from softphone.sip.transport import ListenSpec
 from softphone.sip.ua import CallState, RegState, UserAgent, parse_listen, uri_destination
@@ -36,7 +46,77 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="transport:host:port to bind, repeatable (default: an ephemeral port "
                         "on 127.0.0.1 with the target's transport)")
     p.add_argument("--rtp-ports", default="20000-22000", help="RTP port range (default 20000-22000)")
+    p.add_argument("--tone", type=float, default=None, metavar="HZ",
+                   help="send a sine of this frequency in the negotiated codec")
+    p.add_argument("--expect-tone", action="store_true",
+                   help="exit 1 unless the tone comes back (against an echo service)")
     p.add_argument("-v", "--verbose", action="store_true")
+
+
+class ToneProbe(asyncio.DatagramProtocol):
+    """Sends a tone every 20 ms to the peer's RTP address and keeps what comes back."""
+
+    def __init__(self, codec: FrameCodec, remote: tuple[str, int], freq: float) -> None:
+        self.codec = codec
+        self.remote = remote
+        self.gen = ToneGenerator(freq, codec.clock_rate)
+        self.ssrc = secrets.randbits(32)
+        self.seq = secrets.randbits(16)
+        self.ts = secrets.randbits(32)
+        self.sent = 0
+        self.received: dict[int, bytes] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            pkt = parse_rtp(data)
+        except RtpError:
+            return
+        if pkt.payload_type == self.codec.payload_type and len(self.received) < 10000:
+            self.received[pkt.sequence] = pkt.payload
+
+    def send_frame(self) -> None:
+        if self.transport is None:
+            return
+        pcm = self.gen.frame(self.codec.frame_samples(20))
+        header = build_header(self.codec.payload_type, self.seq, self.ts, self.ssrc,
+                              marker=self.sent == 0)
+        self.transport.sendto(header + self.codec.encode(pcm), self.remote)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + self.codec.rtp_samples(20)) & 0xFFFFFFFF
+        self.sent += 1
+
+    def tone_ratio(self, freq: float) -> float:
+        """Goertzel share of ``freq`` in the received audio, the first 100 ms left out."""
+        frames = [self.codec.decode(self.received[k]) for k in sorted(self.received)]
+        pcm = b"".join(frames[5:])
+        return tone_power_ratio(pcm, self.codec.clock_rate, freq) if pcm else 0.0
+
+
+async def _media(call: Any, freq: float, seconds: float) -> ToneProbe | None:
+    """Run the tone probe on the call's own RTP socket for ``seconds`` (or until it ends)."""
+    neg = call.negotiated
+    if neg is None or call.port_pair is None:
+        return None
+    probe = ToneProbe(codec_for(neg), (neg.remote_address, neg.remote_port), freq)
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: probe,
+                                                       sock=call.port_pair.rtp_sock)
+    try:
+        start = loop.time()
+        n = 0
+        while loop.time() - start < seconds and not call.ended:
+            probe.send_frame()
+            n += 1
+            # Absolute schedule: no drift from the time each send takes.
+            await asyncio.sleep(max(0.0, start + n * 0.02 - loop.time()))
+        await asyncio.sleep(0.1)  # the last echoes
+    finally:
+        transport.close()
+    return probe
 
 
 def _listen_for(target: str, listen: Sequence[str]) -> list[ListenSpec]:
@@ -76,10 +156,22 @@ async def run_call(args: argparse.Namespace) -> int:
         if neg is not None:
             print(f"answered: {neg.codec.rtpmap} (PT {neg.codec.payload_type}) "
                   f"remote {neg.remote_address}:{neg.remote_port} local port {call.rtp_port}")
-        try:
-            await call.wait_state(CallState.TERMINATED, timeout=args.duration)
-        except TimeoutError:
-            pass
+        probe = None
+        if args.tone is not None:
+            probe = await _media(call, args.tone, args.duration)
+        else:
+            try:
+                await call.wait_state(CallState.TERMINATED, timeout=args.duration)
+            except TimeoutError:
+                pass
+        if probe is not None:
+            ratio = probe.tone_ratio(args.tone)
+            print(f"rtp sent={probe.sent} received={len(probe.received)} "
+                  f"tone {args.tone:g} Hz ratio={ratio:.2f}")
+            if args.expect_tone and ratio < 0.5:
+                print("the tone did not come back", file=sys.stderr)
+                await call.hangup_and_wait(35)
+                return 1
         if call.ended:
             print(f"call ended by the peer after less than {args.duration} s: {call.end_reason}",
                   file=sys.stderr)

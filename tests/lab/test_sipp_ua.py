@@ -332,3 +332,32 @@ async def test_uas_module_answers_sipp(sipp: Any, lab: Any) -> None:
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+@pytest.mark.timeout(40)
+async def test_softphone_call_hears_its_tone_through_sipp_rtp_echo(sipp: Any, lab: Any) -> None:
+    # sipp's -mp P binds P and P + 2 (audio, video) and more around them: keep room.
+    ports = lab.take_ports(10)
+    sipp_port, quiet_port, media_port, quiet_media = ports[0], ports[1], ports[2], ports[6]
+    echo = sipp.start("uas_echo", ["-sn", "uas", "-i", "127.0.0.1", "-p", str(sipp_port),
+                                   "-mi", "127.0.0.1", "-mp", str(media_port), "-rtp_echo"],
+                      wall=30)
+    quiet = sipp.start("uas_quiet", ["-sn", "uas", "-i", "127.0.0.1", "-p", str(quiet_port),
+                                     "-mi", "127.0.0.1", "-mp", str(quiet_media)], wall=30)
+    lab.wait_udp_listening(sipp_port)
+    lab.wait_udp_listening(quiet_port)
+    exe = [sys.executable, "-m", "softphone", "call", "--tone", "440", "--expect-tone",
+           "--duration", "2"]
+    rc, out = await _run([*exe, f"sip:service@127.0.0.1:{sipp_port}"], 20)
+    assert rc == 0, out
+    m = re.search(r"rtp sent=(\d+) received=(\d+) tone 440 Hz ratio=([0-9.]+)", out)
+    assert m, out
+    sent, received, ratio = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    assert sent >= 95 and received >= 0.9 * sent  # 20 ms PCMU frames for 2 s, echoed
+    assert ratio >= 0.9  # the decoded echo is the 440 Hz sine (Goertzel)
+    # Control: a peer that sends nothing back fails the check.
+    rc, out = await _run([*exe, f"sip:service@127.0.0.1:{quiet_port}"], 20)
+    assert rc == 1 and "did not come back" in out, out
+    echo.stop(soft_timeout=10)
+    quiet.stop(soft_timeout=10)
+    assert echo.stat("SuccessfulCall(C)") == 1 and quiet.stat("SuccessfulCall(C)") == 1

@@ -230,11 +230,18 @@ class Bridge:
         self.ticks += 1
         mixer = self.mixer
         legs = self.legs
+        frame_bytes = self.frame_bytes
         for leg in legs:
             pcm = leg._pull(now_ms)
-            mixer.set_input(leg.slot, pcm)
-            inject: bytes | None = pcm if leg.echo else None
+            slot = leg.slot
+            mixer.set_input(slot, pcm)
             source = leg.source
+            if source is None and not leg.echo:
+                if leg._injecting:  # only a change of state crosses into the mixer
+                    mixer.set_inject(slot, None)
+                    leg._injecting = False
+                continue
+            inject: bytes | None = pcm if leg.echo else None
             if source is not None:
                 frame = source.next_frame(self.frame_samples)
                 if frame is None:
@@ -245,19 +252,20 @@ class Bridge:
                 else:  # with echo on too, the prompt wins and the echo pauses
                     inject = frame
             if inject is not None:
-                if len(inject) != self.frame_bytes:
-                    inject = inject[:self.frame_bytes].ljust(self.frame_bytes, b"\0")
-                mixer.set_inject(leg.slot, inject)
+                if len(inject) != frame_bytes:
+                    inject = inject[:frame_bytes].ljust(frame_bytes, b"\0")
+                mixer.set_inject(slot, inject)
                 leg._injecting = True
-            elif leg._injecting:  # only a change of state crosses into the mixer
-                mixer.set_inject(leg.slot, None)
+            elif leg._injecting:
+                mixer.set_inject(slot, None)
                 leg._injecting = False
-        n = len(legs)
-        mixer.mix(n, record=self.recorder is not None)
-        if self.recorder is not None:
-            self.recorder(bytes(mixer.record))
+        recorder = self.recorder
+        mixer.mix(len(legs), record=recorder is not None)
+        if recorder is not None:
+            recorder(bytes(mixer.record))
+        output = mixer.output
         for leg in legs:
-            leg._push(bytes(mixer.output(leg.slot)))
+            leg._push(bytes(output(leg.slot)))
 
     def _dtmf(self, leg: BridgeLeg, event: DtmfEvent) -> None:
         if self.on_dtmf is not None:

@@ -259,3 +259,33 @@ async def test_registration_retried_after_a_server_error() -> None:
     finally:
         await ua.close()
         await registrar.layer.close()
+
+
+def _has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6(), reason="no IPv6 loopback here")
+async def test_call_over_ipv6() -> None:
+    b = UserAgent(listen=[ListenSpec("udp", "::1", 0)], user="bob", auto_answer=True)
+    a = UserAgent(listen=[ListenSpec("udp", "::1", 0)], user="alice")
+    await b.start()
+    await a.start()
+    try:
+        call = await a.call(f"sip:bob@[::1]:{b.local['udp'].port}")
+        assert await call.wait_answered(5)
+        assert b"c=IN IP6 ::1" in call.invite.body
+        assert call.negotiated is not None and call.negotiated.remote_address == "::1"
+        assert "[::1]" in (call.invite.headers.get("contact") or "")
+        await call.hangup_and_wait(5)
+        assert call.bye_status == 200
+    finally:
+        await a.close()
+        await b.close()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from softphone.configfile import ConfigError
+
 # Every rule the guard can cite; the [rules] table must give each one its clause.
 RULE_IDS: tuple[str, ...] = (
     "R-CALLS-1", "R-ACCT-1", "R-ACCT-2", "R-ACCT-3",
@@ -37,16 +39,11 @@ NUMBER_KINDS = ("premium", "special", "directory", "freephone", "shared_cost", "
 NUMBER_ACTIONS = ("allow", "warn", "block")
 
 
-class PolicyConfigError(ValueError):
-    """The policy configuration cannot be used. ``key`` is the dotted key, ``line`` its line."""
+class PolicyConfigError(ConfigError):
+    """The policy configuration cannot be used. ``key`` is the dotted key, ``line`` its line.
 
-    def __init__(self, path: str, key: str, message: str, line: int | None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {key}: {message}")
-        self.path = path
-        self.key = key
-        self.line = line
-        self.detail = message
+    A :class:`softphone.configfile.ConfigError`, so the edge reports every configuration file's
+    errors the same way (file, line, key, what is wrong)."""
 
 
 # ---------------------------------------------------------------------------------------------

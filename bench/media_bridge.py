@@ -15,7 +15,7 @@ the packets coming back are newly encoded frames, so there is no per-packet late
 there means the bridge did not send its 50 frames per second per leg.
 
 usage: python bench/media_bridge.py [--calls 100,200] [--secs 5] [--modes bare,relay,bridge]
-                                    [--range 20000-22000]
+                                    [--range 20000-22000] [--cpus 0,1] [--micro]
 """
 
 from __future__ import annotations
@@ -131,11 +131,12 @@ def cpu_ticks(pid: int) -> int:
     return int(parts[11]) + int(parts[12])
 
 
-def run_one(mode: str, ncalls: int, secs: float, first: int, last: int) -> dict[str, Any]:
+def run_one(mode: str, ncalls: int, secs: float, first: int, last: int,
+            cpus: tuple[str, str] = ("0", "1")) -> dict[str, Any]:
     loadgen = build_loadgen()
     with tempfile.NamedTemporaryFile("r", suffix=".ports") as pf:
         server = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, __file__, "serve", mode, str(ncalls), pf.name,
+            ["taskset", "-c", cpus[0], sys.executable, __file__, "serve", mode, str(ncalls), pf.name,
              str(secs + 2), str(first), str(last)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -144,7 +145,7 @@ def run_one(mode: str, ncalls: int, secs: float, first: int, last: int) -> dict[
                 raise RuntimeError(f"server did not start: {line}{server.stderr.read()}")
             time.sleep(0.5)
             c0, t0 = cpu_ticks(server.pid), time.perf_counter()
-            lg = subprocess.run(["taskset", "-c", "1", str(loadgen), str(100 * ncalls), str(secs),
+            lg = subprocess.run(["taskset", "-c", cpus[1], str(loadgen), str(100 * ncalls), str(secs),
                                  pf.name], capture_output=True, text=True, timeout=secs + 30)
             c1, t1 = cpu_ticks(server.pid), time.perf_counter()
             out, err = server.communicate(timeout=30)
@@ -248,6 +249,7 @@ def main() -> None:
     ap.add_argument("--modes", default="bare,relay,bridge")
     ap.add_argument("--range", default="20000-22000")
     ap.add_argument("--micro", action="store_true", help="per-stage cost of one leg, in process")
+    ap.add_argument("--cpus", default="0,1", help="CPU of the media process, CPU of the load")
     args = ap.parse_args()
     if args.micro:
         micro()
@@ -257,7 +259,8 @@ def main() -> None:
     for n in (int(x) for x in args.calls.split(",")):
         base: dict[str, Any] | None = None
         for mode in args.modes.split(","):
-            r = run_one(mode, n, args.secs, first, last)
+            cpu_server, cpu_load = args.cpus.split(",")
+            r = run_one(mode, n, args.secs, first, last, (cpu_server, cpu_load))
             if mode == "bare":
                 base = r
             r["ratio"] = (r["us_per_pkt"] / base["us_per_pkt"]) if base else float("nan")

@@ -86,6 +86,18 @@ class ListenSpec:
             raise TransportError(f"{self.transport} on {self.host}:{self.port} needs an ssl context")
 
 
+def default_listen_specs(host: str = "0.0.0.0", *, sip_port: int = 5060,
+                         tls_port: int | None = None,
+                         tls_context: ssl.SSLContext | None = None) -> list[ListenSpec]:
+    """The provider's defaults: SIP on ``sip_port`` over UDP and TCP, TLS on ``tls_port``
+    (the terms name 443 upstream; 5061 is the RFC 3261 default) when a context is given."""
+    specs = [ListenSpec("udp", host, sip_port), ListenSpec("tcp", host, sip_port)]
+    if tls_context is not None:
+        specs.append(ListenSpec("tls", host, 5061 if tls_port is None else tls_port,
+                                ssl=tls_context))
+    return specs
+
+
 @dataclass
 class TransportStats:
     """Counters a test or a metrics endpoint can read."""

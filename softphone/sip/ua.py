@@ -476,8 +476,7 @@ class UserAgent:
         The binding is refreshed at ``refresh_ratio`` of the granted expiry (RFC 3261 §10.2.4
         leaves the margin to us; 60 % leaves room for a retransmitted REGISTER).
         """
-        core = self._core()
-        del core
+        self._core()  # started?
         reg_uri = SipUri.parse(registrar)
         dest = uri_destination(reg_uri)
         user = username or self.username or self.user
@@ -616,7 +615,7 @@ class UserAgent:
                    extra_headers: Iterable[tuple[str, str]] = ()) -> Call:
         """Send an INVITE with our SDP offer to ``target``; the returned call progresses
         by itself (``await call.wait_answered()``)."""
-        core = self._core()
+        self._core()  # started?
         target_uri = SipUri.parse(target)
         dest = self._dest_for(target)
         call_id = new_call_id()
@@ -646,7 +645,6 @@ class UserAgent:
         self.calls[call_id] = call
         self.stats["calls_out"] += 1
         self._send_invite(call, invite, dest)
-        del core
         return call
 
     def _send_invite(self, call: Call, invite: SipRequest, dest: Address) -> None:

@@ -323,3 +323,15 @@ async def test_idle_inbound_connection_is_closed() -> None:
         writer.close()
     finally:
         await layer.close()
+
+
+def test_default_listen_specs(tmp_path: Path) -> None:
+    from softphone.sip.transport import default_listen_specs
+
+    specs = default_listen_specs()
+    assert [(s.transport, s.port) for s in specs] == [("udp", 5060), ("tcp", 5060)]
+    cert, key = tls.ensure_demo_cert(tmp_path)
+    specs = default_listen_specs("127.0.0.1", tls_port=443,
+                                 tls_context=tls.server_context(cert, key))
+    assert [(s.transport, s.host, s.port) for s in specs] == [
+        ("udp", "127.0.0.1", 5060), ("tcp", "127.0.0.1", 5060), ("tls", "127.0.0.1", 443)]

@@ -419,6 +419,10 @@ class B2BUA:
                 return
             target, direction = local, "inbound"
         is_app = direction == "local" and target in (self.echo_ext, self.tone_ext)
+        if direction == "local" and not is_app and not self.is_user(target) \
+                and self.trunk is not None:
+            # another user's DID dialled from inside: a local call, no trip to the provider
+            target = self.trunk.ext_for_did(target) or target
         if direction == "local" and not is_app and not self.is_user(target):
             if self.trunk is None or not is_external_number(target):
                 self._respond(txn, 404, "Not Found")

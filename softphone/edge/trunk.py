@@ -14,6 +14,7 @@ Routing (used by the B2BUA):
 * outbound: a local user dials a number that is not local (digits with an optional ``+``);
   the B leg is ``INVITE sip:NUMBER@trunkhost`` with that user's upstream identity in From and
   answers the provider's 401/407 with that user's own credentials (:meth:`Trunk.call_digest`).
+* a local user dialling another user's DID is a local call: it never leaves the edge.
 * inbound: an INVITE whose source is the trunk's address (the provider does not authenticate
   to us; for datagrams host and port must match, over streams the host) goes to the local user
   whose ``did`` is the Request-URI user (or whose ``trunk_user`` is, as a provider sends to the
@@ -291,6 +292,13 @@ class Trunk:
             return source.port == self.address.port and self.address.transport == "udp"
         return source.transport == self.address.transport
 
+    def ext_for_did(self, number: str) -> str | None:
+        """The local user whose DID ``number`` is, or None."""
+        for acct in self.accounts.values():
+            if acct.did and same_number(acct.did, number):
+                return acct.ext
+        return None
+
     def did_target(self, request: SipRequest) -> str | None:
         """The local extension an inbound INVITE from the trunk is for, or None (404)."""
         try:
@@ -302,17 +310,13 @@ class Trunk:
         except SipParseError:
             to_user = ""
         if ruri_user:
-            for acct in self.accounts.values():
-                if acct.did and same_number(acct.did, ruri_user):
-                    return acct.ext
+            ext = self.ext_for_did(ruri_user)
+            if ext is not None:
+                return ext
             for acct in self.accounts.values():
                 if acct.username == ruri_user:
                     return acct.ext
-        if to_user:
-            for acct in self.accounts.values():
-                if acct.did and same_number(acct.did, to_user):
-                    return acct.ext
-        return None
+        return self.ext_for_did(to_user) if to_user else None
 
     # ------------------------------------------------------------------ registration
 

@@ -312,6 +312,13 @@ def test_did_mapping(ruri: str, to_user: str, ext: str | None) -> None:
     assert Rig().trunk.did_target(invite(ruri, to_user)) == ext
 
 
+def test_dids_dialled_from_inside_map_to_their_owner() -> None:
+    trunk = Rig().trunk
+    assert trunk.ext_for_did("+33 1 23 45 00 02") == "1002"
+    assert trunk.ext_for_did("33123450001") == "1001"
+    assert trunk.ext_for_did("+33123456789") is None
+
+
 def test_inbound_is_recognised_by_the_trunk_address() -> None:
     trunk = Rig().trunk
     assert trunk.is_from_trunk(Address("udp", "127.0.0.1", 5999))

@@ -266,7 +266,7 @@ def test_outbound_call_goes_out_as_the_callers_own_account(tmp_path: Path, lab: 
 @pytest.mark.timeout(150)
 def test_inbound_call_to_a_did_rings_the_users_phone(tmp_path: Path, lab: Any,
                                                      sipp: Any) -> None:
-    edge_port, trunk_port, uas_port, reg_port, stranger_port = lab.take_ports(5)
+    edge_port, trunk_port, uas_port, reg_port, stranger_port, inside_port = lab.take_ports(6)
     (trunk_media,) = media_ports(37200, 1)
     edge = registered(sipp, lab, tmp_path, edge_port, trunk_port)
     target = f"127.0.0.1:{edge_port}"
@@ -274,7 +274,7 @@ def test_inbound_call_to_a_did_rings_the_users_phone(tmp_path: Path, lab: Any,
     try:
         uas = sipp.start("phone_1002", ["-sf", str(lab.scenarios / "edge_uas_answer.xml"),
                                         "-i", "127.0.0.1", "-p", str(uas_port),
-                                        "-mi", "127.0.0.1", "-m", "1"],
+                                        "-mi", "127.0.0.1", "-m", "2"],
                          trace_msg=True, wall=60)
         lab.wait_udp_listening(uas_port)
         reg = sipp.start("reg_1002", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
@@ -291,6 +291,14 @@ def test_inbound_call_to_a_did_rings_the_users_phone(tmp_path: Path, lab: Any,
                                            "-set", "cli", "+33611111111", "-m", "1",
                                            "-timeout_error"], trace_logs=True, wall=30)
         assert call.wait(30) == 0, call.errors() + edge.log()
+        # 1001 dialling 1002's DID stays inside: the same phone rings, the provider is not
+        # involved (nothing listens on the trunk port now: a call sent there would fail)
+        inside = sipp.start("inside", [target, "-sf", str(lab.scenarios / "edge_uac_quick.xml"),
+                                       "-s", did, "-i", "127.0.0.1", "-p", str(inside_port),
+                                       "-au", "1001", "-ap", "demo-1001", "-set", "user", "1001",
+                                       "-auth_uri", f"{did}@{target}", "-m", "1",
+                                       "-timeout_error"], wall=20)
+        assert inside.wait(20) == 0, inside.errors() + edge.log()
         assert uas.wait(20) == 0, uas.errors()
         # an unknown DID from the trunk: 404
         unknown = sipp.start("unknown_did", [target, "-sf",
@@ -319,4 +327,5 @@ def test_inbound_call_to_a_did_rings_the_users_phone(tmp_path: Path, lab: Any,
     msgs = uas.messages()
     assert "INVITE sip:1002@" in msgs and "<sip:+33611111111@" in msgs, msgs[:2000]
     calls = [c for c in edge.calls() if c["status"] == 200]
-    assert [(c["caller"], c["callee"]) for c in calls] == [("+33611111111", "1002")], calls
+    assert [(c["caller"], c["callee"]) for c in calls] == [("+33611111111", "1002"),
+                                                           ("1001", "1002")], calls

@@ -33,34 +33,56 @@ static inline int32_t weigh(int32_t gain, int16_t x)
 #if defined(__AVX2__)
 #include <immintrin.h>
 
-/* 16 samples: two ymm registers of int32 totals. The saturating pack is the clamp; packs
- * interleaves 128-bit lanes, the permute puts the 16 samples back in order. */
+/*
+ * 16 samples: two ymm registers of int32 totals, kept in unpack order (per 128-bit lane,
+ * `lo` holds samples 0-3 / 8-11 and `hi` 4-7 / 12-15) so that the saturating pack (the
+ * clamp) comes out in sample order. Legs are summed two at a time: interleave a pair and
+ * multiply-add by ones (pmaddwd), which is a widening add. When every total of the block
+ * fits int16 (normal speech levels), clamp16(total - own) is exactly the int16 saturating
+ * subtract, one instruction per leg; otherwise the block goes the int32 way.
+ */
 static void mix_unity_blocks(const int16_t *in, int16_t *out, int16_t *record,
                              int32_t *total, int n, int ns, int nblocks)
 {
+    const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+    const __m256i max16 = _mm256_set1_epi32(32767), min16 = _mm256_set1_epi32(-32768);
     for (int b = 0; b < nblocks; b++) {
         const int i0 = b * SP_MIX_BLOCK;
-        __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
-        for (int j = 0; j < n; j++) {
-            const int16_t *p = in + (size_t)j * ns + i0;
-            lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)));
-            hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p + 8))));
+        __m256i lo = zero, hi = zero;
+        int j = 0;
+        for (; j + 1 < n; j += 2) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(in + (size_t)j * ns + i0));
+            const __m256i c = _mm256_loadu_si256((const __m256i *)(in + (size_t)(j + 1) * ns + i0));
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, c), ones));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, c), ones));
         }
-        if (record) {
-            __m256i r = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), 0xD8);
-            _mm256_storeu_si256((__m256i *)(record + i0), r);
+        if (j < n) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(in + (size_t)j * ns + i0));
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, zero), ones));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, zero), ones));
         }
+        const __m256i t16 = _mm256_packs_epi32(lo, hi);
+        if (record) _mm256_storeu_si256((__m256i *)(record + i0), t16);
         if (total) {
-            _mm256_storeu_si256((__m256i *)(total + i0), lo);
-            _mm256_storeu_si256((__m256i *)(total + i0 + 8), hi);
+            _mm256_storeu_si256((__m256i *)(total + i0), _mm256_permute2x128_si256(lo, hi, 0x20));
+            _mm256_storeu_si256((__m256i *)(total + i0 + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
         }
-        if (out) {
-            for (int j = 0; j < n; j++) {
-                const int16_t *p = in + (size_t)j * ns + i0;
-                __m256i a = _mm256_sub_epi32(lo, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)p)));
-                __m256i c = _mm256_sub_epi32(hi, _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(p + 8))));
-                __m256i o = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);
-                _mm256_storeu_si256((__m256i *)(out + (size_t)j * ns + i0), o);
+        if (!out) continue;
+        const __m256i over = _mm256_or_si256(
+            _mm256_or_si256(_mm256_cmpgt_epi32(lo, max16), _mm256_cmpgt_epi32(min16, lo)),
+            _mm256_or_si256(_mm256_cmpgt_epi32(hi, max16), _mm256_cmpgt_epi32(min16, hi)));
+        if (_mm256_testz_si256(over, over)) {
+            for (j = 0; j < n; j++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(in + (size_t)j * ns + i0));
+                _mm256_storeu_si256((__m256i *)(out + (size_t)j * ns + i0), _mm256_subs_epi16(t16, x));
+            }
+        } else {
+            for (j = 0; j < n; j++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(in + (size_t)j * ns + i0));
+                const __m256i xl = _mm256_srai_epi32(_mm256_unpacklo_epi16(x, x), 16);
+                const __m256i xh = _mm256_srai_epi32(_mm256_unpackhi_epi16(x, x), 16);
+                _mm256_storeu_si256((__m256i *)(out + (size_t)j * ns + i0),
+                                    _mm256_packs_epi32(_mm256_sub_epi32(lo, xl), _mm256_sub_epi32(hi, xh)));
             }
         }
     }

@@ -10,9 +10,11 @@
  * so the result is exactly "int32 accumulate, then clamp".
  *
  * Kernel shape (PERF-ANCHORS 2.3, mix_sat_blocked): the frame is walked in blocks of
- * SP_MIX_BLOCK samples; the block's int32 totals stay in registers while all n inputs are
- * read, then every leg's output is total - own, clamped. Inputs are read twice, the second
- * time from L1. Unity gains (the common case) take a path without multiplies.
+ * 16 samples; the block's int32 totals stay in registers while all n inputs are read, then
+ * every leg's output is total - own, clamped. Inputs are read twice, the second time from
+ * L1. Unity gains (the common case) take a path without multiplies, and a block whose
+ * totals all fit int16 gets its mix-minus outputs by one saturating int16 subtract per leg
+ * (exactly clamp16(total - own)). x86 builds use AVX2 (or SSE2 when built portable).
  */
 #ifndef SP_MIXER_H
 #define SP_MIXER_H

@@ -82,6 +82,30 @@ def test_full_conference_of_64_legs_at_48k() -> None:
     assert [m.output(i).tolist() for i in range(MAX_LEGS)] == outputs
 
 
+@pytest.mark.parametrize("n", [1, 2, 31, 32])
+def test_quiet_and_loud_blocks_in_one_frame(n: int) -> None:
+    """Speech-level blocks (every total fits int16: the kernel's saturating-subtract path)
+    next to blocks whose totals overflow int16 (the int32 path), in one frame."""
+    rng = random.Random(n)
+    ns = 960
+    inputs = []
+    for _ in range(n):
+        frame = []
+        for block in range(ns // 16):
+            scale = 300 if block % 3 else 32767  # two quiet blocks, then a loud one
+            frame += [rng.randint(-scale, scale) for _ in range(16)]
+        inputs.append(frame)
+    for gains in ([UNITY] * n, [rng.randint(0, MAX_GAIN) for _ in range(n)]):
+        injects: list[list[int] | None] = [None] * n
+        injects[-1] = [rng.randint(-2000, 2000) for _ in range(ns)]
+        m = Mixer(ns, 32)
+        load(m, inputs, gains, injects)
+        m.mix(n)
+        outputs, record = ref.mix(inputs, gains, injects)
+        assert m.record.tolist() == record
+        assert [m.output(i).tolist() for i in range(n)] == outputs
+
+
 @settings(max_examples=max(EXAMPLES // 6, 10), deadline=None)
 @given(conf=conferences())
 def test_record_only_and_outputs_only_match_the_full_mix(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 from softphone.media.bridge import Bridge, BridgeLeg, FrameSource, TickScheduler
 from softphone.media.dtmf import DtmfEvent
 from softphone.media.ports import PortAllocator, PortPair
-from softphone.media.session import RtpSession
+from softphone.media.session import RtpSession, SessionStats
 
 if TYPE_CHECKING:
     from softphone.codecs.frame import FrameCodec
@@ -221,6 +221,10 @@ class CallMedia:
             self._start_bridge().recorder = recorder
         elif self.bridge is not None:
             self.bridge.recorder = None
+
+    def stats(self) -> dict[str, SessionStats]:
+        """Per leg: packets, loss, jitter and RTT (RTCP) for the call log."""
+        return {leg: s.stats for leg, s in self.sessions.items()}
 
     # ------------------------------------------------------------------ events
 

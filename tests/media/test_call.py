@@ -101,6 +101,9 @@ async def test_transcoding_call_is_bridged(allocator: PortAllocator, udp_peer: A
         dec = OpusDecoder(48000, 1)
         pcm = b"".join(dec.decode(p.payload) for p in sorted(opus, key=lambda p: p.sequence))
         assert detect_tone(pcm[-48000 * 2 // 2:-19200], 48000, 1000)
+        stats = call.stats()
+        assert stats["a"].packets_received == 50 and stats["a"].lost == 0
+        assert stats["b"].packets_sent > 0 and stats["b"].latched is None  # b never spoke
     finally:
         call.close()
     assert allocator.in_use == 0

@@ -347,9 +347,6 @@ class Trunk:
         return {"uri": str(self.uri.uri),
                 "registrations": {ext: r.status(now) for ext, r in self.registrations.items()}}
 
-    def handles(self, txn: Any) -> bool:
-        return txn in self._by_txn
-
     def _register_request(self, reg: Registration, expires: int) -> SipRequest:
         reg.cseq += 1
         aor = self.uri.user_uri(reg.account.username)

@@ -368,6 +368,16 @@ def test_bad_trunk_uris(text: str) -> None:
         TrunkUri.parse(text)
 
 
+def test_trunk_on_a_transport_the_edge_lacks_is_refused() -> None:
+    core = SipCore(local={"udp": Address("udp", "127.0.0.1", 5070)})
+    with pytest.raises(TrunkError, match="tls"):
+        Trunk(uri=TrunkUri.parse("sips:127.0.0.1"), accounts=ACCOUNTS, core=core,
+              flush=lambda: None, clock=lambda: 0.0, schedule=Rig().schedule)
+    with pytest.raises(TrunkError, match="several users"):
+        Trunk(uri=TrunkUri.parse("sip:127.0.0.1"), accounts=[*ACCOUNTS, ACCOUNTS[0]],
+              core=core, flush=lambda: None, clock=lambda: 0.0, schedule=Rig().schedule)
+
+
 def test_trunk_uri_parts() -> None:
     t = TrunkUri.parse("sip:sip.provider.example;transport=tcp")
     assert (t.transport, t.port, t.registrar_uri()) == (

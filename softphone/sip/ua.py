@@ -443,10 +443,18 @@ class UserAgent:
             return uri_destination(self.outbound_proxy)
         return uri_destination(uri)
 
+    @staticmethod
+    def _request_dest(request: SipRequest, transport: str) -> Address:
+        """Next hop of a request we built: its first Route, else its Request-URI (§8.1.2)."""
+        routes = request.headers.values("route")
+        if routes:
+            return uri_destination(NameAddr.parse(routes[0]).uri, default_transport=transport)
+        return uri_destination(request.uri, default_transport=transport)
+
     def _dialog_dest(self, call: Call, dialog: Dialog) -> Address:
         if dialog.route_set:
             first = NameAddr.parse(dialog.route_set[0])
-            dest = uri_destination(first.uri)
+            dest = uri_destination(first.uri, default_transport=self._call_transport(call))
         else:
             dest = uri_destination(dialog.remote_target,
                                    default_transport=self._call_transport(call))
@@ -683,8 +691,9 @@ class UserAgent:
                 if upd.dialog is not None and upd.dialog is not call.dialog:
                     self.dialogs.remove(upd.dialog)
                 ack, bye = ack_and_bye(request, resp, local_contact=f"<{contact}>")
-                core.send_ack_2xx(ack, txn.peer, now)
-                core.send_request(bye, txn.peer, now)
+                dest = self._request_dest(bye, txn.peer.transport)
+                core.send_ack_2xx(ack, dest, now)
+                core.send_request(bye, dest, now)
                 self._flush()
                 return
             dialog = upd.dialog

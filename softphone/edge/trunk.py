@@ -136,7 +136,7 @@ class RegState(enum.Enum):
     IDLE = "idle"
     REGISTERING = "registering"
     REGISTERED = "registered"
-    RETRYING = "retrying"          # a failure; the next attempt is scheduled with backoff
+    RETRYING = "retrying"          # failed; attempts go on with backoff until one succeeds
     UNREGISTERED = "unregistered"
 
 
@@ -369,8 +369,8 @@ class Trunk:
             request = self._register_request(reg, exp)
         else:
             reg.cseq = request.cseq.number
-        if exp and reg.state is not RegState.REGISTERED:
-            reg.state = RegState.REGISTERING
+        if exp and reg.state in (RegState.IDLE, RegState.UNREGISTERED):
+            reg.state = RegState.REGISTERING  # RETRYING stays until a success
         if reg.txn is not None:
             self._by_txn.pop(reg.txn, None)
         txn = self.core.send_request(request, self.address, self.clock())

@@ -216,7 +216,7 @@ def test_failure_retries_with_growing_backoff_then_recovers() -> None:
     assert reg.next_at == pytest.approx(rig.now + 2.0)
     rig.advance(rig.now + 2.0)
     again = rig.sent()
-    assert len(again) == 2
+    assert len(again) == 2 and reg.state is RegState.RETRYING  # until a success
     # nobody answers: timer F (64 * T1) ends the transaction, the next wait doubles
     rig.advance(rig.now + 32.5)
     assert reg.failures == 2 and reg.last_status == 408

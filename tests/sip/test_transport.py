@@ -174,20 +174,27 @@ def test_demo_certificate_is_reused_and_key_private(tmp_path: Path) -> None:
         tls.server_context(tmp_path / "missing.pem", key)
 
 
-async def test_websocket_needs_sip_subprotocol(endpoint: Endpoint) -> None:
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_websocket_needs_sip_subprotocol(endpoint: Endpoint, scheme: str,
+                                               tmp_path: Path) -> None:
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
-    local = await endpoint.start([ListenSpec("ws", "127.0.0.1", 0)])
-    url = f"ws://127.0.0.1:{local['ws'].port}"
-    async with connect(url, subprotocols=["sip"]) as ws:  # type: ignore[list-item]
-        await ws.send(_options("SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKw1").decode())
+    server_ctx = client_ctx = None
+    if scheme == "wss":
+        cert, key = tls.ensure_demo_cert(tmp_path)
+        server_ctx, client_ctx = tls.server_context(cert, key), tls.client_context(cert)
+    local = await endpoint.start([ListenSpec(scheme, "127.0.0.1", 0, ssl=server_ctx)])
+    url = f"{scheme}://127.0.0.1:{local[scheme].port}"
+    async with connect(url, subprotocols=["sip"], ssl=client_ctx) as ws:  # type: ignore[list-item]
+        via = f"SIP/2.0/{scheme.upper()} df7jal23ls0d.invalid;branch=z9hG4bKw1"
+        await ws.send(_options(via).decode())
         reply = await asyncio.wait_for(ws.recv(), 2)
         assert isinstance(reply, str) and reply.startswith("SIP/2.0 200")
-    assert endpoint.requests[0].source.transport == "ws"
+    assert endpoint.requests[0].source.transport == scheme
     # RFC 7118 §4.1: no "sip" subprotocol, no SIP: the handshake is refused (HTTP 400).
     with pytest.raises(InvalidStatus, match="400"):
-        async with connect(url):
+        async with connect(url, ssl=client_ctx):
             pass
     assert len(endpoint.requests) == 1
 

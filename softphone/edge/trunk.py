@@ -20,6 +20,14 @@ Routing (used by the B2BUA):
   whose ``did`` is the Request-URI user (or whose ``trunk_user`` is, as a provider sends to the
   Contact we registered), else whose ``did`` is the To user.
 
+Limits: the trunk host is resolved once at start (A/AAAA, first address; no RFC 3263
+NAPTR/SRV), and trusting the source address is only as good as the network path: over UDP it
+can be spoofed, so an exposed edge should admit the provider's address alone on its SIP port.
+
+Why not the UA's ``Registration`` (``softphone.sip.ua``): that one belongs to a UserAgent owning
+its transport layer; here one SipCore is shared by every user and every call, so the trunk
+drives its REGISTER transactions on that core itself (digest from ``softphone.sip.auth``).
+
 The class is driven like the rest of the edge: the SIP core's ``send_request`` for output,
 :meth:`Trunk.on_response` / :meth:`Trunk.on_failure` for the core's events on our
 transactions (the B2BUA hands them over), and an injected ``schedule(delay, callback)``

@@ -3,14 +3,16 @@ resampler, each beside the same work done by audioop / numpy and beside memcpy o
 bytes (the physical floor), all measured in this one run (PERF-ANCHORS 2.2-2.4, 2.7; goals
 C1, M1, M2, H1).
 
-How it is measured: ``time.perf_counter_ns`` around a loop of K calls (K sized for ~0.3 ms
-windows), best of R windows, with the garbage collector off. "ours" is the call a media path makes from Python, with the
-long-lived cffi pointers the wrappers keep (the crossing is included). memcpy is C's memcpy
+How it is measured: ``time.perf_counter_ns`` around a loop of K calls (K sized for ~0.2 ms
+windows), best of R windows, with the garbage collector off; the windows of figures that
+are compared (ours, the reference, memcpy) are interleaved, so a busy shared machine slows
+them alike. "ours" is the call a media path makes from Python, with the long-lived cffi
+pointers the wrappers keep (the crossing is included). memcpy is C's memcpy
 of the operation's input bytes, looped inside C (``sp_memcpy_bench``, one crossing for the
 whole loop), on the same hot buffers. Frames cycle through one second of varied signal, so
 branch predictors cannot learn one frame (audioop's encoder is a segment search).
 
-usage: python bench/native.py [--repeats 61] [--quick]
+usage: python bench/native.py [--repeats 101] [--quick]
 """
 
 from __future__ import annotations
@@ -51,36 +53,48 @@ try:
 except ImportError:
     JitterBuffer = None  # type: ignore[assignment,misc]
 
-REPEATS = 61
-WINDOW_NS = 300_000  # one timed window; short, so a 2-core box shared with others still
+REPEATS = 101
+WINDOW_NS = 200_000  # one timed window; short, so a 2-core box shared with others still
                        # yields some undisturbed windows for the best-of
 
 
-def best_ns(run: Callable[[int], object], calls_hint: int = 100) -> float:
-    """Best-of-REPEATS mean ns per call. ``run(k)`` makes k calls in its own loop; k is
-    calibrated so one window lasts about WINDOW_NS."""
-    run(calls_hint)
-    t0 = time.perf_counter_ns()
-    run(calls_hint)
-    per_call = max((time.perf_counter_ns() - t0) / calls_hint, 1.0)
-    k = max(3, int(WINDOW_NS / per_call))
-    best = math.inf
+def measure(*runs: Callable[[int], object], calls_hint: int = 100) -> list[float]:
+    """Best-of-REPEATS mean ns per call for each ``run(k)`` (which makes k calls in its own
+    loop; k is calibrated so one window lasts about WINDOW_NS). The runs' windows are
+    interleaved, so figures that are compared are sampled over the same stretch of time."""
+    ks = []
+    for run in runs:
+        run(calls_hint)
+        t0 = time.perf_counter_ns()
+        run(calls_hint)
+        per_call = max((time.perf_counter_ns() - t0) / calls_hint, 1.0)
+        ks.append(max(3, int(WINDOW_NS / per_call)))
+    best = [math.inf] * len(runs)
     gc.disable()
     try:
         for _ in range(REPEATS):
-            t0 = time.perf_counter_ns()
-            run(k)
-            best = min(best, (time.perf_counter_ns() - t0) / k)
+            for i, (run, k) in enumerate(zip(runs, ks, strict=True)):
+                t0 = time.perf_counter_ns()
+                run(k)
+                best[i] = min(best[i], (time.perf_counter_ns() - t0) / k)
     finally:
         gc.enable()
     return best
 
 
-def memcpy_ns(nbytes: int) -> float:
+def best_ns(run: Callable[[int], object], calls_hint: int = 100) -> float:
+    return measure(run, calls_hint=calls_hint)[0]
+
+
+def memcpy_run(nbytes: int) -> Callable[[int], object]:
     """C memcpy of nbytes, looped inside C (one crossing per window)."""
     src = ffi.new("char[]", nbytes)
     dst = ffi.new("char[]", nbytes)
-    return best_ns(lambda k: lib.sp_memcpy_bench(dst, src, nbytes, k), 1000)
+    return lambda k: lib.sp_memcpy_bench(dst, src, nbytes, k)
+
+
+def memcpy_ns(nbytes: int) -> float:
+    return best_ns(memcpy_run(nbytes), 1000)
 
 
 def over(items: list[Any], k: int) -> Iterator[Any]:
@@ -171,9 +185,10 @@ def bench_g711(rows: list[Row]) -> dict[str, float]:
             for c in over(src_codes, k):
                 f(c, out_pcm)
 
-        ours_into, ours_bytes, ours_dec = best_ns(r_into), best_ns(r_bytes), best_ns(r_dec)
         ref_enc = ref_dec = None
-        if audioop is not None:
+        if audioop is None:
+            ours_into, ours_bytes, ours_dec = measure(r_into, r_bytes, r_dec)
+        else:
             lin2 = audioop.lin2alaw if law == "alaw" else audioop.lin2ulaw
             to_lin = audioop.alaw2lin if law == "alaw" else audioop.ulaw2lin
 
@@ -185,7 +200,8 @@ def bench_g711(rows: list[Row]) -> dict[str, float]:
                 for c in over(frames_codes, k):
                     f(c, 2)
 
-            ref_enc, ref_dec = best_ns(r_ref_enc), best_ns(r_ref_dec)
+            ours_into, ours_bytes, ours_dec, ref_enc, ref_dec = measure(
+                r_into, r_bytes, r_dec, r_ref_enc, r_ref_dec)
         name = "A-law" if law == "alaw" else "mu-law"
         rows.append(Row(f"G.711 {name} encode_into, 160 samples", ours_into,
                         f"audioop.lin2{law[0]}law", ref_enc, mc_pcm))
@@ -203,16 +219,17 @@ def bench_g711(rows: list[Row]) -> dict[str, float]:
         for _ in repeat(None, k):
             g711.alaw_encode_into(pcm_c, big_out)
 
-    ours_s = best_ns(r_second, 10)
     ref_s = None
-    if audioop is not None:
+    if audioop is None:
+        ours_s = best_ns(r_second, 10)
+    else:
         lin2a = audioop.lin2alaw
 
         def r_ref_second(k: int) -> None:
             for _ in repeat(None, k):
                 lin2a(whole, 2)
 
-        ref_s = best_ns(r_ref_second, 5)
+        ours_s, ref_s = measure(r_second, r_ref_second, calls_hint=10)
     rows.append(Row("G.711 A-law encode_into, 1 s (8,000)", ours_s, "audioop.lin2alaw", ref_s,
                     memcpy_ns(sig.size * 2)))
     out["alaw_enc_second"] = ours_s
@@ -251,13 +268,13 @@ def bench_mixer(rows: list[Row]) -> dict[str, float]:
                 for _ in repeat(None, k):
                     np.clip(ins.sum(axis=0, dtype=np.int32), -32768, 32767).astype(np.int16)
 
-            ours, ref, mc = best_ns(r_mix), best_ns(r_np_mix), memcpy_ns(n * ns * 2)
+            ours, ref, mc = measure(r_mix, r_np_mix, memcpy_run(n * ns * 2))
             rows.append(Row(f"mix-minus + record, N={n}, {rate // 1000} kHz", ours,
                             "numpy clip(sum-own)", ref, mc))
             out[f"mix_{n}_{rate}"], out[f"mix_{n}_{rate}_ref"] = ours, ref
             out[f"mix_{n}_{rate}_memcpy"] = mc
             if n in (2, 32):
-                rec, rec_ref = best_ns(r_rec), best_ns(r_np_rec)
+                rec, rec_ref = measure(r_rec, r_np_rec)
                 rows.append(Row(f"record mix only, N={n}, {rate // 1000} kHz", rec,
                                 "numpy clip(sum)", rec_ref, mc))
                 out[f"rec_{n}_{rate}"], out[f"rec_{n}_{rate}_ref"] = rec, rec_ref
@@ -362,16 +379,17 @@ def bench_resampler(rows: list[Row]) -> dict[str, float]:
             for x in over(srcs, k):
                 f(x, dst)
 
-        ours = best_ns(r_ours)
         ref = None
-        if audioop is not None:
+        if audioop is None:
+            ours = best_ns(r_ours)
+        else:
             def r_ref(k: int, a: int = a, b: int = b, frames_b: list[bytes] = frames_b,
                       ratecv: Any = audioop.ratecv) -> None:
                 st = None
                 for x in over(frames_b, k):
                     _, st = ratecv(x, 2, 1, a, b, st)
 
-            ref = best_ns(r_ref)
+            ours, ref = measure(r_ours, r_ref)
         rows.append(Row(f"resample {a // 1000}k -> {b // 1000}k, 20 ms", ours,
                         "audioop.ratecv (linear)", ref, memcpy_ns(n_in * 2)))
         out[f"rs_{a}_{b}"] = ours

@@ -46,19 +46,22 @@ def write_config(path: Path, *, expires: int = 3600, t1_ms: int = 500) -> Path:
     return path
 
 
-def start_edge(tmp_path: Path, edge_port: int, trunk_port: int, **kw: Any) -> EdgeProcess:
+def start_edge(tmp_path: Path, edge_port: int, trunk_port: int, *, transport: str = "udp",
+               **kw: Any) -> EdgeProcess:
     cfg = write_config(tmp_path / "edge.toml", **kw)
+    uri = f"sip:127.0.0.1:{trunk_port}" + ("" if transport == "udp" else f";transport={transport}")
     return EdgeProcess(tmp_path / "edge", edge_port, RTP,
-                       extra=["--config", str(cfg), "--trunk", f"sip:127.0.0.1:{trunk_port}"]
-                       ).start()
+                       extra=["--config", str(cfg), "--trunk", uri]).start()
 
 
-def registrar(sipp: Any, lab: Any, trunk_port: int, scenario: str, exp: int) -> Any:
+def registrar(sipp: Any, lab: Any, trunk_port: int, scenario: str, exp: int,
+              transport: str = "udp") -> Any:
     reg = sipp.start("provider_reg", ["-sf", str(lab.scenarios / scenario), "-i", "127.0.0.1",
                                       "-p", str(trunk_port), "-set", "exp", str(exp),
-                                      "-set", "realm", REALM, "-m", "2"],
-                     trace_logs=True, wall=40)
-    lab.wait_udp_listening(trunk_port)
+                                      "-set", "realm", REALM, "-m", "2",
+                                      "-t", "t1" if transport == "tcp" else "u1"],
+                     trace_logs=True, trace_msg=True, wall=40)
+    lab.wait_udp_listening(trunk_port, transport=transport)
     return reg
 
 
@@ -156,6 +159,23 @@ def test_each_user_registers_upstream_with_its_own_account(tmp_path: Path, lab: 
         assert "up-" not in (tmp_path / "edge" / "status.json").read_text()
     finally:
         edge.stop()
+
+
+@pytest.mark.timeout(90)
+def test_registration_over_tcp(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    edge_port, trunk_port = lab.take_ports(2)
+    reg = registrar(sipp, lab, trunk_port, "trunk_registrar_once.xml", exp=3600,
+                    transport="tcp")
+    edge = start_edge(tmp_path, edge_port, trunk_port, transport="tcp")
+    try:
+        assert reg.wait(20) == 0, reg.errors() + edge.log()
+        assert wait_for(lambda: all(r.get("state") == "registered"
+                                    for r in trunk_status(edge).values()), 5), edge.status()
+    finally:
+        edge.stop()
+    msgs = reg.messages()
+    # the REGISTERs came over TCP, with a Contact that says so
+    assert "SIP/2.0/TCP" in msgs and f"@127.0.0.1:{edge_port};transport=tcp>" in msgs, msgs
 
 
 def registered(sipp: Any, lab: Any, tmp_path: Path, edge_port: int,

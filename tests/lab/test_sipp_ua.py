@@ -257,12 +257,14 @@ async def test_fuzzed_udp_listener_still_answers_options(sipp: Any, lab: Any) ->
         junk = _mutants(rng, 600)
         for i, data in enumerate(junk):
             sock.sendto(data, ("127.0.0.1", ua_port))
-            if i % 50 == 0:
-                await asyncio.sleep(0.01)  # let the listener drain its queue
+            if i % 10 == 9:
+                # Paced, so the kernel does not drop them from a full receive buffer while
+                # a busy machine keeps the listener off the CPU: the listener must see them.
+                await asyncio.sleep(0.005)
         await asyncio.sleep(0.3)
         sock.close()
         assert ua.transport.stats.core_errors == 0
-        assert ua.transport.stats.datagrams_in >= 500
+        assert ua.transport.stats.datagrams_in >= 0.9 * len(junk)
         assert ua.core is not None and ua.core.stats["parse_errors"] > 0
         # The listener is alive and answers a real peer.
         peer = sipp.start("options_after_fuzz", [

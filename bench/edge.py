@@ -26,7 +26,8 @@ Everything is on 127.0.0.1, every process is started and stopped by its PID, eve
 bounded. Pinning as the shared harness: system under test on CPU 0, load on CPU 1.
 
 usage: python bench/edge.py [--quick] [--only signalling,media,transcode]
-       python bench/edge.py serve MODE LOOP NCALLS FIRST LAST SECS PORTFILE   (internal)
+       python bench/edge.py serve MODE LOOP NCALLS FIRST LAST SECS PORTFILE CALLER CALLEE
+       (internal: the media driver; CALLER/CALLEE are the load generator's first phone ports)
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ LAB_SCENARIOS = ROOT / "tests" / "lab" / "scenarios"
 LOADGEN_SRC = HERE / "rtp_loadgen.c"
 WORK = Path(tempfile.gettempdir()) / f"softphone-bench-edge-{os.getpid()}"
 LOADGEN = WORK / "rtp_loadgen"
-CALLER_BASE, CALLEE_BASE = 34000, 36000  # the load generator's phones (media_bridge.py: 30000)
 TCK = os.sysconf("SC_CLK_TCK")
 CPU_LIMIT = 85.0
 CALLERS = 300  # bench users 3000-3299 place the calls, 4 channels each
@@ -126,12 +126,35 @@ def free_ports(n: int) -> list[int]:
     return out
 
 
-def free_block(n: int, lo: int = 17000, hi: int = 17999) -> int:
-    """The first of ``n`` consecutive free ports (sipp's -mp takes mp..mp+3)."""
-    for first in range(lo, hi - n, n):
-        if all(port_free(p) for p in range(first, first + n)):
+def free_block(n: int, lo: int = 17000, hi: int = 17999, udp_only: bool = False,
+               after: int = 0) -> int:
+    """The first of ``n`` consecutive free ports (sipp's -mp takes mp..mp+3; the load
+    generator's phones take N each), at or above ``after``."""
+    step = max(n, 4)
+    for first in range(max(lo, after), hi - n, step):
+        if all(udp_free(p) if udp_only else port_free(p) for p in range(first, first + n)):
             return first
     raise RuntimeError(f"no {n} consecutive free ports in {lo}-{hi}")
+
+
+def udp_free(port: int) -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def phone_bases(ncalls: int) -> tuple[int, int]:
+    """Where the load generator's phones go: two free blocks of 2 x ``ncalls`` UDP ports above
+    the RTP range (other benchmarks and sipp's media sockets live on this host too). Phone i
+    is at base + 2i: its RTCP port (+1), where the edge sends reports, stays unbound."""
+    caller = free_block(2 * ncalls, 34000, 60000, udp_only=True)
+    callee = free_block(2 * ncalls, 34000, 60000, udp_only=True, after=caller + 2 * ncalls)
+    return caller, callee
 
 
 # ---------------------------------------------------------------------------- signalling
@@ -427,7 +450,7 @@ def print_signalling(rows: list[dict[str, Any]], secs: float) -> None:
 # ---------------------------------------------------------------------------- media: server
 
 async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
-                portfile: str) -> None:
+                portfile: str, caller_base: int, callee_base: int) -> None:
     """Build ``ncalls`` calls of ``mode`` from the product's classes, write their ports, wait."""
     from softphone.codecs.offer_answer import answer_offer, build_offer
     from softphone.codecs.registry import OPUS, PCMA, Codec
@@ -463,8 +486,8 @@ async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
             pa, pb = alloc.allocate(f"bare-{i}/a"), alloc.allocate(f"bare-{i}/b")
             ta, fa = await loop.create_datagram_endpoint(Forward, sock=pa.rtp_sock)
             tb, fb = await loop.create_datagram_endpoint(Forward, sock=pb.rtp_sock)
-            fa.out, fa.dest = tb, ("127.0.0.1", CALLEE_BASE + i)
-            fb.out, fb.dest = ta, ("127.0.0.1", CALLER_BASE + i)
+            fa.out, fa.dest = tb, ("127.0.0.1", callee_base + 2 * i)
+            fb.out, fb.dest = ta, ("127.0.0.1", caller_base + 2 * i)
             keep += [ta, tb, pa, pb]
             ports.append((pa.rtp, pb.rtp))
     else:
@@ -474,7 +497,8 @@ async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
             call = CallMedia(f"bench-{i}", alloc, sched, bridge_rate=ms.bridge_rate,
                              jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
                              rtp_timeout=ms.rtp_timeout)
-            for leg, phone, codec in (("a", CALLER_BASE + i, codec_a), ("b", CALLEE_BASE + i, PCMA)):
+            for leg, phone, codec in (("a", caller_base + 2 * i, codec_a),
+                                      ("b", callee_base + 2 * i, PCMA)):
                 pair = call.reserve(leg)
                 offer = build_offer(address="127.0.0.1", port=phone, order=[codec])
                 await call.attach(leg, answer_offer(offer, address="127.0.0.1", port=pair.rtp,
@@ -504,8 +528,8 @@ async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
 
 
 def serve_main(argv: list[str]) -> None:
-    mode, loop_kind, n, first, last, secs, portfile = argv
-    coro = serve(mode, int(n), int(first), int(last), float(secs), portfile)
+    mode, loop_kind, n, first, last, secs, portfile, cb, eb = argv
+    coro = serve(mode, int(n), int(first), int(last), float(secs), portfile, int(cb), int(eb))
     if loop_kind == "uvloop":
         import uvloop
 
@@ -561,10 +585,12 @@ def run_media(mode: str, loop_kind: str, ncalls: int, secs: float, first: int,
               last: int) -> dict[str, Any]:
     portfile = WORK / f"ports-{mode}-{loop_kind}-{ncalls}.txt"
     server_out = WORK / f"serve-{mode}-{loop_kind}-{ncalls}.out"
+    caller_base, callee_base = phone_bases(ncalls)
     with server_out.open("w") as out:
         server = subprocess.Popen(
             ["taskset", "-c", "0", sys.executable, __file__, "serve", mode, loop_kind,
-             str(ncalls), str(first), str(last), str(secs + 2), str(portfile)],
+             str(ncalls), str(first), str(last), str(secs + 2), str(portfile),
+             str(caller_base), str(callee_base)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True)
     _procs.append(server)
     try:
@@ -582,7 +608,7 @@ def run_media(mode: str, loop_kind: str, ncalls: int, secs: float, first: int,
         w0 = runq_wait_s(server.pid)
         c0, t0 = cpu_ticks(server.pid), time.perf_counter()
         lg = subprocess.run(["taskset", "-c", "1", str(LOADGEN), "-p",
-                             f"{CALLER_BASE}:{CALLEE_BASE}", str(100 * ncalls), str(secs),
+                             f"{caller_base}:{callee_base}:2", str(100 * ncalls), str(secs),
                              where, *specs], capture_output=True, text=True, timeout=secs + 30)
         c1, t1 = cpu_ticks(server.pid), time.perf_counter()
         w1 = runq_wait_s(server.pid)

@@ -20,9 +20,10 @@
  * "marker" latency = jitter buffer + tick alignment + processing.
  *
  * Call i: caller_i (127.0.0.1:30000+i) sends to the edge's a port, callee_i (32000+i) to b;
- * -p CALLER_BASE:CALLEE_BASE moves the phones (two benchmarks on one host).
+ * -p CALLER_BASE:CALLEE_BASE[:STRIDE] moves the phones (two benchmarks on one host); STRIDE 2
+ * leaves each phone's RTCP port (RTP + 1, where the edge sends its reports) unbound.
  *
- * usage: rtp_loadgen [-p CB:EB] <total_pps> <seconds> <layout|portfile> [pkt_bytes] [a_spec] [b_spec]
+ * usage: rtp_loadgen [-p CB:EB[:STRIDE]] <total_pps> <seconds> <layout|portfile> [pkt_bytes] [a_spec] [b_spec]
  *   total_pps counts both directions (a G.711 call offers 100 pps to the edge).
  *   spec = PT:TS_STEP[:FRAMEFILE]   default 8:160 (PCMA, 20 ms at 8 kHz)
  * Build: gcc -O2 -o rtp_loadgen rtp_loadgen.c
@@ -113,10 +114,10 @@ static void pcts(const uint32_t *h, uint64_t n, uint64_t *p50, uint64_t *p99) {
 }
 
 int main(int argc, char **argv) {
-    int caller_base = 30000, callee_base = 32000;
+    int caller_base = 30000, callee_base = 32000, pstride = 1;
     if (argc > 2 && strcmp(argv[1], "-p") == 0) {
-        if (sscanf(argv[2], "%d:%d", &caller_base, &callee_base) != 2) {
-            fprintf(stderr, "-p CALLER_BASE:CALLEE_BASE\n"); return 2;
+        if (sscanf(argv[2], "%d:%d:%d", &caller_base, &callee_base, &pstride) < 2 || pstride < 1) {
+            fprintf(stderr, "-p CALLER_BASE:CALLEE_BASE[:STRIDE]\n"); return 2;
         }
         argc -= 2; argv += 2;
     }
@@ -154,8 +155,8 @@ int main(int argc, char **argv) {
     uint64_t *mark_t = calloc(nsock, sizeof *mark_t);
     struct sockaddr_in *dst = calloc(nsock, sizeof *dst);
     for (int i = 0; i < ncalls; i++) {
-        fd[2 * i] = mksock(caller_base + i);
-        fd[2 * i + 1] = mksock(callee_base + i);
+        fd[2 * i] = mksock(caller_base + pstride * i);
+        fd[2 * i + 1] = mksock(callee_base + pstride * i);
         for (int j = 0; j < 2; j++) {
             dst[2 * i + j].sin_family = AF_INET;
             dst[2 * i + j].sin_addr.s_addr = htonl(INADDR_LOOPBACK);

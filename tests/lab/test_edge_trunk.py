@@ -28,7 +28,7 @@ from softphone.media.tone import tone_power_ratio
 
 pytestmark = pytest.mark.lab
 
-RTP = (20000, 20999)
+RTP = (21000, 21999)  # inside the product range, clear of the UA tests that start at 20000
 REALM = "provider.lab"
 ACCOUNTS = {"1001": ("33100001001", "+33123450001"), "1002": ("33100001002", "+33123450002")}
 NUMBER = "+33123456789"

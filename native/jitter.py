@@ -21,7 +21,7 @@ Algorithm (mirrored in tests/native/jitter_reference.py):
   follows it (RFC 3550 A.1 probation): then the stream restarts. A new SSRC or a jump of
   more than 1 s in transit time (sender timestamp discontinuity) flushes and restarts.
 * Delay estimate: transit = arrival - timestamp (ms) of every received packet goes into a
-  sliding window of the last 512 packets (a 1 ms histogram). The target playout offset is
+  sliding window of the last 1024 packets (a 1 ms histogram). The target playout offset is
   the window's 0.99 quantile; its distance above the window's fastest packet is the
   relative target delay, clamped to [min_delay_ms, max_delay_ms] (at least 60 ms during
   the first 50 packets). NetEq uses the 0.95 quantile plus time stretching; without time
@@ -30,7 +30,9 @@ Algorithm (mirrored in tests/native/jitter_reference.py):
   a packet is on time iff its transit <= O. A talkspurt start (marker after a timestamp
   gap) or a restart after an underrun waits until O >= target, so the delay adapts in
   silence. Inside a talkspurt at most one correction per 5 ticks: hold (CONCEAL without
-  advancing) when O < target, drop one frame when O >= target + one frame. Sender clock
+  advancing) when O < target - a quarter frame, drop one frame when O >= target + one frame
+  (O moves on the tick grid in whole frames; the quarter-frame tolerance buys lower delay for
+  few late packets, see bench/jitter_quality.py). Sender clock
   drift (+-100 ppm) moves transit slowly; the window follows and an occasional hold/drop
   (``frames_held``/``frames_dropped``) keeps the buffer from growing or starving.
 * Statistics: RFC 3550 A.3 loss (expected - received) and A.8 interarrival jitter.
@@ -177,7 +179,7 @@ class JitterBuffer:
         else:
             try:
                 dst = ffi.from_buffer(out, require_writable=True)
-            except TypeError as exc:
+            except (TypeError, BufferError) as exc:
                 raise JitterError(f"out must be a writable buffer: {exc}") from None
             cap = len(dst)
         if cap < self.max_payload:

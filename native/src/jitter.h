@@ -13,7 +13,7 @@
  * discontinuity), flushes the buffer and restarts the stream (counted in `resyncs`).
  *
  * Playout delay (NetEq-like): every received packet contributes its transit time
- * (arrival - timestamp, in ms) to a sliding window of the last 512 packets, kept as a
+ * (arrival - timestamp, in ms) to a sliding window of the last 1024 packets, kept as a
  * 1 ms histogram. The target playout offset is the 0.99 quantile of that window; its
  * distance from the window's fastest packet (the relative arrival delay) is clamped to
  * [min_delay_ms, max_delay_ms] and reported as target_delay_ms. The 0.99 quantile (NetEq
@@ -24,9 +24,11 @@
  * playout offset O = now - T (ms); a packet is on time iff its transit <= O. At a talkspurt
  * start (marker after a timestamp gap) or after an underrun the first frame waits until
  * O >= target, so the delay adapts in silence. Within a talkspurt the offset is corrected
- * by one frame at most every 5 ticks: hold (emit CONCEAL without advancing) when O < target,
- * drop a frame when O >= target + 1 frame. This also absorbs sender clock drift (+-100 ppm
- * moves transit by 0.1 ms/s; the window follows and an occasional hold/drop corrects).
+ * by one frame at most every 5 ticks: hold (emit CONCEAL without advancing) when
+ * O < target - a quarter frame, drop a frame when O >= target + 1 frame (the tick grid
+ * moves O in whole frames; the quarter-frame tolerance lowers the mean delay for few late
+ * packets). This also absorbs sender clock drift: +-100 ppm moves transit by 0.1 ms/s, the
+ * window follows and an occasional hold/drop corrects the offset.
  *
  * Statistics follow RFC 3550: lost = expected - received (A.3), interarrival jitter with
  * the integer estimator of A.8 (in timestamp units, scaled by 16).

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-WINDOW = 512
+WINDOW = 1024
 HIST_SPAN = 4096
 QUANTILE_PM = 990
 WARMUP = 50
@@ -243,7 +243,7 @@ class ReferenceJitterBuffer:
         self.current_delay_ms = (offset - lo_us) / 1000.0
         self.since_adjust += 1
         if self.since_adjust > ADJUST_GAP:
-            if offset < tgt:
+            if offset < tgt - self.frame_us // 4:
                 self.since_adjust = 0
                 c["frames_held"] += 1
                 c["frames_concealed"] += 1

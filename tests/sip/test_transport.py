@@ -241,7 +241,7 @@ async def test_outgoing_udp_request_is_retransmitted_by_the_timer(endpoint: Endp
     endpoint.layer.flush()
     times = []
     try:
-        async with asyncio.timeout(1.8):
+        async with asyncio.timeout(2.5):
             while len(times) < 3:
                 await loop.sock_recv(sink, 65535)
                 times.append(time.monotonic())
@@ -251,8 +251,9 @@ async def test_outgoing_udp_request_is_retransmitted_by_the_timer(endpoint: Endp
         sink.close()
     # Timer E with T1 = 0.5 s: sent at 0, 0.5 and 1.5 s.
     assert len(times) == 3, times
-    assert 0.35 < times[1] - times[0] < 0.8
-    assert 0.8 < times[2] - times[1] < 1.3
+    # (generous bounds: the machine may be busy; the doubling is what matters)
+    assert 0.3 < times[1] - times[0] < 0.9
+    assert 0.75 < times[2] - times[1] < 1.5
     assert local["udp"].port != port
 
 
@@ -313,19 +314,19 @@ async def test_outgoing_connection_sends_crlf_pings() -> None:
 
 
 async def test_idle_inbound_connection_is_closed() -> None:
-    layer = TransportLayer(idle_timeout=0.4)
+    layer = TransportLayer(idle_timeout=1.0)
     local = await layer.start([ListenSpec("tcp", "127.0.0.1", 0)])
     layer.attach(SipCore(local=local), lambda ev: None)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", local["tcp"].port)
         # Pings count as traffic: the connection survives while they flow...
-        for _ in range(4):
+        for _ in range(6):
             writer.write(b"\r\n\r\n")
             assert await asyncio.wait_for(reader.readexactly(2), 1) == b"\r\n"
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.25)
         assert layer.connection_count() == 1
         # ...and is closed once silent for longer than the idle timeout.
-        assert await asyncio.wait_for(reader.read(10), 2) == b""
+        assert await asyncio.wait_for(reader.read(10), 3) == b""
         assert layer.stats.idle_closed == 1 and layer.connection_count() == 0
         writer.close()
     finally:

@@ -6,7 +6,6 @@ import math
 import random
 
 import pytest
-
 from softphone.native.jitter import GetResult, JitterBuffer, JitterError, PutResult
 
 FRAME = 160

@@ -19,7 +19,6 @@ from types import ModuleType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from softphone.native.jitter import STAT_FIELDS, JitterBuffer
 
 
@@ -108,7 +107,7 @@ def replay(puts: list[Put], *, clock_rate: int, frame: int, capacity: int, min_d
             events.append((t, 1, None))
             t += frame_ms
     events.sort(key=lambda e: (e[0], e[1]))
-    for step, (at, kind, p) in enumerate(events):
+    for step, (at, _kind, p) in enumerate(events):
         if p is not None:
             got = c.put(p.seq, p.ts, p.ssrc, p.marker, p.payload, at)
             want = py.put(p.seq, p.ts, p.ssrc, p.marker, p.payload, at)

@@ -255,7 +255,7 @@ void sp_jb_reset(sp_jb *jb) {
 
 int sp_jb_put(sp_jb *jb, uint16_t seq, uint32_t timestamp, uint32_t ssrc, int marker,
               const uint8_t *payload, size_t len, double arrival_ms) {
-    if (!jb || !isfinite(arrival_ms) || fabs(arrival_ms) > 1e12) return SP_JB_ERR_ARG;
+    if (!jb || !isfinite(arrival_ms) || fabs(arrival_ms) > 1e10) return SP_JB_ERR_ARG;
     if (len > (size_t)jb->max_payload) {
         jb->st.oversize++;
         return SP_JB_PUT_OVERSIZE;
@@ -381,7 +381,7 @@ static int emit(sp_jb *jb, jb_slot *h, uint8_t *out, size_t *out_len) {
 
 int sp_jb_get(sp_jb *jb, double now_ms, uint8_t *out, size_t out_cap, size_t *out_len) {
     if (!jb || !out || !out_len || out_cap < (size_t)jb->max_payload || !isfinite(now_ms) ||
-        fabs(now_ms) > 1e12)
+        fabs(now_ms) > 1e10)
         return SP_JB_ERR_ARG;
     *out_len = 0;
     if (!jb->have_stream) return SP_JB_EMPTY;

@@ -40,6 +40,7 @@ from softphone.policy.facts import Account, User
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
+from softphone.sip.ratelimit import RequestRateLimiter
 from softphone.sip.transport import ListenSpec, TransportLayer
 
 log = logging.getLogger("softphone.edge")
@@ -107,6 +108,7 @@ class Edge:
             "transactions": len(self.core.transactions),
             "calls": dict(self.b2bua.stats),
             "sip": dict(self.core.stats),
+            "rate_limited": self.transport.stats.rate_limited,
             "trunk": self.b2bua.trunk.status() if self.b2bua.trunk is not None else None,
         }
 
@@ -202,7 +204,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
 
         cert, key = ensure_demo_cert(cfg.data_dir, hosts=(*DEMO_HOSTS, cfg.bind))
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
-    transport = TransportLayer()
+    limiter = (RequestRateLimiter(cfg.flood_rate, cfg.flood_burst) if cfg.flood_rate else None)
+    transport = TransportLayer(admit=limiter.allow_packet if limiter is not None else None)
     await transport.start(specs)
     core = SipCore(local=transport.local, t1=cfg.t1, user_agent=cfg.user_agent)
     allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind)

@@ -36,6 +36,8 @@ class EdgeConfig:
     domain: str = "127.0.0.1"
     realm: str = "softphone"
     digest_algorithms: tuple[str, ...] = ("MD5",)
+    flood_rate: int = 200           # requests per second per source address; 0 = no limit
+    flood_burst: int = 400
     t1: float = 0.5
     user_agent: str = "softphone-edge/0.1"
     media_bind: str = "127.0.0.1"
@@ -106,6 +108,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                                      "account", "users"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
+        "flood_rate_per_s", "flood_burst",
         "user_agent"))
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
@@ -190,6 +193,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         domain=sip.text("domain", "127.0.0.1"),
         realm=sip.text("realm", "softphone"),
         digest_algorithms=tuple(a.upper() for a in algorithms),
+        flood_rate=sip.integer("flood_rate_per_s", 200, lo=0, hi=1_000_000),
+        flood_burst=sip.integer("flood_burst", 400, lo=1, hi=1_000_000),
         t1=sip.integer("t1_ms", 500, lo=50, hi=10000) / 1000.0,
         user_agent=sip.text("user_agent", "softphone-edge/0.1"),
         media_bind=_check_ip(media, "bind", media.text("bind", "127.0.0.1")),

@@ -116,6 +116,7 @@ class TransportStats:
     framing_errors: int = 0
     send_errors: int = 0
     idle_closed: int = 0
+    rate_limited: int = 0         # requests the flood guard refused
 
 
 def _is_ip(host: str) -> bool:
@@ -209,8 +210,12 @@ class TransportLayer:
 
     def __init__(self, *, connect_timeout: float = 5.0, client_ssl: ssl.SSLContext | None = None,
                  keepalive_interval: float | None = None, max_connections: int = 1024,
-                 idle_timeout: float | None = 900.0) -> None:
+                 idle_timeout: float | None = 900.0,
+                 admit: Callable[[bytes, str, float], bool] | None = None) -> None:
         self.connect_timeout = connect_timeout
+        # A flood guard (e.g. RequestRateLimiter.allow_packet): a message it refuses is dropped
+        # before the core parses it, so a scanner costs a dict lookup, not a transaction.
+        self.admit = admit
         # Inbound TCP/TLS connections silent this long are closed (a phone that keeps its
         # flow alive pings far more often, RFC 5626 §4.4.1); WebSocket has its own pings.
         self.idle_timeout = idle_timeout
@@ -328,8 +333,12 @@ class TransportLayer:
         if core is None or self._closed:
             self.stats.discarded += 1
             return
+        now = self.loop.time()
+        if self.admit is not None and not self.admit(data, source.host, now):
+            self.stats.rate_limited += 1
+            return
         try:
-            core.receive(data, source, self.loop.time())
+            core.receive(data, source, now)
         except Exception:  # the core must never take the listener down
             self.stats.core_errors += 1
             self.stats.discarded += 1

@@ -68,3 +68,34 @@ def test_sipp_call_through_edge_relays_rtp_in_range(tmp_path: Path, lab: Any, si
     assert edge_ports and all(RTP[0] <= p <= RTP[1] for p in edge_ports), edge_ports
     calls = edge.calls()
     assert len(calls) == 1 and {leg["codec"] for leg in calls[0]["legs"]} == {"PCMA"}, calls
+
+
+@pytest.mark.timeout(90)
+def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    target = f"127.0.0.1:{edge_port}"
+    sc = lab.scenarios
+    try:
+        sipp.start("uas", ["-sf", str(sc / "edge_uas_answer.xml"), "-i", "127.0.0.1",
+                           "-p", str(uas_port), "-mi", "127.0.0.1"], wall=60)
+        lab.wait_udp_listening(uas_port)
+        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
+                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
+                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
+                                 "-m", "1", "-timeout_error"], wall=30)
+        assert reg.wait(30) == 0, reg.errors()
+        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac_hold.xml"), "-s", "1002",
+                                 "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001",
+                                 "-ap", "demo-1001", "-set", "user", "1001",
+                                 "-auth_uri", f"1002@{target}", "-m", "1", "-timeout_error"],
+                         trace_logs=True, wall=40)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+    finally:
+        edge.stop()
+    logs = uac.logs()
+    # RFC 3264 §6.1: an offer to send only is answered receive only; resuming gets sendrecv
+    assert "cseq 3 answer direction=recvonly" in logs, logs
+    assert "cseq 4 answer direction=sendrecv" in logs, logs
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["end_cause"] == "caller-bye", calls

@@ -99,3 +99,35 @@ def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> Non
     assert "cseq 4 answer direction=sendrecv" in logs, logs
     calls = edge.calls()
     assert len(calls) == 1 and calls[0]["end_cause"] == "caller-bye", calls
+
+
+@pytest.mark.timeout(90)
+def test_early_media_is_anchored_before_the_answer(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    target = f"127.0.0.1:{edge_port}"
+    sc = lab.scenarios
+    try:
+        sipp.start("uas", ["-sf", str(sc / "edge_uas_early.xml"), "-i", "127.0.0.1",
+                           "-p", str(uas_port), "-mi", "127.0.0.1"], wall=60)
+        lab.wait_udp_listening(uas_port)
+        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
+                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
+                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
+                                 "-m", "1", "-timeout_error"], wall=30)
+        assert reg.wait(30) == 0, reg.errors()
+        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac_quick.xml"), "-s", "1002",
+                                 "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001",
+                                 "-ap", "demo-1001", "-set", "user", "1001",
+                                 "-auth_uri", f"1002@{target}", "-m", "1", "-timeout_error"],
+                         trace_msg=True, wall=40)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+    finally:
+        edge.stop()
+    msgs = uac.messages()
+    early = msgs[msgs.index("SIP/2.0 183"):]
+    early = early[:early.index("SIP/2.0 200")]
+    # the caller got the edge's own SDP with the 183: media anchored on a port of the range
+    port = int(early.split("m=audio ", 1)[1].split()[0])
+    assert RTP[0] <= port <= RTP[1], early
+    assert len(edge.calls()) == 1 and edge.calls()[0]["status"] == 200

@@ -8,33 +8,16 @@ identical.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 
+import jitter_reference as ref  # beside this file; tests/native/conftest.py puts it on sys.path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from softphone.native.jitter import STAT_FIELDS, JitterBuffer
 
-
-def _load_reference() -> ModuleType:
-    name = "jitter_reference"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
 EXAMPLES = int(os.environ.get("SOFTPHONE_HYPOTHESIS_EXAMPLES", "300"))
 
 

@@ -109,7 +109,7 @@ def replay(puts: list[Put], *, clock_rate: int, frame: int, capacity: int, min_d
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
-    n=st.integers(1, 150),
+    n=st.integers(1, 400),
     profile=st.sampled_from([(8000, 160), (16000, 320), (48000, 960), (8000, 80)]),
     seq0=st.one_of(st.integers(65500, 65535), st.integers(0, 65535)),
     ts0=st.one_of(st.integers(2**32 - 5000, 2**32 - 1), st.integers(0, 2**32 - 1)),

@@ -35,17 +35,27 @@ ACTIONS = ("normal",) * 12 + ("drop", "dup", "oversize", "empty", "gap", "ssrc",
                               "tsjump", "spike")
 
 
+# Long traces keep one stream (no resync) so the 1024-packet window cycles; "step" moves the
+# path delay by 900 ms (below the 1 s resync threshold), which walks transit out of the
+# estimator's 4096 ms histogram and forces a rebase.
+LONG_ACTIONS = ("normal",) * 30 + ("drop", "dup", "gap", "step")
+
+
 def build_trace(rng: random.Random, n: int, *, clock_rate: int, frame: int, seq0: int,
-                ts0: int, drift_ppm: float, sigma_ms: float) -> list[Put]:
+                ts0: int, drift_ppm: float, sigma_ms: float,
+                actions: tuple[str, ...] = ACTIONS) -> list[Put]:
     """Packets of one (or, after 'ssrc', several) RTP streams with their arrival times."""
     frame_ms = frame * 1000 / clock_rate
     seq, ts, ssrc = seq0, ts0, rng.getrandbits(32)
     send = 1000.0 + rng.random() * 20
     puts: list[Put] = []
     marker = True
+    path = 0.0
     for i in range(n):
-        action = rng.choice(ACTIONS)
-        delay = 30 + abs(rng.gauss(0, sigma_ms))
+        action = rng.choice(actions)
+        if action == "step":
+            path = max(0.0, path + rng.choice((900.0, -900.0, 900.0)))
+        delay = 30 + path + abs(rng.gauss(0, sigma_ms))
         if action == "gap":
             skip = rng.randint(2, 40)
             ts = (ts + skip * frame) & 0xFFFFFFFF
@@ -135,7 +145,7 @@ def test_c_matches_reference_on_random_traces(seed: int, n: int, profile: tuple[
 def test_c_matches_reference_on_long_trace(seed: int) -> None:
     """Long enough to cycle the 512-packet delay window and move its histogram base."""
     rng = random.Random(seed)
-    puts = build_trace(rng, 1500, clock_rate=8000, frame=160, seq0=65000, ts0=2**32 - 160 * 700,
-                       drift_ppm=300.0, sigma_ms=25.0)
+    puts = build_trace(rng, 3000, clock_rate=8000, frame=160, seq0=65000, ts0=2**32 - 160 * 700,
+                       drift_ppm=300.0, sigma_ms=25.0, actions=LONG_ACTIONS)
     replay(puts, clock_rate=8000, frame=160, capacity=64, min_delay=20, max_delay=300,
            tick_phase=7.5)

@@ -94,6 +94,8 @@ class JitterStats:
 
 
 STAT_FIELDS: tuple[str, ...] = tuple(JitterStats.__dataclass_fields__)
+_PUT: tuple[PutResult, ...] = tuple(PutResult)  # rc -> member without an enum lookup
+_GET: tuple[GetResult, ...] = tuple(GetResult)
 
 _ARRIVAL_LIMIT_MS = 1e10  # the C side refuses larger clocks (integer overflow guard)
 
@@ -137,6 +139,9 @@ class JitterBuffer:
         self._out: Any = ffi.new("uint8_t[]", max_payload)
         self._out_len: Any = ffi.new("size_t *")
         self._stats: Any = ffi.new("sp_jb_stats *")
+        self._out_obj: Any = None  # last get_into() target and its cffi view
+        self._out_view: Any = None
+        self._out_cap = 0
         self.clock_rate = clock_rate
         self.frame_samples = frame_samples
         self.max_payload = max_payload
@@ -145,49 +150,67 @@ class JitterBuffer:
             payload: bytes | bytearray | memoryview, arrival_ms: float) -> PutResult:
         """Insert one received packet. Bad header fields raise JitterError; oversize,
         empty, duplicate, late and far-out packets are counted discards (see PutResult)."""
-        _check_uint("seq", seq, 16)
-        _check_uint("timestamp", timestamp, 32)
-        _check_uint("ssrc", ssrc, 32)
-        arrival = _check_time("arrival_ms", arrival_ms)
-        if not isinstance(payload, bytes | bytearray | memoryview):
-            raise JitterError(f"payload must be bytes-like, not {type(payload).__name__}")
-        n = payload.nbytes if isinstance(payload, memoryview) else len(payload)
-        if n > self.max_payload or n == 0:
-            # counted by the C side without touching the bytes
-            buf: Any = ffi.NULL
+        # Hot path: exact-type checks first, the descriptive checks only on failure.
+        if not (type(seq) is int and 0 <= seq <= 0xFFFF and type(timestamp) is int
+                and 0 <= timestamp <= 0xFFFFFFFF and type(ssrc) is int
+                and 0 <= ssrc <= 0xFFFFFFFF):
+            _check_uint("seq", seq, 16)
+            _check_uint("timestamp", timestamp, 32)
+            _check_uint("ssrc", ssrc, 32)
+        if not (type(arrival_ms) is float and -_ARRIVAL_LIMIT_MS <= arrival_ms <= _ARRIVAL_LIMIT_MS):
+            arrival_ms = _check_time("arrival_ms", arrival_ms)
+        if type(payload) is bytes:
+            n = len(payload)
+            buf: Any = payload if 0 < n <= self.max_payload else ffi.NULL
+        elif isinstance(payload, bytearray | memoryview):
+            n = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+            # out-of-range lengths are counted by the C side without touching the bytes
+            buf = ffi.from_buffer(payload) if 0 < n <= self.max_payload else ffi.NULL
         else:
-            buf = ffi.from_buffer(payload)
-        rc = lib.sp_jb_put(self._jb, seq, timestamp, ssrc, 1 if marker else 0, buf, n, arrival)
+            raise JitterError(f"payload must be bytes-like, not {type(payload).__name__}")
+        rc = lib.sp_jb_put(self._jb, seq, timestamp, ssrc, 1 if marker else 0, buf, n, arrival_ms)
         if rc < 0:
             raise JitterError("sp_jb_put rejected its arguments")
-        return PutResult(rc)
+        result: PutResult = _PUT[rc]
+        return result
 
     def get(self, now_ms: float) -> tuple[GetResult, bytes | None]:
         """The frame due at this tick: (FRAME, payload), (CONCEAL, None) or (EMPTY, None)."""
         result, n = self.get_into(now_ms, self._out)
         if result is GetResult.FRAME:
-            return result, bytes(ffi.buffer(self._out, n))
+            return result, ffi.buffer(self._out, n)[:]
         return result, None
 
     def get_into(self, now_ms: float, out: Any) -> tuple[GetResult, int]:
         """Zero-copy get: writes the payload into ``out`` (a writable buffer of at least
         max_payload bytes, or a cffi uint8_t array) and returns (result, nbytes)."""
-        now = _check_time("now_ms", now_ms)
+        if not (type(now_ms) is float and -_ARRIVAL_LIMIT_MS <= now_ms <= _ARRIVAL_LIMIT_MS):
+            now_ms = _check_time("now_ms", now_ms)
+        if out is self._out_obj:  # the same buffer as last time: reuse its cffi view
+            dst, cap = self._out_view, self._out_cap
+        else:
+            dst, cap = self._view(out)
+            self._out_obj, self._out_view, self._out_cap = out, dst, cap
+        rc = lib.sp_jb_get(self._jb, now_ms, dst, cap, self._out_len)
+        if rc < 0:
+            raise JitterError("sp_jb_get rejected its arguments")
+        return _GET[rc], self._out_len[0]
+
+    def _view(self, out: Any) -> tuple[Any, int]:
         if isinstance(out, ffi.CData):
-            dst = out
-            cap = ffi.sizeof(out)
+            kind = ffi.typeof(out)
+            if kind.kind != "array" or ffi.sizeof(kind.item) != 1:
+                raise JitterError(f"out must be a byte array, not {kind.cname}")
+            dst, cap = out, ffi.sizeof(out)
         else:
             try:
                 dst = ffi.from_buffer(out, require_writable=True)
             except (TypeError, BufferError) as exc:
                 raise JitterError(f"out must be a writable buffer: {exc}") from None
-            cap = len(dst)
+            cap = ffi.sizeof(dst)
         if cap < self.max_payload:
             raise JitterError(f"out holds {cap} bytes, needs max_payload={self.max_payload}")
-        rc = lib.sp_jb_get(self._jb, now, dst, cap, self._out_len)
-        if rc < 0:
-            raise JitterError("sp_jb_get rejected its arguments")
-        return GetResult(rc), int(self._out_len[0])
+        return dst, cap
 
     @property
     def stats(self) -> JitterStats:

@@ -301,3 +301,18 @@ def test_ring_overflow_and_reset() -> None:
     s = jb.stats
     assert (s.received, s.overflow, s.buffered, s.jitter_rtp) == (0, 0, 0, 0)
     assert jb.get(0.0) == (GetResult.EMPTY, None)
+
+
+def test_get_into_accepts_a_cffi_byte_array_and_refuses_a_pointer() -> None:
+    from softphone.native import ffi
+
+    jb = JitterBuffer(max_payload=64)
+    feed(jb, 3)
+    arr = ffi.new("uint8_t[]", 64)
+    got = [jb.get_into(20.0 * k, arr) for k in range(6)]
+    assert [n for r, n in got if r is GetResult.FRAME] == [4, 4, 4]
+    assert bytes(ffi.buffer(arr, 4)) == payload(2)
+    with pytest.raises(JitterError):
+        jb.get_into(200.0, ffi.new("uint8_t *"))
+    with pytest.raises(JitterError):
+        jb.get_into(200.0, ffi.new("int32_t[]", 64))

@@ -20,22 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from lab.netutil import bindable, free_udp_tcp
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 PORT_FIRST, PORT_LAST = 15200, 15999
 _next_port = PORT_FIRST + (os.getpid() % 40) * 20  # spread concurrent sessions a little
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
 
 
 def take_ports(n: int) -> list[int]:
@@ -51,7 +40,7 @@ def take_ports(n: int) -> list[int]:
         tries += 1
         if tries > PORT_LAST - PORT_FIRST:
             raise RuntimeError("no free lab ports in 15200-15999")
-        if _free(port):
+        if free_udp_tcp(port):
             out.append(port)
     return out
 
@@ -167,7 +156,7 @@ def wait_udp_listening(port: int, timeout: float = 5.0, transport: str = "udp") 
     kind = socket.SOCK_STREAM if transport in ("tcp", "tls") else socket.SOCK_DGRAM
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if not _bindable(port, kind):
+        if not bindable(port, kind):
             return
         time.sleep(0.05)
     raise AssertionError(f"nothing listening on {transport} 127.0.0.1:{port} after {timeout} s")
@@ -184,15 +173,6 @@ def wait_tcp_listening(port: int, timeout: float = 5.0) -> None:
     raise AssertionError(f"nothing listening on tcp 127.0.0.1:{port} after {timeout} s")
 
 
-def _bindable(port: int, kind: int) -> bool:
-    s = socket.socket(socket.AF_INET, kind)
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
+from lab.netutil import bindable
 from softphone.native.g711 import alaw_encode
 
 
@@ -14,22 +14,12 @@ def media_ports(first: int, count: int, span: int = 4) -> list[int]:
     out: list[int] = []
     port = first
     while len(out) < count and port < first + 2000:
-        if all(_udp_free(p) for p in range(port, port + span)):
+        if all(bindable(p) for p in range(port, port + span)):
             out.append(port)
         port += span
     assert len(out) == count, "no free media ports"
     return out
 
-
-def _udp_free(port: int) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
 
 
 def write_alaw(path: Path, freq: float, secs: float) -> None:

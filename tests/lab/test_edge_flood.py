@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import call, register, start_callee
 
 pytestmark = pytest.mark.lab
 
@@ -59,23 +60,13 @@ def test_flood_from_one_source_does_not_starve_calls(tmp_path: Path, lab: Any, s
     stop = threading.Event()
     sent, answered = [0], [0]
     try:
-        sipp.start("uas", ["-sf", str(lab.scenarios / "edge_uas_answer.xml"), "-i", "127.0.0.1",
-                           "-p", str(uas_port), "-mi", "127.0.0.1"], wall=90)
-        lab.wait_udp_listening(uas_port)
-        reg = sipp.start("reg", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
-                                 "-i", "127.0.0.1", "-p", str(reg_port), "-au", "1002",
-                                 "-ap", "demo-1002", "-set", "user", "1002",
-                                 "-set", "cport", str(uas_port), "-m", "1", "-timeout_error"],
-                         wall=20)
-        assert reg.wait(20) == 0, reg.errors()
+        start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port, wall=90)
+        register(sipp, lab, target, "1002", uas_port, reg_port)
         scanner = threading.Thread(target=flood, args=(edge_port, 20.0, stop, sent, answered))
         scanner.start()
         time.sleep(0.5)
-        calls = sipp.start("calls", [target, "-sf", str(lab.scenarios / "edge_uac_quick.xml"),
-                                     "-s", "1002", "-i", "127.0.0.1", "-p", str(uac_port),
-                                     "-au", "1001", "-ap", "demo-1001", "-set", "user", "1001",
-                                     "-auth_uri", f"1002@{target}", "-m", "20", "-r", "5",
-                                     "-l", "1", "-timeout_error"], wall=60)
+        calls = call(sipp, lab, "calls", "edge_uac_quick.xml", target, "1001", "1002", uac_port,
+                     calls=20, rate=5, limit=1, wall=60)
         rc = calls.wait(60)
         stop.set()
         scanner.join(30)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import call, register, start_callee
 
 pytestmark = pytest.mark.lab
 
@@ -32,22 +33,6 @@ def load_config(path: Path) -> Path:
     return path
 
 
-def register(sipp: Any, lab: Any, target: str, user: str, contact_port: int, port: int) -> None:
-    reg = sipp.start(f"reg{user}", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
-                                    "-i", "127.0.0.1", "-p", str(port), "-au", user,
-                                    "-ap", f"demo-{user}", "-set", "user", user,
-                                    "-set", "cport", str(contact_port), "-m", "1",
-                                    "-timeout_error"], wall=20)
-    assert reg.wait(20) == 0, reg.errors()
-
-
-def caller(sipp: Any, lab: Any, name: str, scenario: str, target: str, callee: str, port: int,
-           *, calls: int, rate: int, limit: int) -> Any:
-    return sipp.start(name, [target, "-sf", str(lab.scenarios / scenario), "-s", callee,
-                             "-i", "127.0.0.1", "-p", str(port), "-au", "1001",
-                             "-ap", "demo-1001", "-set", "user", "1001",
-                             "-auth_uri", f"{callee}@{target}", "-m", str(calls),
-                             "-r", str(rate), "-l", str(limit), "-timeout_error"], wall=120)
 
 
 @pytest.mark.timeout(300)
@@ -57,45 +42,34 @@ def test_calls_ended_every_way_leave_nothing_behind(tmp_path: Path, lab: Any, si
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP,
                        extra=["--config", str(load_config(tmp_path / "edge.toml"))]).start()
     target = f"127.0.0.1:{edge_port}"
-    sc = lab.scenarios
     try:
-        uases = [
-            sipp.start("answer", ["-sf", str(sc / "edge_uas_answer.xml"), "-i", "127.0.0.1",
-                                  "-p", str(answer_port), "-mi", "127.0.0.1"], wall=200),
-            sipp.start("busy", ["-sf", str(sc / "edge_uas_busy.xml"), "-i", "127.0.0.1",
-                                "-p", str(busy_port)], wall=200),
-            sipp.start("hangup", ["-sf", str(sc / "edge_uas_hangup.xml"), "-i", "127.0.0.1",
-                                  "-p", str(hangup_port), "-mi", "127.0.0.1"], wall=200),
-            sipp.start("ring", ["-sf", str(sc / "edge_uas_ring.xml"), "-i", "127.0.0.1",
-                                "-p", str(ring_port)], wall=200),
-        ]
-        for port in (answer_port, busy_port, hangup_port, ring_port):
-            lab.wait_udp_listening(port)
+        uases = [start_callee(sipp, lab, name, f"edge_uas_{name}.xml", port, wall=200)
+                 for name, port in (("answer", answer_port), ("busy", busy_port),
+                                    ("hangup", hangup_port), ("ring", ring_port))]
         register(sipp, lab, target, "1002", answer_port, r1)
         register(sipp, lab, target, "1003", busy_port, r2)
         register(sipp, lab, target, "1004", hangup_port, r3)
         register(sipp, lab, target, "1005", ring_port, r4)
 
-        runs = [
-            ("sequential", caller(sipp, lab, "sequential", "edge_uac_quick.xml", target, "1002",
-                                  c1, calls=200, rate=40, limit=1), 200),
-        ]
+        def run(name: str, scenario: str, callee: str, port: int, calls: int, rate: int,
+                limit: int) -> Any:
+            return call(sipp, lab, name, scenario, target, "1001", callee, port, calls=calls,
+                        rate=rate, limit=limit, wall=120)
+
+        runs = [("sequential", run("sequential", "edge_uac_quick.xml", "1002", c1, 200, 40, 1),
+                 200)]
         assert runs[0][1].wait(150) == 0, runs[0][1].errors()[-3000:] + edge.log()[-3000:]
         runs += [
-            ("concurrent", caller(sipp, lab, "concurrent", "edge_uac_quick.xml", target, "1002",
-                                  c2, calls=50, rate=50, limit=50), 50),
-            ("cancelled", caller(sipp, lab, "cancelled", "edge_uac_cancel.xml", target, "1005",
-                                 c3, calls=20, rate=10, limit=10), 20),
-            ("refused", caller(sipp, lab, "refused", "edge_uac_busy.xml", target, "1003",
-                               c4, calls=20, rate=10, limit=10), 20),
-            ("callee-bye", caller(sipp, lab, "calleebye", "edge_uac_calleebye.xml", target,
-                                  "1004", c5, calls=20, rate=10, limit=10), 20),
+            ("concurrent", run("concurrent", "edge_uac_quick.xml", "1002", c2, 50, 50, 50), 50),
+            ("cancelled", run("cancelled", "edge_uac_cancel.xml", "1005", c3, 20, 10, 10), 20),
+            ("refused", run("refused", "edge_uac_busy.xml", "1003", c4, 20, 10, 10), 20),
+            ("callee-bye", run("calleebye", "edge_uac_calleebye.xml", "1004", c5, 20, 10, 10), 20),
         ]
-        for name, run, _ in runs[1:]:
-            assert run.wait(120) == 0, f"{name}: " + run.errors()[-3000:]
-        for name, run, n in runs:
-            assert run.stat("SuccessfulCall(C)") == n, (name, run.stats())
-            assert run.stat("FailedCall(C)") == 0, (name, run.stats())
+        for name, proc, _ in runs[1:]:
+            assert proc.wait(120) == 0, f"{name}: " + proc.errors()[-3000:]
+        for name, proc, n in runs:
+            assert proc.stat("SuccessfulCall(C)") == n, (name, proc.stats())
+            assert proc.stat("FailedCall(C)") == 0, (name, proc.stats())
         status = edge.wait_idle()
         open_ports = edge.rtp_sockets()
         calls = edge.calls()

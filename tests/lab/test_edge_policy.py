@@ -9,21 +9,13 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import call, register, start_callee
 from lab.sipp_media import media_ports, write_alaw
 
 pytestmark = pytest.mark.lab
 
 RTP = (20000, 20999)
 
-
-def uac(sipp: Any, lab: Any, name: str, scenario: str, target: str, user: str, callee: str,
-        port: int, media: int | None = None) -> Any:
-    args = [target, "-sf", str(lab.scenarios / scenario), "-s", callee, "-i", "127.0.0.1",
-            "-p", str(port), "-au", user, "-ap", f"demo-{user}", "-set", "user", user,
-            "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"]
-    if media is not None:
-        args += ["-mi", "127.0.0.1", "-mp", str(media)]
-    return sipp.start(name, args, wall=40)
 
 
 @pytest.mark.timeout(120)
@@ -34,31 +26,23 @@ def test_one_call_per_user_busy_and_released(tmp_path: Path, lab: Any, sipp: Any
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
     target = f"127.0.0.1:{edge_port}"
     try:
-        sipp.start("uas", ["-sf", str(lab.scenarios / "edge_uas_answer.xml"),
-                                 "-i", "127.0.0.1", "-p", str(uas_port), "-mi", "127.0.0.1"],
-                         wall=60)
-        lab.wait_udp_listening(uas_port)
-        reg = sipp.start("reg", [target, "-sf", str(lab.scenarios / "edge_register.xml"),
-                                 "-i", "127.0.0.1", "-p", str(reg_port), "-au", "1002",
-                                 "-ap", "demo-1002", "-set", "user", "1002",
-                                 "-set", "cport", str(uas_port), "-m", "1", "-timeout_error"],
-                         wall=20)
-        assert reg.wait(20) == 0, reg.errors()
+        start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port)
+        register(sipp, lab, target, "1002", uas_port, reg_port)
         # 1001 calls 1002 and stays 3 s on the line
-        first = uac(sipp, lab, "first", "edge_uac.xml", target, "1001", "1002", p1, uac_media)
+        first = call(sipp, lab, "first", "edge_uac.xml", target, "1001", "1002", p1, media=uac_media)
         end = time.monotonic() + 10
         while edge.status().get("live_calls") != 1 and time.monotonic() < end:
             time.sleep(0.1)
         assert edge.status().get("live_calls") == 1, edge.log()
         # 1003 calling the busy 1002 is refused by the edge (the callee's phone never rings)
-        busy = uac(sipp, lab, "busy", "edge_uac_busy.xml", target, "1003", "1002", p2)
+        busy = call(sipp, lab, "busy", "edge_uac_busy.xml", target, "1003", "1002", p2)
         assert busy.wait(20) == 0, busy.errors()
         # 1001, already in a call, cannot place a second one
-        second = uac(sipp, lab, "second", "edge_uac_forbidden.xml", target, "1001", "1004", p3)
+        second = call(sipp, lab, "second", "edge_uac_forbidden.xml", target, "1001", "1004", p3)
         assert second.wait(20) == 0, second.errors()
         assert first.wait(30) == 0, first.errors()
         # the channel is back: 1003 reaches 1002 now
-        again = uac(sipp, lab, "again", "edge_uac_quick.xml", target, "1003", "1002", p4)
+        again = call(sipp, lab, "again", "edge_uac_quick.xml", target, "1003", "1002", p4)
         assert again.wait(20) == 0, again.errors()
     finally:
         edge.stop()

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import call, register, start_callee
 from lab.rtp_capture import UdpCapture
 from lab.sipp_media import media_ports, write_alaw
 
@@ -24,26 +25,17 @@ def test_sipp_call_through_edge_relays_rtp_in_range(tmp_path: Path, lab: Any, si
     write_alaw(tmp_path / "uas.alaw", 440, 3)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
     target = f"127.0.0.1:{edge_port}"
-    sc = lab.scenarios
     try:
-        uas = sipp.start("uas", ["-sf", str(sc / "edge_uas_pcma.xml"), "-i", "127.0.0.1",
-                                 "-p", str(uas_port), "-mi", "127.0.0.1", "-mp", str(uas_media),
-                                 "-m", "1"], trace_logs=True, wall=60)
+        uas = sipp.start("uas", ["-sf", str(lab.scenarios / "edge_uas_pcma.xml"),
+                                 "-i", "127.0.0.1", "-p", str(uas_port), "-mi", "127.0.0.1",
+                                 "-mp", str(uas_media), "-m", "1"], trace_logs=True, wall=60)
         lab.wait_udp_listening(uas_port)
-        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
-                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
-                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
-                                 "-m", "1", "-timeout_error"], wall=30)
-        assert reg.wait(30) == 0, reg.errors() + edge.log()
+        register(sipp, lab, target, "1002", uas_port, reg_port)
         invites = tshark.start(uas_port, fields=["sdp.media"],
                                display_filter='sip.Method == "INVITE"', seconds=40)
         rtp = UdpCapture(tmp_path, f"udp portrange {RTP[0]}-{RTP[1]}", seconds=40)
-        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac.xml"), "-s", "1002",
-                                 "-i", "127.0.0.1", "-p", str(uac_port), "-mi", "127.0.0.1",
-                                 "-mp", str(uac_media), "-au", "1001", "-ap", "demo-1001",
-                                 "-set", "user", "1001", "-auth_uri", f"1002@{target}", "-m", "1",
-                                 "-timeout_error"],
-                         trace_logs=True, wall=40)
+        uac = call(sipp, lab, "uac", "edge_uac.xml", target, "1001", "1002", uac_port,
+                   media=uac_media, trace_logs=True)
         assert uac.wait(40) == 0, uac.errors() + edge.log()
         assert uas.wait(20) == 0, uas.errors()
         flows = rtp.stop()
@@ -75,21 +67,11 @@ def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> Non
     edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
     target = f"127.0.0.1:{edge_port}"
-    sc = lab.scenarios
     try:
-        sipp.start("uas", ["-sf", str(sc / "edge_uas_answer.xml"), "-i", "127.0.0.1",
-                           "-p", str(uas_port), "-mi", "127.0.0.1"], wall=60)
-        lab.wait_udp_listening(uas_port)
-        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
-                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
-                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
-                                 "-m", "1", "-timeout_error"], wall=30)
-        assert reg.wait(30) == 0, reg.errors()
-        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac_hold.xml"), "-s", "1002",
-                                 "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001",
-                                 "-ap", "demo-1001", "-set", "user", "1001",
-                                 "-auth_uri", f"1002@{target}", "-m", "1", "-timeout_error"],
-                         trace_logs=True, wall=40)
+        start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port)
+        register(sipp, lab, target, "1002", uas_port, reg_port)
+        uac = call(sipp, lab, "uac", "edge_uac_hold.xml", target, "1001", "1002", uac_port,
+                   trace_logs=True)
         assert uac.wait(40) == 0, uac.errors() + edge.log()
     finally:
         edge.stop()
@@ -106,21 +88,11 @@ def test_early_media_is_anchored_before_the_answer(tmp_path: Path, lab: Any, sip
     edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
     target = f"127.0.0.1:{edge_port}"
-    sc = lab.scenarios
     try:
-        sipp.start("uas", ["-sf", str(sc / "edge_uas_early.xml"), "-i", "127.0.0.1",
-                           "-p", str(uas_port), "-mi", "127.0.0.1"], wall=60)
-        lab.wait_udp_listening(uas_port)
-        reg = sipp.start("reg", [target, "-sf", str(sc / "edge_register.xml"), "-i", "127.0.0.1",
-                                 "-p", str(reg_port), "-au", "1002", "-ap", "demo-1002",
-                                 "-set", "user", "1002", "-set", "cport", str(uas_port),
-                                 "-m", "1", "-timeout_error"], wall=30)
-        assert reg.wait(30) == 0, reg.errors()
-        uac = sipp.start("uac", [target, "-sf", str(sc / "edge_uac_quick.xml"), "-s", "1002",
-                                 "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001",
-                                 "-ap", "demo-1001", "-set", "user", "1001",
-                                 "-auth_uri", f"1002@{target}", "-m", "1", "-timeout_error"],
-                         trace_msg=True, wall=40)
+        start_callee(sipp, lab, "uas", "edge_uas_early.xml", uas_port)
+        register(sipp, lab, target, "1002", uas_port, reg_port)
+        uac = call(sipp, lab, "uac", "edge_uac_quick.xml", target, "1001", "1002", uac_port,
+                   trace_msg=True)
         assert uac.wait(40) == 0, uac.errors() + edge.log()
     finally:
         edge.stop()

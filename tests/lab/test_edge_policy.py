@@ -54,3 +54,31 @@ def test_one_call_per_user_busy_and_released(tmp_path: Path, lab: Any, sipp: Any
     assert all(a["clause"].startswith("002_cfc2353edc9d17c2.txt:") for a in refusals)
     answered = [c for c in edge.calls() if c["status"] == 200]
     assert len(answered) == 2, edge.calls()
+
+
+@pytest.mark.timeout(120)
+def test_two_invites_for_one_user_at_the_same_instant(tmp_path: Path, lab: Any,
+                                                      sipp: Any) -> None:
+    """R-CALLS-1 race on the wire: two callers fired together at 1002, five rounds; each round
+    exactly one call is answered and the other refused, and nothing stays held."""
+    edge_port, uas_port, reg_port, *caller_ports = lab.take_ports(13)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    target = f"127.0.0.1:{edge_port}"
+    try:
+        start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port)
+        register(sipp, lab, target, "1002", uas_port, reg_port)
+        for rnd in range(5):
+            pair = [call(sipp, lab, f"r{rnd}-{user}", "edge_uac_race.xml", target, user, "1002",
+                         caller_ports[2 * rnd + i], trace_msg=True)
+                    for i, user in enumerate(("1001", "1003"))]
+            for proc in pair:
+                assert proc.wait(30) == 0, proc.errors()
+            wire = [proc.messages() for proc in pair]
+            answered = sum("SIP/2.0 200 OK" in w and "CSeq: 2 INVITE" in w for w in wire)
+            refused = sum("SIP/2.0 486 " in w for w in wire)
+            assert (answered, refused) == (1, 1), wire
+        st = edge.wait_idle()
+    finally:
+        edge.stop()
+    assert st["live_calls"] == 0 and st["ports_in_use"] == 0, st
+    assert sum(c["status"] == 200 for c in edge.calls()) == 5, edge.calls()

@@ -4,6 +4,10 @@ Start-up order: validate the whole configuration (nothing binds on a bad file), 
 data directory, bind the SIP transports and the RTP allocator, then print how to register a
 phone and place a first call. SIGINT/SIGTERM end every call (BYE both legs) and free every
 port before exiting.
+
+The notice a caller hears when an emergency call cannot be placed is spoken by espeak-ng from
+the policy's announcement text, once, into ``<data dir>/prompts/`` at start; without espeak-ng
+the edge plays the ITU-T E.180 special information tone instead (and says so in its log).
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from softphone.audit import AuditLog, FsyncPolicy
@@ -29,8 +37,11 @@ from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
+from softphone.media.bridge import FrameSource
 from softphone.media.call import CallMedia
+from softphone.media.echo import PcmSource, announcement
 from softphone.media.ports import PortAllocator
+from softphone.media.tone import ToneError, ToneGenerator
 from softphone.policy.admission import CallAdmission
 from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
@@ -59,6 +70,68 @@ class WallClockGuard:
 
     def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
         self.admission.released(call_id, answered=answered, duration=duration, now=time.time())
+
+    def is_emergency(self, caller: str, dialed: str) -> bool:
+        return self.admission.is_emergency(caller, dialed)
+
+    def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+                       now: float) -> Decision | None:
+        return self.admission.admit_decision(call_id, caller, callee,
+                                             inbound_local=inbound_local, now=time.time())
+
+
+SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 ms each
+PLAYED_PROMPTS = ("emergency-unavailable",)
+
+
+class EdgePrompts:
+    """The announcements the edge plays itself (``softphone.edge.b2bua.Prompts``)."""
+
+    def __init__(self, folder: Path, texts: Mapping[str, str]) -> None:
+        self.folder = folder
+        self.texts = texts
+        self.spoken: dict[str, Path] = {}
+
+    def prepare(self, ids: tuple[str, ...] = PLAYED_PROMPTS) -> None:
+        """Speak each prompt into ``<id>.wav`` unless it is already there."""
+        espeak = shutil.which("espeak-ng")
+        for aid in ids:
+            path = self.folder / f"{aid}.wav"
+            text = self.texts.get(aid, "")
+            if not path.exists() and espeak is not None and text:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp.wav")
+                try:
+                    subprocess.run([espeak, "-v", "en", "-s", "150", "-w", str(tmp), text],
+                                   check=True, capture_output=True, timeout=30)
+                    os.replace(tmp, path)
+                except (OSError, subprocess.SubprocessError) as exc:
+                    log.warning("prompt %s not spoken (espeak-ng failed: %s)", aid, exc)
+            if path.exists():
+                self.spoken[aid] = path
+            else:
+                log.warning("prompt %s: no speech (espeak-ng %s); the special information "
+                            "tone plays instead", aid, "failed" if espeak else "not installed")
+
+    def __call__(self, aid: str, rate: int) -> tuple[FrameSource, float] | None:
+        path = self.spoken.get(aid)
+        if path is not None:
+            try:
+                source = announcement(path, rate)
+                return source, len(source.pcm) / 2 / rate
+            except ToneError as exc:
+                log.warning("prompt %s unreadable (%s): tone instead", aid, exc)
+        if aid not in PLAYED_PROMPTS:
+            return None
+        return sit_tone(rate)
+
+
+def sit_tone(rate: int, repeats: int = 2) -> tuple[FrameSource, float]:
+    """The E.180 special information tone (950, 1400, 1800 Hz, 330 ms each, then 1 s of
+    silence), ``repeats`` times: what networks play for a call that cannot be completed."""
+    seg = rate * 330 // 1000
+    pcm = b"".join(ToneGenerator(f, rate, 8000).frame(seg) for f in SIT_HZ) + bytes(2 * rate)
+    return PcmSource(pcm * repeats), repeats * len(pcm) / 2 / rate
 
 
 class EdgeAuth:
@@ -152,8 +225,10 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     """The edge's local users as the guard sees them: one person each, one demo account."""
     account = Account(account_id=cfg.account_id, country=cfg.country, seats=max(1, len(cfg.users)))
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
-                        numbers=(u.did,) if u.did else ())
+                        numbers=(u.did,) if u.did else (),
+                        location=u.location, emergency_activated=u.emergency)
             for u in cfg.users}
+
 
 
 def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, AuditLog, Any]:
@@ -195,7 +270,10 @@ async def open_trunk(cfg: EdgeConfig, core: SipCore, flush: Any) -> Trunk:
 
 async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edge:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
-    admission, audit, store = open_policy(cfg, policy or load_default_policy())
+    policy = policy or load_default_policy()
+    admission, audit, store = open_policy(cfg, policy)
+    prompts = EdgePrompts(cfg.data_dir / "prompts", policy.announcements)
+    await asyncio.get_running_loop().run_in_executor(None, prompts.prepare)
     specs = []
     specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))
     specs.append(ListenSpec("tcp", cfg.bind, cfg.tcp_port))
@@ -219,7 +297,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
-        clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent)
+        clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
+        emergency_route=cfg.emergency_route, prompts=prompts)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, transport.flush)
     transport.attach(core, b2bua.on_event)

@@ -15,6 +15,16 @@ if the user has none); an INVITE from the trunk's address for a configured DID r
 user's devices like a local call (404 for an unknown DID). The trunk's own REGISTER
 transactions are handed to it from ``on_event``.
 
+Emergency numbers (R-EMERG, RFC 6442): a code the guard recognises where the caller is (112,
+15, 17, 18... for a line in France) is decided before any other routing, even the 404 for a
+number that is not local. Routed, the B leg goes to the emergency route (``[emergency] route``
+of the edge configuration, else the policy's route for the caller's country) with our SDP offer
+and the caller's PIDF-LO in a multipart/mixed body, referenced by ``Geolocation: <cid:...>``
+with ``Geolocation-Routing: yes``; the channel limit never blocks it. Refused (service not
+activated, no location, ineligible country, mobile number), the caller gets the spoken notice
+as early media (183) and then the guard's final status and reason, with a Warning that carries
+the notice's text for phones that display it.
+
 Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
 CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
 digest; an unexpected error in call handling answers 500 and tears the call down, it never
@@ -29,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -48,10 +59,11 @@ from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
 from softphone.edge.location import Binding, LocationService, RegistrationError
 from softphone.edge.trunk import Trunk, TrunkError, is_external_number
-from softphone.media.bridge import TickScheduler
+from softphone.media.bridge import FrameSource, TickScheduler
 from softphone.media.call import CallMedia
 from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
+from softphone.policy.decision import Action, Decision, LocationPayload
 from softphone.sip.auth import AuthError, DigestClient
 from softphone.sip.core import Address, SipCore, new_call_id, new_tag
 from softphone.sip.dialog import Dialog, DialogError, DialogState
@@ -73,6 +85,11 @@ log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
 SDP = "application/sdp"
+NOTICE_GUARD_S = 2.0   # the final answer follows a notice even if its end is never reported
+
+# A spoken (or signalled) announcement by its id, at the bridge rate, and how long it lasts in
+# seconds; None when the edge has nothing to play for that id.
+Prompts = Callable[[str, int], "tuple[FrameSource, float] | None"]
 
 
 class Authenticator(Protocol):
@@ -95,6 +112,19 @@ class CallGuard(Protocol):
 
     def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
         ...
+
+    def is_emergency(self, caller: str, dialed: str) -> bool:
+        """Whether ``dialed`` is an emergency code for this local caller (no side effect)."""
+        ...
+
+    def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+                       now: float) -> Decision | None:
+        """The guard's decision to act on (refusal or emergency route), None to go ahead."""
+        ...
+
+
+def _no_prompts(announcement: str, rate: int) -> tuple[FrameSource, float] | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -151,7 +181,8 @@ class Call:
     early_sdp_sent: bool = False
     app: str = ""            # "" for a bridged call, "echo" or "tone" for edge applications
     answered_at: float | None = None
-    direction: str = "local"  # "local", "outbound" (to the trunk), "inbound" (from the trunk)
+    direction: str = "local"  # "local", "outbound" (to the trunk), "inbound" (from the trunk),
+    #                           "emergency" (to the emergency route)
     digest: DigestClient | None = None  # outbound: the caller's own upstream credentials
 
 
@@ -164,7 +195,8 @@ class B2BUA:
                  call_log: CallLog | None = None,
                  scheduler: TickScheduler | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 user_agent: str = "softphone-edge", trunk: Trunk | None = None) -> None:
+                 user_agent: str = "softphone-edge", trunk: Trunk | None = None,
+                 emergency_route: str = "", prompts: Prompts = _no_prompts) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -183,12 +215,15 @@ class B2BUA:
         self.clock = clock
         self.user_agent = user_agent
         self.trunk = trunk
+        self.emergency_route = emergency_route
+        self.prompts = prompts
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         # BYEs to the provider, with the caller's upstream credentials should it challenge
         self._bye_auth: dict[ClientTransaction, DigestClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0}
+        self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0,
+                                      "emergency_routed": 0, "emergency_refused": 0}
 
     # ------------------------------------------------------------------ helpers
 
@@ -409,6 +444,11 @@ class B2BUA:
             self._respond(txn, 400, f"Bad SDP: {exc}")
             return
         now = self.clock()
+        if not from_trunk and self.guard is not None and target not in (
+                self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
+            # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
+            self._on_emergency(req, txn, source, caller, target, offer, now)
+            return
         direction = "local"
         digest: DigestClient | None = None
         if from_trunk:
@@ -447,33 +487,11 @@ class B2BUA:
                 self._respond(txn, 480, "Temporarily Unavailable")
                 return
         key = req.call_id
-        ms = self.media_settings
-        media = CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
-                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
-                          rtp_timeout=ms.rtp_timeout,
-                          on_timeout=functools.partial(self._media_timeout, key))
-        try:
-            pair_a = media.reserve("a")
-            a_neg = answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
-            if not is_app:
-                media.reserve("b")
-        except PortsExhausted:
-            media.close()
-            self._release_guard(req.call_id, now)
-            self._respond(txn, 503, "Service Unavailable: no media ports",
-                          extra=[("Retry-After", str(self.retry_after))])
+        made = self._anchor(req, txn, offer, now, legs=("a",) if is_app else ("a", "b"),
+                            release=not is_app)
+        if made is None:
             return
-        except NoCommonCodec as exc:
-            media.close()
-            self._release_guard(req.call_id, now)
-            self._respond(txn, 488, "Not Acceptable Here", extra=[("Warning", exc.warning)])
-            return
-        except OfferAnswerError as exc:
-            media.close()
-            self._release_guard(req.call_id, now)
-            self._respond(txn, 488, "Not Acceptable Here",
-                          extra=[("Warning", f'399 {self.domain} "{exc}"')])
-            return
+        media, a_neg = made
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target)
         call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
@@ -489,6 +507,180 @@ class B2BUA:
             self._fork_trunk(call)
         else:
             self._fork(call, bindings)
+
+    def _anchor(self, req: SipRequest, txn: ServerTransaction, offer: SessionDescription,
+                now: float, *, legs: tuple[str, ...], release: bool,
+                ) -> tuple[CallMedia, Negotiated] | None:
+        """The call's media with ``legs`` reserved and our answer to the caller's offer; None
+        when the caller was refused (503 no ports, 488 no codec), its guard channel given back
+        if ``release``."""
+        key = req.call_id
+        ms = self.media_settings
+        media = CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
+                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
+                          rtp_timeout=ms.rtp_timeout,
+                          on_timeout=functools.partial(self._media_timeout, key))
+        status, reason, extra = 0, "", []
+        try:
+            pair_a = media.reserve("a")
+            a_neg = answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
+            for leg in legs[1:]:
+                media.reserve(leg)
+            return media, a_neg
+        except PortsExhausted:
+            status, reason = 503, "Service Unavailable: no media ports"
+            extra = [("Retry-After", str(self.retry_after))]
+        except NoCommonCodec as exc:
+            status, reason, extra = 488, "Not Acceptable Here", [("Warning", exc.warning)]
+        except OfferAnswerError as exc:
+            status, reason = 488, "Not Acceptable Here"
+            extra = [("Warning", f'399 {self.domain} "{exc}"')]
+        media.close()
+        if release:
+            self._release_guard(req.call_id, now)
+        self._respond(txn, status, reason, extra=extra)
+        return None
+
+    # ------------------------------------------------------------------ emergency (R-EMERG)
+
+    def _on_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                      caller: str, dialed: str, offer: SessionDescription, now: float) -> None:
+        assert self.guard is not None
+        d = self.guard.admit_decision(req.call_id, caller, dialed, inbound_local=False, now=now)
+        if d is not None and d.action is Action.ROUTE_EMERGENCY:
+            self._route_emergency(req, txn, source, caller, dialed, offer, now, d)
+            return
+        status = d.sip_status if d is not None and d.sip_status else 403
+        reason = d.reason_phrase if d is not None and d.reason_phrase else \
+            "Emergency Calls Not Available From This Line"
+        text = (d.user_message if d is not None else None) or reason
+        self.stats["emergency_refused"] += 1
+        log.warning("emergency call %s from %s to %s refused: %s (%s)", req.call_id, caller,
+                    dialed, d.rule_id if d is not None else "no decision", reason)
+        announcement = (d.announcement if d is not None else None) or "emergency-unavailable"
+        self._play_then_refuse(req, txn, source, caller, dialed, offer, now, announcement,
+                               status, reason, text)
+
+    def _emergency_destination(self, route: str) -> Address | None:
+        """Where the emergency INVITE goes: the route's own host when it is an address, else
+        the trunk (a provider's emergency route is a name its proxy resolves)."""
+        try:
+            uri = SipUri.parse(route)
+        except SipParseError:
+            return None
+        transport = (uri.params.get("transport") or "udp").lower()
+        try:
+            ipaddress.ip_address(uri.host_no_brackets)
+        except ValueError:
+            return self.trunk.address if self.trunk is not None else None
+        default = 5061 if uri.scheme == "sips" else 5060
+        return Address(transport, uri.host_no_brackets, uri.port or default)
+
+    def _route_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                         caller: str, dialed: str, offer: SessionDescription, now: float,
+                         d: Decision) -> None:
+        route = self.emergency_route or d.route or ""
+        dest = self._emergency_destination(route) if route else None
+        if dest is None or d.location is None:
+            # nothing to send it to: say so plainly rather than ring nowhere
+            log.error("emergency call %s from %s: no usable route (%r)", req.call_id, caller,
+                      route)
+            self._release_guard(req.call_id, now)
+            self._respond(txn, 503, "Service Unavailable: no emergency route",
+                          extra=[("Warning", f'399 {self.domain} "The emergency route is '
+                                  'not reachable. Call from a mobile phone or a landline."')])
+            return
+        made = self._anchor(req, txn, offer, now, legs=("a", "b"), release=True)
+        if made is None:
+            return
+        media, a_neg = made
+        key = req.call_id
+        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
+        call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
+                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
+                    direction="emergency")
+        self.calls[key] = call
+        self.stats["calls"] += 1
+        self.stats["emergency_routed"] += 1
+        log.info("emergency call %s from %s to %s (%s) routed to %s", key, caller, dialed,
+                 d.service_urn or "", route)
+        sdp = self._prepare_b(call)
+        boundary = f"loc-{call.b_tag}"
+        body = multipart_mixed(boundary, sdp, d.location)
+        shown = d.present_as or caller
+        self._send_b_invite(
+            call, route, dest, f"<sip:{shown}@{self.domain}>;tag={call.b_tag}",
+            f"<sip:{dialed}@{self.domain}>", body,
+            content_type=f"multipart/mixed;boundary={boundary}",
+            extra=[("Geolocation", d.location.geolocation),
+                   ("Geolocation-Routing", d.location.geolocation_routing),
+                   ("Priority", "emergency"),
+                   ("Accept", "application/sdp, application/pidf+xml")])
+
+    def _play_then_refuse(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                          caller: str, dialed: str, offer: SessionDescription, now: float,
+                          announcement: str, status: int, reason: str, text: str) -> None:
+        """The notice as early media (183 with our answer), then the final refusal; just the
+        refusal when there is nothing to play or no port to play it from."""
+        warning = [("Warning", f'399 {self.domain} "{_quoted(text)}"')]
+        prompt = self.prompts(announcement, self.media_settings.bridge_rate)
+        made = None
+        if prompt is not None:
+            made = self._anchor_quietly(req, offer)
+        if prompt is None or made is None:
+            self._respond(txn, status, reason, extra=warning)
+            return
+        media, a_neg = made
+        key = req.call_id
+        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
+        call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
+                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
+                    direction="emergency", app="notice")
+        self.calls[key] = call
+        self.stats["calls"] += 1
+        call.state = CallState.EARLY
+        call.early_sdp_sent = True
+        self._respond(txn, 183, "Session Progress", to_tag=call.a_tag, body=a_neg.sdp,
+                      contact=True)
+        source_, seconds = prompt
+
+        def finish() -> None:
+            if call.state is CallState.EARLY:
+                self._end(call, f"notice:{announcement}", status=status, reason=reason,
+                          extra=warning)
+                self.flush()
+
+        async def play() -> None:
+            await call.media.attach("a", call.a_neg)
+            if call.state is CallState.ENDED:
+                return
+            call.media.connect()
+            # the source ends inside the media tick: answer from the loop, not from there
+            loop = asyncio.get_running_loop()
+            def ended(media: CallMedia, leg: str) -> None:
+                loop.call_soon(finish)
+
+            call.media.inject("a", source_, ended)
+            await asyncio.sleep(seconds + NOTICE_GUARD_S)
+            finish()
+
+        self._spawn(play(), call)
+
+    def _anchor_quietly(self, req: SipRequest,
+                        offer: SessionDescription) -> tuple[CallMedia, Negotiated] | None:
+        """Leg "a" media for a notice, or None (no port, no codec): the refusal goes on alone."""
+        ms = self.media_settings
+        media = CallMedia(req.call_id, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
+                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
+                          rtp_timeout=ms.rtp_timeout,
+                          on_timeout=functools.partial(self._media_timeout, req.call_id))
+        try:
+            pair = media.reserve("a")
+            return media, answer_offer(offer, address=ms.host, port=pair.rtp, order=self.codecs)
+        except (PortsExhausted, OfferAnswerError) as exc:
+            log.warning("notice not played on %s: %s", req.call_id, exc)
+            media.close()
+            return None
 
     async def _start_app(self, call: Call) -> None:
         """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone."""
@@ -524,7 +716,8 @@ class B2BUA:
         return call.b_offer.to_bytes()
 
     def _send_b_invite(self, call: Call, ruri: str, dest: Address, from_value: str,
-                       to_value: str, body: bytes) -> None:
+                       to_value: str, body: bytes, *, content_type: str = SDP,
+                       extra: Iterable[tuple[str, str]] = ()) -> None:
         h = Headers()
         h.add("Max-Forwards", "70")
         h.add("From", from_value)
@@ -534,7 +727,9 @@ class B2BUA:
         h.add("Contact", self._contact(dest.transport))
         h.add("Allow", ALLOW)
         h.add("User-Agent", self.user_agent)
-        h.add("Content-Type", SDP)
+        for name, value in extra:
+            h.add(name, value)
+        h.add("Content-Type", content_type)
         req = SipRequest("INVITE", ruri, h, body)
         txn = self.core.send_request(req, dest, self.clock())
         call.forks.append(Fork(binding_source=dest, request=req, txn=txn))
@@ -808,7 +1003,7 @@ class B2BUA:
         dialog.terminate()
 
     def _end(self, call: Call, cause: str, *, bye_a: bool = False, bye_b: bool = False,
-             status: int = 0, reason: str = "") -> None:
+             status: int = 0, reason: str = "", extra: Iterable[tuple[str, str]] = ()) -> None:
         if call.state is CallState.ENDED:
             return
         now = self.clock()
@@ -816,7 +1011,8 @@ class B2BUA:
         if not answered and status and call.state in (CallState.ROUTING, CallState.EARLY) \
                 and not call.a_txn.terminated and cause not in ("cancelled",) \
                 and not cause.startswith("callee-"):
-            self._respond(call.a_txn, status, reason or "Call Failed", to_tag=call.a_tag)
+            self._respond(call.a_txn, status, reason or "Call Failed", to_tag=call.a_tag,
+                          extra=extra)
         elif not answered and (bye_a or cause.startswith("rtp-timeout") or cause == "media-error"):
             if not call.a_txn.terminated:
                 self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
@@ -874,6 +1070,25 @@ class B2BUA:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _quoted(text: str) -> str:
+    """Text for a quoted-string (RFC 3261 §25.1): no quotes, backslashes or line breaks."""
+    return " ".join(text.replace("\\", "").replace('"', "'").split())
+
+
+def multipart_mixed(boundary: str, sdp: bytes, location: LocationPayload) -> bytes:
+    """An emergency INVITE's body (RFC 6442 §4.1, RFC 5621): our SDP offer, then the PIDF-LO
+    with the Content-ID that the Geolocation header names."""
+    crlf = b"\r\n"
+    parts = [
+        b"--" + boundary.encode() + crlf + b"Content-Type: " + SDP.encode() + crlf + crlf + sdp,
+        (b"--" + boundary.encode() + crlf + b"Content-Type: " + location.content_type.encode()
+         + crlf + b"Content-ID: " + location.content_id.encode() + crlf + crlf
+         + location.body.encode()),
+    ]
+    # the CRLF before each delimiter belongs to the delimiter (RFC 2046 §5.1.1), not the part
+    return b"".join(part + crlf for part in parts) + b"--" + boundary.encode() + b"--" + crlf
 
 
 def _external_caller(req: SipRequest) -> str:

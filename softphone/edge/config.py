@@ -12,6 +12,9 @@ from pathlib import Path
 
 from softphone.configfile import ConfigError, ConfigText, Section
 from softphone.edge.trunk import TrunkError, TrunkUri
+from softphone.policy.facts import CivicAddress, GeoPoint, Location
+from softphone.sip.errors import SipParseError
+from softphone.sip.uri import SipUri
 
 KNOWN_CODECS = ("opus", "pcma", "pcmu")
 
@@ -25,6 +28,8 @@ class LocalUser:
     trunk_user: str = ""         # this user's own upstream account (never shared: R-ACCT-1)
     trunk_password: str = ""
     extra_channels: int = 0      # R-CALLS-1: simultaneous calls beyond the first (paid option)
+    emergency: bool | None = None   # R-EMERG-1: service activated; None follows the account
+    location: Location | None = None  # R-EMERG-3: where this line is, sent with 112 calls
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class EdgeConfig:
     demo_prefix: str = "demo-"
     account_id: str = "demo"
     country: str = "FR"
+    emergency_route: str = ""    # the emergency gateway; "" = the policy's route per country
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -101,11 +107,74 @@ def _check_trunk(sec: Section, uri: str) -> str:
     return uri
 
 
+# [[users]] location keys -> CivicAddress fields (RFC 5139 element in the comment)
+_CIVIC_KEYS = (("region", "a1"), ("city", "a3"), ("street", "rd"), ("number", "hno"),
+               ("number_suffix", "hns"), ("postcode", "pc"), ("floor", "flr"), ("room", "room"),
+               ("name", "nam"), ("note", "loc"))
+_LOCATION_KEYS = ("country", *(k for k, _ in _CIVIC_KEYS), "latitude", "longitude", "radius_m")
+
+
+def _location(doc: ConfigText, path: tuple[str | int, ...], raw: object) -> Location:
+    """A user's recorded location: a civic address (country and at least a city or postcode)
+    and/or a WGS 84 point. Written as an inline table, its keys have no line of their own:
+    errors inside it point at the ``location`` line."""
+    try:
+        return _read_location(doc, path, raw)
+    except ConfigError as exc:
+        if exc.line is not None:
+            raise
+        message = str(exc).split(f"{exc.key}: ", 1)[-1]
+        raise ConfigError(exc.path, exc.key, message, doc.line_of(path)) from None
+
+
+def _read_location(doc: ConfigText, path: tuple[str | int, ...], raw: object) -> Location:
+    if not isinstance(raw, dict):
+        raise doc.error(path, "must be a table, e.g. { country = \"FR\", city = \"Paris\", "
+                              "street = \"...\", postcode = \"75001\" }")
+    sec = Section(doc, path, raw, known=_LOCATION_KEYS)
+    country = sec.text("country")
+    if len(country) != 2 or not country.isalpha() or not country.isupper():
+        raise sec.error("country", f"must be an ISO 3166 alpha-2 code like FR, got {country!r}")
+    fields = {attr: sec.text(key, "") for key, attr in _CIVIC_KEYS}
+    civic = CivicAddress(country=country, **fields) if any(fields.values()) else None
+    point = None
+    if "latitude" in raw or "longitude" in raw:
+        coords: list[float] = []
+        for key, bound in (("latitude", 90.0), ("longitude", 180.0)):
+            value = raw.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not -bound <= value <= bound:
+                raise sec.error(key, f"must be a number within +-{bound:g}, got {value!r}")
+            coords.append(float(value))
+        radius = raw.get("radius_m")
+        if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int | float)
+                                   or radius <= 0):
+            raise sec.error("radius_m", f"must be a positive number of metres, got {radius!r}")
+        point = GeoPoint(coords[0], coords[1], None if radius is None else float(radius))
+    elif "radius_m" in raw:
+        raise sec.error("radius_m", "needs latitude and longitude")
+    if civic is None and point is None:
+        raise doc.error(path, "needs a civic address (city, street, postcode...) or "
+                              "latitude/longitude besides the country")
+    return Location(country=country, civic=civic, point=point)
+
+
+def _check_route(sec: Section, uri: str) -> str:
+    if uri:
+        try:
+            parsed = SipUri.parse(uri)
+        except SipParseError as exc:
+            raise sec.error("route", f"must be a SIP URI: {exc}") from None
+        if parsed.scheme not in ("sip", "sips"):
+            raise sec.error("route", f"must be a sip: URI, got {uri!r}")
+    return uri
+
+
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
-                                     "account", "users"))
+                                     "account", "emergency", "users"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "flood_rate_per_s", "flood_burst",
@@ -118,6 +187,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country"))
+    emergency = Section(doc, ("emergency",), d.get("emergency", {}), known=("route",))
     country = acct.text("country", "FR")
     if len(country) != 2 or not country.isalpha() or not country.isupper():
         raise acct.error("country", f"must be an ISO 3166 alpha-2 code like FR, got {country!r}")
@@ -146,7 +216,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     seen: set[str] = set()
     for i, raw in enumerate(raw_users):
         u = Section(doc, ("users", i), raw, known=(
-            "ext", "password", "name", "did", "trunk_user", "trunk_password", "extra_channels"))
+            "ext", "password", "name", "did", "trunk_user", "trunk_password", "extra_channels",
+            "emergency", "location"))
         ext_no = u.text("ext")
         if not ext_no.isdigit():
             raise u.error("ext", f"must be digits, got {ext_no!r}")
@@ -160,7 +231,10 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         users.append(LocalUser(ext=ext_no, password=password, name=u.text("name", ""),
                                did=u.text("did", ""), trunk_user=trunk_user,
                                trunk_password=trunk_password,
-                               extra_channels=u.integer("extra_channels", 0, lo=0, hi=64)))
+                               extra_channels=u.integer("extra_channels", 0, lo=0, hi=64),
+                               emergency=u.boolean("emergency") if "emergency" in raw else None,
+                               location=(_location(doc, ("users", i, "location"), raw["location"])
+                                         if "location" in raw else None)))
     trunk_accounts = [u.trunk_user for u in users if u.trunk_user]
     if len(trunk_accounts) != len(set(trunk_accounts)):
         dup = next(a for a in trunk_accounts if trunk_accounts.count(a) > 1)
@@ -213,6 +287,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         demo_prefix=demo.text("password_prefix", "demo-"),
         account_id=acct.text("id", "demo"),
         country=country,
+        emergency_route=_check_route(emergency, emergency.text("route", "")),
         users=tuple(users),
         source=doc.path,
     )

@@ -1,0 +1,333 @@
+"""Emergency calls through the running edge (R-EMERG-1..7, R-EMERG-12), with real peers.
+
+sipp stands for the phones and for the emergency gateway (the PSAP side): a routed 112 must
+arrive there with the caller's location (RFC 6442: Geolocation by cid: reference, Geolocation-
+Routing, multipart/mixed with the SDP offer and the PIDF-LO of RFC 4119/5491), a user already
+on a call still gets through, and a user without the service hears the notice in early media
+and gets the clear refusal. Every attempt is in the audit log with its rule and clause.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import call, register, start_callee
+from lab.rtp_capture import UdpCapture
+from lab.sipp_media import media_ports, write_alaw
+from softphone.native.g711 import alaw_decode, alaw_encode
+
+from softphone.media.tone import rms, tone_power_ratio
+
+pytestmark = pytest.mark.lab
+
+RTP = (21000, 21999)
+CA = "{urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr}"
+SIT_HZ = (950.0, 1400.0, 1800.0)
+
+
+class RtpSink:
+    """A plain UDP socket standing for the caller's RTP port: keeps every RTP payload."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port: int = self.sock.getsockname()[1]
+        self.payloads: list[tuple[int, bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if len(data) > 12 and data[0] >> 6 == 2:
+                cc = data[0] & 0x0F
+                self.payloads.append((data[1] & 0x7F, data[12 + 4 * cc:]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+    def pcm(self) -> bytes:
+        return b"".join(alaw_decode(p) for pt, p in self.payloads if pt == 8)
+
+
+class RtpPeer(RtpSink):
+    """The gateway's media: records what arrives and, once the edge has sent to it, talks back
+    to that address (symmetric RTP) with ``seconds`` of a PCMA tone at ``freq``."""
+
+    def __init__(self, freq: float, seconds: float) -> None:
+        self.freq = freq
+        self.seconds = seconds
+        super().__init__()
+
+    def _run(self) -> None:
+        remote = None
+        while remote is None and not self._stop.is_set():
+            try:
+                data, remote = self.sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.payloads.append((data[1] & 0x7F, data[12:]))
+        talker = threading.Thread(target=super()._run, daemon=True)
+        talker.start()
+        frames = int(self.seconds * 50)
+        step = 2 * math.pi * self.freq / 8000
+        next_at = time.monotonic()
+        for i in range(frames):
+            if self._stop.is_set() or remote is None:
+                break
+            pcm = b"".join(int(8000 * math.sin(step * (160 * i + n))).to_bytes(2, "little",
+                                                                                signed=True)
+                           for n in range(160))
+            header = bytes([0x80, 8]) + (i & 0xFFFF).to_bytes(2, "big") + \
+                (160 * i).to_bytes(4, "big") + (0x5053_4150).to_bytes(4, "big")
+            try:
+                self.sock.sendto(header + alaw_encode(pcm), remote)
+            except OSError:
+                return
+            next_at += 0.02
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        talker.join()
+
+
+def edge_config(path: Path, psap_port: int) -> Path:
+    """1001 has the service and a recorded address in Paris; 1002 and 1003 do not."""
+    path.write_text(f"""
+[emergency]
+route = "sip:sos@127.0.0.1:{psap_port}"
+
+[[users]]
+ext = "1001"
+password = "demo-1001"
+emergency = true
+location = {{ country = "FR", city = "Paris", street = "Rue de Rivoli", number = "99",
+             postcode = "75001", floor = "2" }}
+
+[[users]]
+ext = "1002"
+password = "demo-1002"
+
+[[users]]
+ext = "1003"
+password = "demo-1003"
+emergency = false
+location = {{ country = "FR", city = "Lyon", postcode = "69001" }}
+""".replace(",\n             ", ", "))
+    return path
+
+
+def audit(edge_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (edge_dir / "audit.jsonl").read_text().splitlines()
+            if line.strip()]
+
+
+def invite_of(trace: str) -> str:
+    """The first INVITE sipp received, from its -trace_msg text."""
+    start = trace.index("INVITE sip:")
+    end = trace.find("-----------------", start)
+    return trace[start:end if end > 0 else None]
+
+
+def pidf_part(invite: str) -> tuple[str, str]:
+    """(Content-ID, XML) of the application/pidf+xml part of a multipart/mixed INVITE."""
+    text = invite.replace("\r\n", "\n")
+    head, _, body = text.partition("\n\n")
+    boundary = re.search(r"^Content-Type: *multipart/mixed; *boundary=([^\s;]+)", head, re.M)
+    assert boundary, invite
+    parts = body.split("--" + boundary.group(1))
+    assert parts[-1].startswith("--"), body  # the close delimiter (RFC 2046 §5.1.1)
+    for part in parts[1:-1]:
+        part_head, _, part_body = part.strip("\n").partition("\n\n")
+        if "Content-Type: application/pidf+xml" in part_head:
+            cid = re.search(r"^Content-ID: *<([^>]+)>", part_head, re.M)
+            assert cid, part_head
+            return cid.group(1), part_body.strip()
+    raise AssertionError(f"no PIDF-LO part in {invite}")
+
+
+@pytest.mark.timeout(120)
+def test_112_reaches_the_psap_with_the_location_and_media(tmp_path: Path, lab: Any, sipp: Any
+                                                          ) -> None:
+    edge_port, psap_port, uac_port = lab.take_ports(3)
+    (uac_media,) = media_ports(37000, 1)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    psap_media = RtpPeer(440, 3)
+    try:
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port),
+                                   "-set", "mport", str(psap_media.port), "-m", "1"],
+                          trace_msg=True, trace_logs=True, wall=60)
+        lab.wait_udp_listening(psap_port)
+        rtp = UdpCapture(tmp_path, f"udp portrange {RTP[0]}-{RTP[1]}", seconds=40)
+        uac = call(sipp, lab, "uac", "edge_uac.xml", target, "1001", "112", uac_port,
+                   media=uac_media, trace_logs=True)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+        assert psap.wait(20) == 0, psap.errors() + edge.log()
+        flows = rtp.stop()
+        st = edge.wait_idle()
+    finally:
+        psap_media.close()
+        edge.stop()
+    # on the wire at the gateway: the location by reference to a body part (RFC 6442 §4.1)
+    invite = invite_of(psap.messages())
+    assert re.search(r"^INVITE sip:sos@127\.0\.0\.1:\d+ SIP/2\.0", invite, re.M), invite
+    geo = re.search(r"^Geolocation: *<cid:([^>]+)>", invite, re.M)
+    assert geo, invite
+    assert re.search(r"^Geolocation-Routing: *yes", invite, re.M), invite
+    cid, xml = pidf_part(invite)
+    assert cid == geo.group(1)
+    root = ET.fromstring(xml)
+    civic = root.find(f".//{CA}civicAddress")
+    assert civic is not None, xml
+    got = {el.tag.removeprefix(CA): el.text for el in civic}
+    assert got == {"country": "FR", "A3": "Paris", "RD": "Rue de Rivoli", "HNO": "99",
+                   "PC": "75001", "FLR": "2"}, got
+    assert "application/sdp" in invite and "m=audio" in invite
+    assert "PSAP geolocation" in psap.logs() and "routing=yes" in psap.logs()
+    # the call connected, and its RTP went both ways through edge ports inside the range
+    to_psap = sum(n for (src, dst), n in flows.items() if dst == psap_media.port)
+    to_uac = sum(n for (src, dst), n in flows.items() if dst == uac_media)
+    assert to_psap >= 50 and to_uac >= 50, flows
+    edge_ports = {src for (src, dst) in flows if dst in (psap_media.port, uac_media)}
+    assert edge_ports and all(RTP[0] <= p <= RTP[1] for p in edge_ports), edge_ports
+    # the operator hears the caller: the caller's 1 kHz tone, decoded at the gateway
+    assert strongest_window(psap_media.pcm(), 1000) > 0.6
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["status"] == 200 and calls[0]["callee"] == "112", calls
+    # the routing decision is evidence: rule, clause, the service and the country
+    routed = [a for a in audit(tmp_path / "edge") if a.get("action") == "route_emergency"]
+    assert len(routed) == 1, audit(tmp_path / "edge")
+    assert routed[0]["rule_id"] == "R-EMERG-1" and routed[0]["clause"], routed
+    assert "urn:service:sos" in json.dumps(routed[0])
+
+
+@pytest.mark.timeout(120)
+def test_a_user_on_a_call_still_reaches_112(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """R-EMERG / R-CALLS-1: the one-channel limit never blocks an emergency call."""
+    edge_port, psap_port, callee_port, reg_port, p1, p2, p3 = lab.take_ports(7)
+    uac_media, busy_media = media_ports(37200, 2)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    psap_media = RtpPeer(440, 3)
+    try:
+        start_callee(sipp, lab, "callee", "edge_uas_answer.xml", callee_port)
+        register(sipp, lab, target, "1002", callee_port, reg_port)
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port),
+                                   "-set", "mport", str(psap_media.port), "-m", "1"], wall=60)
+        lab.wait_udp_listening(psap_port)
+        first = call(sipp, lab, "first", "edge_uac.xml", target, "1001", "1002", p1,
+                     media=busy_media)
+        end = time.monotonic() + 10
+        while edge.status().get("live_calls") != 1 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert edge.status().get("live_calls") == 1, edge.log()
+        # the channel is taken: an ordinary second call is refused ...
+        second = call(sipp, lab, "second", "edge_uac_forbidden.xml", target, "1001", "1003", p2)
+        assert second.wait(20) == 0, second.errors()
+        # ... but 112 goes through, and is answered while the first call is still up
+        sos = call(sipp, lab, "sos", "edge_uac.xml", target, "1001", "112", p3,
+                   media=uac_media)
+        time.sleep(1.0)
+        assert edge.status().get("live_calls") == 2, edge.log()
+        assert sos.wait(30) == 0, sos.errors() + edge.log()
+        assert psap.wait(20) == 0, psap.errors()
+        assert first.wait(30) == 0, first.errors()
+        edge.wait_idle()
+    finally:
+        psap_media.close()
+        edge.stop()
+    records = audit(tmp_path / "edge")
+    assert [a["rule_id"] for a in records if a.get("action") == "route_emergency"] == \
+        ["R-EMERG-1"], records
+    refused = [a for a in records if a.get("rule_id") == "R-CALLS-1"
+               and a.get("action") == "reject"]
+    assert len(refused) == 1, records
+    answered = sorted(c["callee"] for c in edge.calls() if c["status"] == 200)
+    assert answered == ["1002", "112"], edge.calls()
+
+
+def strongest_window(pcm: bytes, freq: float, rate: int = 8000, span_ms: int = 100) -> float:
+    """The best Goertzel share of ``freq`` over ``span_ms`` windows, half-overlapping."""
+    n = rate * span_ms // 1000 * 2
+    best = 0.0
+    for start in range(0, max(0, len(pcm) - n) + 1, n // 2):
+        window = pcm[start:start + n]
+        if rms(window) > 300:
+            best = max(best, tone_power_ratio(window, rate, freq))
+    return best
+
+
+@pytest.mark.timeout(90)
+def test_without_the_service_the_caller_hears_the_notice_then_a_clear_refusal(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    edge_port, psap_port, uac_port = lab.take_ports(3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    sink = RtpSink()
+    try:
+        uac = sipp.start("refused", [
+            target, "-sf", str(lab.scenarios / "emergency_uac_refused.xml"), "-s", "15",
+            "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1003", "-ap", "demo-1003",
+            "-set", "user", "1003", "-set", "mport", str(sink.port),
+            "-auth_uri", f"15@{target}", "-m", "1", "-timeout_error"],
+            trace_msg=True, trace_logs=True, wall=40)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        sink.close()
+        edge.stop()
+    wire = uac.messages()
+    # the final answer: the guard's status and reason, the notice's text in a Warning
+    assert "SIP/2.0 403 Emergency Calls Not Available From This Line" in wire, wire
+    assert re.search(r'^Warning: 399 \S+ "Emergency calls are not available from this line\.'
+                     r'[^"]*mobile phone or a landline\."', wire, re.M), wire
+    # early media first: a 183 with our answer on a port of the range ...
+    early = re.search(r"early media port=(\d+) pt=(\d+)", uac.logs())
+    assert early and RTP[0] <= int(early.group(1)) <= RTP[1] and early.group(2) == "8", \
+        uac.logs()
+    # ... and the notice really played in it: speech, or the special information tone
+    pcm = sink.pcm()
+    assert len(pcm) >= 2 * 8000 * 2, f"{len(sink.payloads)} RTP packets only"
+    assert rms(pcm) > 300, "the early media was silent"
+    if "special information tone plays instead" in edge.log():
+        for freq in SIT_HZ:
+            assert strongest_window(pcm, freq) > 0.6, (freq, strongest_window(pcm, freq))
+    else:
+        # speech is no single tone: no window is dominated by one of the SIT frequencies
+        assert max(strongest_window(pcm, f) for f in SIT_HZ) < 0.9
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    # the refused attempt is evidence too: which rule refused it and why
+    refused = [a for a in audit(tmp_path / "edge") if a.get("action") == "reject"]
+    assert len(refused) == 1, audit(tmp_path / "edge")
+    assert refused[0]["rule_id"] == "R-EMERG-1" and refused[0]["clause"], refused
+    assert "not activated" in json.dumps(refused[0])
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["status"] == 403, calls

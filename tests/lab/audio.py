@@ -21,13 +21,21 @@ def read_channel0(path: Path) -> tuple[bytes, int]:
 
 
 def tone_ratio(path: Path, freq: float, *, skip_s: float = 0.5, span_s: float = 1.0) -> float:
-    """Goertzel share of ``freq`` in a window after ``skip_s`` (0 for silence or no audio)."""
+    """Goertzel share of ``freq`` over ``span_s`` after ``skip_s`` (0 for silence or no audio).
+
+    The median over 100-ms windows: one phase jump (a frame the jitter buffer concealed or
+    dropped, a player looping its file) cancels a long coherent Goertzel sum but is one window
+    out of ten here, while a wrong tone or noise fails every window.
+    """
     pcm, rate = read_channel0(path)
     start = int(skip_s * rate) * 2
-    window = pcm[start:start + int(span_s * rate) * 2]
-    if len(window) < rate // 5 * 2 or rms(window) < 100:
+    span = pcm[start:start + int(span_s * rate) * 2]
+    if len(span) < rate // 5 * 2 or rms(span) < 100:
         return 0.0
-    return tone_power_ratio(window, rate, freq)
+    step = rate // 10 * 2
+    ratios = sorted(tone_power_ratio(span[i:i + step], rate, freq)
+                    for i in range(0, len(span) - step + 1, step))
+    return ratios[len(ratios) // 2]
 
 
 def best_tone_ratio(paths: list[Path], freq: float) -> float:

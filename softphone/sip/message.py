@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from softphone.sip.errors import SipHeaderValueError, SipParseError
-from softphone.sip.uri import _FAST_NAME_ADDR_SIP, NameAddr, SipUri, split_hostport
+from softphone.sip.uri import _FAST_NAME_ADDR_SIP, NameAddr, SipUri, split_hostport, split_unquoted
 
 MAX_MESSAGE_SIZE = 65536
 
@@ -116,33 +116,7 @@ def _split_elements(value: str) -> list[str]:
     """Comma-separated elements, stripped, empty ones kept (for strict checks)."""
     if "," not in value:
         return [value.strip()]
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        c = value[i]
-        if quoted:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                quoted = False
-        elif c == '"':
-            quoted = True
-        elif c == "<":
-            depth += 1
-        elif c == ">":
-            depth = max(0, depth - 1)
-        elif c == "," and depth == 0:
-            out.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    if quoted:
-        raise SipParseError("Unterminated quoted string")
-    out.append(value[start:].strip())
-    return out
+    return [part.strip() for part in split_unquoted(value, ",", angle=True)]
 
 
 def _checked(value: str) -> str:

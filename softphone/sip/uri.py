@@ -59,7 +59,7 @@ def _split_params(text: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     if not text:
         return params
-    parts = text.split(";") if '"' not in text else _split_quoted(text, ";")
+    parts = text.split(";") if '"' not in text else split_unquoted(text, ";")
     for part in parts:
         if not part or part.isspace():
             continue
@@ -71,11 +71,13 @@ def _split_params(text: str) -> dict[str, str | None]:
     return params
 
 
-def _split_quoted(text: str, sep: str) -> list[str]:
-    """Split at ``sep`` outside quoted strings (quoted-pair aware)."""
+def split_unquoted(text: str, sep: str, *, angle: bool = False) -> list[str]:
+    """Split at ``sep`` outside quoted strings (quoted-pair aware) and, with ``angle``,
+    outside ``<...>`` (a URI in a list header may carry the separator)."""
     out: list[str] = []
     start = 0
     quoted = False
+    depth = 0
     i = 0
     n = len(text)
     while i < n:
@@ -87,7 +89,11 @@ def _split_quoted(text: str, sep: str) -> list[str]:
                 quoted = False
         elif c == '"':
             quoted = True
-        elif c == sep:
+        elif angle and c == "<":
+            depth += 1
+        elif angle and c == ">":
+            depth = max(0, depth - 1)
+        elif c == sep and depth == 0:
             out.append(text[start:i])
             start = i + 1
         i += 1

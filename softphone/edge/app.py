@@ -12,6 +12,7 @@ the edge plays the ITU-T E.180 special information tone instead (and says so in 
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
@@ -39,9 +40,9 @@ from softphone.edge.location import LocationService
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.bridge import FrameSource
 from softphone.media.call import CallMedia
-from softphone.media.echo import PcmSource, announcement
+from softphone.media.echo import PcmSource
 from softphone.media.ports import PortAllocator
-from softphone.media.tone import ToneError, ToneGenerator
+from softphone.media.tone import ToneError, ToneGenerator, read_wav, write_wav
 from softphone.policy.admission import CallAdmission
 from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
@@ -82,6 +83,7 @@ class WallClockGuard:
 
 SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 ms each
 PLAYED_PROMPTS = ("emergency-unavailable",)
+PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
 
 
 class EdgePrompts:
@@ -90,10 +92,10 @@ class EdgePrompts:
     def __init__(self, folder: Path, texts: Mapping[str, str]) -> None:
         self.folder = folder
         self.texts = texts
-        self.spoken: dict[str, Path] = {}
+        self.spoken: dict[str, bytes] = {}   # PCM at PROMPT_RATE
 
     def prepare(self, ids: tuple[str, ...] = PLAYED_PROMPTS) -> None:
-        """Speak each prompt into ``<id>.wav`` unless it is already there."""
+        """Speak each prompt into ``<id>.wav`` (16 kHz) unless it is there; load it."""
         espeak = shutil.which("espeak-ng")
         for aid in ids:
             path = self.folder / f"{aid}.wav"
@@ -104,26 +106,53 @@ class EdgePrompts:
                 try:
                     subprocess.run([espeak, "-v", "en", "-s", "150", "-w", str(tmp), text],
                                    check=True, capture_output=True, timeout=30)
-                    os.replace(tmp, path)
-                except (OSError, subprocess.SubprocessError) as exc:
+                    pcm, rate = read_wav(tmp)
+                    write_wav(path, linear_resample(pcm, rate, PROMPT_RATE), PROMPT_RATE)
+                except (OSError, subprocess.SubprocessError, ToneError) as exc:
                     log.warning("prompt %s not spoken (espeak-ng failed: %s)", aid, exc)
-            if path.exists():
-                self.spoken[aid] = path
-            else:
-                log.warning("prompt %s: no speech (espeak-ng %s); the special information "
-                            "tone plays instead", aid, "failed" if espeak else "not installed")
+                finally:
+                    tmp.unlink(missing_ok=True)
+            try:
+                pcm, rate = read_wav(path)
+                self.spoken[aid] = linear_resample(pcm, rate, PROMPT_RATE)
+            except (OSError, ToneError) as exc:
+                log.warning("prompt %s: no speech (%s); the special information tone plays "
+                            "instead", aid, exc if path.exists() else
+                            "espeak-ng failed" if espeak else "espeak-ng not installed")
 
     def __call__(self, aid: str, rate: int) -> tuple[FrameSource, float] | None:
-        path = self.spoken.get(aid)
-        if path is not None:
+        pcm = self.spoken.get(aid)
+        if pcm is not None:
             try:
-                source = announcement(path, rate)
-                return source, len(source.pcm) / 2 / rate
-            except ToneError as exc:
-                log.warning("prompt %s unreadable (%s): tone instead", aid, exc)
+                if rate != PROMPT_RATE:
+                    from softphone.native.resampler import Resampler
+
+                    pcm = Resampler(PROMPT_RATE, rate).process(pcm)
+                return PcmSource(pcm), len(pcm) / 2 / rate
+            except Exception as exc:  # a notice that cannot play must not cost the refusal
+                log.warning("prompt %s not playable at %d Hz (%s): tone instead", aid, rate, exc)
         if aid not in PLAYED_PROMPTS:
             return None
         return sit_tone(rate)
+
+
+def linear_resample(pcm: bytes, rate: int, to: int) -> bytes:
+    """16-bit mono PCM from ``rate`` to ``to`` by linear interpolation: once per prompt at
+    start, for espeak-ng's 22050 Hz, which the native resampler does not take. A spoken
+    notice has little above 5 kHz, so the missing anti-alias filter is not heard."""
+    if rate == to or not pcm:
+        return pcm
+    src = array.array("h", pcm)
+    n = len(src) * to // rate
+    out = array.array("h", bytes(2 * n))
+    step = rate / to
+    last = len(src) - 1
+    for i in range(n):
+        x = i * step
+        j = int(x)
+        k = min(j + 1, last)
+        out[i] = int(src[j] + (src[k] - src[j]) * (x - j))
+    return out.tobytes()
 
 
 def sit_tone(rate: int, repeats: int = 2) -> tuple[FrameSource, float]:

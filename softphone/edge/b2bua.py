@@ -623,7 +623,11 @@ class B2BUA:
         """The notice as early media (183 with our answer), then the final refusal; just the
         refusal when there is nothing to play or no port to play it from."""
         warning = [("Warning", f'399 {self.domain} "{_quoted(text)}"')]
-        prompt = self.prompts(announcement, self.media_settings.bridge_rate)
+        try:
+            prompt = self.prompts(announcement, self.media_settings.bridge_rate)
+        except Exception:  # the refusal itself must still reach the caller
+            log.exception("notice %s could not be prepared", announcement)
+            prompt = None
         made = None
         if prompt is not None:
             made = self._anchor_quietly(req, offer)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from softphone.policy.config import load_default
 from softphone.policy.decision import Action
 
 from softphone.configfile import ConfigError
-from softphone.edge.app import policy_users, sit_tone
+from softphone.edge.app import EdgePrompts, linear_resample, policy_users, sit_tone
 from softphone.edge.b2bua import multipart_mixed
 from softphone.edge.config import EdgeConfig, load_edge_config
-from softphone.media.tone import tone_power_ratio
+from softphone.media.bridge import FrameSource
+from softphone.media.tone import read_wav, rms, tone, tone_power_ratio
 
 T0 = 1_768_989_600.0
 CA = "{urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr}"
@@ -161,3 +163,50 @@ def test_the_fallback_notice_is_the_special_information_tone() -> None:
     for i, freq in enumerate((950.0, 1400.0, 1800.0)):
         assert tone_power_ratio(pcm[i * seg:(i + 1) * seg], 16000, freq) > 0.9
     assert not any(pcm[3 * seg:3 * seg + 32000 // 2])  # then silence
+
+
+NOTICE = {"emergency-unavailable": "Emergency calls are not available from this line."}
+
+
+def frames(source: FrameSource, n: int) -> bytes:
+    out = b""
+    while (frame := source.next_frame(n)) is not None:
+        out += frame
+    return out
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_the_notice_is_spoken_once_into_the_data_dir(tmp_path: Path) -> None:
+    prompts = EdgePrompts(tmp_path / "prompts", NOTICE)
+    prompts.prepare()
+    wav = tmp_path / "prompts" / "emergency-unavailable.wav"
+    pcm, rate = read_wav(wav)
+    assert rate == 16000 and rms(pcm) > 300
+    made = prompts("emergency-unavailable", 8000)
+    assert made is not None
+    source, seconds = made
+    assert 1.5 < seconds < 10 and abs(len(frames(source, 160)) / 16000 - seconds) < 0.03
+    before = wav.stat().st_mtime_ns
+    EdgePrompts(tmp_path / "prompts", NOTICE).prepare()  # a restart keeps the file
+    assert wav.stat().st_mtime_ns == before
+
+
+def test_without_espeak_the_notice_is_the_special_information_tone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    prompts = EdgePrompts(tmp_path / "prompts", NOTICE)
+    prompts.prepare()
+    assert not (tmp_path / "prompts" / "emergency-unavailable.wav").exists()
+    made = prompts("emergency-unavailable", 16000)
+    assert made is not None
+    pcm = frames(made[0], 320)
+    assert tone_power_ratio(pcm[:2 * 16000 * 330 // 1000], 16000, 950.0) > 0.9
+    assert prompts("recording-notice", 16000) is None  # nothing else is played by the edge
+
+
+def test_linear_resample_keeps_the_pitch() -> None:
+    pcm = tone(1000.0, 22050, 22050)
+    out = linear_resample(pcm, 22050, 16000)
+    assert len(out) == 2 * 16000
+    assert tone_power_ratio(out, 16000, 1000.0) > 0.95
+    assert linear_resample(pcm, 16000, 16000) == pcm

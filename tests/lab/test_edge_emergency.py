@@ -237,6 +237,7 @@ def test_112_reaches_the_psap_with_the_location_and_media(tmp_path: Path, lab: A
     # the operator hears the caller: the caller's 1 kHz tone, decoded at the gateway
     assert strongest_window(psap_media.pcm(), 1000) > 0.6
     assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    assert st["calls"]["emergency_routed"] == 1 and st["calls"]["emergency_refused"] == 0, st
     calls = edge.calls()
     assert len(calls) == 1 and calls[0]["status"] == 200 and calls[0]["callee"] == "112", calls
     # the routing decision is evidence: rule, clause, the service and the country
@@ -418,3 +419,27 @@ def test_every_reason_for_no_service_gets_the_same_clear_refusal(tmp_path: Path,
                if a.get("action") == "reject"}
     assert refused == {user: rule for user, (_, rule) in cases.items()}, refused
     assert not [a for a in audit(tmp_path / "edge") if a.get("action") == "route_emergency"]
+
+
+@pytest.mark.timeout(60)
+def test_hanging_up_during_the_notice_ends_it_cleanly(tmp_path: Path, lab: Any,
+                                                      sipp: Any) -> None:
+    """CANCEL while the notice plays: 487, no refusal after it, the notice's port freed."""
+    edge_port, psap_port, uac_port = lab.take_ports(3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    try:
+        uac = call(sipp, lab, "cancel", "emergency_uac_cancel.xml", target, "1002", "112",
+                   uac_port, media=media_ports(37400, 1)[0], trace_msg=True)
+        assert uac.wait(30) == 0, uac.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        edge.stop()
+    assert "SIP/2.0 403" not in uac.messages()
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    assert st["calls"]["emergency_refused"] == 1, st
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["status"] == 487, calls
+    assert [a["rule_id"] for a in audit(tmp_path / "edge") if a.get("action") == "reject"] == \
+        ["R-EMERG-1"]

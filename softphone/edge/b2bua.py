@@ -223,7 +223,8 @@ class B2BUA:
         self._bye_auth: dict[ClientTransaction, DigestClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0,
-                                      "emergency_routed": 0, "emergency_refused": 0}
+                                      "emergency_routed": 0, "emergency_refused": 0,
+                                      "emergency_failed": 0}
 
     # ------------------------------------------------------------------ helpers
 
@@ -623,11 +624,7 @@ class B2BUA:
         """The notice as early media (183 with our answer), then the final refusal; just the
         refusal when there is nothing to play or no port to play it from."""
         warning = [("Warning", f'399 {self.domain} "{_quoted(text)}"')]
-        try:
-            prompt = self.prompts(announcement, self.media_settings.bridge_rate)
-        except Exception:  # the refusal itself must still reach the caller
-            log.exception("notice %s could not be prepared", announcement)
-            prompt = None
+        prompt = self._prompt(announcement)
         made = None
         if prompt is not None:
             made = self._anchor_quietly(req, offer)
@@ -642,10 +639,25 @@ class B2BUA:
                     direction="emergency", app="notice")
         self.calls[key] = call
         self.stats["calls"] += 1
+        self._notice_then_final(call, prompt, announcement, status, reason, warning)
+
+    def _prompt(self, announcement: str) -> tuple[FrameSource, float] | None:
+        try:
+            return self.prompts(announcement, self.media_settings.bridge_rate)
+        except Exception:  # the final answer itself must still reach the caller
+            log.exception("notice %s could not be prepared", announcement)
+            return None
+
+    def _notice_then_final(self, call: Call, prompt: tuple[FrameSource, float],
+                           announcement: str, status: int, reason: str,
+                           warning: list[tuple[str, str]]) -> None:
+        """Play ``prompt`` to the caller as early media (leg "a" only), then answer it with
+        the final ``status``; a CANCEL meanwhile ends it with 487 instead."""
         call.state = CallState.EARLY
-        call.early_sdp_sent = True
-        self._respond(txn, 183, "Session Progress", to_tag=call.a_tag, body=a_neg.sdp,
-                      contact=True)
+        if not call.early_sdp_sent:
+            call.early_sdp_sent = True
+            self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
+                          body=call.a_neg.sdp, contact=True)
         source_, seconds = prompt
 
         def finish() -> None:
@@ -897,8 +909,27 @@ class B2BUA:
             best, reason = 500, "Server Internal Error"
         elif best == 408:
             best, reason = 480, "Temporarily Unavailable"
+        if call.direction == "emergency":
+            self._emergency_failed(call, best, reason or "Call Failed")
+            return
         self._respond(call.a_txn, best, reason or "Call Failed", to_tag=call.a_tag)
         self._end(call, f"callee-{best}", status=best)
+
+    def _emergency_failed(self, call: Call, status: int, reason: str) -> None:
+        """The emergency gateway refused or never answered: the caller is told, as when the
+        service is not available, to call from a mobile phone or a landline."""
+        self.stats["emergency_failed"] += 1
+        log.error("emergency call %s from %s to %s failed at the gateway: %d %s", call.key,
+                  call.caller, call.callee, status, reason)
+        text = "The emergency call could not be connected. Hang up and call from a mobile " \
+               "phone or a landline."
+        warning = [("Warning", f'399 {self.domain} "{text}"')]
+        prompt = self._prompt("emergency-unavailable")
+        if prompt is None:
+            self._respond(call.a_txn, status, reason, to_tag=call.a_tag, extra=warning)
+            self._end(call, f"callee-{status}", status=status)
+            return
+        self._notice_then_final(call, prompt, "emergency-unavailable", status, reason, warning)
 
     def _on_bye_response(self, resp: SipResponse, txn: ClientTransaction) -> None:
         """A provider may challenge our BYE: answer once with the caller's own account."""

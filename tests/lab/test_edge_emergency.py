@@ -443,3 +443,48 @@ def test_hanging_up_during_the_notice_ends_it_cleanly(tmp_path: Path, lab: Any,
     assert len(calls) == 1 and calls[0]["status"] == 487, calls
     assert [a["rule_id"] for a in audit(tmp_path / "edge") if a.get("action") == "reject"] == \
         ["R-EMERG-1"]
+
+
+@pytest.mark.timeout(60)
+def test_a_gateway_refusal_is_told_to_the_caller(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """The emergency gateway answers 503: the caller hears the notice (use a mobile or a
+    landline), then gets the 503 with a Warning that says the call could not be connected;
+    the channel the guard gave the emergency call comes back."""
+    edge_port, psap_port, uac_port = lab.take_ports(3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    scenario = tmp_path / "emergency_uac_failed.xml"
+    scenario.write_text((lab.scenarios / "emergency_uac_refused.xml").read_text()
+                        .replace('<recv response="403">', '<recv response="503">'))
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    sink = RtpSink()
+    try:
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_refuse.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port), "-m", "1"], wall=30)
+        lab.wait_udp_listening(psap_port)
+        uac = sipp.start("failed", [
+            target, "-sf", str(scenario), "-s", "112", "-i", "127.0.0.1", "-p", str(uac_port),
+            "-au", "1001", "-ap", "demo-1001", "-set", "user", "1001",
+            "-set", "mport", str(sink.port), "-auth_uri", f"112@{target}", "-m", "1",
+            "-timeout_error"], trace_msg=True, wall=40)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+        assert psap.wait(10) == 0, psap.errors()
+        st = edge.wait_idle()
+    finally:
+        sink.close()
+        edge.stop()
+    wire = uac.messages()
+    assert "SIP/2.0 503 Service Unavailable" in wire, wire
+    assert re.search(r'^Warning: 399 \S+ "The emergency call could not be connected\.', wire,
+                     re.M), wire
+    assert rms(sink.pcm()) > 300, "the caller heard nothing"
+    assert st["calls"]["emergency_routed"] == 1 and st["calls"]["emergency_failed"] == 1, st
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    records = audit(tmp_path / "edge")
+    assert [a["rule_id"] for a in records if a.get("action") == "route_emergency"] == \
+        ["R-EMERG-1"]
+    ends = [a for a in records if a.get("point") == "call_end"]
+    assert len(ends) == 1 and ends[0]["user_id"] == "1001", records
+    assert [(c["name"], c["value"]) for c in ends[0]["counters"]] == [("channels", 0)], ends
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["status"] == 503, calls

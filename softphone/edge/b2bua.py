@@ -23,7 +23,10 @@ and the caller's PIDF-LO in a multipart/mixed body, referenced by ``Geolocation:
 with ``Geolocation-Routing: yes``; the channel limit never blocks it. Refused (service not
 activated, no location, ineligible country, mobile number), the caller gets the spoken notice
 as early media (183) and then the guard's final status and reason, with a Warning that carries
-the notice's text for phones that display it.
+the notice's text for phones that display it. A gateway that refuses or never answers a routed
+call gets the caller the same notice, then its status. The Request-URI is the route itself (a
+gateway addressed by its own SIP URI) and To names the digits dialled; the RFC 5031 service
+URN is in the audited decision.
 
 Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
 CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
@@ -179,7 +182,8 @@ class Call:
     winner: Fork | None = None
     ringing_sent: bool = False
     early_sdp_sent: bool = False
-    app: str = ""            # "" for a bridged call, "echo" or "tone" for edge applications
+    app: str = ""            # "" for a bridged call, "echo" or "tone" for edge applications,
+    #                          "notice" for an emergency refusal's early-media notice
     answered_at: float | None = None
     direction: str = "local"  # "local", "outbound" (to the trunk), "inbound" (from the trunk),
     #                           "emergency" (to the emergency route)
@@ -509,18 +513,21 @@ class B2BUA:
         else:
             self._fork(call, bindings)
 
+    def _new_media(self, key: str) -> CallMedia:
+        ms = self.media_settings
+        return CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
+                         jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
+                         rtp_timeout=ms.rtp_timeout,
+                         on_timeout=functools.partial(self._media_timeout, key))
+
     def _anchor(self, req: SipRequest, txn: ServerTransaction, offer: SessionDescription,
                 now: float, *, legs: tuple[str, ...], release: bool,
                 ) -> tuple[CallMedia, Negotiated] | None:
         """The call's media with ``legs`` reserved and our answer to the caller's offer; None
         when the caller was refused (503 no ports, 488 no codec), its guard channel given back
         if ``release``."""
-        key = req.call_id
         ms = self.media_settings
-        media = CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
-                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
-                          rtp_timeout=ms.rtp_timeout,
-                          on_timeout=functools.partial(self._media_timeout, key))
+        media = self._new_media(req.call_id)
         status, reason, extra = 0, "", []
         try:
             pair_a = media.reserve("a")
@@ -673,6 +680,7 @@ class B2BUA:
             call.media.connect()
             # the source ends inside the media tick: answer from the loop, not from there
             loop = asyncio.get_running_loop()
+
             def ended(media: CallMedia, leg: str) -> None:
                 loop.call_soon(finish)
 
@@ -686,10 +694,7 @@ class B2BUA:
                         offer: SessionDescription) -> tuple[CallMedia, Negotiated] | None:
         """Leg "a" media for a notice, or None (no port, no codec): the refusal goes on alone."""
         ms = self.media_settings
-        media = CallMedia(req.call_id, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
-                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
-                          rtp_timeout=ms.rtp_timeout,
-                          on_timeout=functools.partial(self._media_timeout, req.call_id))
+        media = self._new_media(req.call_id)
         try:
             pair = media.reserve("a")
             return media, answer_offer(offer, address=ms.host, port=pair.rtp, order=self.codecs)

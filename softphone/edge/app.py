@@ -30,7 +30,7 @@ from typing import Any
 
 from softphone.audit import AuditLog, FsyncPolicy
 from softphone.codecs.registry import codec_order_from_names
-from softphone.configfile import ConfigError
+from softphone.configfile import ConfigError, ConfigText
 from softphone.counters import open_guard
 from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
@@ -49,6 +49,7 @@ from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, User
+from softphone.policy.numbers import emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
@@ -250,6 +251,22 @@ class Edge:
         self.write_status()
 
 
+def check_extensions(cfg: EdgeConfig, policy: PolicyConfig) -> None:
+    """No extension may be an emergency number where the users are: emergency codes are
+    recognised before anything else (R-EMERG), so that user could never be called."""
+    countries = {cfg.country, *(u.location.country for u in cfg.users if u.location)}
+    for i, u in enumerate(cfg.users):
+        for country in sorted(countries):
+            if emergency_urn(u.ext, country, policy) is not None:
+                try:
+                    line = ConfigText.load(cfg.source).line_of(("users", i, "ext"))
+                except (OSError, ConfigError):
+                    line = None
+                raise ConfigError(cfg.source, f"users[{i}].ext",
+                                  f"{u.ext} is an emergency number in {country}: calls to it "
+                                  "go to the emergency services, never to this user", line)
+
+
 def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     """The edge's local users as the guard sees them: one person each, one demo account."""
     account = Account(account_id=cfg.account_id, country=cfg.country, seats=max(1, len(cfg.users)))
@@ -390,6 +407,7 @@ def main(args: Any) -> int:
                                              trunk=args.trunk, data_dir=args.data_dir))
         check_exposure(cfg)
         policy = load_policy(args.policy) if args.policy else load_default_policy()
+        check_extensions(cfg, policy)
     except (ConfigError, PolicyConfigError) as exc:
         print(f"softphone edge: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 import email
 import email.policy
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,7 +20,13 @@ from softphone.policy.config import load_default
 from softphone.policy.decision import Action
 
 from softphone.configfile import ConfigError
-from softphone.edge.app import EdgePrompts, linear_resample, policy_users, sit_tone
+from softphone.edge.app import (
+    EdgePrompts,
+    check_extensions,
+    linear_resample,
+    policy_users,
+    sit_tone,
+)
 from softphone.edge.b2bua import multipart_mixed
 from softphone.edge.config import EdgeConfig, load_edge_config
 from softphone.media.bridge import FrameSource
@@ -210,3 +218,22 @@ def test_linear_resample_keeps_the_pitch() -> None:
     assert len(out) == 2 * 16000
     assert tone_power_ratio(out, 16000, 1000.0) > 0.95
     assert linear_resample(pcm, 16000, 16000) == pcm
+
+
+def test_an_extension_that_is_an_emergency_number_is_refused_at_start(tmp_path: Path) -> None:
+    text = CONFIG + '\n[[users]]\next = "17"\npassword = "demo-0017"\n'
+    cfg = load(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        check_extensions(cfg, load_default())
+    assert err.value.key == "users[3].ext" and err.value.line == text.count("\n") - 1, err.value
+    assert "emergency number in FR" in str(err.value)
+    (tmp_path / "clash.toml").write_text(text)
+    check_extensions(load(tmp_path, CONFIG), load_default())  # 1001..1003 are fine
+    # the edge itself says so and exits 2 before binding anything
+    done = subprocess.run([sys.executable, "-m", "softphone", "edge", "--config",
+                           str(tmp_path / "clash.toml"), "--sip-port", "0", "--tls-port", "0",
+                           "--data-dir", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "users[3].ext: 17 is an emergency number in FR" in done.stderr
+    assert not (tmp_path / "data").exists()

@@ -32,7 +32,7 @@ import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from softphone.sip.core import Address
 from softphone.sip.errors import SipError, SipParseError
@@ -177,8 +177,9 @@ class _Stream(asyncio.Protocol):
         self.name = transport_name
         self.conn = conn
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check here.
+        transport = cast(asyncio.Transport, base)
         if self.conn is None:  # accepted
             peer = transport.get_extra_info("peername")
             self.conn = self.layer._new_conn(self.name, str(peer[0]), int(peer[1]),

@@ -272,6 +272,28 @@ def _rejected(media: MediaDescription) -> MediaDescription:
 # -- offerer side -----------------------------------------------------------------------------
 
 
+def _negotiated(codec: Codec, event: tuple[int, int] | None, remote: SessionDescription,
+                media: MediaDescription, index: int, direction: str, *,
+                local: SessionDescription) -> Negotiated:
+    """The outcome for our stream, seen from our side, whichever side offered."""
+    address, port, rtcp_address, rtcp_port = _remote_endpoint(remote, media)
+    return Negotiated(
+        codec=codec,
+        telephone_event_pt=event[0] if event else None,
+        telephone_event_rate=event[1] if event else None,
+        remote_address=address,
+        remote_port=port,
+        remote_rtcp_address=rtcp_address,
+        remote_rtcp_port=rtcp_port,
+        direction=direction,
+        ptime=_sending_ptime(codec, media),
+        remote_fmtp=media.fmtp(codec.payload_type),
+        media_index=index,
+        local_sdp=local,
+        remote_sdp=remote,
+    )
+
+
 def build_offer(
     *,
     address: str,
@@ -361,22 +383,7 @@ def process_answer(offer: SessionDescription, answer: SessionDescription) -> Neg
         our_send, our_recv = _flags(offer, o)
         their_send, their_recv = _flags(answer, a)
         direction = _NAMES[(our_send and their_recv, our_recv and their_send)]
-        address, port, rtcp_address, rtcp_port = _remote_endpoint(answer, a)
-        return Negotiated(
-            codec=codec,
-            telephone_event_pt=event[0] if event else None,
-            telephone_event_rate=event[1] if event else None,
-            remote_address=address,
-            remote_port=port,
-            remote_rtcp_address=rtcp_address,
-            remote_rtcp_port=rtcp_port,
-            direction=direction,
-            ptime=_sending_ptime(codec, a),
-            remote_fmtp=a.fmtp(codec.payload_type),
-            media_index=index,
-            local_sdp=offer,
-            remote_sdp=answer,
-        )
+        return _negotiated(codec, event, answer, a, index, direction, local=offer)
     agent = _warn_agent(answer.origin.address)
     raise NoCommonCodec(
         "the answer refused every audio stream", warn_code=WARN_MEDIA_FORMAT, agent=agent
@@ -461,23 +468,8 @@ def answer_offer(
             f"no codec in common (we take {names})", warn_code=WARN_MEDIA_FORMAT, agent=agent
         )
     index, codec, event, media = chosen
-    address_r, port_r, rtcp_address, rtcp_port = _remote_endpoint(offer, media)
     local_direction = answer.media[index].direction or "sendrecv"
-    return Negotiated(
-        codec=codec,
-        telephone_event_pt=event[0] if event else None,
-        telephone_event_rate=event[1] if event else None,
-        remote_address=address_r,
-        remote_port=port_r,
-        remote_rtcp_address=rtcp_address,
-        remote_rtcp_port=rtcp_port,
-        direction=local_direction,
-        ptime=_sending_ptime(codec, media),
-        remote_fmtp=media.fmtp(codec.payload_type),
-        media_index=index,
-        local_sdp=answer,
-        remote_sdp=offer,
-    )
+    return _negotiated(codec, event, offer, media, index, local_direction, local=answer)
 
 
 def _answer_media(

@@ -150,53 +150,30 @@ def ulaw_decode(data: Buffer) -> bytes:
 # path (their lengths are the counts, cffi checks the item types at the call); anything
 # else goes through the checked conversion above.
 
-def alaw_encode_into(src: Any, dst: Any) -> int:
-    """Encode PCM ``src`` into ``dst`` (room for one code per sample); returns the count."""
-    if isinstance(src, CData) and isinstance(dst, CData):
-        try:
-            n, room = len(src), len(dst)
-        except TypeError:
-            raise G711Error(f"alaw_encode_into: {_NO_LEN}") from None
-        if room >= n:
-            _alaw_enc(src, dst, n)
-            return n
-    return _encode_into(_alaw_enc, "alaw_encode_into", src, dst)
+def _into(kernel: Any, checked: Any, name: str, doc: str) -> Any:
+    """One *_into function: the two-cffi-arrays short path, else ``checked`` (the same code
+    for all four; the kernel and names are closure cells, as cheap as globals)."""
+
+    def into(src: Any, dst: Any) -> int:
+        if isinstance(src, CData) and isinstance(dst, CData):
+            try:
+                n, room = len(src), len(dst)
+            except TypeError:
+                raise G711Error(f"{name}: {_NO_LEN}") from None
+            if room >= n:
+                kernel(src, dst, n)
+                return n
+        result: int = checked(kernel, name, src, dst)
+        return result
+
+    into.__name__ = into.__qualname__ = name
+    into.__doc__ = doc
+    return into
 
 
-def ulaw_encode_into(src: Any, dst: Any) -> int:
-    """Encode PCM ``src`` into ``dst`` (room for one code per sample); returns the count."""
-    if isinstance(src, CData) and isinstance(dst, CData):
-        try:
-            n, room = len(src), len(dst)
-        except TypeError:
-            raise G711Error(f"ulaw_encode_into: {_NO_LEN}") from None
-        if room >= n:
-            _ulaw_enc(src, dst, n)
-            return n
-    return _encode_into(_ulaw_enc, "ulaw_encode_into", src, dst)
-
-
-def alaw_decode_into(src: Any, dst: Any) -> int:
-    """Decode A-law ``src`` into PCM ``dst`` (room for one sample per code); returns the count."""
-    if isinstance(src, CData) and isinstance(dst, CData):
-        try:
-            n, room = len(src), len(dst)
-        except TypeError:
-            raise G711Error(f"alaw_decode_into: {_NO_LEN}") from None
-        if room >= n:
-            _alaw_dec(src, dst, n)
-            return n
-    return _decode_into(_alaw_dec, "alaw_decode_into", src, dst)
-
-
-def ulaw_decode_into(src: Any, dst: Any) -> int:
-    """Decode mu-law ``src`` into PCM ``dst`` (room for one sample per code); returns the count."""
-    if isinstance(src, CData) and isinstance(dst, CData):
-        try:
-            n, room = len(src), len(dst)
-        except TypeError:
-            raise G711Error(f"ulaw_decode_into: {_NO_LEN}") from None
-        if room >= n:
-            _ulaw_dec(src, dst, n)
-            return n
-    return _decode_into(_ulaw_dec, "ulaw_decode_into", src, dst)
+_ENC_DOC = "Encode PCM ``src`` into ``dst`` (room for one code per sample); returns the count."
+_DEC_DOC = "Decode ``src`` codes into PCM ``dst`` (room for one sample per code); returns the count."
+alaw_encode_into = _into(_alaw_enc, _encode_into, "alaw_encode_into", _ENC_DOC)
+ulaw_encode_into = _into(_ulaw_enc, _encode_into, "ulaw_encode_into", _ENC_DOC)
+alaw_decode_into = _into(_alaw_dec, _decode_into, "alaw_decode_into", _DEC_DOC)
+ulaw_decode_into = _into(_ulaw_dec, _decode_into, "ulaw_decode_into", _DEC_DOC)

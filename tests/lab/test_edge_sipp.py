@@ -62,19 +62,26 @@ def test_sipp_call_through_edge_relays_rtp_in_range(tmp_path: Path, lab: Any, si
     assert len(calls) == 1 and {leg["codec"] for leg in calls[0]["legs"]} == {"PCMA"}, calls
 
 
-@pytest.mark.timeout(90)
-def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> None:
+def one_call(tmp_path: Path, lab: Any, sipp: Any, callee_scenario: str, caller_scenario: str,
+             **trace: bool) -> tuple[EdgeProcess, Any]:
+    """1001 calls 1002 once through a fresh edge; returns the stopped edge and the caller."""
     edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
     target = f"127.0.0.1:{edge_port}"
     try:
-        start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port)
+        start_callee(sipp, lab, "uas", callee_scenario, uas_port)
         register(sipp, lab, target, "1002", uas_port, reg_port)
-        uac = call(sipp, lab, "uac", "edge_uac_hold.xml", target, "1001", "1002", uac_port,
-                   trace_logs=True)
+        uac = call(sipp, lab, "uac", caller_scenario, target, "1001", "1002", uac_port, **trace)
         assert uac.wait(40) == 0, uac.errors() + edge.log()
     finally:
         edge.stop()
+    return edge, uac
+
+
+@pytest.mark.timeout(90)
+def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    edge, uac = one_call(tmp_path, lab, sipp, "edge_uas_answer.xml", "edge_uac_hold.xml",
+                         trace_logs=True)
     logs = uac.logs()
     # RFC 3264 §6.1: an offer to send only is answered receive only; resuming gets sendrecv
     assert "cseq 3 answer direction=recvonly" in logs, logs
@@ -85,17 +92,8 @@ def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> Non
 
 @pytest.mark.timeout(90)
 def test_early_media_is_anchored_before_the_answer(tmp_path: Path, lab: Any, sipp: Any) -> None:
-    edge_port, uas_port, reg_port, uac_port = lab.take_ports(4)
-    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
-    target = f"127.0.0.1:{edge_port}"
-    try:
-        start_callee(sipp, lab, "uas", "edge_uas_early.xml", uas_port)
-        register(sipp, lab, target, "1002", uas_port, reg_port)
-        uac = call(sipp, lab, "uac", "edge_uac_quick.xml", target, "1001", "1002", uac_port,
-                   trace_msg=True)
-        assert uac.wait(40) == 0, uac.errors() + edge.log()
-    finally:
-        edge.stop()
+    edge, uac = one_call(tmp_path, lab, sipp, "edge_uas_early.xml", "edge_uac_quick.xml",
+                         trace_msg=True)
     msgs = uac.messages()
     early = msgs[msgs.index("SIP/2.0 183"):]
     early = early[:early.index("SIP/2.0 200")]

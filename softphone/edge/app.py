@@ -281,10 +281,12 @@ def check_extensions(cfg: EdgeConfig, policy: PolicyConfig) -> None:
 
 def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     """The edge's local users as the guard sees them: one person each, one demo account."""
-    account = Account(account_id=cfg.account_id, country=cfg.country, seats=max(1, len(cfg.users)))
+    account = Account(account_id=cfg.account_id, country=cfg.country,
+                      seats=max(1, len(cfg.users)), recording=cfg.recording)
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
                         numbers=(u.did,) if u.did else (),
-                        location=u.location, emergency_activated=u.emergency)
+                        location=u.location, emergency_activated=u.emergency,
+                        recording=u.recording)
             for u in cfg.users}
 
 

@@ -30,6 +30,7 @@ class LocalUser:
     extra_channels: int = 0      # R-CALLS-1: simultaneous calls beyond the first (paid option)
     emergency: bool | None = None   # R-EMERG-1: service activated; None follows the account
     location: Location | None = None  # R-EMERG-3: where this line is, sent with 112 calls
+    recording: bool | None = None   # R-REC: calls recorded (after the notice); None: the account's
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class EdgeConfig:
     account_id: str = "demo"
     country: str = "FR"
     emergency_route: str = ""    # the emergency gateway; "" = the policy's route per country
+    recording: bool = False      # R-REC: the account's recording option (users may override)
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -186,7 +188,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri", "expires"))
     ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
-    acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country"))
+    acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country", "recording"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}), known=("route",))
     country = acct.text("country", "FR")
     if len(country) != 2 or not country.isalpha() or not country.isupper():
@@ -217,7 +219,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     for i, raw in enumerate(raw_users):
         u = Section(doc, ("users", i), raw, known=(
             "ext", "password", "name", "did", "trunk_user", "trunk_password", "extra_channels",
-            "emergency", "location"))
+            "emergency", "location", "recording"))
         ext_no = u.text("ext")
         if not ext_no.isdigit():
             raise u.error("ext", f"must be digits, got {ext_no!r}")
@@ -234,7 +236,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                                extra_channels=u.integer("extra_channels", 0, lo=0, hi=64),
                                emergency=u.boolean("emergency") if "emergency" in raw else None,
                                location=(_location(doc, ("users", i, "location"), raw["location"])
-                                         if "location" in raw else None)))
+                                         if "location" in raw else None),
+                               recording=u.boolean("recording") if "recording" in raw else None))
     trunk_accounts = [u.trunk_user for u in users if u.trunk_user]
     if len(trunk_accounts) != len(set(trunk_accounts)):
         dup = next(a for a in trunk_accounts if trunk_accounts.count(a) > 1)
@@ -287,6 +290,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         demo_prefix=demo.text("password_prefix", "demo-"),
         account_id=acct.text("id", "demo"),
         country=country,
+        recording=acct.boolean("recording", False),
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         users=tuple(users),
         source=doc.path,

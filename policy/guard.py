@@ -276,7 +276,9 @@ class PolicyGuard:
         d = self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", warnings=tuple(warnings),
                     billable=billable, strip_media=strip,
                     counters=(self._channel_bump(a.user),),
-                    details=self._number_details(info), **base)
+                    # an extension has no number class: "1002" is not a 10xy carrier code here
+                    details=((("number_kind", "internal"),) if a.internal
+                             else self._number_details(info)), **base)
         self._allowed[a.call_id] = d
         return d
 

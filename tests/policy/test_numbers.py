@@ -82,3 +82,15 @@ def test_classify_never_crashes(config, text) -> None:
     if info.e164 is not None:
         assert info.e164.startswith("+") and info.e164[1:].isdigit()
         assert to_e164(info.e164, "FR", config.numbering) == info.e164  # idempotent
+
+
+def test_an_extension_is_audited_without_a_number_class(config, guard, facts) -> None:
+    # "1002" dialed to the provider is a French 10xy carrier-select code, refused as such
+    assert classify("1002", "FR", config).special.kind == "carrier_select"
+    out = guard.on_call_attempt(facts.call(facts.user(), "1002"))
+    assert out.to_dict()["details"]["special"] == "carrier_select:10"
+    # the same digits resolved by the edge to a local user are just an extension
+    for caller, dialed in (("alice", "1002"), ("bob", "sip:carol@pbx.example")):
+        d = guard.on_call_attempt(facts.call(facts.user(caller), dialed, internal=True))
+        assert d.allowed
+        assert d.to_dict()["details"] == {"number_kind": "internal"}

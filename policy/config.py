@@ -3,22 +3,20 @@
 Rules and tables are data: countries, emergency codes, number classes, limits and thresholds
 all come from the TOML file, each table commented with the rule id and clause it implements.
 A bad file is refused with ``PolicyConfigError`` naming the key and its line; the edge must
-not start on it. tomllib gives no positions for keys, so the line is found by scanning the
-text for the key inside its table (quoted keys and dotted tables included).
+not start on it. Keys are located by :class:`softphone.configfile.ConfigText`, as for the edge
+configuration.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from softphone.configfile import ConfigError
+from softphone.configfile import ConfigError, ConfigText
 
 # Every rule the guard can cite; the [rules] table must give each one its clause.
 RULE_IDS: tuple[str, ...] = (
@@ -192,94 +190,15 @@ class PolicyConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Locating keys in the text
-
-_HEADER = re.compile(r"^\s*\[\[?(.+?)\]\]?\s*(?:#.*)?$")
-_KEYPART = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|\'([^\']*)\'|([A-Za-z0-9_-]+))\s*')
-
-
-def _split_key(text: str) -> list[str] | None:
-    """Split a TOML key expression (``a."b.c".d``) into its parts, or None if it is not one."""
-    parts: list[str] = []
-    pos = 0
-    while True:
-        m = _KEYPART.match(text, pos)
-        if not m or m.end() == pos:
-            return None
-        parts.append(next(g for g in m.groups() if g is not None))
-        pos = m.end()
-        if pos == len(text):
-            return parts
-        if text[pos] != ".":
-            return None
-        pos += 1
-
-
-def nth_header(text: str, dotted: Sequence[str], index: int) -> int | None:
-    """The line of the ``index``-th (0-based) ``[[dotted]]`` array-of-tables header."""
-    seen = -1
-    for no, line in enumerate(text.splitlines(), start=1):
-        if line.strip().startswith("[["):
-            h = _HEADER.match(line)
-            if h and _split_key(h.group(1)) == list(dotted):
-                seen += 1
-                if seen == index:
-                    return no
-    return None
-
-
-def locate(text: str, dotted: Sequence[str]) -> int | None:
-    """The 1-based line where the key path ``dotted`` is written, or None.
-
-    Finds a ``key =`` line inside the right table, a table header, or failing both the line of
-    the nearest written ancestor (a key inside an inline table points at its parent's line).
-    """
-    want = list(dotted)
-    for depth in range(len(want), 0, -1):
-        target = want[:depth]
-        table: list[str] = []
-        for no, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            h = _HEADER.match(line)
-            if h and stripped.startswith("["):
-                parts = _split_key(h.group(1))
-                if parts is not None:
-                    table = parts
-                    if table == target:
-                        return no
-                continue
-            if "=" in stripped:
-                lhs = stripped.split("=", 1)[0]
-                if '"' in lhs or "'" in lhs:
-                    # a quoted key may contain "="; re-split on the closing quote
-                    m = re.match(r'^\s*((?:"(?:[^"\\]|\\.)*"|\'[^\']*\'|[A-Za-z0-9_.-]+'
-                                 r'|\s*\.\s*)+)\s*=', stripped)
-                    lhs = m.group(1) if m else lhs
-                parts = _split_key(lhs)
-                if parts is not None and table + parts == target:
-                    return no
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
 # Reading with errors that name key and line
 
 
 class _Reader:
-    def __init__(self, path: str, text: str) -> None:
-        self.path = path
-        self.text = text
+    def __init__(self, doc: ConfigText) -> None:
+        self.doc = doc
 
-    def error(self, key: Sequence[str], message: str) -> PolicyConfigError:
-        dotted = ".".join(f'"{k}"' if not re.fullmatch(r"[A-Za-z0-9_-]+", k) else k for k in key)
-        return PolicyConfigError(self.path, dotted, message, locate(self.text, key))
-
-    def entry_error(self, key: Sequence[str], index: int, message: str) -> PolicyConfigError:
-        dotted = ".".join(key) + f"[{index}]"
-        return PolicyConfigError(self.path, dotted, message,
-                                 nth_header(self.text, key, index) or locate(self.text, key))
+    def error(self, key: Sequence[str | int], message: str) -> ConfigError:
+        return self.doc.error(key, message)  # a PolicyConfigError: the document's error type
 
     def table(self, data: Mapping[str, Any], key: Sequence[str],
               known: Sequence[str] | None = None) -> Mapping[str, Any]:
@@ -374,13 +293,11 @@ def _codes(r: _Reader, data: Mapping[str, Any], key: Sequence[str]) -> dict[str,
 
 def parse(text: str, path: str = "configs/policy.toml") -> PolicyConfig:
     """Parse and validate policy TOML text."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise PolicyConfigError(path, "-", f"not valid TOML: {exc}",
-                                int(m.group(1)) if m else None) from None
-    r = _Reader(path, text)
+    return _read(ConfigText.parse(text, path, error_type=PolicyConfigError))
+
+
+def _read(doc: ConfigText) -> PolicyConfig:
+    data, path, r = doc.data, doc.path, _Reader(doc)
     top = ("policy", "rules", "calls", "accounts", "emergency", "recording", "limits", "cli",
            "mrcp", "numbering", "announcements")
     for name in data:
@@ -569,22 +486,22 @@ def parse(text: str, path: str = "configs/policy.toml") -> PolicyConfig:
     for i, item in enumerate(raw_special):
         k = ["numbering", "special"]
         if not isinstance(item, dict):
-            raise r.entry_error(k, i, "must be a table")
+            raise r.error([*k, i], "must be a table")
         prefix = item.get("prefix")
         if not isinstance(prefix, str) or not re.fullmatch(r"\+?[0-9]+", prefix):
-            raise r.entry_error(k, i, f"prefix must be '+digits' or 'digits', got {prefix!r}")
+            raise r.error([*k, i], f"prefix must be '+digits' or 'digits', got {prefix!r}")
         country_v = item.get("country")
         if not prefix.startswith("+"):
             if not isinstance(country_v, str) or country_v not in plans:
-                raise r.entry_error(k, i, f"({prefix}): a short code needs a country "
+                raise r.error([*k, i], f"({prefix}): a short code needs a country "
                               f"with a [numbering.plans] table")
         kind = item.get("kind")
         if kind not in NUMBER_KINDS:
-            raise r.entry_error(k, i, f"({prefix}): kind must be one of "
+            raise r.error([*k, i], f"({prefix}): kind must be one of "
                           f"{', '.join(NUMBER_KINDS)}, got {kind!r}")
         action = item.get("action")
         if action not in NUMBER_ACTIONS:
-            raise r.entry_error(k, i, f"({prefix}): action must be one of "
+            raise r.error([*k, i], f"({prefix}): action must be one of "
                           f"{', '.join(NUMBER_ACTIONS)}, got {action!r}")
         note = item.get("note", "")
         special.append(SpecialRange(prefix, country_v if isinstance(country_v, str) else None,
@@ -612,15 +529,9 @@ def parse(text: str, path: str = "configs/policy.toml") -> PolicyConfig:
 
 
 def load(path: str | Path) -> PolicyConfig:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyConfigError(str(p), "-", f"cannot read: {exc.strerror}", None) from None
-    return parse(text, str(p))
+    return _read(ConfigText.load(path, error_type=PolicyConfigError))
 
 
 def load_default() -> PolicyConfig:
     """The shipped configs/policy.toml (installed as ``softphone.configs``)."""
-    ref = resources.files("softphone.configs").joinpath("policy.toml")
-    return parse(ref.read_text(encoding="utf-8"), "configs/policy.toml")
+    return _read(ConfigText.embedded("policy.toml", error_type=PolicyConfigError))

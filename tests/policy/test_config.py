@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from softphone.policy import PolicyConfigError, load_default, parse
-from softphone.policy.config import RULE_IDS, locate
+from softphone.policy.config import RULE_IDS
+
+from softphone.configfile import ConfigText
 
 DIGEST = Path("/work/shared/TERMS-DIGEST.md")
 
@@ -129,9 +131,9 @@ def test_prefix_free_country_codes(policy_text) -> None:
 
 
 def test_locate_handles_quoted_and_dotted_keys() -> None:
-    text = '[a]\nx = 1\n[a."b.c"]\n"1 2" = 3\n[d]\ne.f = 4\n'
-    assert locate(text, ["a", "x"]) == 2
-    assert locate(text, ["a", "b.c", "1 2"]) == 4
-    assert locate(text, ["d", "e", "f"]) == 6
-    assert locate(text, ["a", "b.c", "missing"]) == 3
-    assert locate(text, ["nowhere"]) is None
+    doc = ConfigText.parse('[a]\nx = 1\n[a."b.c"]\n"1 2" = 3\n[d]\ne.f = 4\n')
+    assert doc.line_of(["a", "x"]) == 2
+    assert doc.line_of(["a", "b.c", "1 2"]) == 4
+    assert doc.line_of(["d", "e", "f"]) == 6
+    assert doc.line_of(["a", "b.c", "missing"]) == 3
+    assert doc.line_of(["nowhere"]) is None

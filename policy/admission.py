@@ -20,7 +20,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from softphone.policy.decision import Action, Decision
-from softphone.policy.facts import CallAttempt, DeviceClass, Direction, EndReason, User
+from softphone.policy.facts import (
+    CallAttempt,
+    DeviceClass,
+    Direction,
+    EndReason,
+    MediaLine,
+    Party,
+    Registration,
+    User,
+)
 from softphone.policy.guard import PolicyGuard
 from softphone.policy.numbers import NumberError, clean, emergency_urn
 
@@ -58,16 +67,42 @@ class CallAdmission:
 
     def is_emergency(self, caller: str, dialed: str) -> bool:
         """Whether ``dialed`` is an emergency code for this local caller (where the user is
-        located, else the account's country; 112 everywhere). No decision, nothing audited."""
+        located, else the account's country; 112 everywhere), or an RFC 5031 service URN of
+        the ``sos`` tree. No decision, nothing audited."""
+        return self.emergency_code(caller, dialed) is not None
+
+    def emergency_code(self, caller: str, dialed: str) -> str | None:
+        """The emergency code that ``dialed`` stands for where this local caller is, None when
+        it is no emergency call: the digits themselves for a code; for a service URN
+        (``urn:service:sos.fire``) the caller's country's code of that service, else of its
+        parent (the services form a tree: ``sos`` answers for a sub-service the country has no
+        number of its own for). The guard then decides on that code exactly as if it had been
+        dialled."""
         user = self.users(caller)
         if user is None:
-            return False
+            return None
         country = user.location.country if user.location is not None else user.account.country
+        config = self.guard.config
+        if dialed[:12].lower() == "urn:service:":
+            labels = dialed[12:].lower().split(".")
+            if labels[0] != "sos":
+                return None
+            em = config.emergency
+            tables = (em.universal, em.codes.get(country, {}))
+            while labels:
+                wanted = "urn:service:" + ".".join(labels)
+                for table in tables:
+                    for code, urn in table.items():
+                        # a code the country gives another meaning does not stand for it
+                        if urn == wanted and emergency_urn(code, country, config) == wanted:
+                            return code
+                labels.pop()
+            return None
         try:
             digits = clean(dialed)
         except NumberError:
-            return False  # "sip:alice@pbx": a name, never an emergency code
-        return emergency_urn(digits, country, self.guard.config) is not None
+            return None  # "sip:alice@pbx": a name, never an emergency code
+        return digits if emergency_urn(digits, country, config) is not None else None
 
     def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
               now: float) -> tuple[int, str] | None:
@@ -80,41 +115,105 @@ class CallAdmission:
         return d.sip_status or fallback[0], d.reason_phrase or fallback[1]
 
     def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float) -> Decision | None:
+                       now: float, media: tuple[MediaLine, ...] = (),
+                       presented: str | None = None) -> Decision | None:
         """The decision the edge must act on, or None for a plain go-ahead.
 
         A refusal of either side (the caller's ``REJECT``, or the callee's with the caller's
         channel already given back), or the caller's ``ROUTE_EMERGENCY``: an emergency call
         has no callee side, it goes to ``decision.route`` with ``decision.location``.
         """
+        taken = self.admit_decisions(call_id, caller, callee, inbound_local=inbound_local,
+                                     now=now, media=media, presented=presented)
+        last = taken[-1] if taken else None
+        if last is not None and (not last.allowed or last.action is Action.ROUTE_EMERGENCY):
+            return last
+        return None
+
+    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+                        now: float, media: tuple[MediaLine, ...] = (),
+                        presented: str | None = None) -> list[Decision]:
+        """Every decision taken on a new call, the caller's side first; a refusal or an
+        emergency route, when there is one, is the last. The allowed ones carry what the edge
+        must still do with a call that goes ahead: ``billable``, ``strip_media``, warnings.
+
+        ``media`` are the offer's m-lines (R-TECH-9); ``presented`` the caller ID shown to the
+        other end (R-CLI-1/2, R-EMERG-4), by default the caller's first number, else its name.
+        """
         out_id, in_id = self.leg_ids(call_id)
         caller_user = self.users(caller)
         callee_user = self.users(callee)
+        taken: list[Decision] = []
         if caller_user is not None:
-            shown = caller_user.numbers[0] if caller_user.numbers else caller
+            shown = presented or (caller_user.numbers[0] if caller_user.numbers else caller)
             d = self._record(self.guard.on_call_attempt(CallAttempt(
                 out_id, caller_user, "edge", self.device_class, Direction.OUTBOUND, callee,
-                shown, now, internal=inbound_local and callee_user is not None)))
+                shown, now, media=media, internal=inbound_local and callee_user is not None)))
+            taken.append(d)
             if not d.allowed or d.action is Action.ROUTE_EMERGENCY:
-                return d
+                return taken
         if callee_user is not None:
             d = self._record(self.guard.on_call_attempt(CallAttempt(
                 in_id, callee_user, "edge", self.device_class, Direction.INBOUND, callee,
-                caller, now, internal=inbound_local)))
-            if not d.allowed:
-                if caller_user is not None:
-                    self._record(self.guard.on_call_end(out_id, now, EndReason.REJECTED))
-                return d
-        return None
+                caller, now, media=media, internal=inbound_local)))
+            taken.append(d)
+            if not d.allowed and caller_user is not None:
+                self._record(self.guard.on_call_end(out_id, now, EndReason.REJECTED))
+        return taken
+
+    def registered(self, user_name: str, *, device: str, source_ip: str, expires_s: int,
+                   user_agent: str, now: float,
+                   device_class: DeviceClass | None = None) -> Decision | None:
+        """A REGISTER binding (``device``: its contact) of a local user; None for a name that
+        is no user. Committed, then audited, like the decisions on calls."""
+        user = self.users(user_name)
+        if user is None:
+            return None
+        return self._record(self.guard.on_registration(Registration(
+            user, device, device_class or self.device_class, source_ip, now,
+            expires_s=expires_s, user_agent=user_agent)))
 
     def answered(self, call_id: str, now: float) -> list[Decision]:
-        """Both sides answered: the notices to play (recording, AI disclosure) per side."""
-        return [self._record(self.guard.on_answer(leg, now)) for leg in self.leg_ids(call_id)]
+        """The call is answered: per side that holds a channel, the notices its correspondent
+        must hear first (recording, AI disclosure) and the time left (trial)."""
+        out = []
+        for leg in self.leg_ids(call_id):
+            d = self.guard.on_answer(leg, now)
+            if d.audited:
+                out.append(self._record(d))
+        return out
 
-    def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
+    @staticmethod
+    def correspondent_leg(guard_call_id: str) -> str:
+        """The edge's media leg of the other party of one side: the caller's correspondent is
+        the callee's leg "b", the callee's is the caller's leg "a"."""
+        return "b" if guard_call_id.endswith("/caller") else "a"
+
+    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
+        """A notice has finished playing to the correspondent of that side (recording may
+        start now, and only now)."""
+        return self._record(self.guard.on_notice_played(guard_call_id, notice_id, now))
+
+    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
+        """A key pressed on media leg "a" or "b": for each side, it comes from our user or
+        from the correspondent. Only decisions that matter (an objection) are returned."""
+        out = []
+        for leg in self.leg_ids(call_id):
+            party = Party.CORRESPONDENT if self.correspondent_leg(leg) == media_leg \
+                else Party.USER
+            d = self.guard.on_dtmf(leg, digit, now, party)
+            if d.audited:
+                out.append(self._record(d))
+        return out
+
+    def released(self, call_id: str, *, answered: bool, duration: float,
+                 now: float) -> list[Decision]:
         """The edge call is over. ``answered``/``duration`` are the edge's view; the guard
-        measures from its own ledger (attempt and answer times), so they are not needed."""
+        measures from its own ledger (attempt and answer times), so they are not needed.
+        Returns the decisions (with the recording commands the end implies)."""
+        out = []
         for leg in self.leg_ids(call_id):
             d = self.guard.on_call_end(leg, now, EndReason.HANGUP)
             if d.audited:
-                self._record(d)
+                out.append(self._record(d))
+        return out

@@ -37,6 +37,8 @@ from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
+from softphone.edge.recordings import RecordingStore
+from softphone.edge.retention import RetentionJob
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.bridge import FrameSource
 from softphone.media.call import CallMedia
@@ -48,7 +50,7 @@ from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, User
+from softphone.policy.facts import Account, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
@@ -82,20 +84,55 @@ class WallClockGuard:
         return self.admission.admit(call_id, caller, callee, inbound_local=inbound_local,
                                     now=time.time())
 
-    def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
-        self.admission.released(call_id, answered=answered, duration=duration, now=time.time())
+    def released(self, call_id: str, *, answered: bool, duration: float,
+                 now: float) -> list[Decision]:
+        return self.admission.released(call_id, answered=answered, duration=duration,
+                                       now=time.time())
+
+    def answered(self, call_id: str, now: float) -> list[Decision]:
+        return self.admission.answered(call_id, time.time())
+
+    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
+        return self.admission.notice_played(guard_call_id, notice_id, time.time())
+
+    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
+        return self.admission.dtmf(call_id, media_leg, digit, time.time())
+
+    def correspondent_leg(self, guard_call_id: str) -> str:
+        return self.admission.correspondent_leg(guard_call_id)
 
     def is_emergency(self, caller: str, dialed: str) -> bool:
         return self.admission.is_emergency(caller, dialed)
 
+    def emergency_code(self, caller: str, dialed: str) -> str | None:
+        return self.admission.emergency_code(caller, dialed)
+
     def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float) -> Decision | None:
+                       now: float, media: tuple[MediaLine, ...] = (),
+                       presented: str | None = None) -> Decision | None:
         return self.admission.admit_decision(call_id, caller, callee,
-                                             inbound_local=inbound_local, now=time.time())
+                                             inbound_local=inbound_local, now=time.time(),
+                                             media=media, presented=presented)
+
+    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+                        now: float, media: tuple[MediaLine, ...] = (),
+                        presented: str | None = None) -> list[Decision]:
+        return self.admission.admit_decisions(call_id, caller, callee,
+                                              inbound_local=inbound_local, now=time.time(),
+                                              media=media, presented=presented)
+
+    def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
+                   user_agent: str, webrtc: bool, now: float) -> Decision | None:
+        return self.admission.registered(
+            user, device=device, source_ip=source_ip, expires_s=expires_s,
+            user_agent=user_agent, now=time.time(),
+            device_class=DeviceClass.WEBRTC if webrtc else DeviceClass.SIP)
 
 
 SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 ms each
-PLAYED_PROMPTS = ("emergency-unavailable",)
+PLAYED_PROMPTS = ("emergency-unavailable", "recording-notice", "ai-disclosure")
+BEEP_HZ = 1400.0                   # the recorder warning tone's pitch (two short beeps)
+PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
 PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
 
 
@@ -146,7 +183,7 @@ class EdgePrompts:
                 log.warning("prompt %s not playable at %d Hz (%s): tone instead", aid, rate, exc)
         if aid not in PLAYED_PROMPTS:
             return None
-        return sit_tone(rate)
+        return sit_tone(rate) if aid == "emergency-unavailable" else beeps(rate)
 
 
 def linear_resample(pcm: bytes, rate: int, to: int) -> bytes:
@@ -174,6 +211,15 @@ def sit_tone(rate: int, repeats: int = 2) -> tuple[FrameSource, float]:
     seg = rate * 330 // 1000
     pcm = b"".join(ToneGenerator(f, rate, 8000).frame(seg) for f in SIT_HZ) + bytes(2 * rate)
     return PcmSource(pcm * repeats), repeats * len(pcm) / 2 / rate
+
+
+def beeps(rate: int) -> tuple[FrameSource, float]:
+    """Two 0.5-s beeps at 1400 Hz, 0.5 s apart: the recorder warning tone, played instead of
+    a spoken notice when espeak-ng is missing."""
+    half = rate // 2
+    beep = ToneGenerator(BEEP_HZ, rate, 8000).frame(half)
+    pcm = (beep + bytes(2 * half)) * 2
+    return PcmSource(pcm), len(pcm) / 2 / rate
 
 
 class EdgeAuth:
@@ -211,7 +257,9 @@ class Edge:
     allocator: PortAllocator
     audit: AuditLog | None = None
     store: Any = None
+    retention: RetentionJob | None = None
     _status_task: asyncio.Task[None] | None = None
+    _purge_task: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:
         """What an operator (or a leak test) wants to see at a glance."""
@@ -242,12 +290,31 @@ class Edge:
 
         self._status_task = asyncio.get_running_loop().create_task(loop())
 
+    def start_purge(self, every: float = PURGE_EVERY_S) -> None:
+        """The recordings purge job (R-REC-3/4): now, then every ``every`` seconds."""
+        job = self.retention
+        if job is None:
+            return
+
+        async def loop() -> None:
+            while True:
+                try:
+                    job.purge(time.time())
+                except Exception:  # a failed run is retried at the next one
+                    log.exception("recordings purge failed")
+                await asyncio.sleep(every)
+
+        self._purge_task = asyncio.get_running_loop().create_task(loop())
+
     async def close(self) -> None:
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
+        for task in (self._status_task, self._purge_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.b2bua.close()
+        if self.b2bua.recordings is not None:
+            self.b2bua.recordings.close()
         if self.b2bua.trunk is not None:
             self.b2bua.trunk.close()  # un-REGISTER every user upstream
         # let the BYEs leave before the sockets close
@@ -282,7 +349,9 @@ def check_extensions(cfg: EdgeConfig, policy: PolicyConfig) -> None:
 def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     """The edge's local users as the guard sees them: one person each, one demo account."""
     account = Account(account_id=cfg.account_id, country=cfg.country,
-                      seats=max(1, len(cfg.users)), recording=cfg.recording)
+                      seats=max(1, len(cfg.users)), state=cfg.state, plan=cfg.plan,
+                      smart_pack=cfg.smart_pack, sip_option=cfg.sip_option, trial=cfg.trial,
+                      emergency_activated=cfg.emergency, recording=cfg.recording)
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
                         numbers=(u.did,) if u.did else (),
                         location=u.location, emergency_activated=u.emergency,
@@ -332,7 +401,13 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     policy = policy or load_default_policy()
     admission, audit, store = open_policy(cfg, policy)
-    prompts = EdgePrompts(cfg.data_dir / "prompts", policy.announcements)
+    digit = policy.recording.objection_digit
+    prompts = EdgePrompts(cfg.data_dir / "prompts",
+                          {k: v.replace("{digit}", digit) for k, v in policy.announcements.items()})
+    recordings = RecordingStore(cfg.data_dir / "recordings")
+    retention = RetentionJob(admission, recordings)
+    retention.sync_options(cfg.account_id, cfg.recording, {u.ext: u.recording for u in cfg.users},
+                           time.time())
     await asyncio.get_running_loop().run_in_executor(None, prompts.prepare)
     specs = []
     specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))
@@ -358,14 +433,16 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
-        emergency_route=cfg.emergency_route, prompts=prompts)
+        emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
+        emergency_request_uri=cfg.emergency_request_uri)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, transport.flush)
         flood.trusted.add(b2bua.trunk.address.host)
     transport.attach(core, b2bua.on_event)
     if b2bua.trunk is not None:
         b2bua.trunk.start()
-    return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store)
+    return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store,
+                retention=retention)
 
 
 def banner(edge: Edge) -> str:
@@ -398,6 +475,7 @@ def banner(edge: Edge) -> str:
 async def run(cfg: EdgeConfig, policy: PolicyConfig) -> int:
     edge = await start_edge(cfg, policy)
     edge.start_status()
+    edge.start_purge()
     print(banner(edge), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

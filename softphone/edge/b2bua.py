@@ -24,9 +24,14 @@ with ``Geolocation-Routing: yes``; the channel limit never blocks it. Refused (s
 activated, no location, ineligible country, mobile number), the caller gets the spoken notice
 as early media (183) and then the guard's final status and reason, with a Warning that carries
 the notice's text for phones that display it. A gateway that refuses or never answers a routed
-call gets the caller the same notice, then its status. The Request-URI is the route itself (a
-gateway addressed by its own SIP URI) and To names the digits dialled; the RFC 5031 service
-URN is in the audited decision.
+call gets the caller the same notice, then its status. Addressing (RFC 6881): the Request-URI
+is the RFC 5031 service URN (urn:service:sos.police...), the gateway is reached by a loose
+``Route: <route;lr>``, To keeps the dial string (``sip:112@<domain>;user=dialstring``);
+``[emergency] request_uri = "route"`` puts the route itself in the Request-URI instead, for a
+gateway addressed by its own SIP URI. The ACK and BYE of that dialog go to the gateway's
+Contact (or its Record-Route). A phone may dial the service URN itself (INVITE
+urn:service:sos.fire): that is the caller's country's code for the service, decided and
+refused exactly the same; a service URN outside the sos tree gets 404, another URN 416.
 
 Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
 CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
@@ -46,7 +51,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from softphone.codecs.offer_answer import (
@@ -60,13 +65,34 @@ from softphone.codecs.offer_answer import (
 from softphone.codecs.registry import Codec
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
-from softphone.edge.location import Binding, LocationService, RegistrationError
+from softphone.edge.location import (
+    DEFAULT_EXPIRES,
+    Binding,
+    LocationService,
+    RegistrationError,
+)
+from softphone.edge.recordings import RecordingStore
+from softphone.edge.service_urn import (
+    ServiceUrn,
+    ServiceUrnError,
+    dial_string_uri,
+    is_urn,
+    loose_route,
+)
 from softphone.edge.trunk import Trunk, TrunkError, is_external_number
 from softphone.media.bridge import FrameSource, TickScheduler
 from softphone.media.call import CallMedia
+from softphone.media.dtmf import DtmfEvent, DtmfKind
 from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
-from softphone.policy.decision import Action, Decision, LocationPayload
+from softphone.policy.decision import (
+    Action,
+    Audience,
+    Decision,
+    LocationPayload,
+    RecordingAction,
+)
+from softphone.policy.facts import MediaLine, Party
 from softphone.sip.auth import AuthError, DigestClient
 from softphone.sip.core import Address, SipCore, new_call_id, new_tag
 from softphone.sip.dialog import Dialog, DialogError, DialogState
@@ -82,7 +108,7 @@ from softphone.sip.events import (
 )
 from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
 from softphone.sip.transaction import ClientTransaction, ServerTransaction
-from softphone.sip.uri import SipUri
+from softphone.sip.uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +139,51 @@ class CallGuard(Protocol):
         """None to let the call proceed, else (status, reason) to refuse it."""
         ...
 
-    def released(self, call_id: str, *, answered: bool, duration: float, now: float) -> None:
+    def released(self, call_id: str, *, answered: bool, duration: float,
+                 now: float) -> list[Decision]:
+        """The call is over: the decisions, with what to do with its recordings."""
+        ...
+
+    def answered(self, call_id: str, now: float) -> list[Decision]:
+        """The call is answered: per side, the notices to play first (``Notice``)."""
+        ...
+
+    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
+        """A notice has been heard in full (a recording may start)."""
+        ...
+
+    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
+        """A key pressed on media leg "a" or "b" (an objection stops the recording)."""
+        ...
+
+    def correspondent_leg(self, guard_call_id: str) -> str:
+        """The media leg ("a" or "b") where the other party of that side is."""
         ...
 
     def is_emergency(self, caller: str, dialed: str) -> bool:
         """Whether ``dialed`` is an emergency code for this local caller (no side effect)."""
         ...
 
+    def emergency_code(self, caller: str, dialed: str) -> str | None:
+        """The emergency code ``dialed`` (a code or a service URN) stands for, or None."""
+        ...
+
     def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float) -> Decision | None:
+                       now: float, media: tuple[MediaLine, ...] = (),
+                       presented: str | None = None) -> Decision | None:
         """The guard's decision to act on (refusal or emergency route), None to go ahead."""
+        ...
+
+    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+                        now: float, media: tuple[MediaLine, ...] = (),
+                        presented: str | None = None) -> list[Decision]:
+        """Every decision on a new call, caller's side first, a refusal last; the allowed
+        ones say what goes with the call (billable, m-lines to refuse, warnings)."""
+        ...
+
+    def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
+                   user_agent: str, webrtc: bool, now: float) -> Decision | None:
+        """A REGISTER binding of a local user: refused, or allowed with warnings."""
         ...
 
 
@@ -188,6 +249,12 @@ class Call:
     direction: str = "local"  # "local", "outbound" (to the trunk), "inbound" (from the trunk),
     #                           "emergency" (to the emergency route)
     digest: DigestClient | None = None  # outbound: the caller's own upstream credentials
+    # R-REC/R-AI-2: notices still to play after the answer, per media leg, in order, as
+    # (guard call id, notice id); recordings being written for this call
+    notices: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    playing: set[str] = field(default_factory=set)
+    recordings: set[str] = field(default_factory=set)
+    limit_timer: asyncio.TimerHandle | None = None  # ends the call at max_duration_s (trial)
 
 
 class B2BUA:
@@ -199,8 +266,10 @@ class B2BUA:
                  call_log: CallLog | None = None,
                  scheduler: TickScheduler | None = None,
                  clock: Callable[[], float] = time.monotonic,
+                 emergency_request_uri: str = "service-urn",
                  user_agent: str = "softphone-edge", trunk: Trunk | None = None,
-                 emergency_route: str = "", prompts: Prompts = _no_prompts) -> None:
+                 emergency_route: str = "", prompts: Prompts = _no_prompts,
+                 recordings: RecordingStore | None = None) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -220,7 +289,9 @@ class B2BUA:
         self.user_agent = user_agent
         self.trunk = trunk
         self.emergency_route = emergency_route
+        self.emergency_request_uri = emergency_request_uri  # "service-urn" or "route"
         self.prompts = prompts
+        self.recordings = recordings
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         # BYEs to the provider, with the caller's upstream credentials should it challenge
@@ -340,11 +411,7 @@ class B2BUA:
         elif m == "BYE":
             self._on_bye(req, txn)
         elif m in ("UPDATE", "INFO"):
-            known = req.call_id in self.calls or req.call_id in self._by_b
-            if known:
-                self._respond(txn, 200, "OK")
-            else:
-                self._respond(txn, 481, "Call/Transaction Does Not Exist")
+            self._on_info(req, txn)
         else:
             self._respond(txn, 405, "Method Not Allowed")
 
@@ -374,10 +441,14 @@ class B2BUA:
         expires_hdr = req.headers.get("expires")
         default_exp = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
         src = (source.transport, source.host, source.port, source.conn_id)
+        warnings: list[tuple[str, str]] = []
         try:
             if contacts_raw == ["*"]:
                 if default_exp != 0:
                     self._respond(txn, 400, "Contact * needs Expires: 0")
+                    return
+                gone = [(b.contact, 0) for b in self.location.lookup(user, now)]
+                if self._registration_refused(req, txn, source, user, gone, warnings):
                     return
                 self.location.unregister_all(user, call_id=req.call_id, cseq=req.cseq.number)
                 bindings: list[Binding] = []
@@ -386,6 +457,10 @@ class B2BUA:
                 for na in req.contacts:
                     exp = na.params.get("expires")
                     contacts.append((str(na.uri), int(exp) if exp and exp.isdigit() else None))
+                asked = [(c, e if e is not None else default_exp if default_exp is not None
+                          else DEFAULT_EXPIRES) for c, e in contacts]
+                if self._registration_refused(req, txn, source, user, asked, warnings):
+                    return
                 if contacts:
                     bindings = self.location.register(
                         user, contacts, default_expires=default_exp, source=src,
@@ -402,7 +477,34 @@ class B2BUA:
             self._respond(txn, 400, f"Bad Contact: {exc}")
             return
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
-        self._respond(txn, 200, "OK", extra=extra)
+        self._respond(txn, 200, "OK", extra=extra + warnings)
+
+    def _registration_refused(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                              user: str, contacts: list[tuple[str, int]],
+                              warnings: list[tuple[str, str]]) -> bool:
+        """The guard on each binding of a REGISTER (R-ACCT-1/2, R-LIMIT-7, R-LIFE-5,
+        R-EMERG-6), before anything is stored. A refusal is answered here (True) and no
+        binding is kept; what the user must be told is added to ``warnings`` as RFC 3261
+        §20.43 Warning headers (399: miscellaneous, with our domain) for the 200 OK."""
+        if self.guard is None:
+            return False
+        agent = req.headers.get("user-agent") or ""
+        for contact, expires in contacts:
+            d = self.guard.registered(user, device=contact, source_ip=source.host,
+                                      expires_s=expires, user_agent=agent,
+                                      webrtc=source.transport in ("ws", "wss"), now=self.clock())
+            if d is None:
+                continue
+            if not d.allowed:
+                log.warning("REGISTER of %s from %s refused: %s %s (%s)", user, source.host,
+                            d.sip_status, d.reason_phrase, d.rule_id)
+                self._refuse(txn, d, 403, "Forbidden")
+                return True
+            for w in d.warnings:
+                header = ("Warning", f'399 {self.domain} "{_quoted(w.message)}"')
+                if w.audience is Audience.USER and header not in warnings:
+                    warnings.append(header)
+        return False
 
     # ------------------------------------------------------------------ new calls
 
@@ -421,6 +523,25 @@ class B2BUA:
             return None
         return who
 
+    def _presented(self, caller: str, from_trunk: bool) -> str | None:
+        """The caller ID the other end will see: a local user's own number (its DID) when it
+        has one; None lets the guard take the user's first number, or its name."""
+        if from_trunk or self.trunk is None:
+            return None
+        account = self.trunk.account_for(caller)
+        return account.did if account is not None and account.did else None
+
+    def _refuse(self, txn: ServerTransaction, d: Decision, status: int, reason: str) -> None:
+        """A guard's refusal on the wire: its status and reason phrase, the reason a person
+        sees in a Warning (399, RFC 3261 §20.43), and Retry-After when it says when to try
+        again (RFC 3261 §20.33)."""
+        extra: list[tuple[str, str]] = []
+        if d.user_message:
+            extra.append(("Warning", f'399 {self.domain} "{_quoted(d.user_message)}"'))
+        if d.retry_after_s is not None:
+            extra.append(("Retry-After", str(max(0, d.retry_after_s))))
+        self._respond(txn, d.sip_status or status, d.reason_phrase or reason, extra=extra)
+
     def _on_invite(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
         if req.call_id in self.calls:  # a second INVITE of a call we are setting up (forked)
             self._respond(txn, 482, "Loop Detected")
@@ -435,9 +556,9 @@ class B2BUA:
                 return
             caller = found
         try:
-            target = SipUri.parse(req.uri).user or ""
-        except SipParseError as exc:
-            self._respond(txn, 400, exc.reason)
+            target = _dialled(req.uri)
+        except (ServiceUrnError, SipParseError) as exc:
+            self._respond(txn, exc.status, exc.reason)
             return
         if not req.body or req.content_type != SDP:
             self._respond(txn, 488, "Not Acceptable Here",
@@ -449,6 +570,11 @@ class B2BUA:
             self._respond(txn, 400, f"Bad SDP: {exc}")
             return
         now = self.clock()
+        if is_urn(target) and (from_trunk or self.guard is None
+                               or not self.guard.is_emergency(caller, target)):
+            # RFC 5031: of the services, only the emergency ones (sos) are offered here
+            self._respond(txn, 404, f"Not Found: no {target} service here")
+            return
         if not from_trunk and self.guard is not None and target not in (
                 self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
             # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
@@ -478,12 +604,17 @@ class B2BUA:
                 self._respond(txn, 403, f"Forbidden: user {caller} has no upstream account")
                 return
             direction = "outbound"
+        allowed: list[Decision] = []
         if self.guard is not None and not is_app:
-            refusal = self.guard.admit(req.call_id, caller, target,
-                                       inbound_local=direction == "local", now=now)
+            allowed = self.guard.admit_decisions(
+                req.call_id, caller, target, inbound_local=direction == "local", now=now,
+                media=media_lines(offer), presented=self._presented(caller, from_trunk))
+            refusal = next((d for d in allowed if not d.allowed), None)
             if refusal is not None:
-                self._respond(txn, refusal[0], refusal[1])
+                self._refuse(txn, refusal, 403 if refusal is allowed[0] else 486,
+                             "Forbidden" if refusal is allowed[0] else "Busy Here")
                 return
+            offer = stripped(offer, {i for d in allowed for i in d.strip_media})
         bindings: list[Binding] = []
         if direction in ("local", "inbound") and not is_app:
             bindings = [b for b in self.location.lookup(target, now)]
@@ -497,7 +628,9 @@ class B2BUA:
         if made is None:
             return
         media, a_neg = made
-        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target)
+        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target,
+                            billable=any(d.billable for d in allowed),
+                            policy=sorted({w.rule_id for d in allowed for w in d.warnings}))
         call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
                     direction=direction, digest=digest)
@@ -518,7 +651,8 @@ class B2BUA:
         return CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
                          rtp_timeout=ms.rtp_timeout,
-                         on_timeout=functools.partial(self._media_timeout, key))
+                         on_timeout=functools.partial(self._media_timeout, key),
+                         on_dtmf=functools.partial(self._media_dtmf, key))
 
     def _anchor(self, req: SipRequest, txn: ServerTransaction, offer: SessionDescription,
                 now: float, *, legs: tuple[str, ...], release: bool,
@@ -554,7 +688,9 @@ class B2BUA:
     def _on_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
                       caller: str, dialed: str, offer: SessionDescription, now: float) -> None:
         assert self.guard is not None
-        d = self.guard.admit_decision(req.call_id, caller, dialed, inbound_local=False, now=now)
+        # a dialled service URN is decided as the caller's country's code for that service
+        code = (self.guard.emergency_code(caller, dialed) if is_urn(dialed) else None) or dialed
+        d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False, now=now)
         if d is not None and d.action is Action.ROUTE_EMERGENCY:
             self._route_emergency(req, txn, source, caller, dialed, offer, now, d)
             return
@@ -616,14 +752,50 @@ class B2BUA:
         boundary = f"loc-{call.b_tag}"
         body = multipart_mixed(boundary, sdp, d.location)
         shown = d.present_as or caller
+        ruri, to_value, routes = self._emergency_addresses(route, dialed, d)
         self._send_b_invite(
-            call, route, dest, f"<sip:{shown}@{self.domain}>;tag={call.b_tag}",
-            f"<sip:{dialed}@{self.domain}>", body,
-            content_type=f"multipart/mixed;boundary={boundary}",
-            extra=[("Geolocation", d.location.geolocation),
+            call, ruri, dest, f"<sip:{shown}@{self.domain}>;tag={call.b_tag}",
+            to_value, body, content_type=f"multipart/mixed;boundary={boundary}",
+            extra=[*routes, ("Geolocation", d.location.geolocation),
                    ("Geolocation-Routing", d.location.geolocation_routing),
                    ("Priority", "emergency"),
                    ("Accept", "application/sdp, application/pidf+xml")])
+
+    def _emergency_addresses(self, route: str, dialed: str,
+                             d: Decision) -> tuple[str, str, list[tuple[str, str]]]:
+        """Request-URI, To and Route headers of the emergency INVITE.
+
+        ``service-urn`` (RFC 6881, NG112, NENA i3): the Request-URI is the service URN, the
+        one the phone dialled or else the guard's for the digits (``urn:service:sos.fire``);
+        the gateway is reached by ``Route: <route;lr>`` (loose routing, RFC 3261 §16.12); To
+        keeps the dial string (``dial_string_uri``). ``route``: today's addressing for a
+        gateway that wants its own URI as Request-URI, To ``sip:<digits>@<domain>``.
+        """
+        if self.emergency_request_uri == "route":
+            return route, f"<{dialed}>" if is_urn(dialed) else \
+                f"<sip:{dialed}@{self.domain}>", []
+        urn = dialed if is_urn(dialed) else d.service_urn or "urn:service:sos"
+        return urn, dial_string_uri(dialed, self.domain), [("Route", loose_route(route))]
+
+    def _emergency_next_hop(self, dialog: Dialog, fallback: Address) -> Address:
+        """Where the emergency dialog's ACK and BYE go (RFC 3261 §12.2.1.1, §8.1.2): the
+        first Record-Route of the gateway's 2xx, else its Contact, the dialog's remote target;
+        the Route of the INVITE is not part of the dialog. ``fallback`` (the route's address)
+        when that hop is not an address, as behind a provider's proxy."""
+        hop = dialog.route_set[0] if dialog.route_set else f"<{dialog.remote_target}>"
+        try:
+            uri = NameAddr.parse(hop).uri
+            ipaddress.ip_address(uri.host_no_brackets)
+        except (SipParseError, ValueError):
+            return fallback
+        if not uri.is_sip:
+            return fallback
+        transport = (uri.params.get("transport") or fallback.transport).lower()
+        port = uri.port or (5061 if uri.scheme == "sips" or transport == "tls" else 5060)
+        if (transport, uri.host_no_brackets, port) == \
+                (fallback.transport, fallback.host, fallback.port):
+            return fallback  # the same peer: keep its connection
+        return Address(transport, uri.host_no_brackets, port)
 
     def _play_then_refuse(self, req: SipRequest, txn: ServerTransaction, source: Address,
                           caller: str, dialed: str, offer: SessionDescription, now: float,
@@ -721,6 +893,7 @@ class B2BUA:
         await media.attach("b", b_neg)
         if call.state is not CallState.ENDED and not media.closed:
             media.connect()
+            self._play_notices(call)
 
     def _release_guard(self, call_id: str, now: float) -> None:
         if self.guard is not None:
@@ -783,6 +956,27 @@ class B2BUA:
         call.answered_at = self.clock()
         call.record.answered = time.time()
         self.stats["answered"] += 1
+        if self.guard is not None and not call.app:
+            self._on_answered(call, self.guard.answered(call.key, call.answered_at))
+
+    def _apply_answer_limits(self, call: Call, decisions: Iterable[Decision]) -> None:
+        """The guard's time limit for an answered call (``max_duration_s``: the trial minutes
+        left, R-LIMIT-7): when it is up the edge ends the call, BYE on both legs."""
+        limits = [d.max_duration_s for d in decisions if d.max_duration_s is not None]
+        if not limits or call.state is CallState.ENDED:
+            return
+        seconds = max(0, min(limits))
+        log.info("%s: the guard allows %d s of conversation", call.key, seconds)
+        call.limit_timer = asyncio.get_running_loop().call_later(
+            seconds, self._time_up, call.key, seconds)
+
+    def _time_up(self, key: str, seconds: int) -> None:
+        call = self.calls.get(key)
+        if call is None or call.state not in (CallState.ANSWERED, CallState.CONFIRMED):
+            return
+        log.info("%s: %d s allowed by the guard are up: ending the call", key, seconds)
+        self._end(call, "time-limit", bye_a=True, bye_b=True)
+        self.flush()
 
     # ------------------------------------------------------------------ responses (leg b)
 
@@ -867,6 +1061,8 @@ class B2BUA:
         except DialogError as exc:
             log.warning("2xx without a usable dialog on %s: %s", call.key, exc)
             return
+        if call.direction == "emergency":  # the gateway's Contact, no longer the route
+            fork.binding_source = self._emergency_next_hop(dialog, fork.binding_source)
         ack = dialog.create_ack()
         # §13.2.2.4: the ACK of a 2xx carries the INVITE's credentials (§22)
         for name in ("Authorization", "Proxy-Authorization"):
@@ -1019,6 +1215,137 @@ class B2BUA:
         if leg in call.media.sessions:
             call.media.update(leg, neg)
 
+    # ------------------------------------------------------------------ notices, recording
+
+    def _on_answered(self, call: Call, decisions: list[Decision]) -> None:
+        """Queue the notices the guard wants heard first (R-REC-2 recording notice with the
+        right to object, R-AI-2 disclosure), each on the media leg of whom it is for."""
+        self._apply_answer_limits(call, decisions)
+        assert self.guard is not None
+        for d in decisions:
+            if d.call_id is None:
+                continue
+            other = self.guard.correspondent_leg(d.call_id)
+            for n in d.notices:
+                leg = other if n.to is Party.CORRESPONDENT else ("a" if other == "b" else "b")
+                call.notices.setdefault(leg, []).append((d.call_id, n.notice_id))
+        self._play_notices(call)
+
+    def _play_notices(self, call: Call) -> None:
+        """Start the queued notices once both legs' media runs (now, or at the end of
+        ``_connect``); one at a time per leg."""
+        media = call.media
+        if call.state not in (CallState.ANSWERED, CallState.CONFIRMED) or not call.notices \
+                or media.closed or len(media.sessions) < 2 \
+                or not (media.relaying or media.bridge is not None):
+            return
+        for leg in list(call.notices):
+            if leg not in call.playing:
+                self._next_notice(call, leg)
+
+    def _next_notice(self, call: Call, leg: str) -> None:
+        queue = call.notices.get(leg)
+        while queue:
+            guard_id, notice_id = queue.pop(0)
+            prompt = self._prompt(notice_id)
+            if prompt is None:
+                # what the notice guards (a recording) then never starts: the guard keeps it
+                # pending until the notice is reported played
+                log.warning("%s: notice %s cannot be played; what it announces will not start",
+                            call.key, notice_id)
+                continue
+            call.playing.add(leg)
+            call.media.inject(leg, prompt[0], functools.partial(
+                self._notice_ended, asyncio.get_running_loop(), call, guard_id, notice_id))
+            return
+        call.notices.pop(leg, None)
+
+    def _notice_ended(self, loop: asyncio.AbstractEventLoop, call: Call, guard_id: str,
+                      notice_id: str, media: CallMedia, leg: str) -> None:
+        # from inside the media tick: act from the loop, not from there
+        loop.call_soon(self._notice_finished, call, leg, guard_id, notice_id)
+
+    def _notice_finished(self, call: Call, leg: str, guard_id: str, notice_id: str) -> None:
+        call.playing.discard(leg)
+        if call.state is CallState.ENDED or self.guard is None:
+            return
+        try:
+            decision = self.guard.notice_played(guard_id, notice_id, self.clock())
+            self._apply_recording(call, [decision])
+            self._next_notice(call, leg)
+        except Exception:
+            log.exception("%s: after notice %s", call.key, notice_id)
+            self._end(call, "internal-error", bye_a=True, bye_b=True)
+        self.flush()
+
+    def _apply_recording(self, call: Call, decisions: Iterable[Decision]) -> None:
+        """Carry out the guard's recording commands for this call."""
+        store = self.recordings
+        for d in decisions:
+            for cmd in d.recording:
+                rid = cmd.recording_id
+                if store is None:
+                    log.warning("%s: recording %s: %s, but the edge has no recordings folder",
+                                call.key, rid, cmd.action.value)
+                elif cmd.action is RecordingAction.START:
+                    if call.state is not CallState.ENDED and not call.media.closed:
+                        store.start(rid, self.media_settings.bridge_rate)
+                        call.recordings.add(rid)
+                elif cmd.action is RecordingAction.STOP:
+                    store.stop(rid)
+                    call.recordings.discard(rid)
+                else:  # STOP_AND_DELETE (objection) or DELETE
+                    store.delete(rid)
+                    call.recordings.discard(rid)
+                    log.info("%s: recording %s deleted (%s)", call.key, rid, d.rule_id)
+        self._refresh_recorder(call)
+
+    def _refresh_recorder(self, call: Call) -> None:
+        media = call.media
+        if media.closed or self.recordings is None:
+            return
+        writers = [self.recordings.active[r].write for r in sorted(call.recordings)
+                   if r in self.recordings.active]
+        if not writers:
+            if media.recorder is not None:
+                media.set_recorder(None)
+        elif len(writers) == 1:
+            media.set_recorder(writers[0])
+        else:
+            def fan_out(pcm: bytes) -> None:
+                for write in writers:
+                    write(pcm)
+
+            media.set_recorder(fan_out)
+
+    def _media_dtmf(self, key: str, media: CallMedia, leg: str, event: DtmfEvent) -> None:
+        """An RFC 4733 digit on a leg: the guard hears every completed key (the objection
+        key from the correspondent stops and deletes the recording)."""
+        if event.kind is DtmfKind.END:
+            self._on_digit(self.calls.get(key), leg, event.digit)
+
+    def _on_digit(self, call: Call | None, leg: str, digit: str) -> None:
+        if call is None or call.app or self.guard is None or call.state is CallState.ENDED:
+            return
+        self._apply_recording(call, self.guard.dtmf(call.key, leg, digit, self.clock()))
+
+    def _on_info(self, req: SipRequest, txn: ServerTransaction) -> None:
+        """SIP INFO in a call: 200; an application/dtmf-relay body (``Signal=9``) is a key
+        press like an RFC 4733 one."""
+        call = self.calls.get(req.call_id)
+        leg = "a"
+        if call is None:
+            call, leg = self._by_b.get(req.call_id), "b"
+        if call is None:
+            self._respond(txn, 481, "Call/Transaction Does Not Exist")
+            return
+        self._respond(txn, 200, "OK")
+        if req.method == "INFO" and (req.content_type or "").lower() == "application/dtmf-relay":
+            for line in req.body.decode("utf-8", "replace").splitlines():
+                name, _, value = line.partition("=")
+                if name.strip().lower() == "signal" and len(value.strip()) == 1:
+                    self._on_digit(call, leg, value.strip().upper())
+
     # ------------------------------------------------------------------ teardown
 
     def _media_timeout(self, key: str, media: CallMedia, leg: str) -> None:
@@ -1057,6 +1384,8 @@ class B2BUA:
             if not call.a_txn.terminated:
                 self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
         call.state = CallState.ENDED
+        if call.limit_timer is not None:
+            call.limit_timer.cancel()
         if bye_a and answered:
             self._send_bye(call.a_dialog, call.a_source)
         for fork in call.forks:
@@ -1070,7 +1399,12 @@ class B2BUA:
             self._by_b.pop(call.b_call_id, None)
         duration = (now - call.answered_at) if call.answered_at is not None else 0.0
         if self.guard is not None and not call.app:
-            self.guard.released(call.key, answered=answered, duration=duration, now=now)
+            self._apply_recording(call, self.guard.released(call.key, answered=answered,
+                                                            duration=duration, now=now))
+        if self.recordings is not None:
+            for rid in sorted(call.recordings):  # whatever the guard said, the file is closed
+                self.recordings.stop(rid)
+            call.recordings.clear()
         if not answered:
             self.stats["failed"] += 1
         rec = call.record
@@ -1112,6 +1446,20 @@ class B2BUA:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def media_lines(offer: SessionDescription) -> tuple[MediaLine, ...]:
+    """The offer's m-lines as the guard sees them (R-TECH-9 looks for MRCP in them)."""
+    return tuple(MediaLine(m.media, m.proto, tuple(m.formats)) for m in offer.media)
+
+
+def stripped(offer: SessionDescription, indexes: set[int]) -> SessionDescription:
+    """The offer with the m-lines the guard refuses (``Decision.strip_media``) set to port
+    0: answer_offer then answers each with port 0 (RFC 3264 §6), keeping their place."""
+    if not indexes:
+        return offer
+    media = [replace(m, port=0) if i in indexes else m for i, m in enumerate(offer.media)]
+    return replace(offer, media=media)
+
+
 def _quoted(text: str) -> str:
     """Text for a quoted-string (RFC 3261 §25.1): no quotes, backslashes or line breaks."""
     return " ".join(text.replace("\\", "").replace('"', "'").split())
@@ -1129,6 +1477,14 @@ def multipart_mixed(boundary: str, sdp: bytes, location: LocationPayload) -> byt
     ]
     # the CRLF before each delimiter belongs to the delimiter (RFC 2046 §5.1.1), not the part
     return b"".join(part + crlf for part in parts) + b"--" + boundary.encode() + b"--" + crlf
+
+
+def _dialled(ruri: str) -> str:
+    """What a local caller dialled: a service URN (RFC 5031, checked, in lower case), else the
+    user part of the SIP or tel Request-URI. Raises ServiceUrnError or SipParseError."""
+    if is_urn(ruri):
+        return str(ServiceUrn.parse(ruri))
+    return SipUri.parse(ruri).user or ""
 
 
 def _external_caller(req: SipRequest) -> str:

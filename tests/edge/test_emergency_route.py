@@ -209,7 +209,11 @@ def test_without_espeak_the_notice_is_the_special_information_tone(
     assert made is not None
     pcm = frames(made[0], 320)
     assert tone_power_ratio(pcm[:2 * 16000 * 330 // 1000], 16000, 950.0) > 0.9
-    assert prompts("recording-notice", 16000) is None  # nothing else is played by the edge
+    assert prompts("busy", 16000) is None  # the edge plays only the notices it owns
+    beep = prompts("recording-notice", 16000)  # the recorder warning tone instead of speech
+    assert beep is not None
+    beep_pcm = beep[0].next_frame(8000)
+    assert beep_pcm is not None and tone_power_ratio(beep_pcm, 16000, 1400.0) > 0.9
 
 
 def test_linear_resample_keeps_the_pitch() -> None:

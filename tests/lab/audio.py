@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import math
 import wave
 from pathlib import Path
 
@@ -40,3 +41,38 @@ def tone_ratio(path: Path, freq: float, *, skip_s: float = 0.5, span_s: float = 
 
 def best_tone_ratio(paths: list[Path], freq: float) -> float:
     return max((tone_ratio(p, freq) for p in paths), default=0.0)
+
+
+def strongest_window(pcm: bytes, freq: float, rate: int = 8000, span_ms: int = 100) -> float:
+    """The best Goertzel share of ``freq`` over ``span_ms`` windows, half-overlapping."""
+    n = rate * span_ms // 1000 * 2
+    best = 0.0
+    for start in range(0, max(0, len(pcm) - n) + 1, n // 2):
+        window = pcm[start:start + n]
+        if rms(window) > 300:
+            best = max(best, tone_power_ratio(window, rate, freq))
+    return best
+
+
+def envelope(pcm: bytes, rate: int) -> list[float]:
+    """RMS of each 20 ms frame."""
+    n = rate // 50 * 2
+    return [rms(pcm[i:i + n]) for i in range(0, len(pcm) - n + 1, n)]
+
+
+def best_correlation(a: list[float], b: list[float], max_lag: int = 50) -> float:
+    """Pearson correlation of two envelopes at the lag (``b`` later) that fits best."""
+    best = -1.0
+    for lag in range(max_lag + 1):
+        x, y = a, b[lag:lag + len(a)]
+        m = min(len(x), len(y))
+        if m < 50:
+            break
+        x, y = x[:m], y[:m]
+        mx, my = sum(x) / m, sum(y) / m
+        sxy = sum((p - mx) * (q - my) for p, q in zip(x, y, strict=True))
+        sxx = sum((p - mx) ** 2 for p in x)
+        syy = sum((q - my) ** 2 for q in y)
+        if sxx and syy:
+            best = max(best, sxy / math.sqrt(sxx * syy))
+    return best

@@ -19,11 +19,14 @@ from typing import Any
 
 class EdgeProcess:
     def __init__(self, data_dir: Path, sip_port: int, rtp: tuple[int, int], *,
-                 extra: list[str] | None = None, lifetime: int = 300) -> None:
+                 extra: list[str] | None = None, lifetime: int = 300,
+                 wrap: list[str] | None = None) -> None:
+        """``wrap``: a command the edge runs under, e.g. ``["faketime", "-f", "+100d"]``."""
         self.data_dir = data_dir
         self.sip_port = sip_port
         self.rtp = rtp
-        self.argv = ["timeout", "-k", "5", str(lifetime), sys.executable, "-m", "softphone",
+        self.argv = ["timeout", "-k", "5", str(lifetime), *(wrap or []), sys.executable,
+                     "-m", "softphone",
                      "edge", "--sip-port", str(sip_port), "--tls-port", "0",
                      "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--data-dir", str(data_dir),
                      *(extra or [])]

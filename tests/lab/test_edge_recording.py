@@ -1,0 +1,261 @@
+"""R-REC-2/3/4 through the running edge: the recording notice, the right to object, retention.
+
+sipp phones do the signalling (digest, INVITE, BYE); each phone's audio is a test-owned RTP
+socket named in its SDP (``RtpPhone``), so what the correspondent hears is checked on the
+decoded audio: the spoken notice (its loudness envelope must follow the edge's prompt file) or,
+without espeak-ng, the 1400 Hz recorder warning beeps. The recording is the WAV the edge wrote;
+an objection is a real RFC 4733 key press; the purge job runs in an edge started under
+libfaketime, months later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab.audio import best_correlation, envelope, read_channel0, strongest_window
+from lab.edge_proc import EdgeProcess
+from lab.edge_sipp import register, start_callee
+from lab.rtp_phone import RtpPhone
+
+RTP = (21000, 21999)
+USER_HZ, CORRESPONDENT_HZ, BEEP_HZ = 600.0, 1000.0, 1400.0
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/sipp").exists(), reason="sipp missing")
+
+
+def edge_config(path: Path, *, off: tuple[str, ...] = ()) -> Path:
+    """1001 and 1003 record their calls (unless listed in ``off``); 1002 and 1004 do not."""
+    users = []
+    for ext in ("1001", "1002", "1003", "1004"):
+        rec = ext in ("1001", "1003") and ext not in off
+        users.append(f'[[users]]\next = "{ext}"\npassword = "demo-{ext}"\n'
+                     f'recording = {"true" if rec else "false"}\n')
+    path.write_text("\n".join(users))
+    return path
+
+
+def audit(edge_dir: Path) -> list[dict[str, Any]]:
+    path = edge_dir / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def notice_seconds(edge_dir: Path, edge: EdgeProcess) -> float:
+    """How long the notice lasts: the spoken prompt the edge prepared, or its two beeps."""
+    path = edge_dir / "prompts" / "recording-notice.wav"
+    if path.exists():
+        with wave.open(str(path), "rb") as w:
+            return w.getnframes() / w.getframerate()
+    assert "recording-notice: no speech" in edge.log(), edge.log()
+    return 2.0
+
+
+def assert_heard_notice(pcm: bytes, edge_dir: Path) -> None:
+    path = edge_dir / "prompts" / "recording-notice.wav"
+    if path.exists():
+        prompt, rate = read_channel0(path)
+        want, got = envelope(prompt, rate), envelope(pcm, 8000)
+        assert len(got) >= 0.9 * len(want), (len(got), len(want))
+        assert best_correlation(want, got) > 0.8, best_correlation(want, got)
+    else:
+        assert strongest_window(pcm, BEEP_HZ) > 0.6
+
+
+def recordings(edge_dir: Path) -> list[Path]:
+    folder = edge_dir / "recordings"
+    return sorted(folder.glob("*.wav")) if folder.exists() else []
+
+
+def one_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: list[int],
+             caller_phone: RtpPhone, callee_phone: RtpPhone, *, name: str = "c",
+             during: Any = None) -> tuple[Any, Any]:
+    """``caller`` calls ``callee`` (registered as a sipp UAS); 12 s of talk, then BYE.
+    ``during()`` runs while the call is up."""
+    uas_port, reg_port, uac_port = ports
+    uas = start_callee(sipp, lab, f"{name}uas", "recording_uas.xml", uas_port,
+                       extra=["-set", "mport", str(callee_phone.port), "-m", "1"], wall=60)
+    register(sipp, lab, target, callee, uas_port, reg_port)
+    uac = sipp.start(f"{name}uac", [
+        target, "-sf", str(lab.scenarios / "recording_uac.xml"), "-s", callee,
+        "-i", "127.0.0.1", "-p", str(uac_port), "-au", caller, "-ap", f"demo-{caller}",
+        "-set", "user", caller, "-set", "mport", str(caller_phone.port),
+        "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"],
+        trace_msg=True, wall=60)
+    if during is not None:
+        during()
+    return uas, uac
+
+
+def decisions(records: list[dict[str, Any]], point: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("point") == point]
+
+
+@pytest.mark.timeout(120)
+def test_the_correspondent_hears_the_notice_before_the_recording_starts(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """1001 records its calls and calls 1002: 1002 hears the notice (with the key that
+    objects) as soon as it answers; the recording starts when the notice has been heard, holds
+    both voices and not the notice, and is kept, readable by its owner only."""
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    user = RtpPhone(USER_HZ, talk_after=notice_s + 1.0)
+    corr = RtpPhone(CORRESPONDENT_HZ)
+    try:
+        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1001", "1002", ports,
+                            user, corr)
+        assert uac.wait(60) == 0, uac.errors() + edge.log()
+        assert uas.wait(10) == 0, uas.errors()
+        st = edge.wait_idle()
+    finally:
+        user.close()
+        corr.close()
+        edge.stop()
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    # what the correspondent heard first is the notice ...
+    assert corr.first_at is not None and user.first_at is not None
+    assert_heard_notice(corr.pcm(corr.first_at, corr.first_at + notice_s + 1.0), data)
+    # ... and then our user, talking once it was over
+    assert strongest_window(corr.pcm(corr.first_at + notice_s + 2.0), USER_HZ) > 0.6
+    # our user heard the correspondent all along
+    assert strongest_window(user.pcm(user.first_at), CORRESPONDENT_HZ) > 0.6
+    # the decisions, in order, each with its rule and clause
+    records = audit(data)
+    answer = [r for r in decisions(records, "answer") if r.get("notices")]
+    assert len(answer) == 1 and answer[0]["rule_id"] == "R-REC-2" and answer[0]["clause"], records
+    assert answer[0]["notices"] == [{"id": "recording-notice", "to": "correspondent"}]
+    played = decisions(records, "notice_played")
+    assert len(played) == 1 and played[0]["recording"][0]["action"] == "start", records
+    started_after = played[0]["t"] - answer[0]["t"]
+    assert started_after >= notice_s - 0.3, (started_after, notice_s)
+    ends = [r for r in decisions(records, "call_end") if r.get("recording")]
+    assert ends and ends[0]["recording"][0]["action"] == "stop", records
+    # the recording: one file, owner and group only, both voices, as long as the call after
+    # the notice
+    files = recordings(data)
+    assert len(files) == 1, files
+    assert stat.S_IMODE(os.stat(files[0]).st_mode) & 0o007 == 0
+    pcm, rate = read_channel0(files[0])
+    assert rate == 16000
+    seconds = len(pcm) / 2 / rate
+    call = edge.calls()[0]
+    talk = call["ended"] - call["answered"]
+    assert abs(seconds - (talk - started_after)) < 1.0, (seconds, talk, started_after)
+    assert strongest_window(pcm, CORRESPONDENT_HZ, rate) > 0.5
+    assert strongest_window(pcm[len(pcm) // 2:], USER_HZ, rate) > 0.1
+
+
+@pytest.mark.timeout(120)
+def test_an_objection_key_stops_the_recording_and_deletes_it(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """1004 calls 1003, who records: 1004 is the correspondent, hears the notice, then presses
+    9 (RFC 4733). The recording stops and is deleted, the objection is audited, and the call
+    itself goes on."""
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    corr = RtpPhone(CORRESPONDENT_HZ)
+    user = RtpPhone(USER_HZ, talk_after=notice_s + 1.0)
+    seen: dict[str, Any] = {}
+
+    def object_after_the_notice() -> None:
+        end = time.monotonic() + 20
+        while corr.first_at is None and time.monotonic() < end:
+            time.sleep(0.05)
+        assert corr.first_at is not None, "no media from the edge"
+        time.sleep(max(0.0, corr.first_at + notice_s + 2.0 - time.monotonic()))
+        seen["before"] = recordings(data)
+        corr.press("9")
+        time.sleep(1.0)
+        seen["after"] = recordings(data)
+
+    try:
+        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+                            corr, user, during=object_after_the_notice)
+        assert uac.wait(60) == 0, uac.errors() + edge.log()
+        assert uas.wait(10) == 0, uas.errors()
+        st = edge.wait_idle()
+    finally:
+        user.close()
+        corr.close()
+        edge.stop()
+    assert st.get("live_calls") == 0, st
+    assert corr.first_at is not None
+    assert_heard_notice(corr.pcm(corr.first_at, corr.first_at + notice_s + 1.0), data)
+    # the recording was being written, and the key press removed it at once
+    assert len(seen["before"]) == 1 and seen["after"] == [], seen
+    assert recordings(data) == []
+    records = audit(data)
+    objection = decisions(records, "dtmf")
+    assert len(objection) == 1, records
+    assert objection[0]["rule_id"] == "R-REC-2" and objection[0]["clause"]
+    assert objection[0]["recording"][0]["action"] == "stop_and_delete"
+    assert objection[0]["details"]["recording_was"] == "on"
+    # the call went on: the correspondent still heard our user after objecting
+    pressed_at = corr.digits_sent[0][0]
+    assert strongest_window(corr.pcm(pressed_at + 1.0), USER_HZ) > 0.6
+    call = edge.calls()[0]
+    assert call["status"] == 200 and call["end_cause"] == "caller-bye", call
+
+
+@pytest.mark.timeout(150)
+def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """Two recorded calls at once (1001 -> 1002, 1003 -> 1004). Then 1003's recording option
+    is switched off in the configuration. Restarted 40 days later: both kept (retention is three
+    months; the export window 30 days). Restarted 100 days later: 1001's is purged under
+    R-REC-3, 1003's under R-REC-4, files and all, each audited."""
+    edge_port, *ports = lab.take_ports(7)
+    data = tmp_path / "edge"
+    cfg = edge_config(tmp_path / "edge.toml")
+    edge = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ),
+              RtpPhone(CORRESPONDENT_HZ)]
+    try:
+        a = one_call(sipp, lab, target, "1001", "1002", ports[0:3], phones[0], phones[1],
+                     name="a")
+        b = one_call(sipp, lab, target, "1003", "1004", ports[3:6], phones[2], phones[3],
+                     name="b")
+        for uas, uac in (a, b):
+            assert uac.wait(60) == 0, uac.errors() + edge.log()
+            assert uas.wait(10) == 0, uas.errors()
+        edge.wait_idle()
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+    kept = recordings(data)
+    assert len(kept) == 2, kept
+    off = edge_config(tmp_path / "edge-off.toml", off=("1003",))
+
+    def restart(days: int) -> list[Path]:
+        later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(off)],
+                            wrap=["faketime", "-f", f"+{days}d"])
+        try:
+            later.start()
+            time.sleep(1.0)  # the purge job runs as the edge starts
+            return recordings(data)
+        finally:
+            later.stop()
+
+    assert restart(40) == kept
+    records = audit(data)
+    option = decisions(records, "recording_option")
+    assert len(option) == 1 and option[0]["rule_id"] == "R-REC-4", records
+    assert option[0]["details"] == {"scope": "user:1003", "enabled": "False"}
+    assert "deleted on" in option[0]["warnings"][0]["message"]
+    assert decisions(records, "purge") == []
+    assert restart(100) == []
+    purged = {r["user_id"]: r["rule_id"] for r in decisions(audit(data), "purge")}
+    assert purged == {"1001": "R-REC-3", "1003": "R-REC-4"}, purged

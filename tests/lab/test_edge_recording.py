@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import time
 import wave
@@ -209,6 +210,7 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
 
 
 @pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="libfaketime (faketime) missing")
 def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
         tmp_path: Path, lab: Any, sipp: Any) -> None:
     """Two recorded calls at once (1001 -> 1002, 1003 -> 1004). Then 1003's recording option

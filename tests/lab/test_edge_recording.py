@@ -75,7 +75,7 @@ def recordings(edge_dir: Path) -> list[Path]:
 
 def one_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: list[int],
              caller_phone: RtpPhone, callee_phone: RtpPhone, *, name: str = "c",
-             during: Any = None) -> tuple[Any, Any]:
+             during: Any = None, scenario: str = "recording_uac.xml") -> tuple[Any, Any]:
     """``caller`` calls ``callee`` (registered as a sipp UAS); 12 s of talk, then BYE.
     ``during()`` runs while the call is up."""
     uas_port, reg_port, uac_port = ports
@@ -83,7 +83,7 @@ def one_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: 
                        extra=["-set", "mport", str(callee_phone.port), "-m", "1"], wall=60)
     register(sipp, lab, target, callee, uas_port, reg_port)
     uac = sipp.start(f"{name}uac", [
-        target, "-sf", str(lab.scenarios / "recording_uac.xml"), "-s", callee,
+        target, "-sf", str(lab.scenarios / scenario), "-s", callee,
         "-i", "127.0.0.1", "-p", str(uac_port), "-au", caller, "-ap", f"demo-{caller}",
         "-set", "user", caller, "-set", "mport", str(caller_phone.port),
         "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"],
@@ -207,6 +207,38 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
     assert strongest_window(corr.pcm(pressed_at + 1.0), USER_HZ) > 0.6
     call = edge.calls()[0]
     assert call["status"] == 200 and call["end_cause"] == "caller-bye", call
+
+
+@pytest.mark.timeout(120)
+def test_an_objection_by_sip_info_deletes_the_recording_too(tmp_path: Path, lab: Any,
+                                                             sipp: Any) -> None:
+    """Phones that send keys as SIP INFO (application/dtmf-relay, Signal=9) object as well:
+    the INFO gets its 200 on the wire and the recording is gone."""
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    if notice_s > 9.0:
+        edge.stop()
+        pytest.skip(f"the notice lasts {notice_s:.1f} s: the scenario objects at 10 s")
+    corr, user = RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ)
+    try:
+        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+                            corr, user, scenario="recording_uac_info.xml")
+        assert uac.wait(60) == 0, uac.errors() + edge.log()
+        assert uas.wait(10) == 0, uas.errors()
+        edge.wait_idle()
+    finally:
+        user.close()
+        corr.close()
+        edge.stop()
+    assert "CSeq: 3 INFO" in uac.messages()
+    assert recordings(data) == []
+    records = audit(data)
+    assert [d["recording"][0]["action"] for d in decisions(records, "dtmf")] == \
+        ["stop_and_delete"], records
+    assert len(decisions(records, "notice_played")) == 1
 
 
 @pytest.mark.timeout(150)

@@ -42,3 +42,22 @@ def test_bad_flag_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 2 and "--rtp-ports" in out.stderr, out
     out = run_edge("--bind", "192.0.2.10", "--data-dir", str(tmp_path / "d"), cwd=tmp_path)
     assert out.returncode == 2 and "demo passwords" in out.stderr, out
+
+
+def test_bad_policy_names_key_and_line_and_starts_nothing(tmp_path: Path) -> None:
+    """The terms' tables are checked like the edge's own file: a bad value, and the edge
+    never starts (no data dir, no port)."""
+    text = resources.files("softphone.configs").joinpath("policy.toml").read_text()
+    line = next(i for i, ln in enumerate(text.splitlines(), 1)
+                if ln.startswith("objection_digit"))
+    bad = tmp_path / "policy.toml"
+    bad.write_text(text.replace('objection_digit = "9"', 'objection_digit = "99"', 1))
+    port = free_port()
+    out = run_edge("--policy", str(bad), "--sip-port", str(port), "--data-dir",
+                   str(tmp_path / "data"), cwd=tmp_path)
+    assert out.returncode == 2, out
+    assert f"{bad}:{line}: recording.objection_digit:" in out.stderr, out.stderr
+    assert "one DTMF key" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "data").exists()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))

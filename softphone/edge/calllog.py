@@ -42,7 +42,8 @@ class CallRecord:
     status: int = 0
     legs: list[LegRecord] = field(default_factory=list)
     transcoded: bool = False
-    policy: list[str] = field(default_factory=list)
+    policy: list[str] = field(default_factory=list)   # rule ids of the guard's warnings
+    billable: bool = False       # out of the bundle, charged (R-CLI-1/2, unlimited suspended)
 
     def duration(self) -> float:
         if self.answered is None or self.ended is None:

@@ -6,17 +6,20 @@ naming the file, the key and the line, and the edge exits non-zero without start
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from softphone.configfile import ConfigError, ConfigText, Section
 from softphone.edge.trunk import TrunkError, TrunkUri
-from softphone.policy.facts import CivicAddress, GeoPoint, Location
+from softphone.policy.facts import AccountState, CivicAddress, GeoPoint, Location, Plan
 from softphone.sip.errors import SipParseError
 from softphone.sip.uri import SipUri
 
 KNOWN_CODECS = ("opus", "pcma", "pcmu")
+_E = TypeVar("_E", bound=enum.Enum)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,15 @@ class EdgeConfig:
     account_id: str = "demo"
     country: str = "FR"
     emergency_route: str = ""    # the emergency gateway; "" = the policy's route per country
+    # the emergency INVITE's Request-URI: the service URN (RFC 6881) or the route itself
+    emergency_request_uri: str = "service-urn"
     recording: bool = False      # R-REC: the account's recording option (users may override)
+    plan: Plan = Plan.UNLIMITED  # "unlimited" (R-LIMIT-1/2, R-CLI-1/2, R-ACCT-3) or "usage"
+    state: AccountState = AccountState.ACTIVE   # lifecycle (R-BILL-10, R-LIMIT-3/8, R-LIFE-5)
+    trial: bool = False          # R-LIMIT-7: trial seats and minutes
+    smart_pack: bool = False     # R-LIMIT-4: distinct contacts a month
+    sip_option: bool = False     # R-ACCT-3: automated dialing watched
+    emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -172,6 +183,27 @@ def _check_route(sec: Section, uri: str) -> str:
     return uri
 
 
+EMERGENCY_REQUEST_URIS = ("service-urn", "route")
+
+
+def _one_of(sec: Section, key: str, allowed: tuple[str, ...]) -> str:
+    """A text key with a fixed set of values, the first being the default."""
+    text = sec.text(key, allowed[0])
+    if text not in allowed:
+        raise sec.error(key, f"must be one of {', '.join(allowed)}, got {text!r}")
+    return text
+
+
+def _choice(sec: Section, key: str, kind: type[_E], default: _E) -> _E:
+    """An enum-valued key, by its value ("usage", "billing_suspended"...)."""
+    text = sec.text(key, default.value)
+    try:
+        return kind(text)
+    except ValueError:
+        names = ", ".join(str(m.value) for m in kind)
+        raise sec.error(key, f"must be one of {names}, got {text!r}") from None
+
+
 def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
@@ -188,12 +220,17 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri", "expires"))
     ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
-    acct = Section(doc, ("account",), d.get("account", {}), known=("id", "country", "recording"))
-    emergency = Section(doc, ("emergency",), d.get("emergency", {}), known=("route",))
+    acct = Section(doc, ("account",), d.get("account", {}), known=(
+        "id", "country", "recording", "plan", "state", "trial", "smart_pack", "sip_option",
+        "emergency"))
+    emergency = Section(doc, ("emergency",), d.get("emergency", {}),
+                        known=("route", "request_uri"))
     country = acct.text("country", "FR")
     if len(country) != 2 or not country.isalpha() or not country.isupper():
         raise acct.error("country", f"must be an ISO 3166 alpha-2 code like FR, got {country!r}")
     del top
+    plan = _choice(acct, "plan", Plan, Plan.UNLIMITED)
+    state = _choice(acct, "state", AccountState, AccountState.ACTIVE)
 
     rtp_text = media.text("rtp_ports", "20000-22000")
     try:
@@ -291,7 +328,14 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         account_id=acct.text("id", "demo"),
         country=country,
         recording=acct.boolean("recording", False),
+        plan=plan,
+        state=state,
+        trial=acct.boolean("trial", False),
+        smart_pack=acct.boolean("smart_pack", False),
+        sip_option=acct.boolean("sip_option", False),
+        emergency=acct.boolean("emergency", False),
         emergency_route=_check_route(emergency, emergency.text("route", "")),
+        emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
         users=tuple(users),
         source=doc.path,
     )

@@ -7,7 +7,9 @@ if that fails, by its PID. ``calls()`` reads the structured call log it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -67,6 +69,19 @@ class EdgeProcess:
         rc = self.proc.returncode
         self.proc = None
         return rc
+
+    def crash(self) -> None:
+        """SIGKILL the edge itself (the child of timeout(1)): no BYE, no cleanup, as a power
+        cut or an OOM kill would leave it."""
+        if self.proc is None:
+            return
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=10).stdout.split()
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
 
     def status(self) -> dict[str, Any]:
         path = self.data_dir / "status.json"

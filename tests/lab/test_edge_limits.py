@@ -93,14 +93,20 @@ def wait_for(pred: Any, timeout: float) -> bool:
     return bool(pred())
 
 
+def answering(sipp: Any, lab: Any, port: int, name: str) -> Any:
+    """limits_provider.xml on ``port``: answers every call (and REGISTER) it gets."""
+    (media,) = lab.take_ports(1)
+    proc = sipp.start(name, ["-sf", str(lab.scenarios / "limits_provider.xml"),
+                             "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+                             "-mp", str(media)], trace_logs=True, trace_msg=True, wall=120)
+    lab.wait_udp_listening(port)
+    return proc
+
+
 def provider(sipp: Any, lab: Any, edge: EdgeProcess, trunk_port: int, name: str = "provider"
              ) -> Any:
-    """limits_provider.xml on the trunk port, once every upstream account is registered."""
-    (media,) = lab.take_ports(1)
-    prov = sipp.start(name, ["-sf", str(lab.scenarios / "limits_provider.xml"),
-                             "-i", "127.0.0.1", "-p", str(trunk_port), "-mi", "127.0.0.1",
-                             "-mp", str(media)], trace_logs=True, trace_msg=True, wall=120)
-    lab.wait_udp_listening(trunk_port)
+    """The provider on the trunk port, once every upstream account is registered there."""
+    prov = answering(sipp, lab, trunk_port, name)
 
     def registered() -> bool:
         regs = (edge.status().get("trunk") or {}).get("registrations", {})
@@ -389,19 +395,28 @@ def test_account_states(tmp_path: Path, lab: Any, sipp: Any, state: str) -> None
 def test_short_calls_suspend_outbound_calls(tmp_path: Path, lab: Any, sipp: Any) -> None:
     """R-LIMIT-1 + R-LIMIT-3: a burst of calls under 15 s makes a breach day; one breach day
     suspends (lowered from three), and the next outbound call is refused with Retry-After."""
-    (trunk_port,) = lab.take_ports(1)
+    trunk_port, psap_port = lab.take_ports(2)
     policy = policy_file(tmp_path / "policy.toml", {"limits.short_calls": {
         "threshold": "1", "warn_at_days": "[]", "suspend_at_days": "1"}})
-    cfg = edge_file(tmp_path / "edge.toml", {}, [trunk_user("1001", "+33123450001")])
+    cfg = edge_file(tmp_path / "edge.toml", {},
+                    [trunk_user("1001", "+33123450001", emergency="true", location=LOCATION)],
+                    extra=f'[emergency]\nroute = "sip:sos@127.0.0.1:{psap_port}"')
     edge = start_edge(tmp_path, lab, cfg, policy, trunk_port=trunk_port)
     try:
         prov = provider(sipp, lab, edge, trunk_port)
+        psap = answering(sipp, lab, psap_port, "psap")
         burst = dial(sipp, lab, edge, "burst", "1001", "+33123456789", calls=2)
         (after,) = dial(sipp, lab, edge, "after", "1001", "+33123456788")
+        # emergency calls stay available through the suspension
+        (sos,) = dial(sipp, lab, edge, "sos", "1001", "112")
         edge.wait_idle()
     finally:
         edge.stop()
     prov.stop()
+    psap.stop()
+    assert sos.status == 200, sos
+    assert len(re.findall(r"invite to=", psap.logs())) == 1, psap.logs()
+    assert len(decisions(edge, "R-EMERG-1", action="route_emergency")) == 1
     assert [m.status for m in burst] == [200, 200], burst
     assert (after.status, after.reason) == (403, "Outbound Calls Suspended"), after
     assert 7 * 86400 - 60 <= int(after.header("retry-after")) <= 7 * 86400 + 1, after

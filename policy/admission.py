@@ -17,7 +17,7 @@ Still pure: persisting the ledger and writing the audit log are effects the edge
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from softphone.policy.decision import Action, Decision
 from softphone.policy.facts import (
@@ -205,6 +205,15 @@ class CallAdmission:
             if d.audited:
                 out.append(self._record(d))
         return out
+
+    def sweep(self, live: Iterable[str], now: float) -> list[Decision]:
+        """The safety net under the edge's own teardown: every edge call still up (``live``)
+        is a sign of life for both its sides; a channel that no live call has refreshed for
+        ``calls.stale_after_s`` is released (``EndReason.STALE``) and audited, never leaked."""
+        for call_id in live:
+            for leg in self.leg_ids(call_id):
+                self.guard.on_keepalive(leg, now)
+        return [self._record(d) for d in self.guard.sweep(now)]
 
     def released(self, call_id: str, *, answered: bool, duration: float,
                  now: float) -> list[Decision]:

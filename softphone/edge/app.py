@@ -133,6 +133,7 @@ SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 m
 PLAYED_PROMPTS = ("emergency-unavailable", "recording-notice", "ai-disclosure")
 BEEP_HZ = 1400.0                   # the recorder warning tone's pitch (two short beeps)
 PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
+SWEEP_EVERY_S = 60.0               # live calls refresh their channels; orphans are released
 PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
 
 
@@ -260,6 +261,8 @@ class Edge:
     retention: RetentionJob | None = None
     _status_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
+    _sweep_task: asyncio.Task[None] | None = None
+    admission: CallAdmission | None = None
 
     def status(self) -> dict[str, Any]:
         """What an operator (or a leak test) wants to see at a glance."""
@@ -306,8 +309,22 @@ class Edge:
 
         self._purge_task = asyncio.get_running_loop().create_task(loop())
 
+    def start_sweep(self, admission: CallAdmission, every: float = SWEEP_EVERY_S) -> None:
+        """Every ``every`` seconds the live calls refresh their channels and the guard releases
+        any channel left without a call (``CallAdmission.sweep``)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                try:
+                    admission.sweep(list(self.b2bua.calls), time.time())
+                except Exception:
+                    log.exception("channel sweep failed")
+
+        self._sweep_task = asyncio.get_running_loop().create_task(loop())
+
     async def close(self) -> None:
-        for task in (self._status_task, self._purge_task):
+        for task in (self._status_task, self._purge_task, self._sweep_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -442,7 +459,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     if b2bua.trunk is not None:
         b2bua.trunk.start()
     return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store,
-                retention=retention)
+                retention=retention, admission=admission)
 
 
 def banner(edge: Edge) -> str:
@@ -476,6 +493,8 @@ async def run(cfg: EdgeConfig, policy: PolicyConfig) -> int:
     edge = await start_edge(cfg, policy)
     edge.start_status()
     edge.start_purge()
+    if edge.admission is not None:
+        edge.start_sweep(edge.admission)
     print(banner(edge), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -7,13 +7,14 @@ import stat
 import wave
 from pathlib import Path
 
-from softphone.counters import open_guard
-from softphone.edge.recordings import RecordingStore
-from softphone.edge.retention import RetentionJob
 from softphone.policy.admission import CallAdmission
 from softphone.policy.config import load_default
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, User
+
+from softphone.counters import open_guard
+from softphone.edge.recordings import RecordingStore
+from softphone.edge.retention import RetentionJob
 
 T0 = 1_768_989_600.0  # 2026-01-21 10:00 UTC
 DAY = 86400.0

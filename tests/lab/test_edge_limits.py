@@ -118,16 +118,17 @@ def provider(sipp: Any, lab: Any, edge: EdgeProcess, trunk_port: int, name: str 
 
 def dial(sipp: Any, lab: Any, edge: EdgeProcess, name: str, caller: str, number: str, *,
          scenario: str = "limits_uac.xml", calls: int = 1, source: str = "127.0.0.1",
-         wall: float = 40) -> list[Message]:
-    """``caller`` dials ``number`` (``calls`` times, one after the other); the responses to
-    its authenticated INVITEs, as seen by the caller."""
+         hold_ms: int = 0, wall: float = 40) -> list[Message]:
+    """``caller`` dials ``number`` (``calls`` times, one after the other, each answered call
+    held ``hold_ms``); the responses to its authenticated INVITEs, as the caller saw them."""
     (port,) = lab.take_ports(1)
     target = f"127.0.0.1:{edge.sip_port}"
     proc = sipp.start(name, [target, "-sf", str(lab.scenarios / scenario), "-s", number,
                              "-i", source, "-p", str(port), "-au", caller,
                              "-ap", f"demo-{caller}", "-set", "user", caller,
                              "-auth_uri", f"{number}@{target}", "-m", str(calls), "-l", "1",
-                             "-d", "0", "-timeout_error"], wall=wall, trace_msg=True)
+                             "-d", str(hold_ms), "-timeout_error"], wall=wall,
+                      trace_msg=True)
     assert proc.wait(wall) == 0, proc.errors()[-3000:] + edge.log()[-3000:]
     return finals(proc.messages(), "INVITE", cseq=2)
 
@@ -394,10 +395,15 @@ def test_account_states(tmp_path: Path, lab: Any, sipp: Any, state: str) -> None
 @pytest.mark.timeout(90)
 def test_short_calls_suspend_outbound_calls(tmp_path: Path, lab: Any, sipp: Any) -> None:
     """R-LIMIT-1 + R-LIMIT-3: a burst of calls under 15 s makes a breach day; one breach day
-    suspends (lowered from three), and the next outbound call is refused with Retry-After."""
+    suspends (lowered from three), and the next outbound call is refused with Retry-After;
+    112 still goes through. R-LIMIT-2 on the same calls: with the fair-use limit lowered to
+    8.64 s of conversation a day for the one seat, the admin is warned near it and past it,
+    and no call is refused for it."""
     trunk_port, psap_port = lab.take_ports(2)
-    policy = policy_file(tmp_path / "policy.toml", {"limits.short_calls": {
-        "threshold": "1", "warn_at_days": "[]", "suspend_at_days": "1"}})
+    policy = policy_file(tmp_path / "policy.toml", {
+        "limits.short_calls": {"threshold": "1", "warn_at_days": "[]", "suspend_at_days": "1"},
+        "limits.fair_use": {"baseline_rate": "0.0001", "multiple": "1", "warn_fraction": "0.1",
+                            "window_days": "1"}})
     cfg = edge_file(tmp_path / "edge.toml", {},
                     [trunk_user("1001", "+33123450001", emergency="true", location=LOCATION)],
                     extra=f'[emergency]\nroute = "sip:sos@127.0.0.1:{psap_port}"')
@@ -405,7 +411,7 @@ def test_short_calls_suspend_outbound_calls(tmp_path: Path, lab: Any, sipp: Any)
     try:
         prov = provider(sipp, lab, edge, trunk_port)
         psap = answering(sipp, lab, psap_port, "psap")
-        burst = dial(sipp, lab, edge, "burst", "1001", "+33123456789", calls=2)
+        burst = dial(sipp, lab, edge, "burst", "1001", "+33123456789", calls=2, hold_ms=4500)
         (after,) = dial(sipp, lab, edge, "after", "1001", "+33123456788")
         # emergency calls stay available through the suspension
         (sos,) = dial(sipp, lab, edge, "sos", "1001", "112")
@@ -425,6 +431,11 @@ def test_short_calls_suspend_outbound_calls(tmp_path: Path, lab: Any, sipp: Any)
     assert len(warned(edge, "R-LIMIT-3", "admin")) == 1, audit(edge)
     (refused,) = decisions(edge, "R-LIMIT-1", action="reject")
     assert refused["details"]["sanction"].startswith("R-LIMIT-3 "), refused
+    # fair use: 4.5 s of talk is past 10 % of the limit, 9 s past the limit itself
+    fair = [w["message"] for w in warned(edge, "R-LIMIT-2", "admin")]
+    assert len(fair) == 2 and "near the fair-use limit" in fair[0], fair
+    assert "fair use exceeded" in fair[1], fair
+    assert not decisions(edge, "R-LIMIT-2", action="reject")
 
 
 @pytest.mark.timeout(90)

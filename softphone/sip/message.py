@@ -651,7 +651,9 @@ def _check_request_uri(uri: str) -> None:
     if uri[0] == "<":
         raise SipParseError("Request-URI in <>")  # RFC 4475 §3.1.2.7
     try:
-        parsed = SipUri.parse(uri)  # 400 for bad syntax, 416 for other schemes (§8.2.2.1)
+        # 400 for bad syntax, 416 for other schemes (§8.2.2.1); a service URN (RFC 5031) is the
+        # Request-URI of an emergency call (RFC 6881): the TU decides on it
+        parsed = SipUri.parse(uri, any_scheme=uri[:4].lower() == "urn:")
     except SipParseError as err:
         if err.status != 400:
             raise

@@ -15,6 +15,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from lab.sipp_media import media_ports, write_alaw
 from softphone.native.g711 import alaw_decode, alaw_encode
 
 from softphone.media.tone import rms, tone_power_ratio
+from softphone.sip.auth import DigestClient
+from softphone.sip.message import Headers, SipRequest, SipResponse, parse_message
 
 pytestmark = pytest.mark.lab
 
@@ -164,7 +167,7 @@ def audit(edge_dir: Path) -> list[dict[str, Any]]:
 
 def invite_of(trace: str) -> str:
     """The first INVITE sipp received, from its -trace_msg text."""
-    start = trace.index("INVITE sip:")
+    start = re.search(r"^INVITE \S+ SIP/2\.0", trace, re.M).start()  # type: ignore[union-attr]
     end = trace.find("-----------------", start)
     return trace[start:end if end > 0 else None]
 
@@ -214,7 +217,12 @@ def test_112_reaches_the_psap_with_the_location_and_media(tmp_path: Path, lab: A
         edge.stop()
     # on the wire at the gateway: the location by reference to a body part (RFC 6442 §4.1)
     invite = invite_of(psap.messages())
-    assert re.search(r"^INVITE sip:sos@127\.0\.0\.1:\d+ SIP/2\.0", invite, re.M), invite
+    # RFC 6881: the service in the Request-URI, the gateway by loose route, the digits in To
+    assert re.search(r"^INVITE urn:service:sos SIP/2\.0", invite, re.M), invite
+    assert re.search(rf"^Route: *<sip:sos@127\.0\.0\.1:{psap_port};lr>", invite, re.M), invite
+    assert re.search(r"^To: *<sip:112@127\.0\.0\.1;user=dialstring>", invite, re.M), invite
+    # the edge's BYE came in the dialog, to the gateway's Contact (the scenario checks it)
+    assert re.search(r"^BYE sip:psap@127\.0\.0\.1:\d+", psap.messages(), re.M)
     geo = re.search(r"^Geolocation: *<cid:([^>]+)>", invite, re.M)
     assert geo, invite
     assert re.search(r"^Geolocation-Routing: *yes", invite, re.M), invite
@@ -488,3 +496,185 @@ def test_a_gateway_refusal_is_told_to_the_caller(tmp_path: Path, lab: Any, sipp:
     assert [(c["name"], c["value"]) for c in ends[0]["counters"]] == [("channels", 0)], ends
     calls = edge.calls()
     assert len(calls) == 1 and calls[0]["status"] == 503, calls
+
+
+class UrnPhone:
+    """A phone that dials a service URN itself (RFC 6881): INVITE urn:service:sos.fire.
+
+    Not sipp: sipp 3.6 signs its digest for "sip:" + -auth_uri whatever the Request-URI is,
+    so its credentials for a URN never match (RFC 3261 §22.4 wants the Request-URI). This one
+    is plain SIP over a UDP socket, the edge's 407 answered by the project's digest client.
+    """
+
+    def __init__(self, edge_port: int, user: str, password: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port: int = self.sock.getsockname()[1]
+        self.edge = ("127.0.0.1", edge_port)
+        self.user = user
+        self.digest = DigestClient(user, password)
+        self.sent: list[SipRequest] = []
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _via(self, req: SipRequest) -> None:
+        req.headers.insert_first("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};rport;"
+                                        f"branch=z9hG4bK{uuid.uuid4().hex[:16]}")
+
+    def _send(self, req: SipRequest) -> None:
+        self.sent.append(req)
+        self.sock.sendto(req.to_bytes(), self.edge)
+
+    def _final(self, req: SipRequest, wait: float = 20.0) -> SipResponse:
+        """Send ``req`` (again every 0.5 s until something answers) and return its final."""
+        self._send(req)
+        heard = False
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            try:
+                data = self.sock.recv(65535)
+            except TimeoutError:
+                if not heard:
+                    self.sock.sendto(req.to_bytes(), self.edge)
+                continue
+            msg = parse_message(data)
+            if not isinstance(msg, SipResponse) or msg.cseq.number != req.cseq.number:
+                continue
+            heard = True
+            if msg.status >= 200:
+                return msg
+        raise AssertionError(f"no final answer to {req!r}")
+
+    def _ack(self, req: SipRequest, resp: SipResponse, uri: str, new_branch: bool) -> None:
+        h = Headers()
+        h.add("Via", req.headers.values("via")[0])
+        for name in ("From", "Call-ID"):
+            h.add(name, req.headers.get(name) or "")
+        h.add("To", resp.headers.get("to") or "")
+        h.add("CSeq", f"{req.cseq.number} ACK")
+        h.add("Max-Forwards", "70")
+        ack = SipRequest("ACK", uri, h)
+        if new_branch:  # the ACK of a 2xx is a transaction of its own (§13.2.2.4)
+            ack.headers.remove("Via")
+            self._via(ack)
+        self._send(ack)
+
+    def dial(self, uri: str, hold_s: float) -> SipResponse:
+        """Call ``uri``, hang up after ``hold_s`` once answered; the INVITE's final answer."""
+        h = Headers()
+        h.add("From", f"<sip:{self.user}@127.0.0.1>;tag={uuid.uuid4().hex[:8]}")
+        h.add("To", f"<{uri}>")
+        h.add("Call-ID", f"{uuid.uuid4().hex}@127.0.0.1")
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:{self.user}@127.0.0.1:{self.port}>")
+        h.add("Max-Forwards", "70")
+        h.add("Content-Type", "application/sdp")
+        sdp = (f"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               f"m=audio {self.port + 2} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").encode()
+        invite = SipRequest("INVITE", uri, h, sdp)
+        self._via(invite)
+        resp = self._final(invite)
+        if resp.status == 407:
+            self._ack(invite, resp, uri, new_branch=False)
+            invite = self.digest.authorize(invite, resp)
+            self._via(invite)
+            resp = self._final(invite)
+        if resp.status != 200:
+            self._ack(invite, resp, uri, new_branch=False)
+            return resp
+        target = str(resp.contacts[0].uri)
+        self._ack(invite, resp, target, new_branch=True)
+        time.sleep(hold_s)
+        bye = SipRequest("BYE", target, Headers([
+            ("From", invite.headers.get("from") or ""), ("To", resp.headers.get("to") or ""),
+            ("Call-ID", invite.call_id), ("CSeq", f"{invite.cseq.number + 1} BYE"),
+            ("Max-Forwards", "70")]))
+        self._via(bye)
+        assert self._final(bye).status == 200
+        return resp
+
+
+@pytest.mark.timeout(90)
+def test_a_phone_dialling_the_fire_service_urn_reaches_the_gateway(tmp_path: Path, lab: Any,
+                                                                   sipp: Any) -> None:
+    """INVITE urn:service:sos.fire from a phone is 18 dialled in France: same guard decision
+    (routed, audited with the service), and the gateway sees the phone's URN in the
+    Request-URI and in To, the Route to itself. A service outside sos is a clear 404, and a
+    line without the service gets the same refusal as for 112."""
+    edge_port, psap_port = lab.take_ports(2)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    psap_media = RtpPeer(440, 1)
+    phone = UrnPhone(edge_port, "1001", "demo-1001")
+    refused = UrnPhone(edge_port, "1003", "demo-1003")
+    try:
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port),
+                                   "-set", "mport", str(psap_media.port), "-m", "1"],
+                          trace_msg=True, trace_logs=True, wall=60)
+        lab.wait_udp_listening(psap_port)
+        counseling = phone.dial("urn:service:counseling", 0)
+        answered = phone.dial("urn:service:sos.fire", 1.0)
+        no_service = refused.dial("urn:service:sos", 0)
+        assert psap.wait(20) == 0, psap.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        phone.close()
+        refused.close()
+        psap_media.close()
+        edge.stop()
+    assert (counseling.status, counseling.reason) == (
+        404, "Not Found: no urn:service:counseling service here")
+    assert answered.status == 200
+    assert (no_service.status, no_service.reason) == (
+        403, "Emergency Calls Not Available From This Line")
+    assert "mobile phone or a landline" in (no_service.headers.get("warning") or "")
+    invite = invite_of(psap.messages())
+    assert re.search(r"^INVITE urn:service:sos\.fire SIP/2\.0", invite, re.M), invite
+    assert re.search(r"^To: *<urn:service:sos\.fire>", invite, re.M), invite
+    assert re.search(rf"^Route: *<sip:sos@127\.0\.0\.1:{psap_port};lr>", invite, re.M), invite
+    assert re.search(r"^Geolocation: *<cid:", invite, re.M), invite
+    assert st["calls"]["emergency_routed"] == 1 and st["calls"]["emergency_refused"] == 1, st
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    records = audit(tmp_path / "edge")
+    routed = [a for a in records if a.get("action") == "route_emergency"]
+    assert len(routed) == 1 and routed[0]["user_id"] == "1001", records
+    text = json.dumps(routed[0])
+    assert "urn:service:sos.fire" in text and '"18"' in text, routed
+    assert [a["user_id"] for a in records if a.get("action") == "reject"] == ["1003"], records
+
+
+@pytest.mark.timeout(90)
+def test_the_route_setting_addresses_the_gateway_by_its_own_uri(tmp_path: Path, lab: Any,
+                                                                sipp: Any) -> None:
+    """[emergency] request_uri = "route": the gateway's own SIP URI in the Request-URI, no
+    Route header, To the digits dialled; the call still connects and ends in its dialog."""
+    edge_port, psap_port, uac_port = lab.take_ports(3)
+    (uac_media,) = media_ports(37600, 1)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    cfg.write_text(cfg.read_text().replace("[emergency]\n",
+                                           '[emergency]\nrequest_uri = "route"\n', 1))
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
+    psap_media = RtpPeer(440, 1)
+    try:
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port),
+                                   "-set", "mport", str(psap_media.port), "-m", "1"],
+                          trace_msg=True, wall=60)
+        lab.wait_udp_listening(psap_port)
+        uac = call(sipp, lab, "uac", "edge_uac.xml", f"127.0.0.1:{edge_port}", "1001", "17",
+                   uac_port, media=uac_media)
+        assert uac.wait(40) == 0, uac.errors() + edge.log()
+        assert psap.wait(20) == 0, psap.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        psap_media.close()
+        edge.stop()
+    invite = invite_of(psap.messages())
+    assert re.search(rf"^INVITE sip:sos@127\.0\.0\.1:{psap_port} SIP/2\.0", invite, re.M), invite
+    assert not re.search(r"^Route:", invite, re.M), invite
+    assert re.search(r"^To: *<sip:17@127\.0\.0\.1>", invite, re.M), invite
+    assert st["calls"]["emergency_routed"] == 1 and st.get("ports_in_use") == 0, st

@@ -350,11 +350,20 @@ def test_outbound_limits_through_the_trunk(tmp_path: Path, lab: Any, sipp: Any) 
     assert len(warned(edge, "R-CLI-1", "user")) == 1 and len(warned(edge, "R-CLI-2", "user")) == 1
 
 
+STATES = {  # state: (rule, reason of the outbound refusal, REGISTER status)
+    "billing_suspended": ("R-BILL-10", "Account Suspended", 200),
+    "terminated": ("R-LIFE-5", "Account Terminated", 403),
+    "unlimited_suspended": ("R-LIMIT-3", "", 200),
+}
+
+
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("state", ["billing_suspended", "unlimited_suspended"])
+@pytest.mark.parametrize("state", sorted(STATES))
 def test_account_states(tmp_path: Path, lab: Any, sipp: Any, state: str) -> None:
-    """A suspended account: outbound 403 with the reason, the trunk's call to its DID 480.
-    Unlimited plan suspended: calls go on, charged."""
+    """A suspended account registers (so that its lines keep emergency calls) but its outbound
+    calls get 403 with the reason, and the trunk's call to its DID 480; a terminated account
+    cannot even register. The unlimited plan suspended: calls go on, charged."""
+    rule, reason, reg_status = STATES[state]
     (trunk_port,) = lab.take_ports(1)
     policy = policy_file(tmp_path / "policy.toml", {})
     cfg = edge_file(tmp_path / "edge.toml", {"state": f'"{state}"'},
@@ -362,10 +371,11 @@ def test_account_states(tmp_path: Path, lab: Any, sipp: Any, state: str) -> None
     edge = start_edge(tmp_path, lab, cfg, policy, trunk_port=trunk_port)
     try:
         prov = provider(sipp, lab, edge, trunk_port)
+        reg = register(sipp, lab, edge, "reg1001", "1001")
         (out,) = dial(sipp, lab, edge, "out", "1001", "+33123456789")
         prov.stop()
         inbound = None
-        if state == "billing_suspended":
+        if reason:
             (media,) = lab.take_ports(1)
             call = sipp.start("inbound", [f"127.0.0.1:{edge.sip_port}", "-sf",
                                           str(lab.scenarios / "limits_trunk_uac.xml"),
@@ -377,19 +387,22 @@ def test_account_states(tmp_path: Path, lab: Any, sipp: Any, state: str) -> None
         edge.wait_idle()
     finally:
         edge.stop()
-    if state == "unlimited_suspended":
+    assert reg.status == reg_status and (reg_status == 200 or reg.reason == reason), reg
+    if not reason:
         assert out.status == 200, out
         assert provider_numbers(prov) == ["+33123456789"]
         (rec,) = edge.calls()
-        assert rec["billable"] is True and rec["policy"] == ["R-LIMIT-3"], rec
+        assert rec["billable"] is True and rec["policy"] == [rule], rec
         return
-    assert (out.status, out.reason) == (403, "Account Suspended"), out
+    assert (out.status, out.reason) == (403, reason), out
     assert warning_text(out).startswith("Outgoing calls are suspended on this account.")
     assert provider_numbers(prov) == []
     assert inbound is not None and (inbound.status, inbound.reason) == (
         480, "Temporarily Unavailable"), inbound
-    statuses = sorted(a["sip_status"] for a in decisions(edge, "R-BILL-10", action="reject"))
-    assert statuses == [403, 480], audit(edge)
+    refused = decisions(edge, rule, action="reject")
+    assert sorted((a["point"], a["sip_status"]) for a in refused) == sorted(
+        [("call_attempt", 403), ("call_attempt", 480)]
+        + ([("registration", 403)] if reg_status == 403 else [])), refused
 
 
 @pytest.mark.timeout(90)

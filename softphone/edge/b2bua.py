@@ -33,6 +33,15 @@ Contact (or its Record-Route). A phone may dial the service URN itself (INVITE
 urn:service:sos.fire): that is the caller's country's code for the service, decided and
 refused exactly the same; a service URN outside the sos tree gets 404, another URN 416.
 
+The policy guard (``CallGuard``) decides every REGISTER binding before it is stored and every
+new call before anything is routed, with the offer's m-lines and the caller ID to present. A
+refusal goes out with the guard's status and reason phrase, a Warning (399, RFC 3261 §20.43)
+carrying the text the person should see, and Retry-After when the guard says when to try
+again; the 200 OK of an allowed REGISTER carries the user's warnings the same way (no
+emergency calls from this line). An allowed call keeps what the decisions say: m-lines to
+refuse answered with port 0 (MRCP next to audio), ``billable`` in its calls.jsonl record, and
+a time limit at the answer (trial minutes) after which the edge ends it, BYE on both legs.
+
 Status codes on the wire: 404 unknown number, 480 callee not registered, 486 busy, 487 after
 CANCEL, 488 no common codec (with a Warning), 503 no RTP ports (with Retry-After), 401/407 for
 digest; an unexpected error in call handling answers 500 and tears the call down, it never
@@ -1480,11 +1489,14 @@ def multipart_mixed(boundary: str, sdp: bytes, location: LocationPayload) -> byt
 
 
 def _dialled(ruri: str) -> str:
-    """What a local caller dialled: a service URN (RFC 5031, checked, in lower case), else the
-    user part of the SIP or tel Request-URI. Raises ServiceUrnError or SipParseError."""
+    """What a local caller dialled: a service URN (RFC 5031, checked, in lower case), also
+    from a phone that can only send SIP URIs and escapes it into the user part
+    (``sip:urn%3Aservice%3Asos@edge``); else the user part of the SIP or tel Request-URI (a
+    dial string keeps its RFC 4967 phone-context). Raises ServiceUrnError or SipParseError."""
     if is_urn(ruri):
         return str(ServiceUrn.parse(ruri))
-    return SipUri.parse(ruri).user or ""
+    user = SipUri.parse(ruri).user or ""
+    return str(ServiceUrn.parse(user)) if is_urn(user) else user
 
 
 def _external_caller(req: SipRequest) -> str:

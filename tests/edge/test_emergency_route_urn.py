@@ -323,3 +323,66 @@ async def test_other_urns_get_a_clear_answer(tmp_path: Path, edges: list[Edge], 
     finals = [r for r in edge.responses() if r.status >= 200]
     assert [r.status for r in finals] == [status], [(r.status, r.reason) for r in finals]
     assert not edge.decisions and not edge.requests("INVITE")
+
+
+@pytest.mark.timeout(30)
+async def test_a_urn_escaped_in_a_sip_uri_and_a_dial_string_are_understood(
+        tmp_path: Path, edges: list[Edge]) -> None:
+    edge = make_edge(tmp_path)
+    edges.append(edge)
+    edge.feed(invite("sip:urn%3Aservice%3Asos.police@edge.example", "<sip:x@edge.example>"),
+              PHONE)
+    edge.feed(invite("sip:18;phone-context=+33@edge.example;user=dialstring",
+                     "<sip:18;phone-context=+33@edge.example;user=dialstring>",
+                     call_id="call-2"), PHONE)
+    (police, _), (fire, _) = edge.requests("INVITE")
+    assert police.uri == "urn:service:sos.police"
+    assert police.headers.get("to") == "<urn:service:sos.police>"
+    assert fire.uri == "urn:service:sos.fire"
+    # RFC 4967: the dial string goes on with its context
+    assert fire.headers.get("to") == \
+        "<sip:18;phone-context=+33@edge.example;user=dialstring>"
+
+
+def cancel_from_phone(call_id: str = "call-1") -> bytes:
+    return (f"CANCEL sip:112@edge.example SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-{call_id};rport\r\n"
+            f"From: <sip:1001@edge.example>;tag=ph-{call_id}\r\nTo: <sip:112@edge.example>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def provisional(req: SipRequest) -> bytes:
+    via = req.headers.values("via")[0]
+    return (f"SIP/2.0 180 Ringing\r\nVia: {via}\r\nFrom: {req.headers.get('from')}\r\n"
+            f"To: {req.headers.get('to')};tag=psap-1\r\nCall-ID: {req.call_id}\r\n"
+            f"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def refusal(req: SipRequest, status: int, reason: str) -> bytes:
+    via = req.headers.values("via")[0]
+    return (f"SIP/2.0 {status} {reason}\r\nVia: {via}\r\nFrom: {req.headers.get('from')}\r\n"
+            f"To: {req.headers.get('to')};tag=psap-1\r\nCall-ID: {req.call_id}\r\n"
+            f"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+@pytest.mark.timeout(30)
+async def test_cancel_and_the_ack_of_a_refusal_keep_the_urn_and_the_route(
+        tmp_path: Path, edges: list[Edge]) -> None:
+    """RFC 3261 §9.1 and §17.1.1.3: the CANCEL and the ACK of a non-2xx are hop-by-hop, with
+    the INVITE's Request-URI and Route, to where the INVITE went."""
+    edge = make_edge(tmp_path)
+    edges.append(edge)
+    edge.feed(invite("sip:112@edge.example", "<sip:112@edge.example>"), PHONE)
+    (out, _), = edge.requests("INVITE")
+    edge.feed(provisional(out), ROUTE)
+    edge.feed(cancel_from_phone(), PHONE)
+    (cancel, dest), = edge.requests("CANCEL")
+    assert dest == ROUTE and cancel.uri == "urn:service:sos"
+    assert cancel.headers.get_all("route") == ["<sip:sos@127.0.0.1:5099;lr>"]
+    assert [r.status for r in edge.responses() if r.status >= 200] == [200, 487]
+    # the gateway answers the cancelled INVITE 487: its ACK goes the same way
+    edge.feed(refusal(out, 487, "Request Terminated"), ROUTE)
+    (ack, dest), = edge.requests("ACK")
+    assert dest == ROUTE and ack.uri == "urn:service:sos"
+    assert ack.headers.get_all("route") == ["<sip:sos@127.0.0.1:5099;lr>"]

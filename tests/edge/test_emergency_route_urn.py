@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from softphone.codecs.registry import codec_order_from_names
 from softphone.policy import PolicyGuard
 from softphone.policy.admission import CallAdmission
@@ -174,6 +176,19 @@ def test_other_urns_are_refused_with_their_status(text: str, status: int) -> Non
     with pytest.raises(ServiceUrnError) as err:
         ServiceUrn.parse(text)
     assert err.value.status == status
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=40),
+                 st.from_regex(r"urn:service:[a-zA-Z0-9.-]{0,30}", fullmatch=True)))
+def test_any_request_uri_text_is_a_service_or_a_clear_status(text: str) -> None:
+    try:
+        urn = ServiceUrn.parse(text)
+    except ServiceUrnError as err:
+        assert err.status in (400, 416)
+        return
+    assert ServiceUrn.parse(str(urn)) == urn and str(urn) == str(urn).lower()
+    assert urn.is_emergency == (urn.service.split(".")[0] == "sos")
 
 
 def test_route_and_to_values() -> None:

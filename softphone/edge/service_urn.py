@@ -6,9 +6,11 @@ a phone that knows the service dials the URN itself. This module parses and chec
 and builds the other addresses of such an INVITE; the SIP URI parser (``softphone.sip.uri``)
 only keeps the text of a URN, it has no business knowing the service tree.
 
-Syntax (RFC 5031 §3/§4.1): ``urn:service:`` then a top-level service and dot-separated
+Syntax (RFC 5031 §3): ``urn:service:`` then a top-level service and dot-separated
 sub-services, letters, digits and inner hyphens, compared without case. Emergency services are
-the ``sos`` tree.
+the ``sos`` tree (RFC 5031 §4.2 registers ambulance, animal-control, fire, gas, marine,
+mountain, physician, poison and police); a sub-service is not checked against that list, so
+one registered since still reaches the emergency services.
 """
 
 from __future__ import annotations
@@ -20,10 +22,6 @@ from softphone.sip.errors import SipParseError
 from softphone.sip.uri import SipUri
 
 PREFIX = "urn:service:"
-#: The sos sub-services registered with IANA by RFC 5031 §4.2 (later ones are accepted too).
-SOS_SUBSERVICES = frozenset({"ambulance", "animal-control", "fire", "gas", "marine", "mountain",
-                             "physician", "poison", "police"})
-
 _LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _SERVICE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
@@ -66,8 +64,8 @@ class ServiceUrn:
 
 
 def loose_route(route: str) -> str:
-    """The ``Route`` value that sends a request to ``route`` as a loose router (RFC 3261
-    §16.12: the ``lr`` parameter; the Request-URI stays the service URN)."""
+    """The ``Route`` value that sends a request to ``route`` as a loose router (the ``lr``
+    parameter, RFC 3261 §19.1.1: the Request-URI stays the service URN)."""
     try:
         uri = SipUri.parse(route)
     except SipParseError as exc:

@@ -117,14 +117,14 @@ def provider(sipp: Any, lab: Any, edge: EdgeProcess, trunk_port: int, name: str 
 
 
 def dial(sipp: Any, lab: Any, edge: EdgeProcess, name: str, caller: str, number: str, *,
-         scenario: str = "limits_uac.xml", calls: int = 1, source: str = "127.0.0.1",
-         hold_ms: int = 0, wall: float = 40) -> list[Message]:
+         scenario: str = "limits_uac.xml", calls: int = 1, hold_ms: int = 0,
+         wall: float = 40) -> list[Message]:
     """``caller`` dials ``number`` (``calls`` times, one after the other, each answered call
     held ``hold_ms``); the responses to its authenticated INVITEs, as the caller saw them."""
     (port,) = lab.take_ports(1)
     target = f"127.0.0.1:{edge.sip_port}"
     proc = sipp.start(name, [target, "-sf", str(lab.scenarios / scenario), "-s", number,
-                             "-i", source, "-p", str(port), "-au", caller,
+                             "-i", "127.0.0.1", "-p", str(port), "-au", caller,
                              "-ap", f"demo-{caller}", "-set", "user", caller,
                              "-auth_uri", f"{number}@{target}", "-m", str(calls), "-l", "1",
                              "-d", str(hold_ms), "-timeout_error"], wall=wall,

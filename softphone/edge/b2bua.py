@@ -264,6 +264,7 @@ class Call:
     playing: set[str] = field(default_factory=set)
     recordings: set[str] = field(default_factory=set)
     limit_timer: asyncio.TimerHandle | None = None  # ends the call at max_duration_s (trial)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # for the caller, on 18x/200
 
 
 class B2BUA:
@@ -509,11 +510,19 @@ class B2BUA:
                             d.sip_status, d.reason_phrase, d.rule_id)
                 self._refuse(txn, d, 403, "Forbidden")
                 return True
+            warnings += [h for h in self._warning_headers([d]) if h not in warnings]
+        return False
+
+    def _warning_headers(self, decisions: Iterable[Decision]) -> list[tuple[str, str]]:
+        """What our user must be told about what goes ahead (a charged call, special rates,
+        contacts left, no emergency service), as RFC 3261 §20.43 Warnings (399: other)."""
+        out: list[tuple[str, str]] = []
+        for d in decisions:
             for w in d.warnings:
                 header = ("Warning", f'399 {self.domain} "{_quoted(w.message)}"')
-                if w.audience is Audience.USER and header not in warnings:
-                    warnings.append(header)
-        return False
+                if w.audience is Audience.USER and header not in out:
+                    out.append(header)
+        return out
 
     # ------------------------------------------------------------------ new calls
 
@@ -642,7 +651,10 @@ class B2BUA:
                             policy=sorted({w.rule_id for d in allowed for w in d.warnings}))
         call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction=direction, digest=digest)
+                    direction=direction, digest=digest,
+                    warnings=self._warning_headers(
+                        d for d in allowed if d.call_id is not None
+                        and d.call_id.endswith("/caller")))
         self.calls[key] = call
         self.stats["calls"] += 1
         if is_app:
@@ -956,7 +968,7 @@ class B2BUA:
 
     def _answer_a(self, call: Call) -> None:
         resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=call.a_neg.sdp,
-                             contact=True, extra=[("Allow", ALLOW)])
+                             contact=True, extra=[("Allow", ALLOW), *call.warnings])
         try:
             call.a_dialog = Dialog.from_uas(call.a_invite, resp)
         except DialogError as exc:
@@ -1057,11 +1069,12 @@ class B2BUA:
             call.b_neg = neg
             call.early_sdp_sent = True
             self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
-                          body=call.a_neg.sdp, contact=True)
+                          body=call.a_neg.sdp, contact=True, extra=call.warnings)
             self._spawn(self._connect(call, neg), call)
         elif not call.ringing_sent and not call.early_sdp_sent:
             call.ringing_sent = True
-            self._respond(call.a_txn, 180, "Ringing", to_tag=call.a_tag, contact=True)
+            self._respond(call.a_txn, 180, "Ringing", to_tag=call.a_tag, contact=True,
+                          extra=call.warnings)
 
     def _on_b_answer(self, call: Call, fork: Fork, resp: SipResponse) -> None:
         now = self.clock()

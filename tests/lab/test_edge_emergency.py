@@ -10,10 +10,8 @@ and gets the clear refusal. Every attempt is in the audit log with its rule and 
 from __future__ import annotations
 
 import json
-import math
 import re
 import socket
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -21,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lab.audio import read_channel0
+from lab.audio import best_correlation, envelope, read_channel0, strongest_window
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import call, register, start_callee
 from lab.rtp_capture import UdpCapture
+from lab.rtp_phone import RtpPhone
 from lab.sipp_media import media_ports, write_alaw
-from softphone.native.g711 import alaw_decode, alaw_encode
 
-from softphone.media.tone import rms, tone_power_ratio
+from softphone.media.tone import rms
 from softphone.sip.auth import DigestClient
 from softphone.sip.message import Headers, SipRequest, SipResponse, parse_message
 
@@ -39,79 +37,9 @@ CA = "{urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr}"
 SIT_HZ = (950.0, 1400.0, 1800.0)
 
 
-class RtpSink:
-    """A plain UDP socket standing for the caller's RTP port: keeps every RTP payload."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.port: int = self.sock.getsockname()[1]
-        self.payloads: list[tuple[int, bytes]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if len(data) > 12 and data[0] >> 6 == 2:
-                cc = data[0] & 0x0F
-                self.payloads.append((data[1] & 0x7F, data[12 + 4 * cc:]))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def pcm(self) -> bytes:
-        return b"".join(alaw_decode(p) for pt, p in self.payloads if pt == 8)
-
-
-class RtpPeer(RtpSink):
-    """The gateway's media: records what arrives and, once the edge has sent to it, talks back
-    to that address (symmetric RTP) with ``seconds`` of a PCMA tone at ``freq``."""
-
-    def __init__(self, freq: float, seconds: float) -> None:
-        self.freq = freq
-        self.seconds = seconds
-        super().__init__()
-
-    def _run(self) -> None:
-        remote = None
-        while remote is None and not self._stop.is_set():
-            try:
-                data, remote = self.sock.recvfrom(2048)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.payloads.append((data[1] & 0x7F, data[12:]))
-        talker = threading.Thread(target=super()._run, daemon=True)
-        talker.start()
-        frames = int(self.seconds * 50)
-        step = 2 * math.pi * self.freq / 8000
-        next_at = time.monotonic()
-        for i in range(frames):
-            if self._stop.is_set() or remote is None:
-                break
-            pcm = b"".join(int(8000 * math.sin(step * (160 * i + n))).to_bytes(2, "little",
-                                                                                signed=True)
-                           for n in range(160))
-            header = bytes([0x80, 8]) + (i & 0xFFFF).to_bytes(2, "big") + \
-                (160 * i).to_bytes(4, "big") + (0x5053_4150).to_bytes(4, "big")
-            try:
-                self.sock.sendto(header + alaw_encode(pcm), remote)
-            except OSError:
-                return
-            next_at += 0.02
-            time.sleep(max(0.0, next_at - time.monotonic()))
-        talker.join()
+def listener() -> RtpPhone:
+    """A caller's RTP port that only listens (a refused call: nothing to say)."""
+    return RtpPhone(1000.0, seconds=0)
 
 
 def edge_config(path: Path, psap_port: int) -> Path:
@@ -198,7 +126,7 @@ def test_112_reaches_the_psap_with_the_location_and_media(tmp_path: Path, lab: A
     cfg = edge_config(tmp_path / "edge.toml", psap_port)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
     target = f"127.0.0.1:{edge_port}"
-    psap_media = RtpPeer(440, 3)
+    psap_media = RtpPhone(440, seconds=3)
     try:
         psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
                                    "-i", "127.0.0.1", "-p", str(psap_port),
@@ -264,7 +192,7 @@ def test_a_user_on_a_call_still_reaches_112(tmp_path: Path, lab: Any, sipp: Any)
     cfg = edge_config(tmp_path / "edge.toml", psap_port)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
     target = f"127.0.0.1:{edge_port}"
-    psap_media = RtpPeer(440, 3)
+    psap_media = RtpPhone(440, seconds=3)
     try:
         start_callee(sipp, lab, "callee", "edge_uas_answer.xml", callee_port)
         register(sipp, lab, target, "1002", callee_port, reg_port)
@@ -303,41 +231,6 @@ def test_a_user_on_a_call_still_reaches_112(tmp_path: Path, lab: Any, sipp: Any)
     assert answered == ["1002", "112"], edge.calls()
 
 
-def strongest_window(pcm: bytes, freq: float, rate: int = 8000, span_ms: int = 100) -> float:
-    """The best Goertzel share of ``freq`` over ``span_ms`` windows, half-overlapping."""
-    n = rate * span_ms // 1000 * 2
-    best = 0.0
-    for start in range(0, max(0, len(pcm) - n) + 1, n // 2):
-        window = pcm[start:start + n]
-        if rms(window) > 300:
-            best = max(best, tone_power_ratio(window, rate, freq))
-    return best
-
-
-def envelope(pcm: bytes, rate: int) -> list[float]:
-    """RMS of each 20 ms frame."""
-    n = rate // 50 * 2
-    return [rms(pcm[i:i + n]) for i in range(0, len(pcm) - n + 1, n)]
-
-
-def best_correlation(a: list[float], b: list[float], max_lag: int = 50) -> float:
-    """Pearson correlation of two envelopes at the lag (``b`` later) that fits best."""
-    best = -1.0
-    for lag in range(max_lag + 1):
-        x, y = a, b[lag:lag + len(a)]
-        m = min(len(x), len(y))
-        if m < 50:
-            break
-        x, y = x[:m], y[:m]
-        mx, my = sum(x) / m, sum(y) / m
-        sxy = sum((p - mx) * (q - my) for p, q in zip(x, y, strict=True))
-        sxx = sum((p - mx) ** 2 for p in x)
-        syy = sum((q - my) ** 2 for q in y)
-        if sxx and syy:
-            best = max(best, sxy / math.sqrt(sxx * syy))
-    return best
-
-
 @pytest.mark.timeout(90)
 def test_without_the_service_the_caller_hears_the_notice_then_a_clear_refusal(
         tmp_path: Path, lab: Any, sipp: Any) -> None:
@@ -345,7 +238,7 @@ def test_without_the_service_the_caller_hears_the_notice_then_a_clear_refusal(
     cfg = edge_config(tmp_path / "edge.toml", psap_port)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
     target = f"127.0.0.1:{edge_port}"
-    sink = RtpSink()
+    sink = listener()
     try:
         uac = sipp.start("refused", [
             target, "-sf", str(lab.scenarios / "emergency_uac_refused.xml"), "-s", "15",
@@ -369,7 +262,7 @@ def test_without_the_service_the_caller_hears_the_notice_then_a_clear_refusal(
         uac.logs()
     # ... and the notice really played in it: speech, or the special information tone
     pcm = sink.pcm()
-    assert len(pcm) >= 2 * 8000 * 2, f"{len(sink.payloads)} RTP packets only"
+    assert len(pcm) >= 2 * 8000 * 2, f"{len(sink.received)} RTP packets only"
     assert rms(pcm) > 300, "the early media was silent"
     if "special information tone plays instead" in edge.log():
         for freq in SIT_HZ:
@@ -403,7 +296,7 @@ def test_every_reason_for_no_service_gets_the_same_clear_refusal(tmp_path: Path,
     target = f"127.0.0.1:{edge_port}"
     cases = {"1004": ("17", "R-EMERG-3"), "1005": ("112", "R-EMERG-2"),
              "1006": ("18", "R-EMERG-4")}
-    sinks = {user: RtpSink() for user in cases}
+    sinks = {user: listener() for user in cases}
     try:
         procs = {user: sipp.start(f"u{user}", [
             target, "-sf", str(lab.scenarios / "emergency_uac_refused.xml"), "-s", dialed,
@@ -465,7 +358,7 @@ def test_a_gateway_refusal_is_told_to_the_caller(tmp_path: Path, lab: Any, sipp:
                         .replace('<recv response="403">', '<recv response="503">'))
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
     target = f"127.0.0.1:{edge_port}"
-    sink = RtpSink()
+    sink = listener()
     try:
         psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_refuse.xml"),
                                    "-i", "127.0.0.1", "-p", str(psap_port), "-m", "1"], wall=30)
@@ -606,7 +499,7 @@ def test_a_phone_dialling_the_fire_service_urn_reaches_the_gateway(tmp_path: Pat
     edge_port, psap_port = lab.take_ports(2)
     cfg = edge_config(tmp_path / "edge.toml", psap_port)
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
-    psap_media = RtpPeer(440, 1)
+    psap_media = RtpPhone(440, seconds=1)
     phone = UrnPhone(edge_port, "1001", "demo-1001")
     refused = UrnPhone(edge_port, "1003", "demo-1003")
     try:
@@ -658,7 +551,7 @@ def test_the_route_setting_addresses_the_gateway_by_its_own_uri(tmp_path: Path, 
     cfg.write_text(cfg.read_text().replace("[emergency]\n",
                                            '[emergency]\nrequest_uri = "route"\n', 1))
     edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, extra=["--config", str(cfg)]).start()
-    psap_media = RtpPeer(440, 1)
+    psap_media = RtpPhone(440, seconds=1)
     try:
         psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
                                    "-i", "127.0.0.1", "-p", str(psap_port),

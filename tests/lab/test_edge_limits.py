@@ -322,6 +322,10 @@ def test_outbound_limits_through_the_trunk(tmp_path: Path, lab: Any, sipp: Any) 
     assert (special.status, special.reason) == (403, "Special Number Not Routable"), special
     assert warning_text(special) == "This number cannot be reached from this line."
     assert [m.status for m in (eea, swiss, home, known)] == [200] * 4
+    # the caller is told on the 200 OK that the call goes ahead but is charged
+    assert "only when presenting an EEA number: this call is charged" in warning_text(eea)
+    assert "only when presenting a Swiss number: this call is charged" in warning_text(swiss)
+    assert "new contacts left this month" in warning_text(home)
     assert (fourth.status, fourth.reason) == (403, "Monthly Contact Limit Reached"), fourth
     assert "monthly limit of distinct numbers" in warning_text(fourth)
     assert provider_numbers(prov) == ["+33123456701", "+41441234567", "+33123456702",

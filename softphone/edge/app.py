@@ -257,7 +257,7 @@ class Edge:
     b2bua: B2BUA
     allocator: PortAllocator
     audit: AuditLog | None = None
-    store: Any = None
+    store: LedgerWriter | None = None
     retention: RetentionJob | None = None
     _status_task: asyncio.Task[None] | None = None
     _purge_task: asyncio.Task[None] | None = None
@@ -294,7 +294,8 @@ class Edge:
         self._status_task = asyncio.get_running_loop().create_task(loop())
 
     def start_purge(self, every: float = PURGE_EVERY_S) -> None:
-        """The recordings purge job (R-REC-3/4): now, then every ``every`` seconds."""
+        """The recordings purge job (R-REC-3/4) and the ledger's compaction: now, then every
+        ``every`` seconds."""
         job = self.retention
         if job is None:
             return
@@ -303,8 +304,10 @@ class Edge:
             while True:
                 try:
                     job.purge(time.time())
+                    if self.store is not None:
+                        self.store.compact(time.time())
                 except Exception:  # a failed run is retried at the next one
-                    log.exception("recordings purge failed")
+                    log.exception("recordings purge or ledger compaction failed")
                 await asyncio.sleep(every)
 
         self._purge_task = asyncio.get_running_loop().create_task(loop())
@@ -338,10 +341,12 @@ class Edge:
         await asyncio.sleep(0.05)
         await self.transport.close()
         self.b2bua.call_log.close()
+        if self.store is not None:
+            self.store.flush()  # what the last calls decided, before the files close
         if self.audit is not None:
             self.audit.close()
         if self.store is not None:
-            self.store.close()
+            self.store.store.close()
         for pair in self.allocator.held():
             self.allocator.release(pair)
         self.write_status()
@@ -377,8 +382,62 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
 
 
 
+class LedgerWriter:
+    """The guard's decisions made durable once per event-loop turn, not once per decision.
+
+    ``commit``/``record`` (the admission's effects) only queue; ``flush`` commits the ledger
+    in one SQLite transaction and then writes the queued decisions to the audit log, in that
+    order. The edge flushes before its SIP messages leave (the B2BUA's flush), so the ledger is
+    still written ahead of every answer; anything decided outside a SIP event (a timer, a key
+    press, a periodic job) is flushed at the end of the loop turn. A call costs three ledger
+    transactions (INVITE, answer, end) instead of one per side and decision point.
+    """
+
+    def __init__(self, guard: Any, store: Any, audit: AuditLog) -> None:
+        self.guard = guard
+        self.store = store
+        self.audit = audit
+        self.pending: list[Decision] = []
+        self._dirty = False
+        self._scheduled = False
+
+    def commit(self) -> None:
+        self._dirty = True
+        self._schedule()
+
+    def record(self, decision: Decision) -> None:
+        self.pending.append(decision)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a tool, a test): nothing to batch with
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._dirty:
+            self._dirty = False
+            self.store.commit(self.guard)
+        pending, self.pending = self.pending, []
+        for decision in pending:
+            self.audit.record(decision)
+
+    def compact(self, now: float) -> None:
+        """Snapshot the ledger so that a restart replays hours, not months, of events."""
+        self.flush()
+        self.store.compact(self.guard, now)
+
+
 def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, AuditLog, Any]:
-    """The guard over its SQLite ledger, the audit log, and the edge's admission adapter.
+    """The guard over its SQLite ledger, the audit log, and the edge's admission adapter
+    (its effects batched per loop turn by a ``LedgerWriter``, which is the returned store).
 
     Channels held by calls of a previous process that died are released here (and audited)
     before the first call is admitted.
@@ -387,16 +446,10 @@ def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, A
     audit = AuditLog(cfg.data_dir / "audit.jsonl", policy=FsyncPolicy.BATCH)
     for decision in recovered:
         audit.record(decision)
-    users = policy_users(cfg)
-
-    def commit() -> None:
-        store.commit(guard)
-
-    def record(decision: Decision) -> None:
-        audit.record(decision)
-
-    admission = CallAdmission(guard, users.get, commit=commit, on_decision=record)
-    return admission, audit, store
+    writer = LedgerWriter(guard, store, audit)
+    admission = CallAdmission(guard, policy_users(cfg).get, commit=writer.commit,
+                              on_decision=writer.record)
+    return admission, audit, writer
 
 
 async def open_trunk(cfg: EdgeConfig, core: SipCore, flush: Any) -> Trunk:
@@ -436,12 +489,16 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
     flood = FloodGuard(cfg)
     transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None)
+
+    def flush() -> None:  # the ledger first: it is written ahead of every answer
+        store.flush()
+        transport.flush()
     await transport.start(specs)
     core = SipCore(local=transport.local, t1=cfg.t1, user_agent=cfg.user_agent)
     allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind)
     users = {u.ext for u in cfg.users}
     b2bua = B2BUA(
-        core=core, flush=transport.flush, location=LocationService(), allocator=allocator,
+        core=core, flush=flush, location=LocationService(), allocator=allocator,
         media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
                                      jitter_max_ms=cfg.jitter_max_ms,
                                      rtp_timeout=cfg.rtp_timeout),
@@ -453,7 +510,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri)
     if cfg.trunk_uri:
-        b2bua.trunk = await open_trunk(cfg, core, transport.flush)
+        b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)
     transport.attach(core, b2bua.on_event)
     if b2bua.trunk is not None:

@@ -173,6 +173,8 @@ class Bridge:
     def add_leg(self, session: RtpSession, codec: FrameCodec, name: str = "") -> BridgeLeg:
         if self.closed:
             raise BridgeError(f"{self.name} is closed")
+        if session.jitter is None and session.lazy_jitter:
+            session.ensure_jitter()
         if session.jitter is None:
             raise BridgeError(f"{session.name}: a bridged leg needs a jitter buffer")
         if len(self.legs) >= self.mixer.max_legs:

@@ -110,7 +110,8 @@ class RtpSession:
                  payload_types: Iterable[int] = (8,), send_payload_type: int | None = None,
                  dtmf_payload_type: int | None = 101, clock_rate: int = 8000,
                  frame_samples: int = 160, jitter: JitterBuffer | None = None,
-                 use_jitter: bool = True, jitter_min_ms: int = 20, jitter_max_ms: int = 200,
+                 use_jitter: bool = True, lazy_jitter: bool = False,
+                 jitter_min_ms: int = 20, jitter_max_ms: int = 200,
                  inactivity_timeout: float | None = 30.0,
                  on_timeout: Callable[[RtpSession], None] | None = None,
                  on_dtmf: Callable[[RtpSession, DtmfEvent], None] | None = None,
@@ -129,13 +130,12 @@ class RtpSession:
         self.dtmf_payload_type = dtmf_payload_type
         self.clock_rate = clock_rate
         self.frame_samples = frame_samples
-        if jitter is None and use_jitter:
-            from softphone.native.jitter import JitterBuffer
-
-            jitter = JitterBuffer(clock_rate=clock_rate, frame_samples=frame_samples,
-                                  min_delay_ms=jitter_min_ms, max_delay_ms=jitter_max_ms)
-        self.jitter = jitter
         self._jitter_delays = (jitter_min_ms, jitter_max_ms)
+        # lazy: a relayed leg never decodes, so its buffer is made when a bridge takes the leg
+        self.lazy_jitter = lazy_jitter and jitter is None and use_jitter
+        self.jitter = jitter
+        if jitter is None and use_jitter and not lazy_jitter:
+            self.ensure_jitter()
         self.inactivity_timeout = inactivity_timeout
         self.on_timeout = on_timeout
         self.on_dtmf = on_dtmf
@@ -240,6 +240,17 @@ class RtpSession:
         self.remote_rtcp = remote_rtcp or (remote[0], remote[1] + 1)
         self._latched = None
         self._latched_rtcp = None
+
+    def ensure_jitter(self) -> JitterBuffer:
+        """The leg's jitter buffer, made now if it has none yet (at the session's clock)."""
+        if self.jitter is None:
+            from softphone.native.jitter import JitterBuffer
+
+            self.jitter = JitterBuffer(clock_rate=self.clock_rate,
+                                       frame_samples=self.frame_samples,
+                                       min_delay_ms=self._jitter_delays[0],
+                                       max_delay_ms=self._jitter_delays[1])
+        return self.jitter
 
     def reconfigure(self, *, payload_types: Iterable[int], send_payload_type: int | None = None,
                     dtmf_payload_type: int | None = None, clock_rate: int | None = None,

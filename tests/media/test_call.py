@@ -47,6 +47,8 @@ async def test_same_codec_relays_then_a_prompt_switches_to_the_bridge(
             await call.attach(leg, negotiate(phone.address[1], pair.rtp, PCMA))
         call.connect()
         assert call.relaying and call.bridge is None
+        # a relayed leg never decodes: no jitter buffer is made for it (until a bridge needs it)
+        assert all(s.jitter is None for s in call.sessions.values())
         phone_a.send(build_header(8, 1, 160, 9) + b"relayed!", call.pairs["a"].rtp_sock
                      .getsockname())
         await phone_b.wait_for(1)
@@ -63,6 +65,7 @@ async def test_same_codec_relays_then_a_prompt_switches_to_the_bridge(
         phone_b.received.clear()
         call.inject("b", ToneSource(425, 8000, duration_ms=600))
         assert not call.relaying and call.bridge is not None
+        assert all(s.jitter is not None for s in call.sessions.values())
         scheduler.start()
         await asyncio.sleep(0.8)
         pcm = b"".join(alaw_decode(parse_rtp(d).payload) for d, _ in phone_b.received)

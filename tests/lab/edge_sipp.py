@@ -44,3 +44,31 @@ def call(sipp: Any, lab: Any, name: str, scenario: str, target: str, caller: str
     if media is not None:
         args += ["-mi", "127.0.0.1", "-mp", str(media)]
     return sipp.start(name, args, wall=wall, trace_msg=trace_msg, trace_logs=trace_logs)
+
+
+def media_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: list[int],
+               caller_phone: Any, callee_phone: Any, *, name: str = "c",
+               during: Any = None, scenario: str = "recording_uac.xml") -> tuple[Any, Any]:
+    """``caller`` calls ``callee`` (registered afresh as a sipp UAS); 12 s of talk, then BYE.
+    Each phone's SDP names its test-owned RTP socket (``lab.rtp_phone.RtpPhone``);
+    ``during()`` runs while the call is up. Returns the (UAS, UAC) sipp processes."""
+    uas_port, reg_port, uac_port = ports
+    uas = start_callee(sipp, lab, f"{name}uas", "recording_uas.xml", uas_port,
+                       extra=["-set", "mport", str(callee_phone.port), "-m", "1"], wall=60)
+    register(sipp, lab, target, callee, uas_port, reg_port)
+    uac = sipp.start(f"{name}uac", [
+        target, "-sf", str(lab.scenarios / scenario), "-s", callee,
+        "-i", "127.0.0.1", "-p", str(uac_port), "-au", caller, "-ap", f"demo-{caller}",
+        "-set", "user", caller, "-set", "mport", str(caller_phone.port),
+        "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"],
+        trace_msg=True, wall=60)
+    if during is not None:
+        during()
+    return uas, uac
+
+
+def finish(calls: list[tuple[Any, Any]], edge: Any) -> None:
+    """Every (UAS, UAC) of ``media_call`` ended cleanly."""
+    for uas, uac in calls:
+        assert uac.wait(60) == 0, uac.errors() + edge.log()
+        assert uas.wait(10) == 0, uas.errors()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from lab.audio import best_correlation, envelope, read_channel0, strongest_window
 from lab.edge_proc import EdgeProcess
-from lab.edge_sipp import register, start_callee
+from lab.edge_sipp import finish, media_call
 from lab.rtp_phone import RtpPhone
 
 RTP = (21000, 21999)
@@ -73,26 +73,6 @@ def recordings(edge_dir: Path) -> list[Path]:
     return sorted(folder.glob("*.wav")) if folder.exists() else []
 
 
-def one_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: list[int],
-             caller_phone: RtpPhone, callee_phone: RtpPhone, *, name: str = "c",
-             during: Any = None, scenario: str = "recording_uac.xml") -> tuple[Any, Any]:
-    """``caller`` calls ``callee`` (registered as a sipp UAS); 12 s of talk, then BYE.
-    ``during()`` runs while the call is up."""
-    uas_port, reg_port, uac_port = ports
-    uas = start_callee(sipp, lab, f"{name}uas", "recording_uas.xml", uas_port,
-                       extra=["-set", "mport", str(callee_phone.port), "-m", "1"], wall=60)
-    register(sipp, lab, target, callee, uas_port, reg_port)
-    uac = sipp.start(f"{name}uac", [
-        target, "-sf", str(lab.scenarios / scenario), "-s", callee,
-        "-i", "127.0.0.1", "-p", str(uac_port), "-au", caller, "-ap", f"demo-{caller}",
-        "-set", "user", caller, "-set", "mport", str(caller_phone.port),
-        "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"],
-        trace_msg=True, wall=60)
-    if during is not None:
-        during()
-    return uas, uac
-
-
 def decisions(records: list[dict[str, Any]], point: str) -> list[dict[str, Any]]:
     return [r for r in records if r.get("point") == point]
 
@@ -111,10 +91,9 @@ def test_the_correspondent_hears_the_notice_before_the_recording_starts(
     user = RtpPhone(USER_HZ, talk_after=notice_s + 1.0)
     corr = RtpPhone(CORRESPONDENT_HZ)
     try:
-        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1001", "1002", ports,
+        uas, uac = media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1001", "1002", ports,
                             user, corr)
-        assert uac.wait(60) == 0, uac.errors() + edge.log()
-        assert uas.wait(10) == 0, uas.errors()
+        finish([(uas, uac)], edge)
         st = edge.wait_idle()
     finally:
         user.close()
@@ -181,10 +160,9 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
         seen["after"] = recordings(data)
 
     try:
-        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+        uas, uac = media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
                             corr, user, during=object_after_the_notice)
-        assert uac.wait(60) == 0, uac.errors() + edge.log()
-        assert uas.wait(10) == 0, uas.errors()
+        finish([(uas, uac)], edge)
         st = edge.wait_idle()
     finally:
         user.close()
@@ -224,10 +202,9 @@ def test_an_objection_by_sip_info_deletes_the_recording_too(tmp_path: Path, lab:
         pytest.skip(f"the notice lasts {notice_s:.1f} s: the scenario objects at 10 s")
     corr, user = RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ)
     try:
-        uas, uac = one_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+        uas, uac = media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
                             corr, user, scenario="recording_uac_info.xml")
-        assert uac.wait(60) == 0, uac.errors() + edge.log()
-        assert uas.wait(10) == 0, uas.errors()
+        finish([(uas, uac)], edge)
         edge.wait_idle()
     finally:
         user.close()
@@ -257,13 +234,11 @@ def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
     phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ),
               RtpPhone(CORRESPONDENT_HZ)]
     try:
-        a = one_call(sipp, lab, target, "1001", "1002", ports[0:3], phones[0], phones[1],
+        a = media_call(sipp, lab, target, "1001", "1002", ports[0:3], phones[0], phones[1],
                      name="a")
-        b = one_call(sipp, lab, target, "1003", "1004", ports[3:6], phones[2], phones[3],
+        b = media_call(sipp, lab, target, "1003", "1004", ports[3:6], phones[2], phones[3],
                      name="b")
-        for uas, uac in (a, b):
-            assert uac.wait(60) == 0, uac.errors() + edge.log()
-            assert uas.wait(10) == 0, uas.errors()
+        finish([a, b], edge)
         edge.wait_idle()
     finally:
         for phone in phones:

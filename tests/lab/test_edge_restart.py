@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
-from lab.edge_sipp import register, start_callee
+from lab.edge_sipp import finish, media_call
 from lab.rtp_phone import RtpPhone
 
 RTP = (21000, 21999)
@@ -28,21 +28,6 @@ def audit(edge_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def start_call(sipp: Any, lab: Any, target: str, ports: list[int], phones: list[RtpPhone],
-               name: str) -> tuple[Any, Any]:
-    """1001 calls 1002 (a sipp UAS registered afresh); the call lasts 12 s."""
-    uas_port, reg_port, uac_port = ports
-    uas = start_callee(sipp, lab, f"{name}uas", "recording_uas.xml", uas_port,
-                       extra=["-set", "mport", str(phones[1].port), "-m", "1"], wall=60)
-    register(sipp, lab, target, "1002", uas_port, reg_port)
-    uac = sipp.start(f"{name}uac", [
-        target, "-sf", str(lab.scenarios / "recording_uac.xml"), "-s", "1002",
-        "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001", "-ap", "demo-1001",
-        "-set", "user", "1001", "-set", "mport", str(phones[0].port),
-        "-auth_uri", f"1002@{target}", "-m", "1", "-timeout_error"], trace_msg=True, wall=60)
-    return uas, uac
-
-
 @pytest.mark.timeout(120)
 def test_a_crash_mid_call_releases_the_channels_on_restart(tmp_path: Path, lab: Any,
                                                            sipp: Any) -> None:
@@ -52,7 +37,7 @@ def test_a_crash_mid_call_releases_the_channels_on_restart(tmp_path: Path, lab: 
     edge = EdgeProcess(data, edge_port, RTP).start()
     phones = [RtpPhone(600.0), RtpPhone(1000.0)]
     try:
-        first = start_call(sipp, lab, target, ports[0:3], phones, "a")
+        first = media_call(sipp, lab, target, "1001", "1002", ports[0:3], *phones, name="a")
         end = time.monotonic() + 20
         while edge.status().get("calls", {}).get("answered") != 1 \
                 or edge.status().get("live_calls") != 1:
@@ -71,9 +56,8 @@ def test_a_crash_mid_call_releases_the_channels_on_restart(tmp_path: Path, lab: 
     edge = EdgeProcess(data, edge_port, RTP).start()
     phones = [RtpPhone(600.0), RtpPhone(1000.0)]
     try:
-        uas, uac = start_call(sipp, lab, target, ports[3:6], phones, "b")
-        assert uac.wait(60) == 0, uac.errors() + edge.log()
-        assert uas.wait(10) == 0, uas.errors()
+        uas, uac = media_call(sipp, lab, target, "1001", "1002", ports[3:6], *phones, name="b")
+        finish([(uas, uac)], edge)
         st = edge.wait_idle()
     finally:
         for phone in phones:

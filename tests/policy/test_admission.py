@@ -65,3 +65,37 @@ def test_commit_then_audit_for_every_decision(config, tmp_path) -> None:
         ("k1/caller", "none"), ("k1/callee", "none")]
     assert store.load().persistent_view() == guard.state.persistent_view()
     store.close()
+
+
+def test_admit_decisions_caller_first_refusal_last_and_what_goes_with_the_call(config) -> None:
+    from softphone.policy import MediaLine
+
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    mrcp = (MediaLine("audio", "RTP/AVP", ("8",)), MediaLine("application", "TCP/MRCPv2", ()))
+    out, inn = adm.admit_decisions("k1", "alice", "bob", inbound_local=True, now=T0,
+                                   media=mrcp)
+    assert (out.call_id, inn.call_id) == ("k1/caller", "k1/callee")
+    assert out.allowed and inn.allowed and out.strip_media == (1,)  # MRCP refused, audio kept
+    # bob busy: carol's side allowed, then bob's refusal last, carol's channel given back
+    first, last = adm.admit_decisions("k2", "carol", "bob", inbound_local=True, now=T0 + 1)
+    assert first.allowed and not last.allowed and last.sip_status == 486
+    assert guard.held("carol") == 0
+    # a presented number that is not the caller's first: the billing flag follows it
+    (alone,) = adm.admit_decisions("k3", "carol", "+41441234567", inbound_local=False,
+                                   now=T0 + 2, presented="+12125550123")
+    assert alone.allowed and alone.billable
+
+
+def test_registered_decides_for_users_only_and_audits(config, tmp_path) -> None:
+    guard = PolicyGuard(config)
+    seen: list[str] = []
+    adm = CallAdmission(guard, USERS.get, on_decision=lambda d: seen.append(d.rule_id))
+    assert adm.registered("stranger", device="sip:x@h", source_ip="127.0.0.1", expires_s=60,
+                          user_agent="", now=T0) is None
+    d = adm.registered("alice", device="sip:alice@10.0.0.5", source_ip="10.0.0.5",
+                       expires_s=60, user_agent="phone/1", now=T0)
+    assert d is not None and d.allowed and seen == ["R-ACCT-1"]
+    d = adm.registered("alice", device="sip:alice@192.0.2.9", source_ip="192.0.2.9",
+                       expires_s=60, user_agent="phone/1", now=T0 + 1)
+    assert d is not None and any(w.rule_id == "R-ACCT-1" for w in d.warnings)  # two places

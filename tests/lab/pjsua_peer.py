@@ -4,10 +4,12 @@ Run as a separate process with the interpreter of the pjsua2 venv (.venv-pj), be
 must own its thread and its wheel pins the Python versions:
 
     python pjsua_peer.py answer|call --port P --user U --password PW --edge HOST:PORT
-        --tone-wav in.wav --record out.wav [--target EXT] [--secs S]
+        --tone-wav in.wav --record out.wav [--target EXT] [--secs S] [--dtmf K --dtmf-at S]
 
 It registers to the edge with digest, answers (or places) one call, plays ``--tone-wav`` into
 it, records what it hears into ``--record`` and prints ``RESULT OK codec=...`` on success.
+``--dtmf K`` presses key K on the keypad (pjsip sends RFC 4733 by default) ``--dtmf-at``
+seconds after the call's media is up.
 Every wait is bounded; callbacks run only inside ``libHandleEvents`` on this thread.
 """
 
@@ -89,6 +91,8 @@ def main() -> int:
     ap.add_argument("--secs", type=float, default=3.0)
     ap.add_argument("--rtp-port", type=int, default=40000)
     ap.add_argument("--wait", type=float, default=30.0)
+    ap.add_argument("--dtmf", default="")
+    ap.add_argument("--dtmf-at", type=float, default=1.0)
     a = ap.parse_args()
 
     ep = pj.Endpoint()
@@ -154,7 +158,14 @@ def main() -> int:
         rec = pj.AudioMediaRecorder()
         rec.createRecorder(a.record)
         aud.startTransmit(rec)
-        pump(ep, lambda: call.disconnected, a.secs)
+        if a.dtmf and a.dtmf_at < a.secs:
+            pump(ep, lambda: call.disconnected, a.dtmf_at)
+            if not call.disconnected:
+                call.dialDtmf(a.dtmf)
+                print(f"[pj] DTMF {a.dtmf} sent", flush=True)
+            pump(ep, lambda: call.disconnected, a.secs - a.dtmf_at)
+        else:
+            pump(ep, lambda: call.disconnected, a.secs)
         try:
             si = call.getStreamInfo(call.aud_idx)
             st = call.getStreamStat(call.aud_idx)

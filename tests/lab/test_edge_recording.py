@@ -11,9 +11,11 @@ libfaketime, months later.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
+import subprocess
 import time
 import wave
 from pathlib import Path
@@ -26,6 +28,9 @@ from lab.edge_sipp import finish, media_call
 from lab.rtp_phone import RtpPhone
 
 RTP = (21000, 21999)
+ROOT = Path(__file__).resolve().parents[2]
+PJ_PYTHON = Path(os.environ.get("SOFTPHONE_PJSUA_PYTHON", ROOT / ".venv-pj" / "bin" / "python"))
+PJ_PEER = Path(__file__).with_name("pjsua_peer.py")
 USER_HZ, CORRESPONDENT_HZ, BEEP_HZ = 600.0, 1000.0, 1400.0
 
 pytestmark = pytest.mark.skipif(not Path("/usr/bin/sipp").exists(), reason="sipp missing")
@@ -185,6 +190,88 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
     assert strongest_window(corr.pcm(pressed_at + 1.0), USER_HZ) > 0.6
     call = edge.calls()[0]
     assert call["status"] == 200 and call["end_cause"] == "caller-bye", call
+
+
+def _pjsua_ok() -> bool:
+    return PJ_PYTHON.exists() and subprocess.run(
+        [str(PJ_PYTHON), "-c", "import pjsua2"], capture_output=True, timeout=30).returncode == 0
+
+
+def write_tone_wav(path: Path, freq: float, secs: float, rate: int = 8000) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(int(8000 * math.sin(2 * math.pi * freq * i / rate)).to_bytes(
+            2, "little", signed=True) for i in range(int(rate * secs))))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not _pjsua_ok(), reason="pjsua2 venv (.venv-pj) missing: make lab-deps")
+def test_a_real_phone_hears_the_notice_and_objects_from_its_keypad(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """The correspondent is a pjsip phone (pjsua2): what it decoded and recorded starts with
+    the notice; two seconds after it, its keypad's 9 (RFC 4733, as pjsip sends it) ends the
+    recording, which the edge deletes."""
+    edge_port, pj_port, _, uac_port = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    where = f"127.0.0.1:{edge_port}"
+    tone, heard = tmp_path / "tone1000.wav", tmp_path / "pj_heard.wav"
+    write_tone_wav(tone, CORRESPONDENT_HZ, 3)
+    pj_log = tmp_path / "pj.log"
+    seen: dict[str, list[Path]] = {}
+    user = RtpPhone(USER_HZ, talk_after=notice_s + 1.0)
+    with pj_log.open("w") as out:
+        pj = subprocess.Popen(
+            ["timeout", "-k", "3", "60", str(PJ_PYTHON), str(PJ_PEER), "answer",
+             "--port", str(pj_port), "--user", "1002", "--password", "demo-1002",
+             "--edge", where, "--tone-wav", str(tone), "--record", str(heard),
+             "--secs", "20", "--rtp-port", "40300", "--dtmf", "9",
+             "--dtmf-at", f"{notice_s + 2.0:.1f}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 15
+        while "READY" not in pj_log.read_text() and time.monotonic() < end:
+            assert pj.poll() is None, pj_log.read_text()
+            time.sleep(0.1)
+        assert "READY" in pj_log.read_text(), pj_log.read_text()
+        uac = sipp.start("uac", [
+            where, "-sf", str(lab.scenarios / "recording_uac.xml"), "-s", "1002",
+            "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001", "-ap", "demo-1001",
+            "-set", "user", "1001", "-set", "mport", str(user.port),
+            "-auth_uri", f"1002@{where}", "-m", "1", "-timeout_error"], trace_msg=True, wall=60)
+        end = time.monotonic() + 30
+        while "DTMF 9 sent" not in pj_log.read_text() and time.monotonic() < end:
+            seen["before"] = recordings(data)
+            time.sleep(0.2)
+        time.sleep(1.0)
+        seen["after"] = recordings(data)
+        assert uac.wait(60) == 0, uac.errors() + edge.log()
+        assert pj.wait(30) == 0, pj_log.read_text()
+        edge.wait_idle()
+    finally:
+        user.close()
+        if pj.poll() is None:
+            pj.terminate()
+            pj.wait(10)
+        edge.stop()
+    assert "DTMF 9 sent" in pj_log.read_text() and "RESULT OK" in pj_log.read_text()
+    # the phone's own recording of what it heard opens with the notice
+    pcm, rate = read_channel0(heard)
+    path = data / "prompts" / "recording-notice.wav"
+    if path.exists():
+        prompt, prate = read_channel0(path)
+        got = envelope(pcm[:int(2 * rate * (notice_s + 1.0))], rate)
+        assert best_correlation(envelope(prompt, prate), got) > 0.8
+    else:
+        assert strongest_window(pcm[:int(2 * rate * 2.5)], BEEP_HZ, rate) > 0.6
+    # the recording was being written, and the keypad's 9 deleted it
+    assert len(seen["before"]) == 1 and seen["after"] == [], seen
+    (objection,) = decisions(audit(data), "dtmf")
+    assert objection["recording"][0]["action"] == "stop_and_delete", objection
 
 
 @pytest.mark.timeout(120)

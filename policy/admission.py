@@ -60,7 +60,8 @@ class CallAdmission:
         """The guard's call ids for the caller's and the callee's side of one edge call."""
         return f"{call_id}/caller", f"{call_id}/callee"
 
-    def _record(self, decision: Decision) -> Decision:
+    def record(self, decision: Decision) -> Decision:
+        """Persist (commit) and then audit one decision: the order every decision point uses."""
         self.commit()
         self.on_decision(decision)
         return decision
@@ -146,19 +147,19 @@ class CallAdmission:
         taken: list[Decision] = []
         if caller_user is not None:
             shown = presented or (caller_user.numbers[0] if caller_user.numbers else caller)
-            d = self._record(self.guard.on_call_attempt(CallAttempt(
+            d = self.record(self.guard.on_call_attempt(CallAttempt(
                 out_id, caller_user, "edge", self.device_class, Direction.OUTBOUND, callee,
                 shown, now, media=media, internal=inbound_local and callee_user is not None)))
             taken.append(d)
             if not d.allowed or d.action is Action.ROUTE_EMERGENCY:
                 return taken
         if callee_user is not None:
-            d = self._record(self.guard.on_call_attempt(CallAttempt(
+            d = self.record(self.guard.on_call_attempt(CallAttempt(
                 in_id, callee_user, "edge", self.device_class, Direction.INBOUND, callee,
                 caller, now, media=media, internal=inbound_local)))
             taken.append(d)
             if not d.allowed and caller_user is not None:
-                self._record(self.guard.on_call_end(out_id, now, EndReason.REJECTED))
+                self.record(self.guard.on_call_end(out_id, now, EndReason.REJECTED))
         return taken
 
     def registered(self, user_name: str, *, device: str, source_ip: str, expires_s: int,
@@ -169,7 +170,7 @@ class CallAdmission:
         user = self.users(user_name)
         if user is None:
             return None
-        return self._record(self.guard.on_registration(Registration(
+        return self.record(self.guard.on_registration(Registration(
             user, device, device_class or self.device_class, source_ip, now,
             expires_s=expires_s, user_agent=user_agent)))
 
@@ -180,7 +181,7 @@ class CallAdmission:
         for leg in self.leg_ids(call_id):
             d = self.guard.on_answer(leg, now)
             if d.audited:
-                out.append(self._record(d))
+                out.append(self.record(d))
         return out
 
     @staticmethod
@@ -192,7 +193,7 @@ class CallAdmission:
     def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
         """A notice has finished playing to the correspondent of that side (recording may
         start now, and only now)."""
-        return self._record(self.guard.on_notice_played(guard_call_id, notice_id, now))
+        return self.record(self.guard.on_notice_played(guard_call_id, notice_id, now))
 
     def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
         """A key pressed on media leg "a" or "b": for each side, it comes from our user or
@@ -203,7 +204,7 @@ class CallAdmission:
                 else Party.USER
             d = self.guard.on_dtmf(leg, digit, now, party)
             if d.audited:
-                out.append(self._record(d))
+                out.append(self.record(d))
         return out
 
     def sweep(self, live: Iterable[str], now: float) -> list[Decision]:
@@ -213,7 +214,7 @@ class CallAdmission:
         for call_id in live:
             for leg in self.leg_ids(call_id):
                 self.guard.on_keepalive(leg, now)
-        return [self._record(d) for d in self.guard.sweep(now)]
+        return [self.record(d) for d in self.guard.sweep(now)]
 
     def released(self, call_id: str, *, answered: bool, duration: float,
                  now: float) -> list[Decision]:
@@ -224,5 +225,5 @@ class CallAdmission:
         for leg in self.leg_ids(call_id):
             d = self.guard.on_call_end(leg, now, EndReason.HANGUP)
             if d.audited:
-                out.append(self._record(d))
+                out.append(self.record(d))
         return out

@@ -31,11 +31,6 @@ class RetentionJob:
         self.admission = admission
         self.recordings = recordings
 
-    def _record(self, decision: Decision) -> Decision:
-        self.admission.commit()
-        self.admission.on_decision(decision)
-        return decision
-
     def sync_options(self, account_id: str, account_on: bool,
                      users: Mapping[str, bool | None], now: float) -> list[Decision]:
         """Tell the guard about recording options that changed since the ledger last saw
@@ -55,7 +50,7 @@ class RetentionJob:
                 change = RecordingOptionChange(account_id, False, now, user_id)
             else:
                 continue
-            out.append(self._record(guard.on_recording_option_change(change)))
+            out.append(self.admission.record(guard.on_recording_option_change(change)))
             log.warning("recording option %s for %s%s", "on" if enabled else "off", scope,
                         "" if enabled else ": its recordings are deleted after the export window")
         return out
@@ -65,7 +60,7 @@ class RetentionJob:
         decisions = self.admission.guard.purge_due(now)
         self.admission.commit()  # the pruning of old counters, even with nothing to delete
         for d in decisions:
-            self.admission.on_decision(d)
+            self.admission.record(d)
             for cmd in d.recording:
                 if cmd.action in (RecordingAction.DELETE, RecordingAction.STOP_AND_DELETE):
                     self.recordings.delete(cmd.recording_id)

@@ -116,6 +116,7 @@ from softphone.sip.events import (
     TransportFailure,
 )
 from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
+from softphone.sip.multipart import BodyPart, build_multipart, parse_multipart
 from softphone.sip.transaction import ClientTransaction, ServerTransaction
 from softphone.sip.uri import NameAddr, SipUri
 
@@ -240,7 +241,7 @@ class Call:
     a_source: Address
     a_tag: str
     media: CallMedia
-    a_neg: Negotiated
+    a_neg: Negotiated | None  # None until the caller's ACK answers our offer (delayed offer)
     record: CallRecord
     state: CallState = CallState.ROUTING
     a_dialog: Dialog | None = None
@@ -265,6 +266,10 @@ class Call:
     recordings: set[str] = field(default_factory=set)
     limit_timer: asyncio.TimerHandle | None = None  # ends the call at max_duration_s (trial)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # for the caller, on 18x/200
+    # RFC 3261 §13.2.1 delayed offer: the caller's INVITE had no SDP, our offer goes in the 200
+    # OK on leg "a" and its answer comes in the ACK
+    a_offer: SessionDescription | None = None
+    a_answered: asyncio.Event = field(default_factory=asyncio.Event)  # set at that ACK (or end)
 
 
 class B2BUA:
@@ -391,6 +396,8 @@ class B2BUA:
             call = self.calls.get(ev.request.call_id)
             if call is not None and call.state is CallState.ANSWERED:
                 call.state = CallState.CONFIRMED
+                if call.a_neg is None and call.a_offer is not None:
+                    self._on_ack_answer(call, ev.request)
         elif isinstance(ev, CancelReceived):
             call = self.calls.get(ev.request.call_id)
             if call is not None and call.state in (CallState.ROUTING, CallState.EARLY):
@@ -578,14 +585,11 @@ class B2BUA:
         except (ServiceUrnError, SipParseError) as exc:
             self._respond(txn, exc.status, exc.reason)
             return
-        if not req.body or req.content_type != SDP:
-            self._respond(txn, 488, "Not Acceptable Here",
-                          extra=[("Warning", f'399 {self.domain} "An SDP offer is required"')])
-            return
         try:
-            offer = parse_sdp(req.body)
-        except SdpError as exc:
-            self._respond(txn, 400, f"Bad SDP: {exc}")
+            offer, by_value = invite_body(req)
+        except SipParseError as exc:
+            extra = [("Accept", ACCEPT)] if exc.status == 415 else []
+            self._respond(txn, exc.status, exc.reason, extra=extra)
             return
         now = self.clock()
         if is_urn(target) and (from_trunk or self.guard is None
@@ -596,7 +600,7 @@ class B2BUA:
         if not from_trunk and self.guard is not None and target not in (
                 self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
             # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
-            self._on_emergency(req, txn, source, caller, target, offer, now)
+            self._on_emergency(req, txn, source, caller, target, offer, now, by_value)
             return
         direction = "local"
         digest: DigestClient | None = None
@@ -651,7 +655,7 @@ class B2BUA:
                             policy=sorted({w.rule_id for d in allowed for w in d.warnings}))
         call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction=direction, digest=digest,
+                    direction=direction, digest=digest, a_offer=self._our_offer(media, a_neg),
                     warnings=self._warning_headers(
                         d for d in allowed if d.call_id is not None
                         and d.call_id.endswith("/caller")))
@@ -675,18 +679,19 @@ class B2BUA:
                          on_timeout=functools.partial(self._media_timeout, key),
                          on_dtmf=functools.partial(self._media_dtmf, key))
 
-    def _anchor(self, req: SipRequest, txn: ServerTransaction, offer: SessionDescription,
-                now: float, *, legs: tuple[str, ...], release: bool,
-                ) -> tuple[CallMedia, Negotiated] | None:
-        """The call's media with ``legs`` reserved and our answer to the caller's offer; None
-        when the caller was refused (503 no ports, 488 no codec), its guard channel given back
-        if ``release``."""
+    def _anchor(self, req: SipRequest, txn: ServerTransaction,
+                offer: SessionDescription | None, now: float, *, legs: tuple[str, ...],
+                release: bool) -> tuple[CallMedia, Negotiated | None] | None:
+        """The call's media with ``legs`` reserved and our answer to the caller's offer (None
+        for an INVITE without one: ``_our_offer`` goes in the 200 OK); None when the caller
+        was refused (503 no ports, 488 no codec), its guard channel given back if ``release``."""
         ms = self.media_settings
         media = self._new_media(req.call_id)
         status, reason, extra = 0, "", []
         try:
             pair_a = media.reserve("a")
-            a_neg = answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
+            a_neg = None if offer is None else \
+                answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
             for leg in legs[1:]:
                 media.reserve(leg)
             return media, a_neg
@@ -707,13 +712,14 @@ class B2BUA:
     # ------------------------------------------------------------------ emergency (R-EMERG)
 
     def _on_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
-                      caller: str, dialed: str, offer: SessionDescription, now: float) -> None:
+                      caller: str, dialed: str, offer: SessionDescription | None, now: float,
+                      by_value: tuple[BodyPart, ...] = ()) -> None:
         assert self.guard is not None
         # a dialled service URN is decided as the caller's country's code for that service
         code = (self.guard.emergency_code(caller, dialed) if is_urn(dialed) else None) or dialed
         d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False, now=now)
         if d is not None and d.action is Action.ROUTE_EMERGENCY:
-            self._route_emergency(req, txn, source, caller, dialed, offer, now, d)
+            self._route_emergency(req, txn, source, caller, dialed, offer, now, d, by_value)
             return
         status = d.sip_status if d is not None and d.sip_status else 403
         reason = d.reason_phrase if d is not None and d.reason_phrase else \
@@ -742,8 +748,8 @@ class B2BUA:
         return Address(transport, uri.host_no_brackets, uri.port or default)
 
     def _route_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
-                         caller: str, dialed: str, offer: SessionDescription, now: float,
-                         d: Decision) -> None:
+                         caller: str, dialed: str, offer: SessionDescription | None, now: float,
+                         d: Decision, by_value: tuple[BodyPart, ...] = ()) -> None:
         route = self.emergency_route or d.route or ""
         dest = self._emergency_destination(route) if route else None
         if dest is None or d.location is None:
@@ -763,7 +769,7 @@ class B2BUA:
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
         call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction="emergency")
+                    direction="emergency", a_offer=self._our_offer(media, a_neg))
         self.calls[key] = call
         self.stats["calls"] += 1
         self.stats["emergency_routed"] += 1
@@ -771,13 +777,13 @@ class B2BUA:
                  d.service_urn or "", route)
         sdp = self._prepare_b(call)
         boundary = f"loc-{call.b_tag}"
-        body = multipart_mixed(boundary, sdp, d.location)
+        body, geolocation = emergency_body(boundary, sdp, d.location, by_value)
         shown = d.present_as or caller
         ruri, to_value, routes = self._emergency_addresses(route, dialed, d)
         self._send_b_invite(
             call, ruri, dest, f"<sip:{shown}@{self.domain}>;tag={call.b_tag}",
             to_value, body, content_type=f"multipart/mixed;boundary={boundary}",
-            extra=[*routes, ("Geolocation", d.location.geolocation),
+            extra=[*routes, ("Geolocation", geolocation),
                    ("Geolocation-Routing", d.location.geolocation_routing),
                    ("Priority", "emergency"),
                    ("Accept", "application/sdp, application/pidf+xml")])
@@ -819,14 +825,16 @@ class B2BUA:
         return Address(transport, uri.host_no_brackets, port)
 
     def _play_then_refuse(self, req: SipRequest, txn: ServerTransaction, source: Address,
-                          caller: str, dialed: str, offer: SessionDescription, now: float,
-                          announcement: str, status: int, reason: str, text: str) -> None:
+                          caller: str, dialed: str, offer: SessionDescription | None,
+                          now: float, announcement: str, status: int, reason: str,
+                          text: str) -> None:
         """The notice as early media (183 with our answer), then the final refusal; just the
-        refusal when there is nothing to play or no port to play it from."""
+        refusal when there is nothing to play, no port to play it from, or no offer to
+        answer in a 183 (an INVITE without SDP: early media would need reliable 18x)."""
         warning = [("Warning", f'399 {self.domain} "{_quoted(text)}"')]
-        prompt = self._prompt(announcement)
+        prompt = self._prompt(announcement) if offer is not None else None
         made = None
-        if prompt is not None:
+        if prompt is not None and offer is not None:
             made = self._anchor_quietly(req, offer)
         if prompt is None or made is None:
             self._respond(txn, status, reason, extra=warning)
@@ -857,7 +865,7 @@ class B2BUA:
         if not call.early_sdp_sent:
             call.early_sdp_sent = True
             self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
-                          body=call.a_neg.sdp, contact=True)
+                          body=self._a_sdp(call), contact=True)
         source_, seconds = prompt
 
         def finish() -> None:
@@ -867,6 +875,10 @@ class B2BUA:
                 self.flush()
 
         async def play() -> None:
+            if call.a_neg is None:  # nothing to play on before the ACK's answer
+                await asyncio.sleep(NOTICE_GUARD_S)
+                finish()
+                return
             await call.media.attach("a", call.a_neg)
             if call.state is CallState.ENDED:
                 return
@@ -897,7 +909,12 @@ class B2BUA:
             return None
 
     async def _start_app(self, call: Call) -> None:
-        """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone."""
+        """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone.
+        With a delayed offer this runs at the caller's ACK, which carries the answer."""
+        if call.a_neg is None:
+            await call.a_answered.wait()
+            if call.a_neg is None or call.state is CallState.ENDED:
+                return
         await call.media.attach("a", call.a_neg)
         if call.state is CallState.ENDED:
             return
@@ -910,11 +927,47 @@ class B2BUA:
 
     async def _connect(self, call: Call, b_neg: Negotiated) -> None:
         media = call.media
+        if call.a_neg is None:
+            # delayed offer: leg "b" now, leg "a" when the caller's ACK brings the answer
+            await media.attach("b", b_neg)
+            await call.a_answered.wait()
+            if call.a_neg is None or call.state is CallState.ENDED or media.closed:
+                return
         await media.attach("a", call.a_neg)
         await media.attach("b", b_neg)
         if call.state is not CallState.ENDED and not media.closed:
             media.connect()
             self._play_notices(call)
+
+    def _our_offer(self, media: CallMedia, a_neg: Negotiated | None) -> SessionDescription | None:
+        """Our offer on leg "a" when the caller sent none (RFC 3261 §13.2.1: it goes in the
+        200 OK, the answer comes back in the ACK); None when we answer the caller's offer."""
+        if a_neg is not None:
+            return None
+        return build_offer(address=self.media_settings.host, port=media.pairs["a"].rtp,
+                           order=self.codecs)
+
+    @staticmethod
+    def _a_sdp(call: Call) -> bytes:
+        """The SDP for the caller: our answer, or our offer when its INVITE had none."""
+        if call.a_neg is not None:
+            return call.a_neg.sdp
+        assert call.a_offer is not None
+        return call.a_offer.to_bytes()
+
+    def _on_ack_answer(self, call: Call, ack: SipRequest) -> None:
+        """The caller's ACK answers the offer of our 200 OK: leg "a" media starts now. An
+        ACK with no usable answer ends the call (RFC 3261 §13.2.1: the UAS sends BYE)."""
+        assert call.a_offer is not None
+        try:
+            if not ack.body or ack.content_type != SDP:
+                raise OfferAnswerError("the ACK carries no SDP answer to our offer")
+            call.a_neg = process_answer(call.a_offer, parse_sdp(ack.body))
+        except (SdpError, OfferAnswerError) as exc:
+            log.warning("call %s: delayed offer not answered: %s", call.key, exc)
+            self._end(call, "bad-ack-sdp", bye_a=True, bye_b=True)
+            return
+        call.a_answered.set()  # _connect / _start_app, waiting since the 200 OK, go on
 
     def _release_guard(self, call_id: str, now: float) -> None:
         if self.guard is not None:
@@ -967,7 +1020,7 @@ class B2BUA:
                             f"<{to_uri}>", body)
 
     def _answer_a(self, call: Call) -> None:
-        resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=call.a_neg.sdp,
+        resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=self._a_sdp(call),
                              contact=True, extra=[("Allow", ALLOW), *call.warnings])
         try:
             call.a_dialog = Dialog.from_uas(call.a_invite, resp)
@@ -1064,12 +1117,12 @@ class B2BUA:
                 pass
         call.state = CallState.EARLY
         neg = self._b_negotiate(call, resp)
-        if neg is not None and not call.early_sdp_sent:
+        if neg is not None and not call.early_sdp_sent and call.a_neg is not None:
             # early media (183): anchor it and give the caller our answer now
             call.b_neg = neg
             call.early_sdp_sent = True
             self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
-                          body=call.a_neg.sdp, contact=True, extra=call.warnings)
+                          body=self._a_sdp(call), contact=True, extra=call.warnings)
             self._spawn(self._connect(call, neg), call)
         elif not call.ringing_sent and not call.early_sdp_sent:
             call.ringing_sent = True
@@ -1406,6 +1459,7 @@ class B2BUA:
             if not call.a_txn.terminated:
                 self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
         call.state = CallState.ENDED
+        call.a_answered.set()  # wakes a task still waiting for a delayed offer's answer
         if call.limit_timer is not None:
             call.limit_timer.cancel()
         if bye_a and answered:
@@ -1468,15 +1522,18 @@ class B2BUA:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def media_lines(offer: SessionDescription) -> tuple[MediaLine, ...]:
-    """The offer's m-lines as the guard sees them (R-TECH-9 looks for MRCP in them)."""
+def media_lines(offer: SessionDescription | None) -> tuple[MediaLine, ...]:
+    """The offer's m-lines as the guard sees them (R-TECH-9 looks for MRCP in them); none
+    for an INVITE without an offer (ours, in the 200 OK, is audio only)."""
+    if offer is None:
+        return ()
     return tuple(MediaLine(m.media, m.proto, tuple(m.formats)) for m in offer.media)
 
 
-def stripped(offer: SessionDescription, indexes: set[int]) -> SessionDescription:
+def stripped(offer: SessionDescription | None, indexes: set[int]) -> SessionDescription | None:
     """The offer with the m-lines the guard refuses (``Decision.strip_media``) set to port
     0: answer_offer then answers each with port 0 (RFC 3264 §6), keeping their place."""
-    if not indexes:
+    if not indexes or offer is None:
         return offer
     media = [replace(m, port=0) if i in indexes else m for i, m in enumerate(offer.media)]
     return replace(offer, media=media)
@@ -1490,15 +1547,62 @@ def _quoted(text: str) -> str:
 def multipart_mixed(boundary: str, sdp: bytes, location: LocationPayload) -> bytes:
     """An emergency INVITE's body (RFC 6442 §4.1, RFC 5621): our SDP offer, then the PIDF-LO
     with the Content-ID that the Geolocation header names."""
-    crlf = b"\r\n"
-    parts = [
-        b"--" + boundary.encode() + crlf + b"Content-Type: " + SDP.encode() + crlf + crlf + sdp,
-        (b"--" + boundary.encode() + crlf + b"Content-Type: " + location.content_type.encode()
-         + crlf + b"Content-ID: " + location.content_id.encode() + crlf + crlf
-         + location.body.encode()),
-    ]
-    # the CRLF before each delimiter belongs to the delimiter (RFC 2046 §5.1.1), not the part
-    return b"".join(part + crlf for part in parts) + b"--" + boundary.encode() + b"--" + crlf
+    return emergency_body(boundary, sdp, location)[0]
+
+
+def emergency_body(boundary: str, sdp: bytes, location: LocationPayload,
+                   by_value: Iterable[BodyPart] = ()) -> tuple[bytes, str]:
+    """The emergency INVITE's multipart/mixed body and its Geolocation header value: our
+    SDP offer, the line's recorded location (the civic address the terms require, R-EMERG-3)
+    first, then the location the phone itself sent by value, if any (RFC 6442 §4.1 allows
+    several; the PSAP weighs them, and the phone's may be more precise than the declared
+    address, e.g. a floor or a GPS fix). A phone part whose Content-ID is ours is dropped."""
+    ours = BodyPart((("Content-Type", location.content_type),
+                     ("Content-ID", location.content_id)), location.body.encode())
+    parts = [BodyPart((("Content-Type", SDP),), sdp), ours]
+    geolocation = [location.geolocation]
+    for p in by_value:
+        cid = p.content_id
+        if cid is None or cid == ours.content_id:
+            continue
+        parts.append(BodyPart(tuple((k, v) for k, v in p.headers
+                                    if k.lower() in ("content-type", "content-id")), p.body))
+        geolocation.append(f"<cid:{cid}>")
+    return build_multipart(boundary, parts), ", ".join(geolocation)
+
+
+LOCATION_TYPES = ("application/pidf+xml",)
+ACCEPT = "application/sdp, multipart/mixed"
+
+
+def invite_body(req: SipRequest) -> tuple[SessionDescription | None,
+                                          tuple[BodyPart, ...]]:
+    """The caller's SDP offer (None when the INVITE has no body: a delayed offer, RFC 3261
+    §13.2.1) and the location parts it sent by value (RFC 6442 §4.1: multipart/mixed with
+    the SDP and a PIDF-LO referenced by ``Geolocation: <cid:...>``). Raises SipParseError:
+    400 for a broken body, 415 for a body that has neither (the caller gets Accept)."""
+    if not req.body:
+        return None, ()
+    media_type = req.content_type or ""
+    if media_type == SDP:
+        sdp_bytes: bytes | None = req.body
+        located: tuple[BodyPart, ...] = ()
+    elif media_type == "multipart/mixed":
+        parts = parse_multipart(req.headers.get("content-type") or "", req.body)
+        sdps = [p for p in parts if p.media_type == SDP]
+        if len(sdps) > 1:
+            raise SipParseError("Bad Multipart Body: more than one SDP part")
+        sdp_bytes = sdps[0].body if sdps else None
+        located = tuple(p for p in parts if p.media_type in LOCATION_TYPES
+                        and p.content_id is not None)
+    else:
+        raise SipParseError(f"Unsupported Media Type: {media_type or 'none'}", status=415)
+    if sdp_bytes is None:
+        return None, located
+    try:
+        return parse_sdp(sdp_bytes), located
+    except SdpError as exc:
+        raise SipParseError(f"Bad SDP: {exc}") from exc
 
 
 def _dialled(ruri: str) -> str:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,10 @@ from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import call, register, start_callee
 from lab.rtp_capture import UdpCapture
 from lab.rtp_phone import RtpPhone
+from lab.sip_phone import SipPhone as UrnPhone
 from lab.sipp_media import media_ports, write_alaw
 
 from softphone.media.tone import rms
-from softphone.sip.auth import DigestClient
-from softphone.sip.message import Headers, SipRequest, SipResponse, parse_message
 
 pytestmark = pytest.mark.lab
 
@@ -389,104 +386,6 @@ def test_a_gateway_refusal_is_told_to_the_caller(tmp_path: Path, lab: Any, sipp:
     assert [(c["name"], c["value"]) for c in ends[0]["counters"]] == [("channels", 0)], ends
     calls = edge.calls()
     assert len(calls) == 1 and calls[0]["status"] == 503, calls
-
-
-class UrnPhone:
-    """A phone that dials a service URN itself (RFC 6881): INVITE urn:service:sos.fire.
-
-    Not sipp: sipp 3.6 signs its digest for "sip:" + -auth_uri whatever the Request-URI is,
-    so its credentials for a URN never match (RFC 3261 §22.4 wants the Request-URI). This one
-    is plain SIP over a UDP socket, the edge's 407 answered by the project's digest client.
-    """
-
-    def __init__(self, edge_port: int, user: str, password: str) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.5)
-        self.port: int = self.sock.getsockname()[1]
-        self.edge = ("127.0.0.1", edge_port)
-        self.user = user
-        self.digest = DigestClient(user, password)
-        self.sent: list[SipRequest] = []
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _via(self, req: SipRequest) -> None:
-        req.headers.insert_first("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};rport;"
-                                        f"branch=z9hG4bK{uuid.uuid4().hex[:16]}")
-
-    def _send(self, req: SipRequest) -> None:
-        self.sent.append(req)
-        self.sock.sendto(req.to_bytes(), self.edge)
-
-    def _final(self, req: SipRequest, wait: float = 20.0) -> SipResponse:
-        """Send ``req`` (again every 0.5 s until something answers) and return its final."""
-        self._send(req)
-        heard = False
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(65535)
-            except TimeoutError:
-                if not heard:
-                    self.sock.sendto(req.to_bytes(), self.edge)
-                continue
-            msg = parse_message(data)
-            if not isinstance(msg, SipResponse) or msg.cseq.number != req.cseq.number:
-                continue
-            heard = True
-            if msg.status >= 200:
-                return msg
-        raise AssertionError(f"no final answer to {req!r}")
-
-    def _ack(self, req: SipRequest, resp: SipResponse, uri: str, new_branch: bool) -> None:
-        h = Headers()
-        h.add("Via", req.headers.values("via")[0])
-        for name in ("From", "Call-ID"):
-            h.add(name, req.headers.get(name) or "")
-        h.add("To", resp.headers.get("to") or "")
-        h.add("CSeq", f"{req.cseq.number} ACK")
-        h.add("Max-Forwards", "70")
-        ack = SipRequest("ACK", uri, h)
-        if new_branch:  # the ACK of a 2xx is a transaction of its own (§13.2.2.4)
-            ack.headers.remove("Via")
-            self._via(ack)
-        self._send(ack)
-
-    def dial(self, uri: str, hold_s: float) -> SipResponse:
-        """Call ``uri``, hang up after ``hold_s`` once answered; the INVITE's final answer."""
-        h = Headers()
-        h.add("From", f"<sip:{self.user}@127.0.0.1>;tag={uuid.uuid4().hex[:8]}")
-        h.add("To", f"<{uri}>")
-        h.add("Call-ID", f"{uuid.uuid4().hex}@127.0.0.1")
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", f"<sip:{self.user}@127.0.0.1:{self.port}>")
-        h.add("Max-Forwards", "70")
-        h.add("Content-Type", "application/sdp")
-        sdp = (f"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-               f"m=audio {self.port + 2} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").encode()
-        invite = SipRequest("INVITE", uri, h, sdp)
-        self._via(invite)
-        resp = self._final(invite)
-        if resp.status == 407:
-            self._ack(invite, resp, uri, new_branch=False)
-            invite = self.digest.authorize(invite, resp)
-            self._via(invite)
-            resp = self._final(invite)
-        if resp.status != 200:
-            self._ack(invite, resp, uri, new_branch=False)
-            return resp
-        target = str(resp.contacts[0].uri)
-        self._ack(invite, resp, target, new_branch=True)
-        time.sleep(hold_s)
-        bye = SipRequest("BYE", target, Headers([
-            ("From", invite.headers.get("from") or ""), ("To", resp.headers.get("to") or ""),
-            ("Call-ID", invite.call_id), ("CSeq", f"{invite.cseq.number + 1} BYE"),
-            ("Max-Forwards", "70")]))
-        self._via(bye)
-        assert self._final(bye).status == 200
-        return resp
 
 
 @pytest.mark.timeout(90)

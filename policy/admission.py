@@ -31,7 +31,7 @@ from softphone.policy.facts import (
     User,
 )
 from softphone.policy.guard import PolicyGuard
-from softphone.policy.numbers import NumberError, clean, emergency_urn
+from softphone.policy.numbers import NumberError, clean, emergency_digits, emergency_urn
 
 UserLookup = Callable[[str], "User | None"]
 
@@ -54,11 +54,32 @@ class CallAdmission:
         self.commit = commit
         self.on_decision = on_decision
         self.device_class = device_class
+        # an edge call whose Call-ID an earlier, released attempt already used (a phone that
+        # retries a refused or failed call on the same Call-ID, RFC 3261 allows it): the
+        # guard's id of this attempt, "<Call-ID>#<n>", so that it is decided afresh
+        self._attempts: dict[str, str] = {}
 
-    @staticmethod
-    def leg_ids(call_id: str) -> tuple[str, str]:
-        """The guard's call ids for the caller's and the callee's side of one edge call."""
-        return f"{call_id}/caller", f"{call_id}/callee"
+    MAX_RETRIES = 1000  # attempts on one Call-ID before the guard keeps refusing it (481)
+
+    def leg_ids(self, call_id: str) -> tuple[str, str]:
+        """The guard's call ids for the caller's and the callee's side of one edge call (of
+        its current attempt)."""
+        attempt = self._attempts.get(call_id, call_id)
+        return f"{attempt}/caller", f"{attempt}/callee"
+
+    def _fresh_attempt(self, call_id: str) -> None:
+        """Give a new call on a Call-ID whose earlier attempt has ended a fresh guard id; a
+        Call-ID the guard holds a channel for keeps its id (a fork of the same call)."""
+        self._attempts.pop(call_id, None)
+        state = self.guard.state
+        attempt, n = call_id, 1
+        while n <= self.MAX_RETRIES and any(f"{attempt}/{side}" in state.ended
+                                            and f"{attempt}/{side}" not in state.calls
+                                            for side in ("caller", "callee")):
+            n += 1
+            attempt = f"{call_id}#{n}"
+        if attempt != call_id and n <= self.MAX_RETRIES:
+            self._attempts[call_id] = attempt
 
     def record(self, decision: Decision) -> Decision:
         """Persist (commit) and then audit one decision: the order every decision point uses."""
@@ -103,7 +124,7 @@ class CallAdmission:
             digits = clean(dialed)
         except NumberError:
             return None  # "sip:alice@pbx": a name, never an emergency code
-        return digits if emergency_urn(digits, country, config) is not None else None
+        return emergency_digits(digits, country, user.account.outside_line_prefix, config)
 
     def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
               now: float) -> tuple[int, str] | None:
@@ -111,7 +132,7 @@ class CallAdmission:
         d = self.admit_decision(call_id, caller, callee, inbound_local=inbound_local, now=now)
         if d is None or d.allowed:
             return None
-        fallback = (403, "Forbidden") if d.call_id == self.leg_ids(call_id)[0] else \
+        fallback = (403, "Forbidden") if (d.call_id or "").endswith("/caller") else \
             (486, "Busy Here")
         return d.sip_status or fallback[0], d.reason_phrase or fallback[1]
 
@@ -133,14 +154,27 @@ class CallAdmission:
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None) -> list[Decision]:
+                        presented: str | None = None,
+                        psap_callback: bool = False) -> list[Decision]:
         """Every decision taken on a new call, the caller's side first; a refusal or an
         emergency route, when there is one, is the last. The allowed ones carry what the edge
         must still do with a call that goes ahead: ``billable``, ``strip_media``, warnings.
 
         ``media`` are the offer's m-lines (R-TECH-9); ``presented`` the caller ID shown to the
         other end (R-CLI-1/2, R-EMERG-4), by default the caller's first number, else its name.
+        ``psap_callback``: the emergency gateway calling the callee back after their
+        emergency call (the callee's side is then never refused).
         """
+        self._fresh_attempt(call_id)
+        taken = self._admit(call_id, caller, callee, inbound_local=inbound_local, now=now,
+                            media=media, presented=presented, psap_callback=psap_callback)
+        if not taken or not taken[-1].allowed:
+            self._attempts.pop(call_id, None)  # nothing held: nothing to release later
+        return taken
+
+    def _admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
+               now: float, media: tuple[MediaLine, ...], presented: str | None,
+               psap_callback: bool) -> list[Decision]:
         out_id, in_id = self.leg_ids(call_id)
         caller_user = self.users(caller)
         callee_user = self.users(callee)
@@ -156,7 +190,7 @@ class CallAdmission:
         if callee_user is not None:
             d = self.record(self.guard.on_call_attempt(CallAttempt(
                 in_id, callee_user, "edge", self.device_class, Direction.INBOUND, callee,
-                caller, now, media=media, internal=inbound_local)))
+                caller, now, media=media, internal=inbound_local, psap_callback=psap_callback)))
             taken.append(d)
             if not d.allowed and caller_user is not None:
                 self.record(self.guard.on_call_end(out_id, now, EndReason.REJECTED))
@@ -226,4 +260,5 @@ class CallAdmission:
             d = self.guard.on_call_end(leg, now, EndReason.HANGUP)
             if d.audited:
                 out.append(self.record(d))
+        self._attempts.pop(call_id, None)
         return out

@@ -269,7 +269,7 @@ class _Reader:
 
 
 _DIGITS = re.compile(r"[0-9]+")
-_URN = re.compile(r"urn:service:sos(\.[a-z0-9-]+)*")
+_URN = re.compile(r"urn:service:(test\.)?sos(\.[a-z0-9-]+)*")  # RFC 6881 §15: test calls
 
 
 def _sip_uri(r: _Reader, data: Mapping[str, Any], key: Sequence[str]) -> str:
@@ -286,7 +286,7 @@ def _codes(r: _Reader, data: Mapping[str, Any], key: Sequence[str]) -> dict[str,
         if not _DIGITS.fullmatch(code):
             raise r.error([*key, code], "an emergency code must be digits only")
         if not isinstance(urn, str) or not _URN.fullmatch(urn):
-            raise r.error([*key, code], f"must be an RFC 5031 urn:service:sos URN, got {urn!r}")
+            raise r.error([*key, code], f"must be an RFC 5031 urn:service:sos (or test.sos) URN, got {urn!r}")
         out[code] = urn
     return out
 

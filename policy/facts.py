@@ -114,6 +114,10 @@ class Account:
     trial: bool = False  # R-LIMIT-7
     emergency_activated: bool = False  # R-EMERG-1: "sous réserve d'activation"
     recording: bool = False  # R-REC: option on for every user of the account
+    # the digits a phone dials first to get an outside line ("0", "9"); an emergency code
+    # dialled behind it ("0112") is that emergency code (Kari's law: no prefix may stand
+    # between a caller and the emergency services, and none may stop them either)
+    outside_line_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,9 @@ class CallAttempt:
     automated_agent: bool = False  # answered or placed by an AI voice agent (R-AI-2)
     internal: bool = False  # the edge resolved `dialed` to one of its own users (an extension)
     user_agent: str = ""
+    # inbound: the emergency services calling back a user soon after their emergency call
+    # (the edge knows it from the source and the time); nothing of the account may refuse it
+    psap_callback: bool = False
 
 
 @dataclass(frozen=True)

@@ -285,6 +285,15 @@ class PolicyGuard:
     def _inbound(self, a: CallAttempt) -> Decision:
         base = self._base(a)
         acct = a.user.account
+        if a.psap_callback:
+            # the emergency services calling back: like the emergency call itself, never
+            # refused for the account's state, limits, trial or channels (R-EMERG-1)
+            self._acquire(a, emergency=True, trial=False, fair_use=False, short_calls=False)
+            d = self._d(Action.ALLOW, "R-EMERG-1", "call_attempt",
+                        counters=(self._channel_bump(a.user),),
+                        details=(("psap_callback", a.presented),), **base)
+            self._allowed[a.call_id] = d
+            return d
         if acct.state in _STATE_RULES:
             return self._d(Action.REJECT, _STATE_RULES[acct.state], "call_attempt",
                            sip_status=480, reason_phrase="Temporarily Unavailable",
@@ -574,6 +583,7 @@ class PolicyGuard:
                            ai_allowed=False, details=tuple(details), **base)
         ok, rule, why = self._emergency_ready(user)
         present_as: str | None = None
+        best_effort: list[PolicyWarning] = []
         if ok:
             try:
                 shown = classify(a.presented, user.account.country, self.config)
@@ -590,7 +600,15 @@ class PolicyGuard:
                         present_as = alt.e164
                         break
                 if present_as is None:
-                    ok, rule, why = False, "R-EMERG-4", "presented number is a mobile number"
+                    # R-EMERG-4 says the service "is not guaranteed" from mobile numbers, not
+                    # that it is forbidden: the call goes out, best effort, and both the
+                    # caller and the admin are told
+                    text = ("Emergency calls from a mobile number are not guaranteed on this "
+                            "line: if the call fails, call from a mobile phone or a landline.")
+                    best_effort = [self._w("R-EMERG-4", text),
+                                   self._w("R-EMERG-4", "emergency call presented a mobile "
+                                           "number: routed best effort", Audience.ADMIN)]
+                    details.append(("best_effort", "mobile number presented"))
         location = None
         if ok:
             assert user.location is not None
@@ -622,8 +640,9 @@ class PolicyGuard:
         d = self._d(Action.ROUTE_EMERGENCY, "R-EMERG-1", "call_attempt", route=route,
                     service_urn=info.service_urn, location=location, present_as=present_as, ai_allowed=False,
                     counters=(self._channel_bump(user),),
-                    warnings=(self._w("R-EMERG-12", "AI features suppressed on this call",
-                                      Audience.ADMIN),),
+                    warnings=(*best_effort,
+                              self._w("R-EMERG-12", "AI features suppressed on this call",
+                                      Audience.ADMIN)),
                     details=tuple(details), **base)
         self._allowed[a.call_id] = d
         return d

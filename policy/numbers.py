@@ -144,6 +144,32 @@ def emergency_urn(digits: str, country: str | None, config: PolicyConfig) -> str
     return em.universal.get(digits)
 
 
+def emergency_codes(config: PolicyConfig) -> frozenset[str]:
+    """Every code that is an emergency number somewhere in the tables (for a look at a
+    request line that cannot know where the caller is)."""
+    em = config.emergency
+    return frozenset(em.universal).union(*(set(t) for t in em.codes.values()))
+
+
+def emergency_digits(digits: str, country: str | None, outside_line_prefix: str,
+                     config: PolicyConfig) -> str | None:
+    """The emergency code that the cleaned ``digits`` stand for where the caller is, or None.
+
+    As dialled (``112``, ``17``); with a leading ``+`` (``+112``: a phone that puts + in front
+    of whatever is dialled, or a person who does); behind the account's outside-line prefix
+    (``0112`` when ``outside_line_prefix`` is ``0``). Only the whole string counts: ``0112``
+    followed by more digits is an ordinary number, never an emergency call."""
+    candidates = [digits]
+    if digits.startswith("+"):
+        candidates.append(digits[1:])
+    if outside_line_prefix and digits.startswith(outside_line_prefix):
+        candidates.append(digits[len(outside_line_prefix):])
+    for code in candidates:
+        if code and emergency_urn(code, country, config) is not None:
+            return code
+    return None
+
+
 def classify(dialed: str, country: str | None, config: PolicyConfig) -> NumberInfo:
     """Classify what was dialed by a user located in ``country`` (ISO alpha-2, or None).
 

@@ -36,6 +36,7 @@ from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
+from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.retention import RetentionJob
@@ -51,7 +52,7 @@ from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, DeviceClass, MediaLine, User
-from softphone.policy.numbers import emergency_urn
+from softphone.policy.numbers import emergency_codes, emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
@@ -63,14 +64,25 @@ log = logging.getLogger("softphone.edge")
 
 class FloodGuard:
     """The per-source request budget of ``sip.flood_rate_per_s``, except for the trunk: the
-    provider sends every inbound call of the site from one address."""
+    provider sends every inbound call of the site from one address. Emergency requests have a
+    lane of their own (``edge.emergency_lane``): a budget of their own per source for the
+    INVITE/ACK/CANCEL of a dialled emergency call, none at all in a live emergency dialog."""
 
-    def __init__(self, cfg: EdgeConfig) -> None:
+    def __init__(self, cfg: EdgeConfig, lane: EmergencyLane | None = None) -> None:
         self.limiter = RequestRateLimiter(max(1, cfg.flood_rate), cfg.flood_burst)
+        self.emergency = RequestRateLimiter(max(1, cfg.flood_rate), cfg.flood_burst)
+        self.lane = lane
         self.trusted: set[str] = set()
 
     def admit(self, data: bytes, host: str, now: float) -> bool:
-        return host in self.trusted or self.limiter.allow_packet(data, host, now)
+        if host in self.trusted:
+            return True
+        kind = self.lane.kind(data) if self.lane is not None else None
+        if kind == "dialog":
+            return True
+        if kind == "dialled":
+            return self.emergency.allow(host, now)
+        return self.limiter.allow_packet(data, host, now)
 
 
 class WallClockGuard:
@@ -116,10 +128,12 @@ class WallClockGuard:
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None) -> list[Decision]:
+                        presented: str | None = None,
+                        psap_callback: bool = False) -> list[Decision]:
         return self.admission.admit_decisions(call_id, caller, callee,
                                               inbound_local=inbound_local, now=time.time(),
-                                              media=media, presented=presented)
+                                              media=media, presented=presented,
+                                              psap_callback=psap_callback)
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
                    user_agent: str, webrtc: bool, now: float) -> Decision | None:
@@ -373,7 +387,8 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     account = Account(account_id=cfg.account_id, country=cfg.country,
                       seats=max(1, len(cfg.users)), state=cfg.state, plan=cfg.plan,
                       smart_pack=cfg.smart_pack, sip_option=cfg.sip_option, trial=cfg.trial,
-                      emergency_activated=cfg.emergency, recording=cfg.recording)
+                      emergency_activated=cfg.emergency, recording=cfg.recording,
+                      outside_line_prefix=cfg.outside_line_prefix)
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
                         numbers=(u.did,) if u.did else (),
                         location=u.location, emergency_activated=u.emergency,
@@ -487,7 +502,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
 
         cert, key = ensure_demo_cert(cfg.data_dir, hosts=(*DEMO_HOSTS, cfg.bind))
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
-    flood = FloodGuard(cfg)
+    lane = EmergencyLane(emergency_codes(policy), cfg.outside_line_prefix)
+    flood = FloodGuard(cfg, lane)
     transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None)
 
     def flush() -> None:  # the ledger first: it is written ahead of every answer
@@ -508,7 +524,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
-        emergency_request_uri=cfg.emergency_request_uri)
+        emergency_request_uri=cfg.emergency_request_uri, emergency_lane=lane,
+        emergency_callback_s=cfg.emergency_callback_s)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

@@ -74,6 +74,7 @@ from softphone.codecs.offer_answer import (
 from softphone.codecs.registry import Codec
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
+from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.location import (
     DEFAULT_EXPIRES,
     Binding,
@@ -186,7 +187,8 @@ class CallGuard(Protocol):
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None) -> list[Decision]:
+                        presented: str | None = None,
+                        psap_callback: bool = False) -> list[Decision]:
         """Every decision on a new call, caller's side first, a refusal last; the allowed
         ones say what goes with the call (billable, m-lines to refuse, warnings)."""
         ...
@@ -284,7 +286,9 @@ class B2BUA:
                  emergency_request_uri: str = "service-urn",
                  user_agent: str = "softphone-edge", trunk: Trunk | None = None,
                  emergency_route: str = "", prompts: Prompts = _no_prompts,
-                 recordings: RecordingStore | None = None) -> None:
+                 recordings: RecordingStore | None = None,
+                 emergency_lane: EmergencyLane | None = None,
+                 emergency_callback_s: float = 3600.0) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -307,6 +311,14 @@ class B2BUA:
         self.emergency_request_uri = emergency_request_uri  # "service-urn" or "route"
         self.prompts = prompts
         self.recordings = recordings
+        # the flood guard's emergency lane: our Contact in an emergency call's two dialogs
+        # carries a token of it, so that their in-dialog requests are never dropped
+        self.emergency_lane = emergency_lane
+        self._contact_users: dict[str, str] = {}  # Call-ID (either leg) -> our Contact's user
+        # PSAP call-back: a call from the emergency gateway to a user within this many seconds
+        # of their last emergency call is never refused by the account's policy
+        self.emergency_callback_s = emergency_callback_s
+        self._last_emergency: dict[str, float] = {}  # user -> clock() of their last one
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         # BYEs to the provider, with the caller's upstream credentials should it challenge
@@ -322,10 +334,11 @@ class B2BUA:
     def live_calls(self) -> int:
         return len(self.calls)
 
-    def _contact(self, transport: str) -> str:
+    def _contact(self, transport: str, call_id: str = "") -> str:
         local = self.core.local.get(transport) or next(iter(self.core.local.values()))
         suffix = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:edge@{local.host}:{local.port}{suffix}>"
+        user = self._contact_users.get(call_id, "edge")
+        return f"<sip:{user}@{local.host}:{local.port}{suffix}>"
 
     def _respond(self, txn: ServerTransaction, status: int, reason: str, *,
                  to_tag: str | None = None, body: bytes = b"", extra: Iterable[tuple[str, str]] = (),
@@ -333,7 +346,7 @@ class B2BUA:
         now = self.clock()
         hdrs = list(extra)
         if contact:
-            hdrs.append(("Contact", self._contact(txn.peer.transport)))
+            hdrs.append(("Contact", self._contact(txn.peer.transport, txn.request.call_id)))
         if status == 405:
             hdrs.append(("Allow", ALLOW))
         resp = make_response(txn.request, status, reason, to_tag=to_tag, body=body,
@@ -572,8 +585,10 @@ class B2BUA:
             self._respond(txn, 482, "Loop Detected")
             return
         from_trunk = self.trunk is not None and self.trunk.is_from_trunk(source)
-        if from_trunk:
-            # the provider does not authenticate to us: its address is its credential
+        from_gateway = not from_trunk and self._from_emergency_gateway(source)
+        if from_trunk or from_gateway:
+            # the provider and the emergency gateway do not authenticate to us: their
+            # address is their credential
             caller = _external_caller(req)
         else:
             found = self._identify_caller(req, txn)
@@ -597,7 +612,7 @@ class B2BUA:
             # RFC 5031: of the services, only the emergency ones (sos) are offered here
             self._respond(txn, 404, f"Not Found: no {target} service here")
             return
-        if not from_trunk and self.guard is not None and target not in (
+        if not from_trunk and not from_gateway and self.guard is not None and target not in (
                 self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
             # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
             self._on_emergency(req, txn, source, caller, target, offer, now, by_value)
@@ -611,6 +626,15 @@ class B2BUA:
                 self._respond(txn, 404, "Not Found: no such number here")
                 return
             target, direction = local, "inbound"
+        psap_callback = False
+        if from_gateway:
+            local = target if self.is_user(target) else \
+                self.trunk.ext_for_did(target) if self.trunk is not None else None
+            if local is None or not self.is_user(local):
+                self._respond(txn, 404, "Not Found: no such number here")
+                return
+            target, direction = local, "inbound"
+            psap_callback = self._callback_due(target, now)
         is_app = direction == "local" and target in (self.echo_ext, self.tone_ext)
         if direction == "local" and not is_app and not self.is_user(target) \
                 and self.trunk is not None:
@@ -630,7 +654,9 @@ class B2BUA:
         if self.guard is not None and not is_app:
             allowed = self.guard.admit_decisions(
                 req.call_id, caller, target, inbound_local=direction == "local", now=now,
-                media=media_lines(offer), presented=self._presented(caller, from_trunk))
+                media=media_lines(offer),
+                presented=self._presented(caller, from_trunk or from_gateway),
+                psap_callback=psap_callback)
             refusal = next((d for d in allowed if not d.allowed), None)
             if refusal is not None:
                 self._refuse(txn, refusal, 403 if refusal is allowed[0] else 486,
@@ -715,8 +741,9 @@ class B2BUA:
                       caller: str, dialed: str, offer: SessionDescription | None, now: float,
                       by_value: tuple[BodyPart, ...] = ()) -> None:
         assert self.guard is not None
-        # a dialled service URN is decided as the caller's country's code for that service
-        code = (self.guard.emergency_code(caller, dialed) if is_urn(dialed) else None) or dialed
+        # a dialled service URN is decided as the caller's country's code for that service,
+        # "0112" (outside-line prefix) and "+112" as 112
+        code = self.guard.emergency_code(caller, dialed) or dialed
         d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False, now=now)
         if d is not None and d.action is Action.ROUTE_EMERGENCY:
             self._route_emergency(req, txn, source, caller, dialed, offer, now, d, by_value)
@@ -731,6 +758,20 @@ class B2BUA:
         announcement = (d.announcement if d is not None else None) or "emergency-unavailable"
         self._play_then_refuse(req, txn, source, caller, dialed, offer, now, announcement,
                                status, reason, text)
+
+    def _from_emergency_gateway(self, source: Address) -> bool:
+        """Whether a request comes from the configured emergency gateway: its address, and on
+        UDP its port too (a phone on the gateway's host is not the gateway)."""
+        dest = self._emergency_destination(self.emergency_route) if self.emergency_route \
+            else None
+        if dest is None or dest.host != source.host:
+            return False
+        return source.transport != "udp" or dest.port == source.port
+
+    def _callback_due(self, user: str, now: float) -> bool:
+        """Within the call-back window after ``user``'s last emergency call."""
+        last = self._last_emergency.get(user)
+        return last is not None and now - last <= self.emergency_callback_s
 
     def _emergency_destination(self, route: str) -> Address | None:
         """Where the emergency INVITE goes: the route's own host when it is an address, else
@@ -769,13 +810,18 @@ class B2BUA:
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
         call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
                     a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction="emergency", a_offer=self._our_offer(media, a_neg))
+                    direction="emergency", a_offer=self._our_offer(media, a_neg),
+                    warnings=self._warning_headers([d]))
         self.calls[key] = call
         self.stats["calls"] += 1
         self.stats["emergency_routed"] += 1
+        self._last_emergency[caller] = now
         log.info("emergency call %s from %s to %s (%s) routed to %s", key, caller, dialed,
                  d.service_urn or "", route)
         sdp = self._prepare_b(call)
+        if self.emergency_lane is not None:
+            token = self.emergency_lane.new_token()
+            self._contact_users[key] = self._contact_users[call.b_call_id] = token
         boundary = f"loc-{call.b_tag}"
         body, geolocation = emergency_body(boundary, sdp, d.location, by_value)
         shown = d.present_as or caller
@@ -992,7 +1038,7 @@ class B2BUA:
         h.add("To", to_value)
         h.add("Call-ID", call.b_call_id)
         h.add("CSeq", "1 INVITE")
-        h.add("Contact", self._contact(dest.transport))
+        h.add("Contact", self._contact(dest.transport, call.b_call_id))
         h.add("Allow", ALLOW)
         h.add("User-Agent", self.user_agent)
         for name, value in extra:
@@ -1473,6 +1519,12 @@ class B2BUA:
         self.calls.pop(call.key, None)
         if call.b_call_id:
             self._by_b.pop(call.b_call_id, None)
+        if call.direction == "emergency" and not call.app:
+            self._last_emergency[call.caller] = now  # the call-back window runs from the end
+        token = self._contact_users.pop(call.key, None)
+        self._contact_users.pop(call.b_call_id, None)
+        if token is not None and self.emergency_lane is not None:
+            self.emergency_lane.release(token)
         duration = (now - call.answered_at) if call.answered_at is not None else 0.0
         if self.guard is not None and not call.app:
             self._apply_recording(call, self.guard.released(call.key, answered=answered,

@@ -75,6 +75,8 @@ class EdgeConfig:
     smart_pack: bool = False     # R-LIMIT-4: distinct contacts a month
     sip_option: bool = False     # R-ACCT-3: automated dialing watched
     emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
+    outside_line_prefix: str = ""  # "0" or "9": dialled before an outside number ("0112" is 112)
+    emergency_callback_s: int = 3600  # how long after an emergency call the gateway may call back
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -222,9 +224,13 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=(
         "id", "country", "recording", "plan", "state", "trial", "smart_pack", "sip_option",
-        "emergency"))
+        "emergency", "outside_line_prefix"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
-                        known=("route", "request_uri"))
+                        known=("route", "request_uri", "callback_window_s"))
+    prefix = acct.text("outside_line_prefix", "")
+    if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
+        raise acct.error("outside_line_prefix",
+                         f"must be one or two digits like \"0\" or \"9\", got {prefix!r}")
     country = acct.text("country", "FR")
     if len(country) != 2 or not country.isalpha() or not country.isupper():
         raise acct.error("country", f"must be an ISO 3166 alpha-2 code like FR, got {country!r}")
@@ -334,6 +340,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         smart_pack=acct.boolean("smart_pack", False),
         sip_option=acct.boolean("sip_option", False),
         emergency=acct.boolean("emergency", False),
+        outside_line_prefix=prefix,
+        emergency_callback_s=emergency.integer("callback_window_s", 3600, lo=0, hi=7 * 86400),
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
         users=tuple(users),

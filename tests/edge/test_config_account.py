@@ -79,3 +79,18 @@ def test_unknown_account_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_edge_config(write(tmp_path, ACCOUNT.replace("trial = true", "trail = true")))
     assert "trail" in str(err.value) and err.value.line == 5
+
+
+def test_outside_line_prefix_reaches_the_account_and_a_bad_one_names_its_line(
+        tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[account]\noutside_line_prefix = "9"\n\n[emergency]\ncallback_window_s = 60\n'
+                    '\n[[users]]\next = "1001"\npassword = "demo-1001"\n')
+    cfg = load_edge_config(good)
+    assert cfg.outside_line_prefix == "9" and cfg.emergency_callback_s == 60
+    assert policy_users(cfg)["1001"].account.outside_line_prefix == "9"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[account]\nid = "x"\noutside_line_prefix = "+"\n')
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(bad)
+    assert "account.outside_line_prefix" in str(err.value) and ":3" in str(err.value)

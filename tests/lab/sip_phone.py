@@ -38,9 +38,9 @@ def pcma_sdp(port: int) -> bytes:
 
 class SipPhone:
     def __init__(self, edge_port: int, user: str, password: str, *,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.sock.settimeout(0.5)
         self.host = host
         self.port: int = self.sock.getsockname()[1]

@@ -99,3 +99,32 @@ def test_registered_decides_for_users_only_and_audits(config, tmp_path) -> None:
     d = adm.registered("alice", device="sip:alice@192.0.2.9", source_ip="192.0.2.9",
                        expires_s=60, user_agent="phone/1", now=T0 + 1)
     assert d is not None and any(w.rule_id == "R-ACCT-1" for w in d.warnings)  # two places
+
+
+def test_a_retry_on_an_ended_call_id_is_decided_afresh(config) -> None:
+    """A phone may retry a refused or failed call on the same Call-ID (RFC 3261 §8.1.1.4
+    only asks for a new CSeq): once the edge released the earlier attempt, the retry is a new
+    attempt for the guard, not "481 Call Already Ended" for the two days ended calls are
+    kept. Each attempt is its own guard call id, so the ledger still counts each once."""
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0) is None
+    adm.released("k1", answered=False, duration=0.0, now=T0 + 1)
+    for n in range(2, 5):
+        taken = adm.admit_decisions("k1", "alice", "bob", inbound_local=True, now=T0 + n)
+        assert [d.allowed for d in taken] == [True, True], taken
+        assert taken[0].call_id == f"k1#{n}/caller"
+        assert guard.held("alice") == guard.held("bob") == 1
+        adm.released("k1", answered=False, duration=0.0, now=T0 + n + 0.5)
+        assert guard.held("alice") == guard.held("bob") == 0
+
+
+def test_a_refused_retry_keeps_nothing_and_the_next_one_is_decided_too(config) -> None:
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    assert adm.admit("busy", "carol", "bob", inbound_local=True, now=T0) is None
+    assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0 + 1) == (486, "Busy Here")
+    assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0 + 2) == (486, "Busy Here")
+    adm.released("busy", answered=True, duration=2.0, now=T0 + 3)
+    assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0 + 4) is None
+    assert guard.held("alice") == guard.held("bob") == 1

@@ -123,12 +123,18 @@ def test_unavailable_gives_notice_status_reason_and_audit(guard: PolicyGuard, fa
     assert guard.held("alice") == 0
 
 
-def test_not_from_a_mobile_number_unless_a_fixed_one_can_be_presented(guard: PolicyGuard,
-                                                                       facts) -> None:
+def test_a_mobile_number_is_routed_best_effort_or_replaced_by_a_fixed_one(guard: PolicyGuard,
+                                                                          facts) -> None:
+    """R-EMERG-4: "not guaranteed" from a mobile number is not "forbidden": routed, with a
+    warning to the caller and to the admin; a fixed number of the user's is shown instead
+    when there is one."""
     acct = facts.account(emergency_activated=True)
     only_mobile = facts.user(account=acct, numbers=("+33612345678",))
     d = guard.on_call_attempt(facts.call(only_mobile, "112", presented="+33612345678"))
-    assert d.action is Action.REJECT and d.rule_id == "R-EMERG-4"
+    assert d.action is Action.ROUTE_EMERGENCY and d.present_as is None
+    warned = {(w.rule_id, w.audience.value) for w in d.warnings}
+    assert {("R-EMERG-4", "user"), ("R-EMERG-4", "admin")} <= warned, d.warnings
+    assert ("best_effort", "mobile number presented") in d.details
     both = facts.user("bob", account=acct, numbers=("+33612345678", "+33187654321"))
     d = guard.on_call_attempt(facts.call(both, "112", presented="+33612345678"))
     assert d.action is Action.ROUTE_EMERGENCY and d.present_as == "+33187654321"
@@ -160,3 +166,46 @@ def test_registration_tells_a_user_without_emergency_service(guard: PolicyGuard,
     u = facts.user()  # emergency not activated
     d = guard.on_registration(Registration(u, "desk", DeviceClass.SIP, "192.0.2.10", T0))
     assert any(w.rule_id == "R-EMERG-6" for w in d.warnings)
+
+
+@pytest.mark.parametrize("dialed,prefix,code", [
+    ("112", "", "112"), ("+112", "", "112"), ("0112", "0", "112"), ("917", "9", "17"),
+    ("0112", "", None), ("01120000", "0", None), ("+33112", "", None), ("9112", "0", None),
+])
+def test_emergency_digits_as_dialled_behind_a_prefix_or_a_plus(config, dialed, prefix,
+                                                               code) -> None:
+    from softphone.policy.numbers import emergency_digits
+
+    assert emergency_digits(dialed, "FR", prefix, config) == code
+
+
+def test_the_us_table_knows_911_and_the_933_test_call(config) -> None:
+    from softphone.policy.numbers import emergency_codes, emergency_urn
+
+    assert emergency_urn("911", "US", config) == "urn:service:sos"
+    assert emergency_urn("933", "US", config) == "urn:service:test.sos"
+    assert emergency_urn("911", "FR", config) is None
+    assert {"112", "911", "933", "15", "999"} <= emergency_codes(config)
+
+
+def test_a_us_located_user_dialling_911_hears_the_notice(guard: PolicyGuard, facts) -> None:
+    """Not an eligible country: the notice and a clear refusal, never an unknown number."""
+    u = facts.user(account=facts.account(emergency_activated=True),
+                   location=Location("US", civic=CivicAddress("US", a3="Boston")))
+    d = guard.on_call_attempt(facts.call(u, "911"))
+    assert d.action is Action.REJECT and d.rule_id == "R-EMERG-2"
+    assert d.announcement == "emergency-unavailable"
+
+
+@pytest.mark.parametrize("state", [AccountState.BILLING_SUSPENDED, AccountState.ABUSE_SUSPENDED,
+                                   AccountState.PENDING_KYC])
+def test_the_psap_calling_back_is_never_refused(guard: PolicyGuard, facts, state) -> None:
+    u = facts.with_account(ready(facts), state=state, trial=True)
+    guard.state.trial_seconds["alice"] = 10_000.0
+    ordinary = facts.call(u, "0145678901", direction=Direction.INBOUND, call_id="c-1")
+    assert guard.on_call_attempt(ordinary).action is Action.REJECT
+    back = facts.call(u, "0145678901", direction=Direction.INBOUND, call_id="c-2",
+                      presented="112", psap_callback=True)
+    d = guard.on_call_attempt(back)
+    assert d.action is Action.ALLOW and d.rule_id == "R-EMERG-1"
+    assert ("psap_callback", "112") in d.details and guard.held("alice") == 1

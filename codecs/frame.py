@@ -21,7 +21,8 @@ from softphone.codecs.g711 import G711Codec
 from softphone.codecs.offer_answer import Negotiated
 from softphone.codecs.registry import Codec
 
-__all__ = ["FrameCodec", "OpusFrameCodec", "UnsupportedCodec", "codec_for", "fmtp_params"]
+__all__ = ["FrameCodec", "OpusFrameCodec", "UnsupportedCodec", "codec_for", "fmtp_params",
+           "runnable"]
 
 
 class UnsupportedCodec(ValueError):
@@ -135,3 +136,17 @@ def codec_for(
     if name in ("pcma", "pcmu"):
         return G711Codec(codec.name, codec.payload_type)
     raise UnsupportedCodec(f"no frame codec for {codec.rtpmap}")
+
+
+def runnable(codec: Codec) -> str:
+    """Why ``codec`` cannot run here ("" when it can): one frame of silence through a fresh
+    encoder and decoder, as a call would. The edge offers only codecs that pass, so it never
+    answers a call with a codec it cannot run (an Opus whose library did not load, say)."""
+    try:
+        fc = codec_for(codec)
+        frame = bytes(2 * fc.frame_samples(20))
+        if len(fc.decode(fc.encode(frame))) != len(frame):
+            return f"{codec.name}: a 20 ms frame did not come back whole"
+    except Exception as exc:  # any failure means: do not offer it
+        return f"{codec.name}: {exc}"
+    return ""

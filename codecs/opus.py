@@ -1,14 +1,18 @@
 """Opus (RFC 6716, RTP payload RFC 7587) encoder and decoder over libopus.
 
-Why opuslib: it is the maintained ctypes binding that loads the system libopus (Debian's
-``libopus0``, 1.3.1 here), so there is nothing to compile and the codec is the one the
-distribution patches. opuslib 3.0.1 imports and works on Python 3.11 (checked; its only wart is a
-``SyntaxWarning`` for ``is not 0``). We use it for what it does well, loading the library,
-creating and destroying the states and the CTLs, and call ``opus_encode``/``opus_decode``
-through our own ctypes prototypes with buffers allocated once per codec: opuslib's
-``Decoder.decode`` turns every frame into a Python list of ints on the way out and its
-``Encoder.encode`` allocates an output buffer the size of the input, which costs more than the
-codec itself at 8-16 kHz (see bench/opus.py).
+Which libopus: the one PyAV's wheels bundle (``av.libs/libopus-*.so*``). aiortc, which
+terminates the browser legs, depends on PyAV and decodes Opus through that same library, so one
+Opus implementation serves every leg, and a fresh machine runs OPUS from the package install
+alone (no system package). Where PyAV carries no libopus of its own (a PyAV built against the
+system FFmpeg), the system's libopus (Debian ``libopus0``) is used instead; with neither,
+:func:`load_error` says why, and the edge does not offer OPUS at all.
+
+Why our own ctypes prototypes rather than PyAV's codec contexts: PyAV wraps FFmpeg's libopus
+encoder, which has no packet-loss concealment entry (a lost packet cannot be "decoded") nor
+in-band FEC recovery of the previous frame, and it allocates frame and packet objects per 20 ms
+that cost more than the codec itself at 8-16 kHz (see bench/opus.py). libopus' own API is small
+and stable (opus_encoder_create/opus_encode/opus_decode/the CTLs), so we call it directly, with
+buffers allocated once per codec.
 
 Frames are interleaved signed 16-bit little-endian PCM. Wrong sizes and corrupt packets raise
 :class:`OpusCodecError`; ``decode(None)`` runs libopus' packet-loss concealment, and
@@ -18,13 +22,12 @@ Frames are interleaved signed 16-bit little-endian PCM. Wrong sizes and corrupt 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
+import glob
+import importlib.util
+import os
 import weakref
-from typing import Any
-
-import opuslib  # type: ignore[import-untyped]
-import opuslib.api.ctl  # type: ignore[import-untyped]
-import opuslib.api.decoder  # type: ignore[import-untyped]
-import opuslib.api.encoder  # type: ignore[import-untyped]
+from collections.abc import Callable
 
 __all__ = [
     "APPLICATIONS",
@@ -32,16 +35,19 @@ __all__ = [
     "OpusCodecError",
     "OpusDecoder",
     "OpusEncoder",
+    "libopus_path",
     "libopus_version",
+    "load_error",
     "valid_frame_samples",
 ]
 
 SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
-APPLICATIONS = {
-    "voip": opuslib.APPLICATION_VOIP,
-    "audio": opuslib.APPLICATION_AUDIO,
-    "restricted_lowdelay": opuslib.APPLICATION_RESTRICTED_LOWDELAY,
-}
+# opus_defines.h
+APPLICATIONS = {"voip": 2048, "audio": 2049, "restricted_lowdelay": 2051}
+_SET = {"bitrate": 4002, "complexity": 4010, "inband_fec": 4012, "packet_loss_perc": 4014,
+        "dtx": 4016}
+_GET = {name: request + 1 for name, request in _SET.items()}
+_RESET_STATE = 4028
 # libopus' recommended upper bound for one packet (opus_encode documentation).
 MAX_PACKET_BYTES = 4000
 MAX_FRAME_MS = 120
@@ -56,19 +62,86 @@ _ERRORS = {
     -7: "allocation failed",
 }
 
-_lib = opuslib.api.libopus
-_encode = ctypes.CFUNCTYPE(
-    ctypes.c_int32, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int32
-)(("opus_encode", _lib))
-_decode = ctypes.CFUNCTYPE(
-    ctypes.c_int,
-    ctypes.c_void_p,
-    ctypes.c_char_p,
-    ctypes.c_int32,
-    ctypes.c_void_p,
-    ctypes.c_int,
-    ctypes.c_int,
-)(("opus_decode", _lib))
+
+def _candidates() -> list[str]:
+    """Where libopus may be, best first: bundled in PyAV's wheel, then the system's."""
+    out: list[str] = []
+    forced = os.environ.get("SOFTPHONE_LIBOPUS")
+    if forced:
+        return [forced]
+    spec = importlib.util.find_spec("av")
+    if spec is not None and spec.submodule_search_locations:
+        pkg = list(spec.submodule_search_locations)[0]
+        site = os.path.dirname(pkg)
+        for pattern in ("av.libs/libopus*.so*", "av/.dylibs/libopus*.dylib",
+                        "av.libs/opus*.dll", "av.libs/libopus*.dll"):
+            out += sorted(glob.glob(os.path.join(site, pattern)))
+    system = ctypes.util.find_library("opus")
+    if system:
+        out.append(system)
+    return out
+
+
+def _load() -> tuple[ctypes.CDLL | None, str, str]:
+    """(library, path, why not) for the first libopus that loads and looks like libopus."""
+    errors: list[str] = []
+    for path in _candidates():
+        try:
+            lib = ctypes.CDLL(path)
+            lib.opus_get_version_string.restype = ctypes.c_char_p
+            version = lib.opus_get_version_string()
+        except (OSError, AttributeError) as exc:
+            errors.append(f"{path}: {exc}")
+            continue
+        if not version or not version.startswith(b"libopus"):
+            errors.append(f"{path}: not libopus ({version!r})")
+            continue
+        return lib, path, ""
+    why = "; ".join(errors) or "no libopus found (PyAV's wheel bundles one: pip install av)"
+    return None, "", why
+
+
+_lib, _path, _why = _load()
+
+
+def load_error() -> str:
+    """Why OPUS cannot run here ("" when it can): the edge leaves it out of its offers."""
+    return _why
+
+
+def libopus_path() -> str:
+    """The file of the libopus in use ("" when none could be loaded)."""
+    return _path
+
+
+def _api() -> ctypes.CDLL:
+    if _lib is None:
+        raise OpusCodecError(f"Opus is not available: {_why}")
+    return _lib
+
+
+def _prototypes(lib: ctypes.CDLL) -> None:
+    i32, vp, ip = ctypes.c_int32, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)
+    lib.opus_encoder_create.argtypes = [i32, ctypes.c_int, ctypes.c_int, ip]
+    lib.opus_encoder_create.restype = vp
+    lib.opus_encoder_destroy.argtypes = [vp]
+    lib.opus_encoder_destroy.restype = None
+    lib.opus_decoder_create.argtypes = [i32, ctypes.c_int, ip]
+    lib.opus_decoder_create.restype = vp
+    lib.opus_decoder_destroy.argtypes = [vp]
+    lib.opus_decoder_destroy.restype = None
+    lib.opus_encode.argtypes = [vp, ctypes.c_char_p, ctypes.c_int, vp, i32]
+    lib.opus_encode.restype = i32
+    lib.opus_decode.argtypes = [vp, ctypes.c_char_p, i32, vp, ctypes.c_int, ctypes.c_int]
+    lib.opus_decode.restype = ctypes.c_int
+    # the CTLs are variadic in C: every request we use passes one opus_int32 or one pointer
+    # to one, which the x86-64 and AArch64 Linux ABIs pass like a fixed argument
+    lib.opus_encoder_ctl.restype = ctypes.c_int
+    lib.opus_decoder_ctl.restype = ctypes.c_int
+
+
+if _lib is not None:
+    _prototypes(_lib)
 
 
 class OpusCodecError(ValueError):
@@ -76,8 +149,8 @@ class OpusCodecError(ValueError):
 
 
 def libopus_version() -> str:
-    """The loaded libopus' version string, e.g. ``libopus 1.3.1``."""
-    raw: bytes = opuslib.api.info.get_version_string()
+    """The loaded libopus' version string, e.g. ``libopus 1.5.2``."""
+    raw: bytes = _api().opus_get_version_string()
     return raw.decode()
 
 
@@ -100,8 +173,12 @@ def _error(result: int, what: str) -> OpusCodecError:
     return OpusCodecError(f"{what}: libopus error {result} ({_ERRORS.get(result, 'unknown')})")
 
 
-def _address(state: Any) -> int:
-    return ctypes.cast(state, ctypes.c_void_p).value or 0
+def _created(create: Callable[[ctypes.c_int], int | None], what: str) -> int:
+    err = ctypes.c_int(0)
+    state = create(err)
+    if err.value != 0 or not state:
+        raise _error(err.value or -7, f"cannot create Opus {what}")
+    return state
 
 
 class OpusEncoder:
@@ -137,36 +214,36 @@ class OpusEncoder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.frame_sizes = valid_frame_samples(sample_rate)
-        try:
-            state = opuslib.api.encoder.create_state(
-                sample_rate, channels, APPLICATIONS[application]
-            )
-        except opuslib.OpusError as exc:
-            raise OpusCodecError(f"cannot create Opus encoder: {exc}") from None
-        self._state = state
-        self._ptr = _address(state)
-        self._finalizer = weakref.finalize(self, opuslib.api.encoder.destroy, state)
-        self._ctl(opuslib.api.ctl.set_complexity, complexity)
+        lib = _api()
+        self._lib = lib
+        self._ptr = _created(lambda err: lib.opus_encoder_create(
+            sample_rate, channels, APPLICATIONS[application], ctypes.byref(err)), "encoder")
+        self._finalizer = weakref.finalize(self, lib.opus_encoder_destroy, self._ptr)
+        self._ctl("complexity", complexity)
         if bitrate is not None:
-            self._ctl(opuslib.api.ctl.set_bitrate, bitrate)
-        self._ctl(opuslib.api.ctl.set_inband_fec, 1 if fec else 0)
-        self._ctl(opuslib.api.ctl.set_packet_loss_perc, expected_loss_percent if fec else 0)
-        self._ctl(opuslib.api.ctl.set_dtx, 1 if dtx else 0)
+            self._ctl("bitrate", bitrate)
+        self._ctl("inband_fec", 1 if fec else 0)
+        self._ctl("packet_loss_perc", expected_loss_percent if fec else 0)
+        self._ctl("dtx", 1 if dtx else 0)
         self._out = ctypes.create_string_buffer(MAX_PACKET_BYTES)
 
-    def _ctl(self, request: Any, value: int) -> None:
-        try:
-            opuslib.api.encoder.encoder_ctl(self._state, request, value)
-        except opuslib.OpusError as exc:
-            raise OpusCodecError(f"Opus encoder setting refused: {exc}") from None
+    def _ctl(self, name: str, value: int) -> None:
+        rc = self._lib.opus_encoder_ctl(ctypes.c_void_p(self._ptr), ctypes.c_int(_SET[name]),
+                                        ctypes.c_int32(value))
+        if rc != 0:
+            raise _error(rc, f"Opus encoder setting {name}={value} refused")
 
     def get(self, request_name: str) -> int:
         """Read a CTL value, e.g. ``get("bitrate")``, ``get("complexity")``, ``get("inband_fec")``."""
-        request = getattr(opuslib.api.ctl, f"get_{request_name}", None)
+        request = _GET.get(request_name)
         if request is None:
             raise OpusCodecError(f"no Opus encoder CTL get_{request_name}")
-        value: int = opuslib.api.encoder.encoder_ctl(self._state, request)
-        return value
+        value = ctypes.c_int32(0)
+        rc = self._lib.opus_encoder_ctl(ctypes.c_void_p(self._ptr), ctypes.c_int(request),
+                                        ctypes.byref(value))
+        if rc != 0:
+            raise _error(rc, f"Opus encoder get_{request_name}")
+        return value.value
 
     def frame_samples(self, ptime_ms: float) -> int:
         """Samples per channel in a ``ptime_ms`` frame; an error unless Opus allows that size."""
@@ -186,7 +263,7 @@ class OpusEncoder:
                 f"PCM frame of {size} bytes is not an Opus frame at {self.sample_rate} Hz x "
                 f"{self.channels} ch (durations {ms} ms, {bytes_per_sample} bytes per sample)"
             )
-        n = _encode(
+        n = self._lib.opus_encode(
             self._ptr, bytes(pcm_frame), samples, ctypes.addressof(self._out), MAX_PACKET_BYTES
         )
         if n < 0:
@@ -194,7 +271,7 @@ class OpusEncoder:
         return ctypes.string_at(self._out, n)
 
     def reset(self) -> None:
-        opuslib.api.encoder.encoder_ctl(self._state, opuslib.api.ctl.reset_state)
+        self._lib.opus_encoder_ctl(ctypes.c_void_p(self._ptr), ctypes.c_int(_RESET_STATE))
 
 
 class OpusDecoder:
@@ -205,13 +282,11 @@ class OpusDecoder:
         self.sample_rate = sample_rate
         self.channels = channels
         self.frame_sizes = valid_frame_samples(sample_rate)
-        try:
-            state = opuslib.api.decoder.create_state(sample_rate, channels)
-        except opuslib.OpusError as exc:
-            raise OpusCodecError(f"cannot create Opus decoder: {exc}") from None
-        self._state = state
-        self._ptr = _address(state)
-        self._finalizer = weakref.finalize(self, opuslib.api.decoder.destroy, state)
+        lib = _api()
+        self._lib = lib
+        self._ptr = _created(lambda err: lib.opus_decoder_create(
+            sample_rate, channels, ctypes.byref(err)), "decoder")
+        self._finalizer = weakref.finalize(self, lib.opus_decoder_destroy, self._ptr)
         self._max_samples = sample_rate * MAX_FRAME_MS // 1000
         self._pcm = ctypes.create_string_buffer(self._max_samples * channels * 2)
         self._last_samples = sample_rate // 50  # 20 ms until a packet says otherwise
@@ -238,7 +313,7 @@ class OpusDecoder:
                 )
         else:
             samples = self._max_samples
-        n = _decode(
+        n = self._lib.opus_decode(
             self._ptr,
             data,
             len(data) if data else 0,
@@ -253,4 +328,4 @@ class OpusDecoder:
         return ctypes.string_at(self._pcm, n * self.channels * 2)
 
     def reset(self) -> None:
-        opuslib.api.decoder.decoder_ctl(self._state, opuslib.api.ctl.reset_state)
+        self._lib.opus_decoder_ctl(ctypes.c_void_p(self._ptr), ctypes.c_int(_RESET_STATE))

@@ -11,14 +11,6 @@ from softphone import __version__
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _selfcheck(args: argparse.Namespace) -> int:
-    """Load the native extension and run a tiny end-to-end check of it."""
-    from softphone.native import abi
-
-    print(f"softphone {__version__}: native extension loaded (ABI {abi()})")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softphone",
@@ -26,8 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"softphone {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    p = sub.add_parser("selfcheck", help="check that the native hot path is built and working")
-    p.set_defaults(handler=_selfcheck)
+    p = sub.add_parser("selfcheck", help="check the native hot path, every configured codec "
+                                         "and the prompt engine; say how to get what is missing")
+    from softphone.apps import selfcheck
+
+    selfcheck.add_arguments(p)
+    p.set_defaults(handler=selfcheck.main)
     from softphone.edge.app import add_parser as add_edge
 
     add_edge(sub)

@@ -24,7 +24,7 @@ from typing import Any
 
 from softphone.codecs.frame import FrameCodec, codec_for
 from softphone.media.rtp import RtpError, build_header, parse_rtp
-from softphone.media.tone import ToneGenerator, tone_power_ratio
+from softphone.media.tone import ToneGenerator, median_tone_ratio
 from softphone.sip.errors import SipError
 from softphone.sip.transport import ListenSpec
 from softphone.sip.ua import CallState, RegState, UserAgent, parse_listen, uri_destination
@@ -90,10 +90,12 @@ class ToneProbe(asyncio.DatagramProtocol):
         self.sent += 1
 
     def tone_ratio(self, freq: float) -> float:
-        """Goertzel share of ``freq`` in the received audio, the first 100 ms left out."""
+        """Goertzel share of ``freq`` in the received audio, the first 100 ms left out: the
+        median over 100 ms windows (``median_tone_ratio``), so that one phase step in the
+        echoed audio does not hide a tone that is there."""
         frames = [self.codec.decode(self.received[k]) for k in sorted(self.received)]
         pcm = b"".join(frames[5:])
-        return tone_power_ratio(pcm, self.codec.clock_rate, freq) if pcm else 0.0
+        return median_tone_ratio(pcm, self.codec.clock_rate, freq) if pcm else 0.0
 
 
 async def _media(call: Any, freq: float, seconds: float) -> ToneProbe | None:
@@ -133,6 +135,7 @@ async def run_call(args: argparse.Namespace) -> int:
                    username=args.user, password=args.password,
                    rtp_ports=(int(first), int(last)))
     await ua.start()
+    reg = None
     try:
         if args.register:
             target = SipUri.parse(args.target)
@@ -183,6 +186,13 @@ async def run_call(args: argparse.Namespace) -> int:
         print("hung up")
         return 0
     finally:
+        if reg is not None and reg.state is RegState.REGISTERED:
+            # the binding goes with us (Expires: 0), on success, failure and Ctrl-C alike:
+            # else each run leaves one behind until the registrar's device limit refuses us
+            await reg.unregister(5.0)
+            after: RegState = reg.state  # changed by the registrar's answer meanwhile
+            print(f"unregistered {reg.aor}" if after is RegState.UNREGISTERED else
+                  f"unregister of {reg.aor} not confirmed: {after.value}")
         await ua.close()
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from softphone.audit import AuditLog, FsyncPolicy
-from softphone.codecs.registry import codec_order_from_names
+from softphone.codecs.frame import runnable
+from softphone.codecs.registry import Codec, codec_order_from_names
 from softphone.configfile import ConfigError, ConfigText
 from softphone.counters import open_guard
 from softphone.edge.b2bua import B2BUA, MediaSettings
@@ -482,7 +483,24 @@ async def open_trunk(cfg: EdgeConfig, core: SipCore, flush: Any) -> Trunk:
                  expires=cfg.trunk_expires)
 
 
+def runnable_codecs(cfg: EdgeConfig) -> tuple[Codec, ...]:
+    """The configured codec order less what cannot run here, each left out said so at start
+    (``softphone selfcheck`` says how to get it); none left is a configuration error."""
+    order = []
+    for codec in codec_order_from_names(cfg.codecs):
+        why = runnable(codec)
+        if why:
+            log.warning("codec %s is not offered: %s (softphone selfcheck tells more)",
+                        codec.name, why)
+            continue
+        order.append(codec)
+    if not order:
+        raise ConfigError(cfg.source, "media.codecs", "none of the codecs can run here")
+    return tuple(order)
+
+
 async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edge:
+    codecs = runnable_codecs(cfg)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     policy = policy or load_default_policy()
     admission, audit, store = open_policy(cfg, policy)
@@ -518,7 +536,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
                                      jitter_max_ms=cfg.jitter_max_ms,
                                      rtp_timeout=cfg.rtp_timeout),
-        codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
+        codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
@@ -543,7 +561,7 @@ def banner(edge: Edge) -> str:
     lines = [
         f"softphone edge listening on {listening}",
         f"RTP ports {cfg.rtp_first}-{cfg.rtp_last} on {cfg.media_bind}; "
-        f"codecs {', '.join(cfg.codecs)}; data in {cfg.data_dir}",
+        f"codecs {', '.join(c.name for c in edge.b2bua.codecs)}; data in {cfg.data_dir}",
         "Users: " + ", ".join(u.ext for u in cfg.users)
         + f" (passwords in {cfg.source}); echo test {cfg.echo_ext}, tone {cfg.tone_ext}",
     ]

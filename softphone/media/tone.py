@@ -115,6 +115,21 @@ def tone_power_ratio(pcm: bytes | bytearray | memoryview, rate: int, freq: float
     return power / (energy * n / 2)
 
 
+def median_tone_ratio(pcm: bytes | bytearray | memoryview, rate: int, freq: float, *,
+                      window_ms: int = 100) -> float:
+    """The median Goertzel share of ``freq`` over ``window_ms`` windows (0 for no audio).
+
+    One long Goertzel sum is halved by a single phase step (a frame a jitter buffer dropped
+    or concealed, a bridge's 20 ms clock slipping against the sender's), although every window
+    around it holds a clean tone; a wrong tone or noise fails every window. So a tone is judged
+    window by window."""
+    step = max(1, rate * window_ms // 1000) * 2
+    data = bytes(pcm)
+    ratios = sorted(tone_power_ratio(data[i:i + step], rate, freq)
+                    for i in range(0, len(data) - step + 1, step))
+    return ratios[len(ratios) // 2] if ratios else 0.0
+
+
 def detect_tone(pcm: bytes | bytearray | memoryview, rate: int, freq: float, *,
                 min_ratio: float = 0.5, min_rms: float = 100.0) -> bool:
     """True when ``freq`` carries at least ``min_ratio`` of a signal that is not near silence."""

@@ -1,7 +1,10 @@
-"""Opus over the system libopus: the tone survives, PLC and FEC fill losses, bad input is refused."""
+"""Opus over the libopus bundled with PyAV: the tone survives, PLC and FEC fill losses, bad input is refused."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -12,7 +15,9 @@ from softphone.codecs.opus import (
     OpusCodecError,
     OpusDecoder,
     OpusEncoder,
+    libopus_path,
     libopus_version,
+    load_error,
     valid_frame_samples,
 )
 
@@ -34,8 +39,26 @@ def diff_rms(a: bytes, b: bytes) -> float:
     return float(np.sqrt(np.mean((x - y) ** 2)))
 
 
-def test_loads_debian_libopus() -> None:
+def test_loads_the_libopus_bundled_with_pyav() -> None:
+    """From the package install alone: the library in PyAV's wheel, not the system's."""
     assert libopus_version().startswith("libopus 1.")
+    assert load_error() == ""
+    assert "av.libs" in libopus_path() or "/av/.dylibs" in libopus_path(), libopus_path()
+
+
+def test_an_opus_that_cannot_load_says_why_and_is_not_runnable() -> None:
+    """The library is loaded once at import: a fresh interpreter with a broken one."""
+    code = ("from softphone.codecs import opus, frame, registry\n"
+            "print(repr(opus.load_error()))\n"
+            "print(repr(frame.runnable(registry.codec_by_name('opus'))))\n"
+            "print(repr(frame.runnable(registry.codec_by_name('PCMA'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "SOFTPHONE_LIBOPUS": "/dev/null"})
+    assert out.returncode == 0, out.stderr
+    load, opus_why, pcma_why = out.stdout.splitlines()
+    assert "/dev/null" in load
+    assert "Opus is not available" in opus_why and "/dev/null" in opus_why
+    assert pcma_why == "''"
 
 
 @pytest.mark.parametrize("rate", [48000, 16000, 8000])

@@ -137,7 +137,7 @@ def test_not_from_a_mobile_number_unless_a_fixed_one_can_be_presented(guard: Pol
 def test_an_automated_agent_never_places_an_emergency_call(guard: PolicyGuard, facts) -> None:
     d = guard.on_call_attempt(facts.call(ready(facts), "112", automated_agent=True))
     assert d.action is Action.REJECT and d.rule_id == "R-EMERG-12"
-    assert d.clause == "002_cfc2353edc9d17c2.txt:544"
+    assert d.clause == "Terms of service, 22 January 2026, Annex 6, point a), paragraph 4"
 
 
 def test_no_recording_and_no_ai_on_an_emergency_call(guard: PolicyGuard, facts) -> None:

@@ -1,10 +1,11 @@
 """SIP message parser benchmark: softphone.sip.message vs sippy's parser vs a naive baseline.
 
-All parsers get the same bytes: the ~1 KB INVITE with SDP of the shared perf anchors
-(/work/shared/perf/bench_sip_parse.py, whose naive dict-based parser is the baseline and runs
-in this same process). Three operations, each timed best-of-N with the candidates interleaved
-so that a noisy neighbour hits them alike. Time is the process's CPU time (per core: what a
-busy shared machine does not inflate the way wall-clock time is inflated):
+All parsers get the same bytes: the ~1 KB INVITE with SDP of the team's perf anchors (their
+bench_sip_parse.py, named by the SIP_PARSE_ANCHOR environment variable: its naive dict-based
+parser is the baseline and runs in this same process). Three operations, each timed
+best-of-N with the candidates interleaved so that a noisy neighbour hits them alike. Time is
+the process's CPU time (per core: what a busy shared machine does not inflate the way
+wall-clock time is inflated):
 
   parse            bytes -> message object
   parse+read       ... then read what a stack reads of every message: top Via branch,
@@ -21,7 +22,7 @@ anchors state the rate one as S1: >= 1.0x the naive baseline, which was 56.7k/s 
 the quiet reference machine; the ratio is what a busy machine cannot distort. Note the naive
 baseline also splits the SDP into dicts, which this parser leaves to the SDP module.
 
-usage: python bench/sip.py [--repeat 15] [--number 2000]
+usage: SIP_PARSE_ANCHOR=.../bench_sip_parse.py python bench/sip.py [--repeat 15] [--number 2000]
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ from types import ModuleType
 
 from softphone.sip.message import SipRequest, parse_message
 
-ANCHOR = Path(os.environ.get("SIP_PARSE_ANCHOR", "/work/shared/perf/bench_sip_parse.py"))
+ANCHOR = Path(os.environ.get("SIP_PARSE_ANCHOR", ""))
 
 
 def load_anchor() -> ModuleType:
+    if not os.environ.get("SIP_PARSE_ANCHOR"):
+        raise SystemExit("set SIP_PARSE_ANCHOR to the perf anchors' bench_sip_parse.py "
+                         "(the baseline parser and the INVITE this benchmark parses)")
     spec = importlib.util.spec_from_file_location("bench_sip_parse", ANCHOR)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load the baseline from {ANCHOR}")

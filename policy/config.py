@@ -27,6 +27,16 @@ RULE_IDS: tuple[str, ...] = (
     "R-CLI-1", "R-CLI-2", "R-TECH-9", "R-NUM-3", "R-BILL-10", "R-LIFE-5",
 )
 
+# A clause names the document by its version date and the article in it, never a file or line:
+# "Terms of service, 22 January 2026, Annex 4, point 5, paragraph 2".
+_MONTHS = ("January|February|March|April|May|June|July|August|September|October|November"
+           "|December")
+CLAUSE_RE = re.compile(
+    rf"Terms of service, [1-9][0-9]? (?:{_MONTHS}) [0-9]{{4}}, "
+    r"(?:Article [0-9]+(?:\.[0-9]+)*|Annex [0-9]+)"
+    r"(?:, point (?:[0-9]+|[a-z]\)))?(?:, paragraph [0-9]+)?")
+CLAUSE_EXAMPLE = "Terms of service, 22 January 2026, Annex 4, point 1"
+
 ANNOUNCEMENT_IDS: tuple[str, ...] = (
     "emergency-unavailable", "recording-notice", "ai-disclosure", "busy", "call-limit",
     "suspended", "short-call-suspension", "automated-dialing", "smart-cap", "trial-minutes",
@@ -173,7 +183,7 @@ class PolicyConfig:
     path: str
     terms_version: str
     timezone: ZoneInfo
-    rules: Mapping[str, str]  # rule id -> clause (file:line)
+    rules: Mapping[str, str]  # rule id -> clause (document, date, article)
     calls: CallsConfig
     accounts: AccountsConfig
     emergency: EmergencyConfig
@@ -317,9 +327,9 @@ def _read(doc: ConfigText) -> PolicyConfig:
     for rid, clause in rules_t.items():
         if not re.fullmatch(r"R-[A-Z]+-[0-9]+", rid):
             raise r.error(["rules", rid], "a rule id looks like R-CALLS-1")
-        if not isinstance(clause, str) or not re.fullmatch(r"\d{3}_[0-9a-f]{16}\.txt:\d+", clause):
-            raise r.error(["rules", rid], f"must be a clause such as "
-                          f"'002_cfc2353edc9d17c2.txt:465', got {clause!r}")
+        if not isinstance(clause, str) or not CLAUSE_RE.fullmatch(clause):
+            raise r.error(["rules", rid], f"must be a clause such as {CLAUSE_EXAMPLE!r} "
+                          f"(document, version date, article), got {clause!r}")
         rules[rid] = clause
     for rid in RULE_IDS:
         if rid not in rules:

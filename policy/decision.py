@@ -3,8 +3,9 @@
 A decision says what the edge must do (allow, reject with a SIP status, route to the emergency
 route with the caller's location, nothing) and what else goes with it: notices to play before
 connecting, recording commands, warnings for the user or the admin, a maximum duration. It
-names the rule (id from TERMS-DIGEST.md) and the clause (seed file:line) that decided it, so
-that every decision can be written to the audit log as evidence.
+names the rule (its id, as in docs/TERMS.md) and the clause of the terms of service that decided
+it (document and article, e.g. "Terms of service, 22 January 2026, Annex 4, point 1"), so that
+every decision can be written to the audit log as evidence.
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@ The ledger changes only by applying ``LedgerEvent``s, the same way live and on r
 decides, turns each change into an event with a stable id (``rel:<call_id>``,
 ``contact:<account>:<month>:<number>``), applies it, and queues it for the store. The store
 keeps events by id, so writing one twice, or replaying the log after a restart, counts once.
-Everything here is plain data and arithmetic: no clock, no I/O.
+The ledger does not lean on that: applying an event it has already applied, again or after
+newer ones, changes nothing (a channel is taken once per call id and never after its end; the
+answer time, a recording's entry and the R-REC-4 clock keep their first value; suspensions,
+throttles and the recording option follow their latest change). tests/policy/
+test_ledger_replay.py checks this on its own. Everything here is plain data and arithmetic: no
+clock, no I/O.
 
 What does not survive a restart on purpose (soft state, rebuilt by the phones): registrations,
 the recent-attempt history of the automated-dialing heuristic, notices not yet played.
@@ -63,6 +68,8 @@ class ActiveCall:
     # call-scoped soft state
     notices_pending: tuple[str, ...] = ()
     recording: str = "none"  # none | pending | on | objected | stopped
+    # its recording was deleted while the call was up (objection): a replayed start is ignored
+    recording_deleted: bool = False
 
 
 @dataclass
@@ -91,6 +98,9 @@ class Ledger:
     throttled_until: dict[str, float] = field(default_factory=dict)
     recordings: dict[str, RecordingEntry] = field(default_factory=dict)
     option_off: dict[str, float] = field(default_factory=dict)  # "user:<id>"/"account:<id>"
+    # time of the latest change per suspended account, throttled user, recording-option scope:
+    # an older event applied after a newer one (a replay, a retried commit) changes nothing
+    last_change: dict[str, float] = field(default_factory=dict)
     applied: int = 0
 
     # -- queries -------------------------------------------------------------------------------
@@ -130,6 +140,7 @@ class Ledger:
             "recordings": {k: (v.call_id, v.started_at, v.ended_at)
                            for k, v in self.recordings.items()},
             "option_off": dict(self.option_off),
+            "last_change": dict(self.last_change),
         }
 
 
@@ -154,6 +165,7 @@ def to_snapshot(led: Ledger) -> dict[str, Any]:
         "throttled_until": dict(led.throttled_until),
         "recordings": [vars(r) for r in led.recordings.values()],
         "option_off": dict(led.option_off),
+        "last_change": dict(led.last_change),
         "applied": led.applied,
     }
 
@@ -176,6 +188,7 @@ def from_snapshot(snap: Mapping[str, Any]) -> Ledger:
     led.throttled_until = {str(k): float(v) for k, v in snap["throttled_until"].items()}
     led.recordings = {r["recording_id"]: RecordingEntry(**r) for r in snap["recordings"]}
     led.option_off = {str(k): float(v) for k, v in snap["option_off"].items()}
+    led.last_change = {str(k): float(v) for k, v in snap.get("last_change", {}).items()}
     led.applied = int(snap["applied"])
     return led
 
@@ -234,12 +247,22 @@ def _breach(led: Ledger, ev: LedgerEvent) -> None:
     led.breach_days.setdefault((ev.s("account_id"), ev.s("month")), set()).add(ev.s("day"))
 
 
+def _latest(led: Ledger, key: str, ev: LedgerEvent) -> bool:
+    """Whether ``ev`` is not older than the last change of ``key`` (and record it if so)."""
+    if ev.at < led.last_change.get(key, float("-inf")):
+        return False
+    led.last_change[key] = ev.at
+    return True
+
+
 def _suspended(led: Ledger, ev: LedgerEvent) -> None:
-    led.suspended_until[ev.s("account_id")] = ev.f("until")
+    if _latest(led, f"suspension:{ev.s('account_id')}", ev):
+        led.suspended_until[ev.s("account_id")] = ev.f("until")
 
 
 def _lifted(led: Ledger, ev: LedgerEvent) -> None:
-    led.suspended_until.pop(ev.s("account_id"), None)
+    if _latest(led, f"suspension:{ev.s('account_id')}", ev):
+        led.suspended_until.pop(ev.s("account_id"), None)
 
 
 def _contact(led: Ledger, ev: LedgerEvent) -> None:
@@ -251,25 +274,33 @@ def _trial_user(led: Ledger, ev: LedgerEvent) -> None:
 
 
 def _throttled(led: Ledger, ev: LedgerEvent) -> None:
-    led.throttled_until[ev.s("user_id")] = ev.f("until")
+    if _latest(led, f"throttle:{ev.s('user_id')}", ev):
+        led.throttled_until[ev.s("user_id")] = ev.f("until")
 
 
 def _rec_started(led: Ledger, ev: LedgerEvent) -> None:
     rid = ev.s("recording_id")
-    if rid not in led.recordings:
-        led.recordings[rid] = RecordingEntry(rid, ev.s("call_id"), ev.s("user_id"),
-                                             ev.s("account_id"), ev.at)
-        call = led.calls.get(ev.s("call_id"))
-        if call is None:
-            led.recordings[rid].ended_at = ev.at
+    call = led.calls.get(ev.s("call_id"))
+    # A recording starts during its call, once: applied again after the call ended, or after
+    # an objection deleted it, it is a replay and changes nothing.
+    if rid in led.recordings or call is None or call.recording_deleted:
+        return
+    led.recordings[rid] = RecordingEntry(rid, ev.s("call_id"), ev.s("user_id"),
+                                         ev.s("account_id"), ev.at)
 
 
 def _rec_deleted(led: Ledger, ev: LedgerEvent) -> None:
-    led.recordings.pop(ev.s("recording_id"), None)
+    rid = ev.s("recording_id")
+    rec = led.recordings.pop(rid, None)
+    call = led.calls.get(rec.call_id if rec is not None else rid)
+    if call is not None:
+        call.recording_deleted = True
 
 
 def _rec_option(led: Ledger, ev: LedgerEvent) -> None:
     scope = ev.s("scope")
+    if not _latest(led, f"option:{scope}", ev):
+        return
     if ev.b("enabled"):
         led.option_off.pop(scope, None)
     else:

@@ -1,7 +1,8 @@
 """``softphone edge``: the PBX edge process (registrar + B2BUA with anchored media).
 
-Start-up order: validate the whole configuration (nothing binds on a bad file), create the
-data directory, bind the SIP transports and the RTP allocator, then print how to register a
+Start-up order: validate the whole configuration (nothing binds on a bad file), create and
+lock the data directory (``edge.lock``: a second edge on it exits 2 naming the lock and the
+PID that holds it), bind the SIP transports and the RTP allocator, then print how to register a
 phone and place a first call. SIGINT/SIGTERM end every call (BYE both legs) and free every
 port before exiting.
 
@@ -37,6 +38,7 @@ from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
 from softphone.edge.config import load_edge_config as load_config
+from softphone.edge.datalock import DataDirBusy, lock_data_dir
 from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
@@ -630,6 +632,15 @@ def main(args: Any) -> int:
     except (ConfigError, PolicyConfigError) as exc:
         print(f"softphone edge: configuration error: {exc}", file=sys.stderr)
         return 2
+    try:  # one edge per data directory, locked before anything binds
+        lock = lock_data_dir(cfg.data_dir)
+    except DataDirBusy as exc:
+        print(f"softphone edge: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"softphone edge: cannot lock the data directory {cfg.data_dir}: {exc}",
+              file=sys.stderr)
+        return 1
     try:
         return run_loop(run(cfg, policy))
     except (OSError, TrunkError) as exc:
@@ -642,6 +653,8 @@ def main(args: Any) -> int:
             print(f"softphone edge: {exc}", file=sys.stderr)
             return 1
         raise
+    finally:
+        lock.close()
 
 
 def add_parser(sub: Any) -> None:

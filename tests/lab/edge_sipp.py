@@ -48,10 +48,12 @@ def call(sipp: Any, lab: Any, name: str, scenario: str, target: str, caller: str
 
 def media_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports: list[int],
                caller_phone: Any, callee_phone: Any, *, name: str = "c",
-               during: Any = None, scenario: str = "recording_uac.xml") -> tuple[Any, Any]:
+               during: Any = None, scenario: str = "recording_uac.xml",
+               uac_extra: list[str] | None = None) -> tuple[Any, Any]:
     """``caller`` calls ``callee`` (registered afresh as a sipp UAS); 12 s of talk, then BYE.
     Each phone's SDP names its test-owned RTP socket (``lab.rtp_phone.RtpPhone``);
-    ``during()`` runs while the call is up. Returns the (UAS, UAC) sipp processes."""
+    ``during()`` runs while the call is up; ``uac_extra``: more sipp options for the caller.
+    Returns the (UAS, UAC) sipp processes."""
     uas_port, reg_port, uac_port = ports
     uas = start_callee(sipp, lab, f"{name}uas", "recording_uas.xml", uas_port,
                        extra=["-set", "mport", str(callee_phone.port), "-m", "1"], wall=60)
@@ -60,7 +62,7 @@ def media_call(sipp: Any, lab: Any, target: str, caller: str, callee: str, ports
         target, "-sf", str(lab.scenarios / scenario), "-s", callee,
         "-i", "127.0.0.1", "-p", str(uac_port), "-au", caller, "-ap", f"demo-{caller}",
         "-set", "user", caller, "-set", "mport", str(caller_phone.port),
-        "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error"],
+        "-auth_uri", f"{callee}@{target}", "-m", "1", "-timeout_error", *(uac_extra or [])],
         trace_msg=True, wall=60)
     if during is not None:
         during()

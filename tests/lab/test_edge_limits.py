@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 from lab.edge_proc import EdgeProcess
+from softphone.policy.config import CLAUSE_RE
 
 from softphone.configfile import ConfigText
 
 pytestmark = pytest.mark.lab
 
 RTP = (21000, 21999)
-CLAUSE = re.compile(r"^\d{3}_[0-9a-f]{16}\.txt:\d+$")
 LOCATION = '{ country = "FR", city = "Paris", street = "Rue de Rivoli", number = "1", ' \
            'postcode = "75001" }'
 
@@ -197,7 +197,7 @@ def decisions(edge: EdgeProcess, rule: str, **match: Any) -> list[dict[str, Any]
     """Audited decisions of ``rule`` (with its clause) matching ``match``."""
     out = [a for a in audit(edge) if a.get("rule_id") == rule
            and all(a.get(k) == v for k, v in match.items())]
-    assert all(CLAUSE.match(a["clause"]) for a in out), out
+    assert all(CLAUSE_RE.fullmatch(a["clause"]) for a in out), out
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,3 +82,17 @@ def facts() -> Facts:
 @pytest.fixture()
 def policy_text() -> str:
     return POLICY_TOML.read_text(encoding="utf-8")
+
+
+@pytest.fixture()
+def thread_switch_every_microsecond() -> Iterator[None]:
+    """Make the interpreter switch threads about every microsecond instead of every 5 ms, so
+    that two threads racing through the guard really interleave inside a decision (with the
+    default interval one decision, a few hundred microseconds, runs whole in one time slice
+    and a race test passes even with the guard's lock removed)."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)

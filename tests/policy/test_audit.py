@@ -41,7 +41,7 @@ def test_every_decision_is_a_line_with_rule_and_clause(tmp_path, guard: PolicyGu
     lines = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [r["seq"] for r in lines] == [1, 2]
     assert lines[1]["rule_id"] == "R-CALLS-1" and lines[1]["clause"] == \
-        "002_cfc2353edc9d17c2.txt:465"
+        "Terms of service, 22 January 2026, Annex 4, point 5, paragraph 2"
     assert lines[1]["action"] == "reject" and lines[1]["sip_status"] == 403
     assert lines[0]["ts"] == "2026-01-21T10:00:00.000+00:00"
     assert [t for t, _ in seen] == ["policy/call_attempt"] * 2

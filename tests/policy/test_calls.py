@@ -16,7 +16,8 @@ def test_second_outbound_call_is_refused_with_a_reason(guard: PolicyGuard, facts
     d = guard.on_call_attempt(facts.call(u, call_id="c2"))
     assert d.action is Action.REJECT
     assert (d.sip_status, d.reason_phrase) == (403, "Simultaneous Call Limit Reached")
-    assert d.rule_id == "R-CALLS-1" and d.clause == "002_cfc2353edc9d17c2.txt:465"
+    assert d.rule_id == "R-CALLS-1"
+    assert d.clause == "Terms of service, 22 January 2026, Annex 4, point 5, paragraph 2"
     assert d.announcement == "call-limit" and "paid option" in (d.user_message or "")
     assert guard.held("alice") == 1
 
@@ -136,8 +137,11 @@ def test_ended_call_id_cannot_take_a_channel_again(guard: PolicyGuard, facts) ->
 
 
 @pytest.mark.timeout(60)
-def test_two_invites_at_the_same_instant_exactly_one_proceeds(config, facts) -> None:
-    """Threads released together by a barrier, 500 rounds: never two channels."""
+def test_two_invites_at_the_same_instant_exactly_one_proceeds(
+        config, facts, thread_switch_every_microsecond) -> None:
+    """Threads released together by a barrier, 500 rounds, switching threads about every
+    microsecond so that they interleave inside the decision: never two channels. (With the
+    guard's lock taken out of on_call_attempt, both are allowed within a few rounds.)"""
     u = facts.user()
     for rnd in range(500):
         guard = PolicyGuard(config)
@@ -155,7 +159,7 @@ def test_two_invites_at_the_same_instant_exactly_one_proceeds(config, facts) -> 
             t.start()
         for t in threads:
             t.join(5)
-        assert sorted(a.value for a in results) == ["allow", "reject"]
+        assert sorted(a.value for a in results) == ["allow", "reject"], f"round {rnd}: {results}"
         assert guard.held("alice") == 1
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from softphone.policy import PolicyConfigError, load_default, parse
-from softphone.policy.config import RULE_IDS
+from softphone.policy.config import CLAUSE_RE, RULE_IDS
 
 from softphone.configfile import ConfigText
 
-DIGEST = Path("/work/shared/TERMS-DIGEST.md")
+TERMS_MD = Path(__file__).resolve().parents[2] / "docs" / "TERMS.md"
+TERMS_ROW = re.compile(r"^\| (R-[A-Z]+-[0-9]+) \| ([^|]+?) \| ([^|]+?) \|$")
+CALLS_1 = "Terms of service, 22 January 2026, Annex 4, point 5, paragraph 2"
 
 
 def line_of(text: str, needle: str) -> int:
@@ -24,7 +26,7 @@ def line_of(text: str, needle: str) -> int:
 
 def test_shipped_config_loads_with_every_rule(config) -> None:
     assert set(RULE_IDS) <= set(config.rules)
-    assert config.rules["R-CALLS-1"] == "002_cfc2353edc9d17c2.txt:465"
+    assert config.rules["R-CALLS-1"] == CALLS_1
     assert config.emergency.eligible == {"FR", "BE", "CH", "GB", "IE", "DE", "NL", "PT", "ES",
                                          "IT", "SE", "AT"}
     assert set(config.emergency.codes["FR"]) == {"112", "15", "17", "18", "115", "114", "119",
@@ -39,14 +41,28 @@ def test_embedded_copy_is_the_file(config) -> None:
     assert load_default().rules == config.rules
 
 
-@pytest.mark.skipif(not DIGEST.exists(), reason="the terms digest is not in this checkout")
-def test_rule_ids_and_clauses_match_the_digest(config) -> None:
-    digest = DIGEST.read_text(encoding="utf-8")
+def terms_md_rows() -> dict[str, str]:
+    """docs/TERMS.md: rule id -> article, from its table (a rule listed twice is an error)."""
+    rows: dict[str, str] = {}
+    for line in TERMS_MD.read_text(encoding="utf-8").splitlines():
+        m = TERMS_ROW.match(line)
+        if m:
+            assert m.group(1) not in rows, f"{m.group(1)} is listed twice in docs/TERMS.md"
+            assert m.group(3).strip(), f"{m.group(1)}: no paraphrase in docs/TERMS.md"
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def test_every_rule_has_its_article_in_terms_md(config) -> None:
+    """Both ways: each rule of [rules] is in docs/TERMS.md with the same article, each row of
+    docs/TERMS.md is a rule of [rules]; every article is a clause by document and article."""
+    rows = terms_md_rows()
+    assert set(rows) == set(config.rules), (
+        f"only in configs/policy.toml: {sorted(set(config.rules) - set(rows))}; "
+        f"only in docs/TERMS.md: {sorted(set(rows) - set(config.rules))}")
     for rid, clause in config.rules.items():
-        entry = re.search(rf"\*\*\d+\. {re.escape(rid)} —(.*?)(?=\n\*\*\d+\. |\n### |\Z)", digest,
-                          re.S)
-        assert entry, f"{rid} is not in the digest"
-        assert f"`{clause}`" in entry.group(1), f"{rid}: {clause} is not one of its sources"
+        assert rows[rid] == clause, f"{rid}: policy.toml says {clause!r}, TERMS.md {rows[rid]!r}"
+        assert CLAUSE_RE.fullmatch(clause), clause
 
 
 @pytest.mark.parametrize("old,new,key,message", [
@@ -62,7 +78,7 @@ def test_rule_ids_and_clauses_match_the_digest(config) -> None:
     ("route = \"sip:sos@emergency.invalid\"", "route = \"sos\"", "emergency.route", "URI"),
     ("\"15\" = \"urn:service:sos.ambulance\"", "\"15\" = \"ambulance\"",
      "emergency.codes.FR.15", "urn:service:sos"),
-    ("\"R-CALLS-1\" = \"002_cfc2353edc9d17c2.txt:465\"", "\"R-CALLS-1\" = \"page 12\"",
+    (f"\"R-CALLS-1\" = \"{CALLS_1}\"", "\"R-CALLS-1\" = \"page 12\"",
      "rules.R-CALLS-1", "clause"),
     ("block_excluded = true", "block_excluded = 1", "limits.trial.block_excluded",
      "true or false"),

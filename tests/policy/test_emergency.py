@@ -143,7 +143,7 @@ def test_a_mobile_number_is_routed_best_effort_or_replaced_by_a_fixed_one(guard:
 def test_an_automated_agent_never_places_an_emergency_call(guard: PolicyGuard, facts) -> None:
     d = guard.on_call_attempt(facts.call(ready(facts), "112", automated_agent=True))
     assert d.action is Action.REJECT and d.rule_id == "R-EMERG-12"
-    assert d.clause == "002_cfc2353edc9d17c2.txt:544"
+    assert d.clause == "Terms of service, 22 January 2026, Annex 6, point a), paragraph 4"
 
 
 def test_no_recording_and_no_ai_on_an_emergency_call(guard: PolicyGuard, facts) -> None:

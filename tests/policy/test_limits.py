@@ -146,7 +146,7 @@ def test_smart_500_distinct_contacts_then_existing_ones_only(guard: PolicyGuard,
     assert len(guard.state.contacts[("acct-1", "2026-01")]) == 500
     refused = call_and_end(guard, facts, u, "+33199999999", T0 + 60000)
     assert refused.action is Action.REJECT and refused.rule_id == "R-LIMIT-4"
-    assert refused.clause == "002_cfc2353edc9d17c2.txt:280"
+    assert refused.clause == "Terms of service, 22 January 2026, Annex 1, paragraph 11"
     # an existing contact, dialed in its national form, is the same contact
     assert call_and_end(guard, facts, u, "0145000007", T0 + 60100).allowed
 

@@ -1,10 +1,14 @@
 """Two real sipp UACs fire an INVITE for the same user at the same instant: exactly one gets
 200, the other 486/403, on the wire.
 
-The edge does not exist yet, so the guard sits behind a deliberately hostile responder: a
-``ThreadingUDPServer`` that handles every datagram in its own thread, so the two INVITEs really
-race inside the guard (an asyncio edge would serialise them anyway). The responder is only test
-scaffolding: request line, Via/From/To/Call-ID/CSeq echoed, no transactions.
+The guard sits behind a deliberately hostile responder: a ``ThreadingUDPServer`` that handles
+every datagram in its own thread and holds each round's first INVITE until the second one has
+arrived too, then lets both into the guard at once, with the interpreter switching threads about
+every microsecond; so the two INVITEs really race inside the guard (the edge, on asyncio, would
+serialise them anyway). Without that the two sipp processes, started a few milliseconds apart,
+were decided one after the other and the test passed with the guard's lock removed; now it fails
+then within a few rounds. The responder is only test scaffolding: request line,
+Via/From/To/Call-ID/CSeq echoed, retransmitted INVITEs answered from memory, no transactions.
 """
 
 from __future__ import annotations
@@ -112,6 +116,10 @@ class Responder(socketserver.ThreadingUDPServer):
         self.user = user
         self.lock = threading.Lock()
         self.decisions: list[tuple[str, Action, int | None]] = []
+        # both INVITEs of a round wait here, then enter the guard together
+        self.gate = threading.Barrier(2, timeout=10)
+        self.replies: dict[str, bytes | None] = {}  # INVITE call id -> its reply, once sent
+        self.errors: list[str] = []
 
 
 class _Handler(socketserver.DatagramRequestHandler):
@@ -122,6 +130,19 @@ class _Handler(socketserver.DatagramRequestHandler):
         method = msg.split(" ", 1)[0]
         call_id = header(msg, "Call-ID")
         if method == "INVITE":
+            with self.server.lock:
+                retransmission = call_id in self.server.replies
+                cached = self.server.replies.setdefault(call_id, None)
+            if retransmission:
+                if cached is not None:
+                    self.wfile.write(cached)
+                return  # still being decided by the first copy's thread
+            try:
+                self.server.gate.wait()
+            except threading.BrokenBarrierError:
+                with self.server.lock:
+                    self.server.errors.append(f"{call_id}: no second INVITE within 10 s")
+                return
             d = self.server.guard.on_call_attempt(CallAttempt(
                 call_id, self.server.user, f"sipp-{self.client_address[1]}", DeviceClass.SIP,
                 Direction.OUTBOUND, "0145678901", "+33187654321", T0))
@@ -140,8 +161,11 @@ class _Handler(socketserver.DatagramRequestHandler):
                  f"Via: {header(msg, 'Via')}\r\nFrom: {header(msg, 'From')}\r\nTo: {to}\r\n"
                  f"Call-ID: {call_id}\r\nCSeq: {header(msg, 'CSeq')}\r\n"
                  f"Contact: <sip:bob@127.0.0.1:{self.server.server_address[1]}>\r\n"
-                 f"Content-Length: 0\r\n\r\n")
-        self.wfile.write(reply.encode())
+                 f"Content-Length: 0\r\n\r\n").encode()
+        if method == "INVITE":
+            with self.server.lock:
+                self.server.replies[call_id] = reply
+        self.wfile.write(reply)
 
 
 def free_port() -> int:
@@ -151,7 +175,8 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(120)
-def test_two_sipp_invites_at_once_exactly_one_proceeds(config, tmp_path: Path) -> None:
+def test_two_sipp_invites_at_once_exactly_one_proceeds(config, tmp_path: Path,
+                                                      thread_switch_every_microsecond) -> None:
     scenario = tmp_path / "race.xml"
     scenario.write_text(SCENARIO)
     guard = PolicyGuard(config)
@@ -161,7 +186,8 @@ def test_two_sipp_invites_at_once_exactly_one_proceeds(config, tmp_path: Path) -
     serving.start()
     procs: list[subprocess.Popen[str]] = []
     try:
-        for rnd in range(8):
+        for rnd in range(16):
+            server.gate.reset()
             traces = [tmp_path / f"r{rnd}-{n}.log" for n in range(2)]
             cmds = [["sipp", f"127.0.0.1:{server.server_address[1]}", "-sf", str(scenario),
                      "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1", "-nostdin",
@@ -174,7 +200,8 @@ def test_two_sipp_invites_at_once_exactly_one_proceeds(config, tmp_path: Path) -
                 assert p.returncode == 0, err
             with server.lock:
                 mine = server.decisions[-2:]
-            assert sorted(a.value for _, a, _ in mine) == ["allow", "reject"], mine
+                assert not server.errors, server.errors
+            assert sorted(a.value for _, a, _ in mine) == ["allow", "reject"], (rnd, mine)
             wire = [t.read_text() for t in traces]
             got_200 = sum("SIP/2.0 200 OK" in w and "CSeq: 1 INVITE" in w for w in wire)
             refused = sum(bool(re.search(r"SIP/2\.0 (486|403) ", w)) for w in wire)

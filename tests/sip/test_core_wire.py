@@ -46,7 +46,7 @@ def capture(port: int, seconds: float) -> tuple[subprocess.Popen[str], list[str]
     assert proc.stderr is not None
     end = time.monotonic() + 10
     seen = ""
-    while "Capturing on" not in seen:  # ready only once it says so (LAB.md §7)
+    while "Capturing on" not in seen:  # ready only once it says so
         if time.monotonic() > end or proc.poll() is not None:
             raise AssertionError(f"tshark did not start: {seen}")
         if select.select([proc.stderr], [], [], 0.1)[0]:

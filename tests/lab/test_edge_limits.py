@@ -357,6 +357,7 @@ def test_outbound_limits_through_the_trunk(tmp_path: Path, lab: Any, sipp: Any) 
 STATES = {  # state: (rule, reason of the outbound refusal, REGISTER status)
     "billing_suspended": ("R-BILL-10", "Account Suspended", 200),
     "terminated": ("R-LIFE-5", "Account Terminated", 403),
+    "pending_kyc": ("R-LIMIT-8", "Account Suspended", 200),  # identity proofs not provided
     "unlimited_suspended": ("R-LIMIT-3", "", 200),
 }
 

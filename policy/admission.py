@@ -133,16 +133,21 @@ class CallAdmission:
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None) -> list[Decision]:
+                        presented: str | None = None,
+                        caller_local: bool = True) -> list[Decision]:
         """Every decision taken on a new call, the caller's side first; a refusal or an
         emergency route, when there is one, is the last. The allowed ones carry what the edge
         must still do with a call that goes ahead: ``billable``, ``strip_media``, warnings.
 
         ``media`` are the offer's m-lines (R-TECH-9); ``presented`` the caller ID shown to the
         other end (R-CLI-1/2, R-EMERG-4), by default the caller's first number, else its name.
+        ``caller_local`` False: the call came from outside (the trunk), ``caller`` is only the
+        number the other network put in From; even when it is a local user's name, the call
+        is no call of that user (it takes none of its channels, counts toward none of its
+        limits): only the callee's inbound side is decided.
         """
         out_id, in_id = self.leg_ids(call_id)
-        caller_user = self.users(caller)
+        caller_user = self.users(caller) if caller_local else None
         callee_user = self.users(callee)
         taken: list[Decision] = []
         if caller_user is not None:

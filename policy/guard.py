@@ -311,7 +311,8 @@ class PolicyGuard:
         self._mark_trial_user(a.user, a.now)
         self._acquire(a, emergency=False, trial=trial_counted, fair_use=False, short_calls=False)
         d = self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", strip_media=strip,
-                    counters=(self._channel_bump(a.user),), **base)
+                    counters=(self._channel_bump(a.user),),
+                    details=(("direction", a.direction.value),), **base)
         self._allowed[a.call_id] = d
         return d
 

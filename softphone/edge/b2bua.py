@@ -185,9 +185,11 @@ class CallGuard(Protocol):
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None) -> list[Decision]:
+                        presented: str | None = None,
+                        caller_local: bool = True) -> list[Decision]:
         """Every decision on a new call, caller's side first, a refusal last; the allowed
-        ones say what goes with the call (billable, m-lines to refuse, warnings)."""
+        ones say what goes with the call (billable, m-lines to refuse, warnings).
+        ``caller_local`` False (from the trunk): From names no local user's call."""
         ...
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
@@ -626,7 +628,8 @@ class B2BUA:
         if self.guard is not None and not is_app:
             allowed = self.guard.admit_decisions(
                 req.call_id, caller, target, inbound_local=direction == "local", now=now,
-                media=media_lines(offer), presented=self._presented(caller, from_trunk))
+                media=media_lines(offer), presented=self._presented(caller, from_trunk),
+                caller_local=not from_trunk)  # where it came from decides, not From
             refusal = next((d for d in allowed if not d.allowed), None)
             if refusal is not None:
                 self._refuse(txn, refusal, 403 if refusal is allowed[0] else 486,

@@ -1,0 +1,86 @@
+"""Whose call the guard decides, and what it counts, on the wire with sipp.
+
+The edge decides a call for the user it belongs to: an INVITE from the trunk's address is an
+inbound call to the callee whatever its From says (a provider, or someone who got through it,
+may show a local extension's name there), and a call the edge itself refuses after the guard
+admitted it (no common codec: 488, no media port: 503) is no call of the user's at all. The
+helpers (edge and policy files, sipp phones, the audit) are those of test_edge_limits.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab import edge_sipp
+from lab.test_edge_limits import (
+    audit,
+    decisions,
+    dial,
+    edge_file,
+    finals,
+    policy_file,
+    start_edge,
+    trunk_user,
+    wait_for,
+)
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.mark.timeout(90)
+def test_a_trunk_call_showing_a_local_extension_is_inbound_to_the_callee(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """The provider calls 1002's DID with ``From: <sip:1001@...>``: 1002's phone rings and
+    answers; 1001's channel is not taken (1001 calls 1003 while that call is up: 200), and
+    the audit has one inbound decision for 1002 and none for 1001 but its own call."""
+    trunk_port, phone2, phone3, reg2, reg3 = lab.take_ports(5)
+    media = lab.take_ports(4)[0]  # sipp's audio and video RTP/RTCP: four ports from there
+    policy = policy_file(tmp_path / "policy.toml", {})
+    cfg = edge_file(tmp_path / "edge.toml", {}, [
+        trunk_user("1001", "+33123450001"), trunk_user("1002", "+33123450002"),
+        {"ext": "1003"}])
+    edge = start_edge(tmp_path, lab, cfg, policy, trunk_port=trunk_port)
+    target = f"127.0.0.1:{edge.sip_port}"
+    try:
+        uas2 = sipp.start("uas1002", ["-sf", str(lab.scenarios / "edge_uas_answer.xml"),
+                                      "-i", "127.0.0.1", "-p", str(phone2), "-m", "1"],
+                          wall=60, trace_msg=True)
+        lab.wait_udp_listening(phone2)
+        edge_sipp.register(sipp, lab, target, "1002", phone2, reg2)
+        uas3 = edge_sipp.start_callee(sipp, lab, "uas1003", "edge_uas_answer.xml", phone3,
+                                      extra=["-m", "1"])
+        edge_sipp.register(sipp, lab, target, "1003", phone3, reg3)
+        spoof = sipp.start("spoof", [target, "-sf",
+                                     str(lab.scenarios / "trunk_inbound_hold.xml"),
+                                     "-s", "+33123450002", "-i", "127.0.0.1",
+                                     "-p", str(trunk_port), "-mi", "127.0.0.1",
+                                     "-mp", str(media), "-set", "cli", "1001", "-d", "5000",
+                                     "-m", "1", "-timeout_error"], wall=30, trace_msg=True)
+        up = wait_for(lambda: (edge.status() or {}).get("live_calls") == 1, 10)
+        assert up, spoof.errors() + spoof.messages()[-3000:] + edge.log()[-3000:]
+        # 1001 places its own call while "1001" is calling 1002 from the trunk
+        (own,) = dial(sipp, lab, edge, "own", "1001", "1003")
+        assert spoof.wait(30) == 0, spoof.errors() + edge.log()[-3000:]
+        assert uas2.wait(10) == 0, uas2.errors()
+        assert uas3.wait(10) == 0, uas3.errors()
+        edge.wait_idle()
+    finally:
+        edge.stop()
+    (answered,) = finals(spoof.messages(), "INVITE", cseq=1)
+    assert answered.status == 200, answered
+    assert own.status == 200, own
+    # 1002's phone got the edge's INVITE showing the number the provider gave
+    rung = uas2.messages()
+    assert "INVITE sip:1002@" in rung and "<sip:1001@" in rung, rung[:2000]
+    attempts = [a for a in audit(edge) if a.get("point") == "call_attempt"]
+    mine = [a for a in attempts if a.get("user_id") == "1001"]
+    assert [a["call_id"].endswith("/caller") for a in mine] == [True], attempts
+    assert mine[0]["action"] == "allow", mine
+    (inbound,) = decisions(edge, "R-CALLS-1", point="call_attempt", user_id="1002")
+    assert inbound["action"] == "allow" and inbound["call_id"].endswith("/callee"), inbound
+    assert inbound["details"] == {"direction": "inbound"}, inbound
+    # the trunk call's record: 1002 called from outside, 1001 only the number shown
+    spoofed = [c for c in edge.calls() if c["callee"] == "1002"]
+    assert [(c["caller"], c["status"]) for c in spoofed] == [("1001", 200)], spoofed

@@ -221,6 +221,17 @@ class CallAdmission:
                 self.guard.on_keepalive(leg, now)
         return [self.record(d) for d in self.guard.sweep(now)]
 
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        """The edge refused the call after the guard admitted it (488 no common codec, 503
+        no media port, 480 nobody to ring): both sides' channels are given back at once and
+        nothing is counted (no short call: the call was never placed)."""
+        out = []
+        for leg in self.leg_ids(call_id):
+            d = self.guard.on_call_end(leg, now, EndReason.NOT_PLACED)
+            if d.audited:
+                out.append(self.record(d))
+        return out
+
     def released(self, call_id: str, *, answered: bool, duration: float,
                  now: float) -> list[Decision]:
         """The edge call is over. ``answered``/``duration`` are the edge's view; the guard

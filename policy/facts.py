@@ -60,6 +60,8 @@ class EndReason(enum.Enum):
     ERROR = "error"
     STALE = "stale"  # no sign of life for [calls] stale_after_s: released by the sweep
     RESTART = "restart"  # the edge restarted while the call was up
+    NOT_PLACED = "not_placed"  # the edge refused it after the guard admitted it (no common
+    # codec: 488, no media port: 503): the call never left, it is no short call
 
 
 @dataclass(frozen=True)

@@ -724,13 +724,16 @@ class PolicyGuard:
     def on_call_end(self, call_id: str, now: float,
                     reason: EndReason = EndReason.HANGUP) -> Decision:
         """The user's call is over (any reason): release its channel, count it. Idempotent:
-        a second end, or the end of a call that never got a channel, releases nothing."""
+        a second end, or the end of a call that never got a channel, releases nothing.
+        A restart (durations unknown) and a call the edge did not place (``NOT_PLACED``)
+        release without counting: no short call, no talk time."""
         self._check_time(now)
         with self._lock:
             call = self.state.calls.get(call_id)
             if call is None:
                 return self._unknown(call_id, "call_end")
-            return self._release(call, now, reason, count=reason is not EndReason.RESTART)
+            return self._release(call, now, reason, count=reason not in (
+                EndReason.RESTART, EndReason.NOT_PLACED))
 
     def _release(self, call: ActiveCall, now: float, reason: EndReason, *,
                  count: bool) -> Decision:

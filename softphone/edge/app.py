@@ -89,6 +89,9 @@ class WallClockGuard:
         return self.admission.released(call_id, answered=answered, duration=duration,
                                        now=time.time())
 
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        return self.admission.refused(call_id, now=time.time())
+
     def answered(self, call_id: str, now: float) -> list[Decision]:
         return self.admission.answered(call_id, time.time())
 

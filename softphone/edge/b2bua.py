@@ -153,6 +153,10 @@ class CallGuard(Protocol):
         """The call is over: the decisions, with what to do with its recordings."""
         ...
 
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        """The edge refused an admitted call before placing it: channels back, no count."""
+        ...
+
     def answered(self, call_id: str, now: float) -> list[Decision]:
         """The call is answered: per side, the notices to play first (``Notice``)."""
         ...
@@ -920,8 +924,9 @@ class B2BUA:
             self._play_notices(call)
 
     def _release_guard(self, call_id: str, now: float) -> None:
+        """An admitted call refused here (488, 503, 480) was never placed: not a short call."""
         if self.guard is not None:
-            self.guard.released(call_id, answered=False, duration=0.0, now=now)
+            self.guard.refused(call_id, now=now)
 
     def _prepare_b(self, call: Call) -> bytes:
         """Leg b's SDP offer (on its reserved pair), Call-ID and tag; returns the body."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from lab import edge_sipp
+from lab.edge_proc import EdgeProcess
 from lab.test_edge_limits import (
     audit,
     decisions,
@@ -21,6 +22,8 @@ from lab.test_edge_limits import (
     edge_file,
     finals,
     policy_file,
+    provider,
+    provider_numbers,
     start_edge,
     trunk_user,
     wait_for,
@@ -84,3 +87,55 @@ def test_a_trunk_call_showing_a_local_extension_is_inbound_to_the_callee(
     # the trunk call's record: 1002 called from outside, 1001 only the number shown
     spoofed = [c for c in edge.calls() if c["callee"] == "1002"]
     assert [(c["caller"], c["status"]) for c in spoofed] == [("1001", 200)], spoofed
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("status", [488, 503])
+def test_a_call_the_edge_refuses_after_admission_is_no_short_call(
+        tmp_path: Path, lab: Any, sipp: Any, status: int) -> None:
+    """One short call a day suspends (threshold 1, ``>=``, one breach day). 1001 dials out
+    twice and the guard admits both, but the edge refuses them itself: 488 (an offer of G.729
+    only) or 503 (an RTP range of one port pair, a call needs two). Neither is a short call
+    nor holds 1001's channel: the third call is admitted at once (488 case: answered by the
+    provider, not charged; 503 case: 503 again, not a suspension's 403), no breach day."""
+    (trunk_port,) = lab.take_ports(1)
+    policy = policy_file(tmp_path / "policy.toml", {"limits.short_calls": {
+        "threshold": "1", "comparator": '">="', "warn_at_days": "[]", "suspend_at_days": "1"}})
+    cfg = edge_file(tmp_path / "edge.toml", {}, [trunk_user("1001", "+33123450001")])
+    if status == 503:
+        (edge_port,) = lab.take_ports(1)
+        edge = EdgeProcess(tmp_path / "edge", edge_port, (21000, 21001), extra=[
+            "--config", str(cfg), "--policy", str(policy),
+            "--trunk", f"sip:127.0.0.1:{trunk_port}"]).start()
+    else:
+        edge = start_edge(tmp_path, lab, cfg, policy, trunk_port=trunk_port)
+    try:
+        prov = provider(sipp, lab, edge, trunk_port)
+        refused = dial(sipp, lab, edge, "refused", "1001", "+33123456789", calls=2,
+                       scenario="limits_uac_nocodec.xml" if status == 488 else "limits_uac.xml")
+        (after,) = dial(sipp, lab, edge, "after", "1001", "+33123456788", hold_ms=1000)
+        edge.wait_idle()
+    finally:
+        edge.stop()
+    prov.stop()
+    assert [m.status for m in refused] == [status, status], refused
+    if status == 488:
+        assert after.status == 200, after
+        assert provider_numbers(prov) == ["+33123456788"], prov.logs()
+        (rec,) = [c for c in edge.calls() if c["status"] == 200]
+        assert rec["billable"] is False and rec["policy"] == [], rec
+    else:
+        assert after.status == 503, after
+        assert provider_numbers(prov) == []
+    # the audit: each refused call admitted, then given back at once, not counted
+    ends = [a for a in audit(edge) if a.get("point") == "call_end" and a.get("user_id") == "1001"]
+    assert len(ends) == 3, ends
+    for end in ends[:2]:
+        assert end["details"]["reason"] == "not_placed", end
+        assert end["details"]["short"] == "False" and "warnings" not in end, end
+        (admitted,) = [a for a in audit(edge) if a.get("point") == "call_attempt"
+                       and a.get("call_id") == end["call_id"]]
+        assert admitted["action"] == "allow", admitted
+        assert end["seq"] == admitted["seq"] + 1, (admitted, end)  # nothing in between
+    # no breach day before the third call (its own end, 1 s of talk, may make one)
+    assert not decisions(edge, "R-LIMIT-1", action="reject")

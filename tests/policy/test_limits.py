@@ -56,6 +56,21 @@ def test_unanswered_call_counts_by_setup_time(guard: PolicyGuard, facts) -> None
     assert ("short", "False") in guard.on_call_end("rang-long", T0 + 80).details
 
 
+def test_a_call_the_edge_did_not_place_is_no_short_call(guard: PolicyGuard, facts) -> None:
+    """Admitted, then refused by the edge itself (488 no codec, 503 no port): the channel is
+    back at once and nothing is counted; the same end as a hang-up would count."""
+    from softphone.policy import EndReason
+
+    u = facts.user()
+    guard.on_call_attempt(facts.call(u, call_id="no-codec", now=T0))
+    d = guard.on_call_end("no-codec", T0 + 0.01, EndReason.NOT_PLACED)
+    assert dict(d.details)["short"] == "False" and dict(d.details)["reason"] == "not_placed"
+    assert guard.held("alice") == 0 and not d.warnings
+    assert guard.state.short_user_day.get(("alice", "2026-01-21"), 0) == 0
+    guard.on_call_attempt(facts.call(u, call_id="hung-up", now=T0 + 1))
+    assert dict(guard.on_call_end("hung-up", T0 + 1.01).details)["short"] == "True"
+
+
 def test_inbound_calls_are_not_short_calls(guard: PolicyGuard, facts) -> None:
     u = facts.user()
     guard.on_call_attempt(facts.call(u, "+33187654321", call_id="in", presented="+33145678901",

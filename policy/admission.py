@@ -134,7 +134,7 @@ class CallAdmission:
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
-                        caller_local: bool = True) -> list[Decision]:
+                        caller_local: bool = True, user_agent: str = "") -> list[Decision]:
         """Every decision taken on a new call, the caller's side first; a refusal or an
         emergency route, when there is one, is the last. The allowed ones carry what the edge
         must still do with a call that goes ahead: ``billable``, ``strip_media``, warnings.
@@ -144,7 +144,8 @@ class CallAdmission:
         ``caller_local`` False: the call came from outside (the trunk), ``caller`` is only the
         number the other network put in From; even when it is a local user's name, the call
         is no call of that user (it takes none of its channels, counts toward none of its
-        limits): only the callee's inbound side is decided.
+        limits): only the callee's inbound side is decided. ``user_agent``: the caller's
+        User-Agent header (R-ACCT-2, as at REGISTER).
         """
         out_id, in_id = self.leg_ids(call_id)
         caller_user = self.users(caller) if caller_local else None
@@ -154,7 +155,8 @@ class CallAdmission:
             shown = presented or (caller_user.numbers[0] if caller_user.numbers else caller)
             d = self.record(self.guard.on_call_attempt(CallAttempt(
                 out_id, caller_user, "edge", self.device_class, Direction.OUTBOUND, callee,
-                shown, now, media=media, internal=inbound_local and callee_user is not None)))
+                shown, now, media=media, internal=inbound_local and callee_user is not None,
+                user_agent=user_agent)))
             taken.append(d)
             if not d.allowed or d.action is Action.ROUTE_EMERGENCY:
                 return taken

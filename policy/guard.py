@@ -6,7 +6,7 @@ and the caller writes each decision to the audit log (softphone.audit).
 
 Order of the rules on a new outbound call (the first that refuses decides):
   emergency number (recognised first; never blocked by anything below) ->
-  account state -> trial seats -> channel limit -> MRCP -> number class -> automated dialing
+  account state -> switch/PBX User-Agent -> trial seats -> channel limit -> MRCP -> number class -> automated dialing
   throttle -> short-call suspension -> trial exclusions and minutes -> SMART contacts ->
   caller-ID billing (flag only).
 
@@ -156,16 +156,9 @@ class PolicyGuard:
             if refused is not None:
                 return refused
             warnings: list[PolicyWarning] = []
-            ua = reg.user_agent.lower()
-            pbx = next((p for p in self.config.accounts.pbx_user_agents if p.lower() in ua), None)
-            if pbx is not None:
-                if self.config.accounts.pbx_action == "reject":
-                    return self._d(Action.REJECT, "R-ACCT-2", "registration", sip_status=403,
-                                   reason_phrase="Switches Not Allowed",
-                                   details=(("user_agent", reg.user_agent),), **base)
-                warnings.append(self._w("R-ACCT-2", f"registration from a switch or PBX "
-                                        f"({pbx}): accounts may not be used behind one",
-                                        Audience.ADMIN))
+            refused = self._pbx_gate(reg.user_agent, "registration", warnings, base)
+            if refused is not None:
+                return refused
             place = self.place_of(reg.source_ip)
             live = self._bindings.setdefault(user.user_id, {})
             for dev in [d for d, b in live.items() if b.expires_at <= reg.now]:
@@ -186,6 +179,24 @@ class PolicyGuard:
             return self._d(Action.ALLOW, "R-ACCT-1", "registration", warnings=tuple(warnings),
                            details=(("devices", str(len(live))), ("places", str(len(places))),
                                     ("device_class", reg.device_class.value)), **base)
+
+    def _pbx_gate(self, user_agent: str, point: str, warnings: list[PolicyWarning],
+                  base: dict[str, Any]) -> Decision | None:
+        """R-ACCT-2: a switch's or PBX's User-Agent, at REGISTER and on every outbound
+        INVITE alike (a PBX that never registers but calls is the same PBX): refused with
+        ``pbx_action = "reject"``, else an admin warning."""
+        ua = user_agent.lower()
+        pbx = next((p for p in self.config.accounts.pbx_user_agents if p.lower() in ua), None)
+        if pbx is None:
+            return None
+        if self.config.accounts.pbx_action == "reject":
+            return self._d(Action.REJECT, "R-ACCT-2", point, sip_status=403,
+                           reason_phrase="Switches Not Allowed",
+                           details=(("user_agent", user_agent),), **base)
+        what = "registration" if point == "registration" else "call"
+        warnings.append(self._w("R-ACCT-2", f"{what} from a switch or PBX ({pbx}): accounts "
+                                f"may not be used behind one", Audience.ADMIN))
+        return None
 
     def registered_devices(self, user_id: str, now: float) -> list[str]:
         with self._lock:
@@ -239,14 +250,16 @@ class PolicyGuard:
         if info.kind is NumberKind.EMERGENCY:
             return self._emergency(a, info)
         self._note_attempt(a)
-        refused = (self._state_gate(a) or self._trial_seat(a.user, a.now, "call_attempt", a)
+        warnings: list[PolicyWarning] = []
+        refused = (self._state_gate(a)
+                   or self._pbx_gate(a.user_agent, "call_attempt", warnings, self._base(a))
+                   or self._trial_seat(a.user, a.now, "call_attempt", a)
                    or self._channel_gate(a))
         if refused is not None:
             return refused
         strip, refused = self._mrcp(a)
         if refused is not None:
             return refused
-        warnings: list[PolicyWarning] = []
         if not a.internal:
             refused = self._number_gate(a, info, warnings)
             if refused is not None:

@@ -120,11 +120,11 @@ class WallClockGuard:
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
-                        caller_local: bool = True) -> list[Decision]:
+                        caller_local: bool = True, user_agent: str = "") -> list[Decision]:
         return self.admission.admit_decisions(call_id, caller, callee,
                                               inbound_local=inbound_local, now=time.time(),
                                               media=media, presented=presented,
-                                              caller_local=caller_local)
+                                              caller_local=caller_local, user_agent=user_agent)
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
                    user_agent: str, webrtc: bool, now: float) -> Decision | None:

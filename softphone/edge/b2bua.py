@@ -190,10 +190,11 @@ class CallGuard(Protocol):
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
-                        caller_local: bool = True) -> list[Decision]:
+                        caller_local: bool = True, user_agent: str = "") -> list[Decision]:
         """Every decision on a new call, caller's side first, a refusal last; the allowed
         ones say what goes with the call (billable, m-lines to refuse, warnings).
-        ``caller_local`` False (from the trunk): From names no local user's call."""
+        ``caller_local`` False (from the trunk): From names no local user's call.
+        ``user_agent``: the caller's User-Agent (a PBX is refused as at REGISTER)."""
         ...
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
@@ -633,7 +634,8 @@ class B2BUA:
             allowed = self.guard.admit_decisions(
                 req.call_id, caller, target, inbound_local=direction == "local", now=now,
                 media=media_lines(offer), presented=self._presented(caller, from_trunk),
-                caller_local=not from_trunk)  # where it came from decides, not From
+                caller_local=not from_trunk,  # where it came from decides, not From
+                user_agent=req.headers.get("user-agent") or "")
             refusal = next((d for d in allowed if not d.allowed), None)
             if refusal is not None:
                 self._refuse(txn, refusal, 403 if refusal is allowed[0] else 486,

@@ -139,3 +139,47 @@ def test_a_call_the_edge_refuses_after_admission_is_no_short_call(
         assert end["seq"] == admitted["seq"] + 1, (admitted, end)  # nothing in between
     # no breach day before the third call (its own end, 1 s of talk, may make one)
     assert not decisions(edge, "R-LIMIT-1", action="reject")
+
+
+def dial_as(sipp: Any, lab: Any, edge: Any, name: str, caller: str, number: str,
+            user_agent: str) -> Any:
+    """``caller`` dials ``number`` from a phone that says ``User-Agent: user_agent``; the
+    edge's final answer to the authenticated INVITE."""
+    (port,) = lab.take_ports(1)
+    target = f"127.0.0.1:{edge.sip_port}"
+    proc = sipp.start(name, [target, "-sf", str(lab.scenarios / "limits_uac_ua.xml"),
+                             "-s", number, "-i", "127.0.0.1", "-p", str(port),
+                             "-au", caller, "-ap", f"demo-{caller}", "-set", "user", caller,
+                             "-set", "ua", user_agent, "-auth_uri", f"{number}@{target}",
+                             "-m", "1", "-timeout_error"], wall=20, trace_msg=True)
+    assert proc.wait(20) == 0, proc.errors()[-3000:] + edge.log()[-3000:]
+    (answer,) = finals(proc.messages(), "INVITE", cseq=2)
+    return answer
+
+
+@pytest.mark.timeout(60)
+def test_a_pbx_that_never_registered_is_refused_when_it_calls(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """R-ACCT-2 with ``pbx_action = "reject"``: 1001 never registers; its INVITE with
+    ``User-Agent: Asterisk PBX 18.20.0`` gets the REGISTER's refusal, 403 Switches Not
+    Allowed, audited at the call attempt with the User-Agent, before any channel; the same
+    user from a phone is admitted (480: nobody registered as 1002)."""
+    policy = policy_file(tmp_path / "policy.toml", {"accounts": {"pbx_action": '"reject"'}})
+    cfg = edge_file(tmp_path / "edge.toml", {}, [{"ext": "1001"}, {"ext": "1002"}])
+    edge = start_edge(tmp_path, lab, cfg, policy)
+    try:
+        pbx = dial_as(sipp, lab, edge, "pbx", "1001", "1002", "Asterisk PBX 18.20.0")
+        phone = dial_as(sipp, lab, edge, "phone", "1001", "1002", "sipp-phone/1.0")
+        edge.wait_idle()
+    finally:
+        edge.stop()
+    assert (pbx.status, pbx.reason) == (403, "Switches Not Allowed"), pbx
+    assert phone.status == 480, phone
+    (refused,) = decisions(edge, "R-ACCT-2", action="reject")
+    assert (refused["point"], refused["user_id"], refused["sip_status"]) == (
+        "call_attempt", "1001", 403), refused
+    assert refused["details"]["user_agent"] == "Asterisk PBX 18.20.0", refused
+    assert not [a for a in audit(edge) if a.get("point") == "registration"]
+    # refused before any channel: the callee's side of that call was never decided
+    callee_side = refused["call_id"].replace("/caller", "/callee")
+    assert not [a for a in audit(edge) if a.get("call_id") == callee_side], audit(edge)

@@ -116,6 +116,9 @@ class Account:
     trial: bool = False  # R-LIMIT-7
     emergency_activated: bool = False  # R-EMERG-1: "sous réserve d'activation"
     recording: bool = False  # R-REC: option on for every user of the account
+    # IANA time zone of the account's calendar: a 7-day suspension (R-LIMIT-3) ends at the
+    # same local wall-clock time 7 days later; "" = the policy's [policy] timezone
+    timezone: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ and the caller writes each decision to the audit log (softphone.audit).
 Order of the rules on a new outbound call (the first that refuses decides):
   emergency number (recognised first; never blocked by anything below) ->
   account state -> switch/PBX User-Agent -> trial seats -> channel limit -> MRCP -> number class -> automated dialing
-  throttle -> short-call suspension -> trial exclusions and minutes -> SMART contacts ->
-  caller-ID billing (flag only).
+  throttle -> trial exclusions and minutes -> SMART contacts -> caller-ID billing and the
+  unlimited plan's suspension (R-LIMIT-3: flag only, the call is charged, never refused).
 
 Race-freedom: check-and-acquire of a channel happens under one lock with no await in between,
 so two INVITEs for the same user at the same instant cannot both take the last channel.
@@ -21,8 +21,9 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from softphone.policy.config import PolicyConfig
 from softphone.policy.decision import (
@@ -86,6 +87,8 @@ class PolicyGuard:
         self._allowed: dict[str, Decision] = {}  # call id -> the decision that took its channel
         self._automated: set[str] = set()  # call ids handled by an AI agent
         self._window: tuple[object, tuple[str, ...]] = (None, ())  # fair-use days, by date
+        self._account_zone: dict[str, str] = {}  # account id -> its time zone (last attempt)
+        self._zones: dict[str, tzinfo] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -123,6 +126,29 @@ class PolicyGuard:
 
     def day(self, t: float) -> str:
         return self._local(t).strftime("%Y-%m-%d")
+
+    def zone(self, name: str) -> tzinfo:
+        """An account's time zone by IANA name; "" is the policy's."""
+        if not name:
+            return self.config.timezone
+        zone = self._zones.get(name)
+        if zone is None:
+            try:
+                zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise PolicyInputError(f"unknown time zone {name!r}") from None
+            self._zones[name] = zone
+        return zone
+
+    def calendar_days_later(self, t: float, days: int, zone_name: str = "") -> float:
+        """``days`` calendar days after ``t`` in that zone: the same local wall-clock time
+        (a day across a DST change lasts 23 or 25 hours; a wall-clock time that does not
+        exist that day is read with the offset before the change)."""
+        return (datetime.fromtimestamp(t, self.zone(zone_name)) + timedelta(days=days)
+                ).timestamp()
+
+    def _local_text(self, t: float, zone_name: str) -> str:
+        return datetime.fromtimestamp(t, self.zone(zone_name)).strftime("%Y-%m-%d %H:%M %Z")
 
     def month(self, t: float) -> str:
         return self._local(t).strftime("%Y-%m")
@@ -222,6 +248,8 @@ class PolicyGuard:
                     return replace(prev, details=(*prev.details, ("fork", "same call")))
                 return self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", call_id=a.call_id,
                                user_id=a.user.user_id, details=(("fork", "same call"),))
+            self.zone(a.user.account.timezone)  # an unknown zone is a bad fact, refused here
+            self._account_zone[a.user.account.account_id] = a.user.account.timezone
             if a.call_id in self.state.ended:
                 return self._d(Action.REJECT, "R-CALLS-1", "call_attempt", call_id=a.call_id,
                                user_id=a.user.user_id, sip_status=481,
@@ -264,7 +292,7 @@ class PolicyGuard:
             refused = self._number_gate(a, info, warnings)
             if refused is not None:
                 return refused
-        refused = self._throttle_gate(a) or self._short_call_gate(a)
+        refused = self._throttle_gate(a)
         if refused is not None:
             return refused
         trial_counted, refused = self._trial_gate(a, info)
@@ -456,20 +484,6 @@ class PolicyGuard:
                            details=(("throttled_until", f"{until:.0f}"),), **self._base(a))
         return None
 
-    def _short_call_gate(self, a: CallAttempt) -> Decision | None:
-        aid = a.user.account.account_id
-        until = self.state.suspended_until.get(aid, 0.0)
-        if until <= a.now:
-            return None
-        return self._d(Action.REJECT, "R-LIMIT-1", "call_attempt", sip_status=403,
-                       reason_phrase="Outbound Calls Suspended",
-                       announcement="short-call-suspension",
-                       user_message=self._text("short-call-suspension"),
-                       retry_after_s=int(until - a.now) + 1,
-                       details=(("suspended_until", f"{until:.0f}"),
-                                ("sanction", f"R-LIMIT-3 {self.config.clause('R-LIMIT-3')}")),
-                       **self._base(a))
-
     def _trial_left(self, user: User) -> float:
         total = self.config.limits.trial.minutes_per_user * 60.0
         return total - self.state.trial_seconds.get(user.user_id, 0.0)
@@ -540,9 +554,17 @@ class PolicyGuard:
     def _cli_billing(self, a: CallAttempt, info: NumberInfo, warnings: list[PolicyWarning]) -> bool:
         acct = a.user.account
         billable = False
+        until = self.state.suspended_until.get(acct.account_id, 0.0)
         if acct.state is AccountState.UNLIMITED_SUSPENDED:
             warnings.append(self._w("R-LIMIT-3", "the unlimited plan is suspended: this call is "
                                     "charged"))
+            billable = True
+        elif until > a.now and acct.plan is Plan.UNLIMITED and not a.internal:
+            # R-LIMIT-3 after short-call breach days: the unlimited_suspended state for a
+            # while; the call goes on, out of the bundle
+            warnings.append(self._w("R-LIMIT-3", f"the unlimited plan is suspended until "
+                                    f"{self._local_text(until, acct.timezone)}: this call is "
+                                    f"charged"))
             billable = True
         if acct.plan is not Plan.UNLIMITED or a.internal or info.country is None:
             return billable
@@ -804,13 +826,17 @@ class PolicyGuard:
                        f"(limit {cfg.threshold:g}); breach day {n} this month", Audience.ADMIN)]
         if n >= cfg.suspend_at_days and self.state.suspended_until.get(
                 call.account_id, 0.0) <= now:
-            until = now + cfg.suspension_days * DAY
+            # R-LIMIT-3 (002:158): the unlimited plan is suspended for 7 calendar days of the
+            # account's time zone, and the client is told; calls go on, charged
+            zone = self._account_zone.get(call.account_id, "")
+            until = self.calendar_days_later(now, cfg.suspension_days, zone)
             self._emit("suspended", f"susp:{call.account_id}:{month}:{n}", now,
                        account_id=call.account_id, until=until)
-            out.append(self._w("R-LIMIT-3", f"{n} breach days this month: outbound calls "
-                               f"suspended for {cfg.suspension_days} days (emergency calls "
-                               f"stay available)", Audience.ADMIN))
-            out.append(self._w("R-LIMIT-1", self._text("short-call-suspension")))
+            out.append(self._w("R-LIMIT-3", f"{n} breach days this month: the unlimited plan "
+                               f"is suspended for {cfg.suspension_days} days, until "
+                               f"{self._local_text(until, zone)}; calls go on and are charged "
+                               f"(emergency calls unaffected)", Audience.ADMIN))
+            out.append(self._w("R-LIMIT-3", self._text("short-call-suspension")))
         elif n in cfg.warn_at_days:
             out.append(self._w("R-LIMIT-1", f"warning {n} of {cfg.suspend_at_days - 1}: at "
                                f"{cfg.suspend_at_days} breach days outbound calls are "

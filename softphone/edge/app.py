@@ -378,7 +378,8 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
     account = Account(account_id=cfg.account_id, country=cfg.country,
                       seats=max(1, len(cfg.users)), state=cfg.state, plan=cfg.plan,
                       smart_pack=cfg.smart_pack, sip_option=cfg.sip_option, trial=cfg.trial,
-                      emergency_activated=cfg.emergency, recording=cfg.recording)
+                      emergency_activated=cfg.emergency, recording=cfg.recording,
+                      timezone=cfg.timezone)
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
                         numbers=(u.did,) if u.did else (),
                         location=u.location, emergency_activated=u.emergency,

@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from softphone.configfile import ConfigError, ConfigText, Section
 from softphone.edge.trunk import TrunkError, TrunkUri
@@ -75,6 +76,7 @@ class EdgeConfig:
     smart_pack: bool = False     # R-LIMIT-4: distinct contacts a month
     sip_option: bool = False     # R-ACCT-3: automated dialing watched
     emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
+    timezone: str = "Europe/Paris"  # the account's calendar (R-LIMIT-3: 7 calendar days)
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -222,7 +224,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=(
         "id", "country", "recording", "plan", "state", "trial", "smart_pack", "sip_option",
-        "emergency"))
+        "emergency", "timezone"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
                         known=("route", "request_uri"))
     country = acct.text("country", "FR")
@@ -231,6 +233,12 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     del top
     plan = _choice(acct, "plan", Plan, Plan.UNLIMITED)
     state = _choice(acct, "state", AccountState, AccountState.ACTIVE)
+    timezone = acct.text("timezone", "Europe/Paris")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise acct.error("timezone", f"unknown time zone {timezone!r} (an IANA name like "
+                         "Europe/Paris)") from None
 
     rtp_text = media.text("rtp_ports", "20000-22000")
     try:
@@ -334,6 +342,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         smart_pack=acct.boolean("smart_pack", False),
         sip_option=acct.boolean("sip_option", False),
         emergency=acct.boolean("emergency", False),
+        timezone=timezone,
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
         users=tuple(users),

@@ -97,7 +97,8 @@ def test_a_call_the_edge_refuses_after_admission_is_no_short_call(
     twice and the guard admits both, but the edge refuses them itself: 488 (an offer of G.729
     only) or 503 (an RTP range of one port pair, a call needs two). Neither is a short call
     nor holds 1001's channel: the third call is admitted at once (488 case: answered by the
-    provider, not charged; 503 case: 503 again, not a suspension's 403), no breach day."""
+    provider and not charged, as no suspension of the unlimited plan came of them; 503 case:
+    503 again, the edge's own refusal), no breach day before it."""
     (trunk_port,) = lab.take_ports(1)
     policy = policy_file(tmp_path / "policy.toml", {"limits.short_calls": {
         "threshold": "1", "comparator": '">="', "warn_at_days": "[]", "suspend_at_days": "1"}})

@@ -59,7 +59,7 @@ def test_a_trunk_call_showing_a_local_extension_is_inbound_to_the_callee(
                                      str(lab.scenarios / "trunk_inbound_hold.xml"),
                                      "-s", "+33123450002", "-i", "127.0.0.1",
                                      "-p", str(trunk_port), "-mi", "127.0.0.1",
-                                     "-mp", str(media), "-set", "cli", "1001", "-d", "5000",
+                                     "-mp", str(media), "-set", "cli", "1001", "-d", "8000",
                                      "-m", "1", "-timeout_error"], wall=30, trace_msg=True)
         up = wait_for(lambda: (edge.status() or {}).get("live_calls") == 1, 10)
         assert up, spoof.errors() + spoof.messages()[-3000:] + edge.log()[-3000:]
@@ -87,6 +87,9 @@ def test_a_trunk_call_showing_a_local_extension_is_inbound_to_the_callee(
     # the trunk call's record: 1002 called from outside, 1001 only the number shown
     spoofed = [c for c in edge.calls() if c["callee"] == "1002"]
     assert [(c["caller"], c["status"]) for c in spoofed] == [("1001", 200)], spoofed
+    # and 1001's own call was answered while the trunk's call was up: both at once
+    (mine_rec,) = [c for c in edge.calls() if c["callee"] == "1003"]
+    assert spoofed[0]["answered"] < mine_rec["answered"] < spoofed[0]["ended"], edge.calls()
 
 
 @pytest.mark.timeout(90)

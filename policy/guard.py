@@ -6,9 +6,10 @@ and the caller writes each decision to the audit log (softphone.audit).
 
 Order of the rules on a new outbound call (the first that refuses decides):
   emergency number (recognised first; never blocked by anything below) ->
-  account state -> switch/PBX User-Agent -> trial seats -> channel limit -> MRCP -> number class -> automated dialing
-  throttle -> trial exclusions and minutes -> SMART contacts -> caller-ID billing and the
-  unlimited plan's suspension (R-LIMIT-3: flag only, the call is charged, never refused).
+  account state -> switch/PBX User-Agent -> trial seats -> channel limit -> MRCP -> number
+  class -> automated dialing throttle -> trial exclusions and minutes -> SMART contacts ->
+  caller-ID billing and the unlimited plan's suspension (R-LIMIT-3: flags only, the call is
+  charged, never refused).
 
 Race-freedom: check-and-acquire of a channel happens under one lock with no await in between,
 so two INVITEs for the same user at the same instant cannot both take the last channel.
@@ -839,8 +840,9 @@ class PolicyGuard:
             out.append(self._w("R-LIMIT-3", self._text("short-call-suspension")))
         elif n in cfg.warn_at_days:
             out.append(self._w("R-LIMIT-1", f"warning {n} of {cfg.suspend_at_days - 1}: at "
-                               f"{cfg.suspend_at_days} breach days outbound calls are "
-                               f"suspended", Audience.ADMIN))
+                               f"{cfg.suspend_at_days} breach days the unlimited plan is "
+                               f"suspended for {cfg.suspension_days} days (calls charged)",
+                               Audience.ADMIN))
         return out
 
     def fair_use_rate(self, account_id: str, seats: int, now: float) -> float:

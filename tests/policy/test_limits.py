@@ -114,6 +114,7 @@ def test_warnings_at_1_and_2_then_suspension_at_3(guard: PolicyGuard, facts) -> 
                                                     now=T0 + day * DAY + 5000)).allowed
             guard.on_call_end(f"ok{day}", T0 + day * DAY + 5100)
     assert "warning 1" in texts[0] and "warning 2" in texts[1]
+    assert "at 3 breach days the unlimited plan is suspended for 7 days" in texts[0]
     # R-LIMIT-3: the unlimited plan is suspended for 7 days, the admin told until when
     assert "unlimited plan is suspended for 7 days, until 2026-01-30 " in texts[2]
     # calls go on, charged (unlimited_suspended), never refused for it

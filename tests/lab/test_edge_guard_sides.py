@@ -3,8 +3,9 @@
 The edge decides a call for the user it belongs to: an INVITE from the trunk's address is an
 inbound call to the callee whatever its From says (a provider, or someone who got through it,
 may show a local extension's name there), and a call the edge itself refuses after the guard
-admitted it (no common codec: 488, no media port: 503) is no call of the user's at all. The
-helpers (edge and policy files, sipp phones, the audit) are those of test_edge_limits.py.
+admitted it (no common codec: 488, no media port: 503) is no call of the user's at all; a
+caller whose User-Agent is a PBX's is judged on its INVITE as at REGISTER (R-ACCT-2). The
+edge and policy files, sipp phones and audit readers are those of test_edge_limits.py.
 """
 
 from __future__ import annotations

@@ -155,6 +155,7 @@ class CallAdmission:
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
+                        caller_local: bool = True, user_agent: str = "",
                         psap_callback: bool = False) -> list[Decision]:
         """Every decision taken on a new call, the caller's side first; a refusal or an
         emergency route, when there is one, is the last. The allowed ones carry what the edge
@@ -162,28 +163,35 @@ class CallAdmission:
 
         ``media`` are the offer's m-lines (R-TECH-9); ``presented`` the caller ID shown to the
         other end (R-CLI-1/2, R-EMERG-4), by default the caller's first number, else its name.
+        ``caller_local`` False: the call came from outside (the trunk), ``caller`` is only the
+        number the other network put in From; even when it is a local user's name, the call
+        is no call of that user (it takes none of its channels, counts toward none of its
+        limits): only the callee's inbound side is decided. ``user_agent``: the caller's
+        User-Agent header (R-ACCT-2, as at REGISTER).
         ``psap_callback``: the emergency gateway calling the callee back after their
         emergency call (the callee's side is then never refused).
         """
         self._fresh_attempt(call_id)
         taken = self._admit(call_id, caller, callee, inbound_local=inbound_local, now=now,
-                            media=media, presented=presented, psap_callback=psap_callback)
+                            media=media, presented=presented, caller_local=caller_local,
+                            user_agent=user_agent, psap_callback=psap_callback)
         if not taken or not taken[-1].allowed:
             self._attempts.pop(call_id, None)  # nothing held: nothing to release later
         return taken
 
     def _admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                now: float, media: tuple[MediaLine, ...], presented: str | None,
-               psap_callback: bool) -> list[Decision]:
+               caller_local: bool, user_agent: str, psap_callback: bool) -> list[Decision]:
         out_id, in_id = self.leg_ids(call_id)
-        caller_user = self.users(caller)
+        caller_user = self.users(caller) if caller_local else None
         callee_user = self.users(callee)
         taken: list[Decision] = []
         if caller_user is not None:
             shown = presented or (caller_user.numbers[0] if caller_user.numbers else caller)
             d = self.record(self.guard.on_call_attempt(CallAttempt(
                 out_id, caller_user, "edge", self.device_class, Direction.OUTBOUND, callee,
-                shown, now, media=media, internal=inbound_local and callee_user is not None)))
+                shown, now, media=media, internal=inbound_local and callee_user is not None,
+                user_agent=user_agent)))
             taken.append(d)
             if not d.allowed or d.action is Action.ROUTE_EMERGENCY:
                 return taken
@@ -249,6 +257,18 @@ class CallAdmission:
             for leg in self.leg_ids(call_id):
                 self.guard.on_keepalive(leg, now)
         return [self.record(d) for d in self.guard.sweep(now)]
+
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        """The edge refused the call after the guard admitted it (488 no common codec, 503
+        no media port, 480 nobody to ring): both sides' channels are given back at once and
+        nothing is counted (no short call: the call was never placed)."""
+        out = []
+        for leg in self.leg_ids(call_id):
+            d = self.guard.on_call_end(leg, now, EndReason.NOT_PLACED)
+            if d.audited:
+                out.append(self.record(d))
+        self._attempts.pop(call_id, None)
+        return out
 
     def released(self, call_id: str, *, answered: bool, duration: float,
                  now: float) -> list[Decision]:

@@ -60,6 +60,8 @@ class EndReason(enum.Enum):
     ERROR = "error"
     STALE = "stale"  # no sign of life for [calls] stale_after_s: released by the sweep
     RESTART = "restart"  # the edge restarted while the call was up
+    NOT_PLACED = "not_placed"  # the edge refused it after the guard admitted it (no common
+    # codec: 488, no media port: 503): the call never left, it is no short call
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class Account:
     # dialled behind it ("0112") is that emergency code (Kari's law: no prefix may stand
     # between a caller and the emergency services, and none may stop them either)
     outside_line_prefix: str = ""
+    # IANA time zone of the account's calendar: a 7-day suspension (R-LIMIT-3) ends at the
+    # same local wall-clock time 7 days later; "" = the policy's [policy] timezone
+    timezone: str = ""
 
 
 @dataclass(frozen=True)

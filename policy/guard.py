@@ -6,9 +6,10 @@ and the caller writes each decision to the audit log (softphone.audit).
 
 Order of the rules on a new outbound call (the first that refuses decides):
   emergency number (recognised first; never blocked by anything below) ->
-  account state -> trial seats -> channel limit -> MRCP -> number class -> automated dialing
-  throttle -> short-call suspension -> trial exclusions and minutes -> SMART contacts ->
-  caller-ID billing (flag only).
+  account state -> switch/PBX User-Agent -> trial seats -> channel limit -> MRCP -> number
+  class -> automated dialing throttle -> trial exclusions and minutes -> SMART contacts ->
+  caller-ID billing and the unlimited plan's suspension (R-LIMIT-3: flags only, the call is
+  charged, never refused).
 
 Race-freedom: check-and-acquire of a channel happens under one lock with no await in between,
 so two INVITEs for the same user at the same instant cannot both take the last channel.
@@ -21,8 +22,9 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from softphone.policy.config import PolicyConfig
 from softphone.policy.decision import (
@@ -86,6 +88,8 @@ class PolicyGuard:
         self._allowed: dict[str, Decision] = {}  # call id -> the decision that took its channel
         self._automated: set[str] = set()  # call ids handled by an AI agent
         self._window: tuple[object, tuple[str, ...]] = (None, ())  # fair-use days, by date
+        self._account_zone: dict[str, str] = {}  # account id -> its time zone (last attempt)
+        self._zones: dict[str, tzinfo] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -124,6 +128,29 @@ class PolicyGuard:
     def day(self, t: float) -> str:
         return self._local(t).strftime("%Y-%m-%d")
 
+    def zone(self, name: str) -> tzinfo:
+        """An account's time zone by IANA name; "" is the policy's."""
+        if not name:
+            return self.config.timezone
+        zone = self._zones.get(name)
+        if zone is None:
+            try:
+                zone = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise PolicyInputError(f"unknown time zone {name!r}") from None
+            self._zones[name] = zone
+        return zone
+
+    def calendar_days_later(self, t: float, days: int, zone_name: str = "") -> float:
+        """``days`` calendar days after ``t`` in that zone: the same local wall-clock time
+        (a day across a DST change lasts 23 or 25 hours; a wall-clock time that does not
+        exist that day is read with the offset before the change)."""
+        return (datetime.fromtimestamp(t, self.zone(zone_name)) + timedelta(days=days)
+                ).timestamp()
+
+    def _local_text(self, t: float, zone_name: str) -> str:
+        return datetime.fromtimestamp(t, self.zone(zone_name)).strftime("%Y-%m-%d %H:%M %Z")
+
     def month(self, t: float) -> str:
         return self._local(t).strftime("%Y-%m")
 
@@ -156,16 +183,9 @@ class PolicyGuard:
             if refused is not None:
                 return refused
             warnings: list[PolicyWarning] = []
-            ua = reg.user_agent.lower()
-            pbx = next((p for p in self.config.accounts.pbx_user_agents if p.lower() in ua), None)
-            if pbx is not None:
-                if self.config.accounts.pbx_action == "reject":
-                    return self._d(Action.REJECT, "R-ACCT-2", "registration", sip_status=403,
-                                   reason_phrase="Switches Not Allowed",
-                                   details=(("user_agent", reg.user_agent),), **base)
-                warnings.append(self._w("R-ACCT-2", f"registration from a switch or PBX "
-                                        f"({pbx}): accounts may not be used behind one",
-                                        Audience.ADMIN))
+            refused = self._pbx_gate(reg.user_agent, "registration", warnings, base)
+            if refused is not None:
+                return refused
             place = self.place_of(reg.source_ip)
             live = self._bindings.setdefault(user.user_id, {})
             for dev in [d for d, b in live.items() if b.expires_at <= reg.now]:
@@ -186,6 +206,24 @@ class PolicyGuard:
             return self._d(Action.ALLOW, "R-ACCT-1", "registration", warnings=tuple(warnings),
                            details=(("devices", str(len(live))), ("places", str(len(places))),
                                     ("device_class", reg.device_class.value)), **base)
+
+    def _pbx_gate(self, user_agent: str, point: str, warnings: list[PolicyWarning],
+                  base: dict[str, Any]) -> Decision | None:
+        """R-ACCT-2: a switch's or PBX's User-Agent, at REGISTER and on every outbound
+        INVITE alike (a PBX that never registers but calls is the same PBX): refused with
+        ``pbx_action = "reject"``, else an admin warning."""
+        ua = user_agent.lower()
+        pbx = next((p for p in self.config.accounts.pbx_user_agents if p.lower() in ua), None)
+        if pbx is None:
+            return None
+        if self.config.accounts.pbx_action == "reject":
+            return self._d(Action.REJECT, "R-ACCT-2", point, sip_status=403,
+                           reason_phrase="Switches Not Allowed",
+                           details=(("user_agent", user_agent),), **base)
+        what = "registration" if point == "registration" else "call"
+        warnings.append(self._w("R-ACCT-2", f"{what} from a switch or PBX ({pbx}): accounts "
+                                f"may not be used behind one", Audience.ADMIN))
+        return None
 
     def registered_devices(self, user_id: str, now: float) -> list[str]:
         with self._lock:
@@ -211,6 +249,8 @@ class PolicyGuard:
                     return replace(prev, details=(*prev.details, ("fork", "same call")))
                 return self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", call_id=a.call_id,
                                user_id=a.user.user_id, details=(("fork", "same call"),))
+            self.zone(a.user.account.timezone)  # an unknown zone is a bad fact, refused here
+            self._account_zone[a.user.account.account_id] = a.user.account.timezone
             if a.call_id in self.state.ended:
                 return self._d(Action.REJECT, "R-CALLS-1", "call_attempt", call_id=a.call_id,
                                user_id=a.user.user_id, sip_status=481,
@@ -239,19 +279,21 @@ class PolicyGuard:
         if info.kind is NumberKind.EMERGENCY:
             return self._emergency(a, info)
         self._note_attempt(a)
-        refused = (self._state_gate(a) or self._trial_seat(a.user, a.now, "call_attempt", a)
+        warnings: list[PolicyWarning] = []
+        refused = (self._state_gate(a)
+                   or self._pbx_gate(a.user_agent, "call_attempt", warnings, self._base(a))
+                   or self._trial_seat(a.user, a.now, "call_attempt", a)
                    or self._channel_gate(a))
         if refused is not None:
             return refused
         strip, refused = self._mrcp(a)
         if refused is not None:
             return refused
-        warnings: list[PolicyWarning] = []
         if not a.internal:
             refused = self._number_gate(a, info, warnings)
             if refused is not None:
                 return refused
-        refused = self._throttle_gate(a) or self._short_call_gate(a)
+        refused = self._throttle_gate(a)
         if refused is not None:
             return refused
         trial_counted, refused = self._trial_gate(a, info)
@@ -320,7 +362,8 @@ class PolicyGuard:
         self._mark_trial_user(a.user, a.now)
         self._acquire(a, emergency=False, trial=trial_counted, fair_use=False, short_calls=False)
         d = self._d(Action.ALLOW, "R-CALLS-1", "call_attempt", strip_media=strip,
-                    counters=(self._channel_bump(a.user),), **base)
+                    counters=(self._channel_bump(a.user),),
+                    details=(("direction", a.direction.value),), **base)
         self._allowed[a.call_id] = d
         return d
 
@@ -451,20 +494,6 @@ class PolicyGuard:
                            details=(("throttled_until", f"{until:.0f}"),), **self._base(a))
         return None
 
-    def _short_call_gate(self, a: CallAttempt) -> Decision | None:
-        aid = a.user.account.account_id
-        until = self.state.suspended_until.get(aid, 0.0)
-        if until <= a.now:
-            return None
-        return self._d(Action.REJECT, "R-LIMIT-1", "call_attempt", sip_status=403,
-                       reason_phrase="Outbound Calls Suspended",
-                       announcement="short-call-suspension",
-                       user_message=self._text("short-call-suspension"),
-                       retry_after_s=int(until - a.now) + 1,
-                       details=(("suspended_until", f"{until:.0f}"),
-                                ("sanction", f"R-LIMIT-3 {self.config.clause('R-LIMIT-3')}")),
-                       **self._base(a))
-
     def _trial_left(self, user: User) -> float:
         total = self.config.limits.trial.minutes_per_user * 60.0
         return total - self.state.trial_seconds.get(user.user_id, 0.0)
@@ -535,9 +564,17 @@ class PolicyGuard:
     def _cli_billing(self, a: CallAttempt, info: NumberInfo, warnings: list[PolicyWarning]) -> bool:
         acct = a.user.account
         billable = False
+        until = self.state.suspended_until.get(acct.account_id, 0.0)
         if acct.state is AccountState.UNLIMITED_SUSPENDED:
             warnings.append(self._w("R-LIMIT-3", "the unlimited plan is suspended: this call is "
                                     "charged"))
+            billable = True
+        elif until > a.now and acct.plan is Plan.UNLIMITED and not a.internal:
+            # R-LIMIT-3 after short-call breach days: the unlimited_suspended state for a
+            # while; the call goes on, out of the bundle
+            warnings.append(self._w("R-LIMIT-3", f"the unlimited plan is suspended until "
+                                    f"{self._local_text(until, acct.timezone)}: this call is "
+                                    f"charged"))
             billable = True
         if acct.plan is not Plan.UNLIMITED or a.internal or info.country is None:
             return billable
@@ -742,13 +779,16 @@ class PolicyGuard:
     def on_call_end(self, call_id: str, now: float,
                     reason: EndReason = EndReason.HANGUP) -> Decision:
         """The user's call is over (any reason): release its channel, count it. Idempotent:
-        a second end, or the end of a call that never got a channel, releases nothing."""
+        a second end, or the end of a call that never got a channel, releases nothing.
+        A restart (durations unknown) and a call the edge did not place (``NOT_PLACED``)
+        release without counting: no short call, no talk time."""
         self._check_time(now)
         with self._lock:
             call = self.state.calls.get(call_id)
             if call is None:
                 return self._unknown(call_id, "call_end")
-            return self._release(call, now, reason, count=reason is not EndReason.RESTART)
+            return self._release(call, now, reason, count=reason not in (
+                EndReason.RESTART, EndReason.NOT_PLACED))
 
     def _release(self, call: ActiveCall, now: float, reason: EndReason, *,
                  count: bool) -> Decision:
@@ -806,17 +846,22 @@ class PolicyGuard:
                        f"(limit {cfg.threshold:g}); breach day {n} this month", Audience.ADMIN)]
         if n >= cfg.suspend_at_days and self.state.suspended_until.get(
                 call.account_id, 0.0) <= now:
-            until = now + cfg.suspension_days * DAY
+            # R-LIMIT-3 (002:158): the unlimited plan is suspended for 7 calendar days of the
+            # account's time zone, and the client is told; calls go on, charged
+            zone = self._account_zone.get(call.account_id, "")
+            until = self.calendar_days_later(now, cfg.suspension_days, zone)
             self._emit("suspended", f"susp:{call.account_id}:{month}:{n}", now,
                        account_id=call.account_id, until=until)
-            out.append(self._w("R-LIMIT-3", f"{n} breach days this month: outbound calls "
-                               f"suspended for {cfg.suspension_days} days (emergency calls "
-                               f"stay available)", Audience.ADMIN))
-            out.append(self._w("R-LIMIT-1", self._text("short-call-suspension")))
+            out.append(self._w("R-LIMIT-3", f"{n} breach days this month: the unlimited plan "
+                               f"is suspended for {cfg.suspension_days} days, until "
+                               f"{self._local_text(until, zone)}; calls go on and are charged "
+                               f"(emergency calls unaffected)", Audience.ADMIN))
+            out.append(self._w("R-LIMIT-3", self._text("short-call-suspension")))
         elif n in cfg.warn_at_days:
             out.append(self._w("R-LIMIT-1", f"warning {n} of {cfg.suspend_at_days - 1}: at "
-                               f"{cfg.suspend_at_days} breach days outbound calls are "
-                               f"suspended", Audience.ADMIN))
+                               f"{cfg.suspend_at_days} breach days the unlimited plan is "
+                               f"suspended for {cfg.suspension_days} days (calls charged)",
+                               Audience.ADMIN))
         return out
 
     def fair_use_rate(self, account_id: str, seats: int, now: float) -> float:

@@ -104,6 +104,9 @@ class WallClockGuard:
         return self.admission.released(call_id, answered=answered, duration=duration,
                                        now=time.time())
 
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        return self.admission.refused(call_id, now=time.time())
+
     def answered(self, call_id: str, now: float) -> list[Decision]:
         return self.admission.answered(call_id, time.time())
 
@@ -132,10 +135,12 @@ class WallClockGuard:
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
+                        caller_local: bool = True, user_agent: str = "",
                         psap_callback: bool = False) -> list[Decision]:
         return self.admission.admit_decisions(call_id, caller, callee,
                                               inbound_local=inbound_local, now=time.time(),
                                               media=media, presented=presented,
+                                              caller_local=caller_local, user_agent=user_agent,
                                               psap_callback=psap_callback)
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
@@ -391,7 +396,8 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
                       seats=max(1, len(cfg.users)), state=cfg.state, plan=cfg.plan,
                       smart_pack=cfg.smart_pack, sip_option=cfg.sip_option, trial=cfg.trial,
                       emergency_activated=cfg.emergency, recording=cfg.recording,
-                      outside_line_prefix=cfg.outside_line_prefix)
+                      outside_line_prefix=cfg.outside_line_prefix,
+                      timezone=cfg.timezone)
     return {u.ext: User(user_id=u.ext, account=account, extra_channels=u.extra_channels,
                         numbers=(u.did,) if u.did else (),
                         location=u.location, emergency_activated=u.emergency,

@@ -155,6 +155,10 @@ class CallGuard(Protocol):
         """The call is over: the decisions, with what to do with its recordings."""
         ...
 
+    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+        """The edge refused an admitted call before placing it: channels back, no count."""
+        ...
+
     def answered(self, call_id: str, now: float) -> list[Decision]:
         """The call is answered: per side, the notices to play first (``Notice``)."""
         ...
@@ -188,9 +192,12 @@ class CallGuard(Protocol):
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
                         now: float, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
+                        caller_local: bool = True, user_agent: str = "",
                         psap_callback: bool = False) -> list[Decision]:
         """Every decision on a new call, caller's side first, a refusal last; the allowed
-        ones say what goes with the call (billable, m-lines to refuse, warnings)."""
+        ones say what goes with the call (billable, m-lines to refuse, warnings).
+        ``caller_local`` False (from the trunk): From names no local user's call.
+        ``user_agent``: the caller's User-Agent (a PBX is refused as at REGISTER)."""
         ...
 
     def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
@@ -656,7 +663,8 @@ class B2BUA:
                 req.call_id, caller, target, inbound_local=direction == "local", now=now,
                 media=media_lines(offer),
                 presented=self._presented(caller, from_trunk or from_gateway),
-                psap_callback=psap_callback)
+                caller_local=not (from_trunk or from_gateway),  # where it came from decides
+                user_agent=req.headers.get("user-agent") or "", psap_callback=psap_callback)
             refusal = next((d for d in allowed if not d.allowed), None)
             if refusal is not None:
                 self._refuse(txn, refusal, 403 if refusal is allowed[0] else 486,
@@ -1016,8 +1024,9 @@ class B2BUA:
         call.a_answered.set()  # _connect / _start_app, waiting since the 200 OK, go on
 
     def _release_guard(self, call_id: str, now: float) -> None:
+        """An admitted call refused here (488, 503, 480) was never placed: not a short call."""
         if self.guard is not None:
-            self.guard.released(call_id, answered=False, duration=0.0, now=now)
+            self.guard.refused(call_id, now=now)
 
     def _prepare_b(self, call: Call) -> bytes:
         """Leg b's SDP offer (on its reserved pair), Call-ID and tag; returns the body."""

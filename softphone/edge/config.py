@@ -11,6 +11,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from softphone.configfile import ConfigError, ConfigText, Section
 from softphone.edge.trunk import TrunkError, TrunkUri
@@ -77,6 +78,7 @@ class EdgeConfig:
     emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
     outside_line_prefix: str = ""  # "0" or "9": dialled before an outside number ("0112" is 112)
     emergency_callback_s: int = 3600  # how long after an emergency call the gateway may call back
+    timezone: str = "Europe/Paris"  # the account's calendar (R-LIMIT-3: 7 calendar days)
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -224,7 +226,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=(
         "id", "country", "recording", "plan", "state", "trial", "smart_pack", "sip_option",
-        "emergency", "outside_line_prefix"))
+        "emergency", "outside_line_prefix", "timezone"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
                         known=("route", "request_uri", "callback_window_s"))
     prefix = acct.text("outside_line_prefix", "")
@@ -237,6 +239,12 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     del top
     plan = _choice(acct, "plan", Plan, Plan.UNLIMITED)
     state = _choice(acct, "state", AccountState, AccountState.ACTIVE)
+    timezone = acct.text("timezone", "Europe/Paris")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise acct.error("timezone", f"unknown time zone {timezone!r} (an IANA name like "
+                         "Europe/Paris)") from None
 
     rtp_text = media.text("rtp_ports", "20000-22000")
     try:
@@ -342,6 +350,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         emergency=acct.boolean("emergency", False),
         outside_line_prefix=prefix,
         emergency_callback_s=emergency.integer("callback_window_s", 3600, lo=0, hi=7 * 86400),
+        timezone=timezone,
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
         users=tuple(users),

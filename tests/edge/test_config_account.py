@@ -21,6 +21,7 @@ trial = true
 smart_pack = true
 sip_option = true
 emergency = true
+timezone = "America/Cayenne"
 
 [[users]]
 ext = "1001"
@@ -42,6 +43,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_an_active_unlimited_account_without_options() -> None:
     cfg = load_edge_config()
     assert (cfg.plan, cfg.state) == (Plan.UNLIMITED, AccountState.ACTIVE)
+    assert cfg.timezone == "Europe/Paris"
     assert not (cfg.trial or cfg.smart_pack or cfg.sip_option or cfg.emergency)
 
 
@@ -53,6 +55,7 @@ def test_account_keys_reach_the_guards_users(tmp_path: Path) -> None:
     assert (acct.account_id, acct.seats) == ("acme", 2)
     assert (acct.plan, acct.state) == (Plan.USAGE, AccountState.BILLING_SUSPENDED)
     assert acct.trial and acct.smart_pack and acct.sip_option and acct.emergency_activated
+    assert acct.timezone == "America/Cayenne"  # the calendar of its 7-day suspensions
     # the account's emergency activation, unless the user says otherwise
     assert users["1001"].emergency_on and not users["1002"].emergency_on
 
@@ -64,6 +67,10 @@ def test_account_keys_reach_the_guards_users(tmp_path: Path) -> None:
     ("smart_pack = true", "smart_pack = 1", "account.smart_pack", ""),
     ("sip_option = true", 'sip_option = "on"', "account.sip_option", ""),
     ("emergency = true", 'emergency = "true"', "account.emergency", ""),
+    ('timezone = "America/Cayenne"', 'timezone = "Europe/Atlantis"', "account.timezone",
+     "unknown time zone 'Europe/Atlantis'"),
+    ('timezone = "America/Cayenne"', 'timezone = "../../etc/passwd"', "account.timezone",
+     "IANA name"),
 ])
 def test_bad_account_value_names_key_and_line(tmp_path: Path, old: str, new: str, key: str,
                                               words: str) -> None:

@@ -78,6 +78,26 @@ def test_pbx_user_agent_is_flagged_or_refused(guard: PolicyGuard, facts, config)
     assert (d.action, d.sip_status, d.rule_id) == (Action.REJECT, 403, "R-ACCT-2")
 
 
+def test_a_pbx_that_calls_without_registering_is_judged_the_same(guard: PolicyGuard, facts,
+                                                                   config) -> None:
+    """R-ACCT-2 on INVITE: no REGISTER first, the call's own User-Agent decides; warned,
+    or refused before any channel with the REGISTER's status; emergency calls still go."""
+    u = facts.user(emergency_activated=True)
+    d = guard.on_call_attempt(facts.call(u, call_id="w", user_agent="Asterisk PBX 20.5.0"))
+    assert d.allowed and [w.rule_id for w in d.warnings] == ["R-ACCT-2"]
+    assert d.warnings[0].audience is Audience.ADMIN
+    guard.on_call_end("w", T0 + 60)
+    strict = PolicyGuard(replace(config, accounts=replace(config.accounts, pbx_action="reject")))
+    d = strict.on_call_attempt(facts.call(u, call_id="r", user_agent="FreeSWITCH-mod_sofia"))
+    assert (d.action, d.sip_status, d.reason_phrase, d.rule_id, d.point) == (
+        Action.REJECT, 403, "Switches Not Allowed", "R-ACCT-2", "call_attempt")
+    assert dict(d.details)["user_agent"] == "FreeSWITCH-mod_sofia" and strict.held("alice") == 0
+    assert strict.on_call_attempt(facts.call(u, call_id="p", user_agent="Yealink SIP-T46U")).allowed
+    strict.on_call_end("p", T0 + 30)
+    sos = strict.on_call_attempt(facts.call(u, "112", call_id="e", user_agent="Asterisk PBX"))
+    assert sos.action is Action.ROUTE_EMERGENCY
+
+
 def sip_option_user(facts):
     return facts.user(account=facts.account(sip_option=True, plan=Plan.UNLIMITED))
 

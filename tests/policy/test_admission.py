@@ -39,6 +39,21 @@ def test_unknown_parties_are_not_guarded(config) -> None:
     assert guard.held("bob") == 1
 
 
+def test_a_call_from_outside_showing_a_users_name_is_only_the_callees(config) -> None:
+    """From the trunk, From says "alice": still no call of alice's (no channel, no limit),
+    only bob's inbound side is decided; alice can place her own call meanwhile."""
+    guard = PolicyGuard(config)
+    adm = CallAdmission(guard, USERS.get)
+    (inbound,) = adm.admit_decisions("k1", "alice", "bob", inbound_local=False, now=T0,
+                                     caller_local=False)
+    assert inbound.allowed and inbound.call_id == "k1/callee" and inbound.user_id == "bob"
+    assert dict(inbound.details) == {"direction": "inbound"}
+    assert guard.held("alice") == 0 and guard.held("bob") == 1
+    assert adm.admit("k2", "alice", "carol", inbound_local=True, now=T0 + 1) is None
+    adm.released("k1", answered=True, duration=10.0, now=T0 + 11)
+    assert guard.held("bob") == 0 and guard.held("alice") == 1
+
+
 def test_commit_then_audit_for_every_decision(config, tmp_path) -> None:
     guard = PolicyGuard(config)
     store = CounterStore(tmp_path)

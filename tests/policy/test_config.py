@@ -70,7 +70,7 @@ def test_every_rule_has_its_article_in_terms_md(config) -> None:
     ("objection_digit = \"9\"", "objection_digit = \"99\"", "recording.objection_digit",
      "one DTMF key"),
     ("retention_months = 3", "retention_months = 0", "recording.retention_months", "between"),
-    ("comparator = \">\"", "comparator = \"=>\"", "limits.short_calls.comparator", "one of"),
+    ("comparator = \">=\"", "comparator = \"=>\"", "limits.short_calls.comparator", "one of"),
     ("timezone = \"Europe/Paris\"", "timezone = \"Europe/Lutece\"", "policy.timezone",
      "unknown time zone"),
     ("inbound_busy_status = 486", "inbound_busy_status = 200", "calls.inbound_busy_status",

@@ -56,6 +56,21 @@ def test_unanswered_call_counts_by_setup_time(guard: PolicyGuard, facts) -> None
     assert ("short", "False") in guard.on_call_end("rang-long", T0 + 80).details
 
 
+def test_a_call_the_edge_did_not_place_is_no_short_call(guard: PolicyGuard, facts) -> None:
+    """Admitted, then refused by the edge itself (488 no codec, 503 no port): the channel is
+    back at once and nothing is counted; the same end as a hang-up would count."""
+    from softphone.policy import EndReason
+
+    u = facts.user()
+    guard.on_call_attempt(facts.call(u, call_id="no-codec", now=T0))
+    d = guard.on_call_end("no-codec", T0 + 0.01, EndReason.NOT_PLACED)
+    assert dict(d.details)["short"] == "False" and dict(d.details)["reason"] == "not_placed"
+    assert guard.held("alice") == 0 and not d.warnings
+    assert guard.state.short_user_day.get(("alice", "2026-01-21"), 0) == 0
+    guard.on_call_attempt(facts.call(u, call_id="hung-up", now=T0 + 1))
+    assert dict(guard.on_call_end("hung-up", T0 + 1.01).details)["short"] == "True"
+
+
 def test_inbound_calls_are_not_short_calls(guard: PolicyGuard, facts) -> None:
     u = facts.user()
     guard.on_call_attempt(facts.call(u, "+33187654321", call_id="in", presented="+33145678901",
@@ -64,23 +79,27 @@ def test_inbound_calls_are_not_short_calls(guard: PolicyGuard, facts) -> None:
     assert guard.state.short_user_day == {}
 
 
-def test_breach_is_the_account_average_strictly_above_60(guard: PolicyGuard, facts) -> None:
+def test_breach_is_the_account_average_reaching_60(guard: PolicyGuard, facts) -> None:
+    """ "Si la moyenne ... atteint ce seuil": an average of exactly 60 is a breach day."""
     acct = facts.account(seats=2)
     alice, bob = facts.user("alice", acct), facts.user("bob", acct)
-    # 120 short calls over 2 users = average 60: not above 60
+    # 119 short calls over 2 users = average 59.5: below the threshold
     short_calls(guard, alice, facts, 100, T0)
-    short_calls(guard, bob, facts, 20, T0)
+    short_calls(guard, bob, facts, 19, T0)
     assert guard.state.breach_days == {}
-    d = short_calls(guard, bob, facts, 1, T0 + 5000, tag="x")[-1]
+    d = short_calls(guard, bob, facts, 1, T0 + 5000, tag="x")[-1]  # 120 / 2 = 60
     assert guard.state.breach_days == {("acct-1", "2026-01"): {"2026-01-21"}}
     assert any(w.rule_id == "R-LIMIT-1" and w.audience is Audience.ADMIN for w in d.warnings)
 
 
 def test_comparator_is_configurable(config, facts) -> None:
+    assert config.limits.short_calls.comparator == ">="  # the shipped reading
     cfg = replace(config, limits=replace(config.limits, short_calls=replace(
-        config.limits.short_calls, comparator=">=")))
+        config.limits.short_calls, comparator=">")))
     guard = PolicyGuard(cfg)
     short_calls(guard, facts.user(), facts, 60, T0)
+    assert not guard.state.breach_days  # "pas plus de 60": 60 is allowed
+    short_calls(guard, facts.user(), facts, 1, T0 + 5000, tag="x")
     assert guard.state.breach_days
 
 
@@ -88,23 +107,29 @@ def test_warnings_at_1_and_2_then_suspension_at_3(guard: PolicyGuard, facts) -> 
     u = facts.user()
     texts = []
     for day in range(3):
-        last = short_calls(guard, u, facts, 61, T0 + day * DAY)[-1]
+        last = short_calls(guard, u, facts, 60, T0 + day * DAY)[-1]  # reaches 60
         texts.append(" ".join(w.message for w in last.warnings))
         if day < 2:
             assert guard.on_call_attempt(facts.call(u, call_id=f"ok{day}",
                                                     now=T0 + day * DAY + 5000)).allowed
             guard.on_call_end(f"ok{day}", T0 + day * DAY + 5100)
     assert "warning 1" in texts[0] and "warning 2" in texts[1]
-    assert "suspended for 7 days" in texts[2]
+    assert "at 3 breach days the unlimited plan is suspended for 7 days" in texts[0]
+    # R-LIMIT-3: the unlimited plan is suspended for 7 days, the admin told until when
+    assert "unlimited plan is suspended for 7 days, until 2026-01-30 " in texts[2]
+    # calls go on, charged (unlimited_suspended), never refused for it
     d = guard.on_call_attempt(facts.call(u, call_id="after", now=T0 + 2 * DAY + 6000))
-    assert d.action is Action.REJECT and d.rule_id == "R-LIMIT-1"
-    assert d.announcement == "short-call-suspension" and d.retry_after_s
-    # emergency calls stay available during the suspension
+    assert d.allowed and d.billable and d.retry_after_s is None, d
+    assert [w.rule_id for w in d.warnings] == ["R-LIMIT-3"]
+    assert "suspended until 2026-01-30" in d.warnings[0].message
+    guard.on_call_end("after", T0 + 2 * DAY + 6100)
+    # emergency calls as ever
     e = facts.user("eve", account=facts.account(emergency_activated=True))
     assert guard.on_call_attempt(facts.call(e, "112", now=T0 + 2 * DAY + 6100)).action \
         is Action.ROUTE_EMERGENCY
-    # and it ends after 7 days, or when an admin lifts it
-    assert guard.on_call_attempt(facts.call(u, call_id="later", now=T0 + 10 * DAY)).allowed
+    # and it ends after 7 days: in the bundle again
+    later = guard.on_call_attempt(facts.call(u, call_id="later", now=T0 + 10 * DAY))
+    assert later.allowed and not later.billable
 
 
 def test_breach_days_are_per_calendar_month(guard: PolicyGuard, facts) -> None:
@@ -120,9 +145,75 @@ def test_breach_days_are_per_calendar_month(guard: PolicyGuard, facts) -> None:
 def test_admin_can_lift_the_suspension(guard: PolicyGuard, facts) -> None:
     u = facts.user()
     guard.state.suspended_until["acct-1"] = T0 + 7 * DAY
-    assert guard.on_call_attempt(facts.call(u, now=T0)).action is Action.REJECT
-    guard.lift_suspension("acct-1", T0 + 1)
-    assert guard.on_call_attempt(facts.call(u, now=T0 + 2)).allowed
+    d = guard.on_call_attempt(facts.call(u, call_id="during", now=T0))
+    assert d.allowed and d.billable
+    guard.on_call_end("during", T0 + 30)
+    guard.lift_suspension("acct-1", T0 + 31)
+    d = guard.on_call_attempt(facts.call(u, call_id="lifted", now=T0 + 32))
+    assert d.allowed and not d.billable
+
+
+def suspending(config):
+    """One short call a day (>=1) makes a breach day, and one breach day suspends."""
+    return PolicyGuard(replace(config, limits=replace(config.limits, short_calls=replace(
+        config.limits.short_calls, threshold=1, comparator=">=", warn_at_days=(),
+        suspend_at_days=1))))
+
+
+@pytest.mark.parametrize(("zone", "start", "end", "hours"), [
+    # Paris springs forward on 29 March 2026: that week is 7 x 24 - 1 hours
+    ("Europe/Paris", (2026, 3, 25, 12, 0), (2026, 4, 1, 12, 0), 167),
+    # and falls back on 25 October 2026: 7 x 24 + 1
+    ("Europe/Paris", (2026, 10, 22, 9, 30), (2026, 10, 29, 9, 30), 169),
+    # New York springs forward on 8 March 2026, three weeks before Paris
+    ("America/New_York", (2026, 3, 5, 18, 0), (2026, 3, 12, 18, 0), 167),
+    ("Asia/Tokyo", (2026, 3, 25, 12, 0), (2026, 4, 1, 12, 0), 168),  # no DST
+])
+def test_suspension_is_seven_calendar_days_in_the_accounts_zone(
+        config, facts, zone, start, end, hours) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    t = datetime(*start, tzinfo=tz).timestamp()
+    guard = suspending(config)
+    u = facts.user(account=facts.account(timezone=zone))
+    guard.on_call_attempt(facts.call(u, call_id="short", now=t - 2))
+    end_decision = guard.on_call_end("short", t)  # the breach day, and the suspension, now
+    until = guard.state.suspended_until["acct-1"]
+    assert datetime.fromtimestamp(until, tz) == datetime(*end, tzinfo=tz)  # same wall clock
+    assert until - t == hours * 3600
+    admin = [w.message for w in end_decision.warnings if w.rule_id == "R-LIMIT-3"
+             and w.audience is Audience.ADMIN]
+    assert len(admin) == 1 and datetime(*end, tzinfo=tz).strftime("%Y-%m-%d %H:%M") in admin[0]
+    # the suspension's first second and last second
+    assert guard.on_call_attempt(facts.call(u, call_id="in", now=until - 1)).billable
+    guard.on_call_end("in", until - 0.5)
+    assert not guard.on_call_attempt(facts.call(u, call_id="out", now=until + 1)).billable
+
+
+def test_an_unknown_account_zone_is_a_clear_error_and_changes_nothing(config, facts) -> None:
+    from softphone.policy import PolicyInputError
+
+    guard = suspending(config)
+    u = facts.user(account=facts.account(timezone="Europe/Atlantis"))
+    with pytest.raises(PolicyInputError, match="Europe/Atlantis"):
+        guard.on_call_attempt(facts.call(u, call_id="c"))
+    assert guard.state.calls == {} and guard.drain_events() == []
+
+
+def test_the_suspension_is_of_the_unlimited_plan_only(config, facts) -> None:
+    """On a usage plan every call is charged already: nothing changes for its calls; internal
+    calls never reach the provider and are not charged either."""
+    guard = suspending(config)
+    usage = facts.user(account=facts.account(plan=Plan.USAGE))
+    guard.state.suspended_until["acct-1"] = T0 + 7 * DAY
+    d = guard.on_call_attempt(facts.call(usage, call_id="u", now=T0))
+    assert d.allowed and not d.billable and not d.warnings
+    guard.on_call_end("u", T0 + 60)
+    ext = guard.on_call_attempt(facts.call(facts.user(), "201", call_id="i", now=T0 + 100,
+                                           internal=True))
+    assert ext.allowed and not ext.billable
 
 
 # -- R-LIMIT-4 SMART -----------------------------------------------------------------------------

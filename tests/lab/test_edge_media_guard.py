@@ -118,3 +118,40 @@ def test_a_silent_caller_is_not_taken_over(tmp_path: Path, lab: Any, sipp: Any) 
     legs = leg_guard(edge)
     assert all(leg["source_switches"] == 0 for leg in legs), legs
     assert sum(leg["foreign"] for leg in legs) > 0, legs
+
+
+@pytest.mark.timeout(90)
+def test_one_user_gets_one_of_eight_calls_to_the_echo_test(tmp_path: Path, lab: Any,
+                                                           sipp: Any) -> None:
+    """Calls to 600/601 are not the guard's (no channel is counted), each holds an RTP pair:
+    one user held 500 of them and everyone else got 503. Now ``calls_per_user`` (1)."""
+    edge_port, uac_port = lab.take_ports(2)
+    (uac_media,) = media_ports(37600, 1, span=40)  # sipp binds a pair per call it places
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, (26440, 26479)).start()
+    target = f"127.0.0.1:{edge_port}"
+    peak = 0
+    try:
+        uac = sipp.start("uac", [
+            target, "-sf", str(lab.scenarios / "guard_uac_app.xml"), "-s", "600",
+            "-i", "127.0.0.1", "-p", str(uac_port), "-au", "1001", "-ap", "demo-1001",
+            "-set", "user", "1001", "-auth_uri", f"600@{target}", "-m", "8", "-l", "8",
+            "-r", "8", "-mi", "127.0.0.1", "-mp", str(uac_media), "-timeout_error"],
+            trace_msg=True, trace_logs=True, wall=60)
+        end = time.monotonic() + 60
+        while uac.proc.poll() is None and time.monotonic() < end:
+            peak = max(peak, edge.status().get("live_calls", 0))
+            time.sleep(0.1)
+        assert uac.wait(10) == 0, uac.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        edge.stop()
+    logs = uac.logs()
+    assert (logs.count("answered "), logs.count("refused ")) == (1, 7), logs
+    wire = uac.messages()
+    assert wire.count("SIP/2.0 403 Forbidden: already in a call to a test number") >= 7, wire
+    assert 'Warning: 399 127.0.0.1 "You are already in a call to a test number.' in wire
+    assert peak == 1, peak
+    calls = edge.calls()
+    assert [(c["callee"], c["status"]) for c in calls] == [("600", 200)], calls
+    assert st.get("ports_in_use") == 0, st

@@ -155,3 +155,90 @@ def test_one_user_gets_one_of_eight_calls_to_the_echo_test(tmp_path: Path, lab: 
     calls = edge.calls()
     assert [(c["callee"], c["status"]) for c in calls] == [("600", 200)], calls
     assert st.get("ports_in_use") == 0, st
+
+
+def reserve_config(path: Path, psap_port: int) -> Path:
+    """1001 has emergency service and a recorded address; 1002-1006 are ordinary users."""
+    users = "".join(f'\n[[users]]\next = "{u}"\npassword = "demo-{u}"\n'
+                    for u in ("1002", "1003", "1004", "1005", "1006"))
+    path.write_text(f"""
+[media]
+emergency_reserved_ports = 4
+
+[emergency]
+route = "sip:sos@127.0.0.1:{psap_port}"
+
+[[users]]
+ext = "1001"
+password = "demo-1001"
+emergency = true
+location = {{ country = "FR", city = "Paris", street = "Rue de Rivoli", number = "99", postcode = "75001" }}
+{users}""")
+    return path
+
+
+@pytest.mark.timeout(120)
+def test_a_range_full_of_ordinary_calls_still_gives_112_its_ports(tmp_path: Path, lab: Any,
+                                                                  sipp: Any) -> None:
+    """6 pairs, 2 kept for emergency calls: four users' calls to 600 (a pair each) fill the
+    ordinary share; a fifth gets 503 with Retry-After; 1001's 112 still reaches the emergency
+    gateway, with media both ways."""
+    edge_port, psap_port, uac_port, *fill_ports = lab.take_ports(8)
+    (uac_media,) = media_ports(37700, 1)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    cfg = reserve_config(tmp_path / "edge.toml", psap_port)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, (26480, 26491),
+                       extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+    sinks = [RtpPhone(1000.0, seconds=0) for _ in range(4)]
+    psap_media = RtpPhone(440, seconds=3)
+    full = tmp_path / "guard_uac_503.xml"
+    full.write_text((lab.scenarios / "edge_uac_forbidden.xml").read_text()
+                    .replace('<recv response="403"/>', '<recv response="503"/>'))
+    try:
+        fillers = [sipp.start(f"fill{user}", [
+            target, "-sf", str(lab.scenarios / "recording_uac.xml"), "-s", "600",
+            "-i", "127.0.0.1", "-p", str(port), "-au", user, "-ap", f"demo-{user}",
+            "-set", "user", user, "-set", "mport", str(sink.port),
+            "-auth_uri", f"600@{target}", "-m", "1", "-timeout_error"], wall=60)
+            for user, port, sink in zip(("1002", "1003", "1004", "1005"), fill_ports[:4], sinks,
+                                        strict=True)]
+        end = time.monotonic() + 15
+        while edge.status().get("ports_in_use") != 4 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert edge.status().get("ports_in_use") == 4, edge.log()
+        refused = sipp.start("full", [
+            target, "-sf", str(full), "-s", "600", "-i", "127.0.0.1", "-p", str(fill_ports[4]),
+            "-au", "1006", "-ap", "demo-1006", "-set", "user", "1006",
+            "-auth_uri", f"600@{target}", "-m", "1", "-timeout_error"],
+            trace_msg=True, wall=30)
+        assert refused.wait(30) == 0, refused.errors() + edge.log()
+        psap = sipp.start("psap", ["-sf", str(lab.scenarios / "emergency_psap_uas.xml"),
+                                   "-i", "127.0.0.1", "-p", str(psap_port),
+                                   "-set", "mport", str(psap_media.port), "-m", "1"],
+                          trace_msg=True, wall=60)
+        lab.wait_udp_listening(psap_port)
+        sos = call(sipp, lab, "sos", "edge_uac.xml", target, "1001", "112", uac_port,
+                   media=uac_media)
+        time.sleep(1.0)
+        during = edge.status()
+        assert sos.wait(40) == 0, sos.errors() + edge.log()
+        assert psap.wait(20) == 0, psap.errors() + edge.log()
+        for f in fillers:
+            assert f.wait(40) == 0, f.errors()
+        st = edge.wait_idle()
+    finally:
+        psap_media.close()
+        for sink in sinks:
+            sink.close()
+        edge.stop()
+    wire = refused.messages()
+    assert "SIP/2.0 503 Service Unavailable: no media ports" in wire, wire
+    assert "Retry-After: 5" in wire, wire
+    assert during.get("ports_in_use") == 6, during  # the four calls and the 112's two legs
+    assert during["ports_refused"]["emergency_share"] >= 1, during
+    assert "INVITE urn:service:sos SIP/2.0" in psap.messages()
+    assert strongest_window(psap_media.pcm(), 1000) > 0.6  # the operator hears the caller
+    assert st["calls"]["emergency_routed"] == 1 and st.get("ports_in_use") == 0, st
+    answered = sorted(c["callee"] for c in edge.calls() if c["status"] == 200)
+    assert answered == ["112", "600", "600", "600", "600"], edge.calls()

@@ -242,3 +242,55 @@ def test_a_range_full_of_ordinary_calls_still_gives_112_its_ports(tmp_path: Path
     assert st["calls"]["emergency_routed"] == 1 and st.get("ports_in_use") == 0, st
     answered = sorted(c["callee"] for c in edge.calls() if c["status"] == 200)
     assert answered == ["112", "600", "600", "600", "600"], edge.calls()
+
+
+@pytest.mark.timeout(90)
+def test_one_users_calls_stop_at_the_per_user_port_cap_and_others_still_call(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """``per_user_max_ports = 4`` and 4 calls to the test numbers allowed: 1001's three calls
+    at once get two answers (a pair each) and a 503 with Retry-After; 1002 still gets in."""
+    edge_port, p1, p2 = lab.take_ports(3)
+    m1, m2 = media_ports(37800, 2, span=20)
+    write_alaw(tmp_path / "uac.alaw", 1000, 3)
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[media]\nper_user_max_ports = 4\n\n[extensions]\ncalls_per_user = 4\n'
+                   + "".join(f'\n[[users]]\next = "{u}"\npassword = "demo-{u}"\n'
+                             for u in ("1001", "1002")))
+    edge = EdgeProcess(tmp_path / "edge", edge_port, (26500, 26539),
+                       extra=["--config", str(cfg)]).start()
+    target = f"127.0.0.1:{edge_port}"
+
+    def dial(user: str, port: int, media: int, calls: int) -> Any:
+        return sipp.start(f"u{user}", [
+            target, "-sf", str(lab.scenarios / "guard_uac_app.xml"), "-s", "600",
+            "-i", "127.0.0.1", "-p", str(port), "-au", user, "-ap", f"demo-{user}",
+            "-set", "user", user, "-auth_uri", f"600@{target}", "-m", str(calls),
+            "-l", str(calls), "-r", str(calls), "-mi", "127.0.0.1", "-mp", str(media),
+            "-timeout_error"], trace_msg=True, trace_logs=True, wall=60)
+
+    by_user: dict[str, int] = {}
+    try:
+        heavy = dial("1001", p1, m1, 3)
+        end = time.monotonic() + 15
+        while edge.status().get("ports_in_use") != 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        light = dial("1002", p2, m2, 1)
+        end = time.monotonic() + 15
+        while edge.status().get("ports_in_use") != 3 and time.monotonic() < end:
+            time.sleep(0.05)
+        st = edge.status()
+        by_user, refused = st.get("ports_by_user", {}), st.get("ports_refused", {})
+        assert heavy.wait(40) == 0, heavy.errors() + edge.log()
+        assert light.wait(40) == 0, light.errors() + edge.log()
+        edge.wait_idle()
+    finally:
+        edge.stop()
+    assert by_user == {"1001": 4, "1002": 2}, by_user
+    assert refused.get("per_user") == 1, refused
+    logs = heavy.logs()
+    assert (logs.count("answered "), logs.count("refused ")) == (2, 1), logs
+    wire = heavy.messages()
+    assert "SIP/2.0 503 Service Unavailable: no media ports" in wire and "Retry-After: 5" in wire
+    assert light.logs().count("answered ") == 1, light.logs()
+    assert sorted(c["caller"] for c in edge.calls() if c["status"] == 200) == \
+        ["1001", "1001", "1002"], edge.calls()

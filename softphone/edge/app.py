@@ -292,6 +292,9 @@ class Edge:
             "live_calls": self.b2bua.live_calls,
             "media_objects": len(CallMedia.live),
             "ports_in_use": self.allocator.in_use,
+            "ports_by_user": self.allocator.users(),
+            "ports_refused": {"emergency_share": self.allocator.refused_reserve,
+                              "per_user": self.allocator.refused_user},
             "registrations": len(self.b2bua.location),
             "transactions": len(self.core.transactions),
             "calls": dict(self.b2bua.stats),
@@ -537,13 +540,15 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         transport.flush()
     await transport.start(specs)
     core = SipCore(local=transport.local, t1=cfg.t1, user_agent=cfg.user_agent)
-    allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind)
+    allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind,
+                              emergency_reserved=cfg.emergency_reserved_ports // 2,
+                              per_user_max_ports=cfg.per_user_max_ports)
     users = {u.ext for u in cfg.users}
     b2bua = B2BUA(
         core=core, flush=flush, location=LocationService(), allocator=allocator,
         media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
                                      jitter_max_ms=cfg.jitter_max_ms,
-                                     rtp_timeout=cfg.rtp_timeout),
+                                     rtp_timeout=cfg.rtp_timeout, latch=cfg.latch),
         codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
         retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
@@ -551,7 +556,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri, emergency_lane=lane,
-        emergency_callback_s=cfg.emergency_callback_s)
+        emergency_callback_s=cfg.emergency_callback_s,
+        app_calls_per_user=cfg.app_calls_per_user)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

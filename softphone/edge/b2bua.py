@@ -95,6 +95,7 @@ from softphone.media.call import CallMedia
 from softphone.media.dtmf import DtmfEvent, DtmfKind
 from softphone.media.echo import ToneSource
 from softphone.media.ports import PortAllocator, PortsExhausted
+from softphone.media.session import RtpSession
 from softphone.policy.decision import (
     Action,
     Audience,
@@ -218,6 +219,7 @@ class MediaSettings:
     rtp_timeout: float = 30.0
     bridge_rate: int = 16000     # wideband mixing: OPUS keeps 8 kHz of audio band, G.711 4
     tone_hz: float = 1000.0
+    latch: str = "address-only"  # whom RTP may latch to (media.session, RTPbleed)
 
 
 class CallState(enum.Enum):
@@ -295,7 +297,7 @@ class B2BUA:
                  emergency_route: str = "", prompts: Prompts = _no_prompts,
                  recordings: RecordingStore | None = None,
                  emergency_lane: EmergencyLane | None = None,
-                 emergency_callback_s: float = 3600.0) -> None:
+                 emergency_callback_s: float = 3600.0, app_calls_per_user: int = 1) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -306,6 +308,7 @@ class B2BUA:
         self.domain = domain
         self.echo_ext = echo_ext
         self.tone_ext = tone_ext
+        self.app_calls_per_user = app_calls_per_user  # simultaneous calls to 600/601 per user
         self.retry_after = retry_after
         self.auth = auth
         self.guard = guard
@@ -678,9 +681,12 @@ class B2BUA:
                 self._release_guard(req.call_id, now)
                 self._respond(txn, 480, "Temporarily Unavailable")
                 return
+        if is_app and self._app_calls_full(txn, caller):
+            return
         key = req.call_id
         made = self._anchor(req, txn, offer, now, legs=("a",) if is_app else ("a", "b"),
-                            release=not is_app)
+                            release=not is_app,
+                            user=target if direction == "inbound" else caller)
         if made is None:
             return
         media, a_neg = made
@@ -705,22 +711,41 @@ class B2BUA:
         else:
             self._fork(call, bindings)
 
-    def _new_media(self, key: str) -> CallMedia:
+    def _app_calls_full(self, txn: ServerTransaction, caller: str) -> bool:
+        """``caller`` already holds ``app_calls_per_user`` calls to 600/601: answered 403
+        here (calls to the edge's own numbers are not seen by the guard's channel count, and
+        each holds an RTP pair)."""
+        held = sum(1 for c in self.calls.values()
+                   if c.caller == caller and c.app in ("echo", "tone"))
+        if held < self.app_calls_per_user:
+            return False
+        log.info("call of %s to a test number refused: %d already up", caller, held)
+        text = "You are already in a call to a test number. Hang up that call first."
+        self._respond(txn, 403, "Forbidden: already in a call to a test number",
+                      extra=[("Warning", f'399 {self.domain} "{text}"')])
+        return True
+
+    def _new_media(self, key: str, *, user: str = "", emergency: bool = False) -> CallMedia:
         ms = self.media_settings
         return CallMedia(key, self.allocator, self.scheduler, bridge_rate=ms.bridge_rate,
                          jitter_min_ms=ms.jitter_min_ms, jitter_max_ms=ms.jitter_max_ms,
                          rtp_timeout=ms.rtp_timeout,
                          on_timeout=functools.partial(self._media_timeout, key),
-                         on_dtmf=functools.partial(self._media_dtmf, key))
+                         on_dtmf=functools.partial(self._media_dtmf, key),
+                         user=user, emergency=emergency, latch=ms.latch)
 
     def _anchor(self, req: SipRequest, txn: ServerTransaction,
                 offer: SessionDescription | None, now: float, *, legs: tuple[str, ...],
-                release: bool) -> tuple[CallMedia, Negotiated | None] | None:
+                release: bool, user: str = "", emergency: bool = False,
+                ) -> tuple[CallMedia, Negotiated | None] | None:
         """The call's media with ``legs`` reserved and our answer to the caller's offer (None
         for an INVITE without one: ``_our_offer`` goes in the 200 OK); None when the caller
-        was refused (503 no ports, 488 no codec), its guard channel given back if ``release``."""
+        was refused (503 no ports, 488 no codec), its guard channel given back if ``release``.
+        The ports count against ``user``'s share (none for ``emergency``, which may take the
+        range's emergency share); leg a's RTP may latch to the address the INVITE came from."""
         ms = self.media_settings
-        media = self._new_media(req.call_id)
+        media = self._new_media(req.call_id, user=user, emergency=emergency)
+        media.allow_sources("a", (txn.peer.host,))
         status, reason, extra = 0, "", []
         try:
             pair_a = media.reserve("a")
@@ -810,7 +835,8 @@ class B2BUA:
                           extra=[("Warning", f'399 {self.domain} "The emergency route is '
                                   'not reachable. Call from a mobile phone or a landline."')])
             return
-        made = self._anchor(req, txn, offer, now, legs=("a", "b"), release=True)
+        made = self._anchor(req, txn, offer, now, legs=("a", "b"), release=True, user=caller,
+                            emergency=True)
         if made is None:
             return
         media, a_neg = made
@@ -889,7 +915,7 @@ class B2BUA:
         prompt = self._prompt(announcement) if offer is not None else None
         made = None
         if prompt is not None and offer is not None:
-            made = self._anchor_quietly(req, offer)
+            made = self._anchor_quietly(req, offer, user=caller, source=source.host)
         if prompt is None or made is None:
             self._respond(txn, status, reason, extra=warning)
             return
@@ -949,11 +975,13 @@ class B2BUA:
 
         self._spawn(play(), call)
 
-    def _anchor_quietly(self, req: SipRequest,
-                        offer: SessionDescription) -> tuple[CallMedia, Negotiated] | None:
-        """Leg "a" media for a notice, or None (no port, no codec): the refusal goes on alone."""
+    def _anchor_quietly(self, req: SipRequest, offer: SessionDescription, *, user: str = "",
+                        source: str = "") -> tuple[CallMedia, Negotiated] | None:
+        """Leg "a" media for a notice, or None (no port, no codec): the refusal goes on alone.
+        Not an emergency call's share: a refused caller's notices count against ``user``."""
         ms = self.media_settings
-        media = self._new_media(req.call_id)
+        media = self._new_media(req.call_id, user=user)
+        media.allow_sources("a", (source,))
         try:
             pair = media.reserve("a")
             return media, answer_offer(offer, address=ms.host, port=pair.rtp, order=self.codecs)
@@ -981,6 +1009,7 @@ class B2BUA:
 
     async def _connect(self, call: Call, b_neg: Negotiated) -> None:
         media = call.media
+        media.allow_sources("b", self._b_sources(call))
         if call.a_neg is None:
             # delayed offer: leg "b" now, leg "a" when the caller's ACK brings the answer
             await media.attach("b", b_neg)
@@ -1022,6 +1051,18 @@ class B2BUA:
             self._end(call, "bad-ack-sdp", bye_a=True, bye_b=True)
             return
         call.a_answered.set()  # _connect / _start_app, waiting since the 200 OK, go on
+
+    def _b_sources(self, call: Call) -> set[str]:
+        """Where leg b's signalling comes from: the device that answered (before the answer,
+        every device rung), as addressed and as it registered from; its RTP may latch there."""
+        forks = [call.winner] if call.winner is not None else call.forks
+        dests = {f.binding_source for f in forks}
+        hosts = {d.host for d in dests}
+        if call.direction in ("local", "inbound"):
+            for b in self.location.lookup(call.callee, self.clock()):
+                if binding_destination(b) in dests:
+                    hosts.add(b.source[1])
+        return hosts
 
     def _release_guard(self, call_id: str, now: float) -> None:
         """An admitted call refused here (488, 503, 480) was never placed: not a short call."""
@@ -1569,7 +1610,8 @@ class B2BUA:
                 packets_out=sess.packets_sent if sess else 0,
                 lost=sess.reception.lost if sess else 0,
                 jitter_ms=round(sess.reception.jitter_ms, 2) if sess else 0.0,
-                rtt_ms=round(sess.rtt * 1000, 1) if sess and sess.rtt is not None else None))
+                rtt_ms=round(sess.rtt * 1000, 1) if sess and sess.rtt is not None else None,
+                **_guard_counts(sess)))
         return out
 
     async def close(self) -> None:
@@ -1581,6 +1623,16 @@ class B2BUA:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _guard_counts(sess: RtpSession | None) -> dict[str, Any]:
+    """What a leg's source guard did, for its call-log line (``LegRecord``)."""
+    if sess is None:
+        return {}
+    latched = sess.stats.latched
+    return {"latched": f"{latched[0]}:{latched[1]}" if latched else "",
+            "foreign": sess.foreign_source, "source_switches": sess.source_switches,
+            "flushed": sess.flushed}
 
 
 def media_lines(offer: SessionDescription | None) -> tuple[MediaLine, ...]:

@@ -28,6 +28,10 @@ class LegRecord:
     lost: int = 0
     jitter_ms: float = 0.0
     rtt_ms: float | None = None
+    latched: str = ""            # the RTP source the leg latched to ("" = none)
+    foreign: int = 0             # RTP packets dropped: not from the peer (RTPbleed guard)
+    source_switches: int = 0     # latch moves (NAT rebinding, after probation)
+    flushed: int = 0             # datagrams that reached the ports before the answer, unread
 
 
 @dataclass

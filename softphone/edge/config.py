@@ -58,11 +58,17 @@ class EdgeConfig:
     jitter_max_ms: int = 200
     rtp_timeout: float = 30.0
     retry_after: int = 5
+    # RTP+RTCP ports (two per call leg) only emergency calls may take, and that one user's
+    # ordinary calls may hold together (0 = no cap); whom RTP may latch to (media.session)
+    emergency_reserved_ports: int = 4
+    per_user_max_ports: int = 262
+    latch: str = "address-only"
     data_dir: Path = Path("var/edge")
     trunk_uri: str = ""
     trunk_expires: int = 3600    # the Expires each user's upstream REGISTER asks for
     echo_ext: str = "600"
     tone_ext: str = "601"
+    app_calls_per_user: int = 1  # simultaneous calls of one user to 600/601
     demo_prefix: str = "demo-"
     account_id: str = "demo"
     country: str = "FR"
@@ -188,6 +194,23 @@ def _check_route(sec: Section, uri: str) -> str:
 
 
 EMERGENCY_REQUEST_URIS = ("service-urn", "route")
+LATCH_MODES = ("address-only", "strict", "any")  # media.session.LATCH_MODES, default first
+
+
+def _even_ports(sec: Section, key: str, default: int, hi: int) -> int:
+    value = sec.integer(key, default, lo=0, hi=hi)
+    if value % 2:
+        raise sec.error(key, f"must be even (RTP and RTCP ports go in pairs), got {value}")
+    return value
+
+
+def check_media_shares(first: int, last: int, reserved_ports: int) -> str | None:
+    """Why the emergency share does not fit the RTP range, or None."""
+    pairs = (last - first + 1) // 2
+    if reserved_ports // 2 >= pairs:
+        return (f"the RTP range {first}-{last} holds {pairs} port pairs; "
+                f"emergency_reserved_ports = {reserved_ports} would leave none for other calls")
+    return None
 
 
 def _one_of(sec: Section, key: str, allowed: tuple[str, ...]) -> str:
@@ -219,10 +242,11 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         "user_agent"))
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
-        "retry_after_s"))
+        "retry_after_s", "emergency_reserved_ports", "per_user_max_ports", "latch"))
     data = Section(doc, ("data",), d.get("data", {}), known=("dir",))
     trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri", "expires"))
-    ext = Section(doc, ("extensions",), d.get("extensions", {}), known=("echo", "tone"))
+    ext = Section(doc, ("extensions",), d.get("extensions", {}),
+                  known=("echo", "tone", "calls_per_user"))
     demo = Section(doc, ("demo",), d.get("demo", {}), known=("password_prefix",))
     acct = Section(doc, ("account",), d.get("account", {}), known=(
         "id", "country", "recording", "plan", "state", "trial", "smart_pack", "sip_option",
@@ -257,6 +281,15 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
             raise media.error("codecs", f"unknown codec {name!r} (known: opus, PCMA, PCMU)")
     if not codecs:
         raise media.error("codecs", "must name at least one codec")
+    reserved_ports = _even_ports(media, "emergency_reserved_ports", 4, 65534)
+    why = check_media_shares(rtp_first, rtp_last, reserved_ports)
+    if why is not None:
+        raise media.error("emergency_reserved_ports", why)
+    per_user_ports = _even_ports(media, "per_user_max_ports", 262, 65534)
+    if per_user_ports and per_user_ports < 4:
+        raise media.error("per_user_max_ports", "must be 0 (no cap) or at least 4 (the two "
+                          f"pairs of one call), got {per_user_ports}")
+    latch = _one_of(media, "latch", LATCH_MODES)
     jmin = media.integer("jitter_min_ms", 20, lo=0, hi=1000)
     jmax = media.integer("jitter_max_ms", 200, lo=20, hi=2000)
     if jmax < jmin:
@@ -333,11 +366,15 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         jitter_max_ms=jmax,
         rtp_timeout=float(media.integer("rtp_timeout_s", 30, lo=1, hi=3600)),
         retry_after=media.integer("retry_after_s", 5, lo=0, hi=3600),
+        emergency_reserved_ports=reserved_ports,
+        per_user_max_ports=per_user_ports,
+        latch=latch,
         data_dir=Path(data.text("dir", "var/edge")),
         trunk_uri=_check_trunk(trunk, trunk.text("uri", "")),
         trunk_expires=trunk.integer("expires", 3600, lo=60, hi=86400),
         echo_ext=echo_ext,
         tone_ext=tone_ext,
+        app_calls_per_user=ext.integer("calls_per_user", 1, lo=1, hi=64),
         demo_prefix=demo.text("password_prefix", "demo-"),
         account_id=acct.text("id", "demo"),
         country=country,
@@ -392,6 +429,9 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
             first, last = parse_port_range(o.rtp_ports)
         except ValueError as exc:
             raise ConfigError("--rtp-ports", "media.rtp_ports", str(exc)) from None
+        why = check_media_shares(first, last, cfg.emergency_reserved_ports)
+        if why is not None:
+            raise ConfigError("--rtp-ports", "media.rtp_ports", why)
         changes.update(rtp_first=first, rtp_last=last)
     if o.trunk is not None:
         if o.trunk:

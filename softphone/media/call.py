@@ -2,11 +2,14 @@
 
 The edge (B2BUA) talks to this one object per call:
 
-1. ``reserve(leg)`` before writing an SDP: binds the leg's RTP/RTCP pair (``PortsExhausted``
-   propagates: the edge answers 503 + Retry-After and calls ``close()``).
+1. ``reserve(leg)`` before writing an SDP: binds the leg's RTP/RTCP pair, a random one, in the
+   name of the call's ``user`` (per-user cap) and as an ``emergency`` call or not (the range's
+   emergency share); ``PortsExhausted`` propagates: the edge answers 503 + Retry-After and
+   calls ``close()``. ``allow_sources(leg, hosts)``: where the leg's signalling comes from.
 2. ``attach(leg, negotiated)`` once offer/answer is done: an ``RtpSession`` with the agreed
-   payload types, telephone-event, clock rate and peer address; ``update(leg, negotiated)`` on
-   a re-INVITE (new address, hold: a peer that does not send is not timed out).
+   payload types, telephone-event, clock rate and peer address, latching (``latch``) only to
+   that address or the signalling's; ``update(leg, negotiated)`` on a re-INVITE (new address,
+   hold: a peer that does not send is not timed out).
 3. ``connect()``: two legs with the same codec and nothing to add -> the relay fast path
    (header rewrite, no decoding); anything else (transcoding, a prompt or notice, recording,
    more than two legs) -> a ``Bridge`` on the shared ``TickScheduler``. ``inject()`` and
@@ -19,7 +22,7 @@ The edge (B2BUA) talks to this one object per call:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 from softphone.media.bridge import Bridge, BridgeLeg, FrameSource, TickScheduler
@@ -49,8 +52,14 @@ class CallMedia:
                  bridge_rate: int = 8000, jitter_min_ms: int = 20, jitter_max_ms: int = 200,
                  rtp_timeout: float | None = 30.0,
                  on_timeout: Callable[[CallMedia, str], None] | None = None,
-                 on_dtmf: Callable[[CallMedia, str, DtmfEvent], None] | None = None) -> None:
+                 on_dtmf: Callable[[CallMedia, str, DtmfEvent], None] | None = None,
+                 user: str = "", emergency: bool = False,
+                 latch: str = "address-only") -> None:
         self.call_id = call_id
+        self.user = user  # whose ports (per-user cap); "" = nobody's
+        self.emergency = emergency  # may take the range's emergency share, no per-user cap
+        self.latch = latch
+        self.sources: dict[str, frozenset[str]] = {}  # per leg: where its signalling comes from
         self.allocator = allocator
         self.scheduler = scheduler
         self.bridge_rate = bridge_rate
@@ -71,15 +80,27 @@ class CallMedia:
 
     # ------------------------------------------------------------------ set-up
 
-    def reserve(self, leg: str) -> PortPair:
-        """Bind the leg's RTP/RTCP pair (its port goes in our SDP). Raises PortsExhausted."""
+    def reserve(self, leg: str, *, user: str | None = None,
+                emergency: bool | None = None) -> PortPair:
+        """Bind the leg's RTP/RTCP pair (its port goes in our SDP) for ``user`` (default: the
+        call's), as an emergency call or not (default: the call's). Raises PortsExhausted."""
         if self.closed:
             raise CallMediaError(f"{self.call_id}: closed")
         pair = self.pairs.get(leg)
         if pair is None:
-            pair = self.allocator.allocate(f"{self.call_id}/{leg}")
+            pair = self.allocator.allocate(
+                f"{self.call_id}/{leg}", user=self.user if user is None else user,
+                emergency=self.emergency if emergency is None else emergency)
             self.pairs[leg] = pair
         return pair
+
+    def allow_sources(self, leg: str, hosts: Iterable[str]) -> None:
+        """The addresses ``leg``'s signalling comes from: RTP from them may latch too (symmetric
+        RTP behind NAT), besides the SDP's address."""
+        self.sources[leg] = frozenset(h for h in hosts if h)
+        session = self.sessions.get(leg)
+        if session is not None:
+            session.allow_hosts(self.sources[leg])
 
     async def attach(self, leg: str, negotiated: Negotiated,
                      codec: FrameCodec | None = None) -> RtpSession:
@@ -112,7 +133,8 @@ class CallMedia:
             jitter_min_ms=self.jitter_min_ms,
             jitter_max_ms=self.jitter_max_ms,
             inactivity_timeout=self.rtp_timeout if negotiated.receives else None,
-            on_timeout=on_timeout, on_dtmf=on_dtmf,
+            on_timeout=on_timeout, on_dtmf=on_dtmf, latch=self.latch,
+            allowed_hosts=self.sources.get(leg, ()),
             name=f"{self.call_id}/{leg}")
         session.sending = negotiated.sends
         self.sessions[leg] = session

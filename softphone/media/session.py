@@ -6,11 +6,25 @@ Receive path, per datagram: parse the header (malformed -> counted discard), che
 (or, on the relay fast path, straight out of the other leg with the header rewritten);
 anything else -> counted and dropped. No exception leaves ``datagram_received``.
 
-Symmetric RTP / latching (RFC 4961 practice for endpoints behind NAT): until the peer's first
-valid packet we send to the address its SDP gave; from then on to the address the packets come
-from. Packets from another address are dropped (counted as ``foreign_source``) unless the
-latched source has been silent for ``relatch_after`` seconds, so a stray or injected stream
-cannot steal a live call but a peer whose NAT binding changed is followed.
+Symmetric RTP / latching, as rtpengine's strict source and Asterisk's strictrtp with probation
+do it (RTPbleed, CVE-2017-14099): nothing is used before the peer's SDP address is known
+(``remote``; what waited in the socket buffer before ``start()`` is flushed unread). Until the
+peer's first accepted packet we send to that SDP address; from then on to the source we latched.
+Which source may latch depends on ``latch``:
+
+- ``"address-only"`` (default): the packet's source address must be the SDP's or one of
+  ``allowed_hosts`` (the address the peer's signalling came from); the port may differ
+  (symmetric RTP behind NAT);
+- ``"strict"``: only the SDP's own address and port;
+- ``"any"``: any source, but only after ``probation`` consecutive in-sequence packets from it
+  (for peers whose media leaves from another address than their SDP and SIP say).
+
+Once latched, another source is dropped (``foreign_source``) unless it is the same address
+(``"any"``: any address; ``"strict"``: never) and sends ``probation`` consecutive in-sequence
+packets: a NAT rebinding is followed, a spray from elsewhere is not, and silence never re-opens
+the latch. Every switch is logged and counted (``source_switches``). RTCP is accepted only from
+the latched RTP address (before the latch: under the same rule as RTP; ``"strict"``: the SDP's
+RTCP address); anything else is counted (``rtcp_foreign``) and ignored.
 
 Send path: ``send_frame()`` stamps our SSRC, sequence and timestamp (random starts, RFC 3550
 5.1) around an encoded payload; queued DTMF digits (``send_digit``) replace the audio packets
@@ -23,6 +37,7 @@ and so the RTT; BYE is recorded. ``inactivity_timeout``: no RTP for that long ->
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import secrets
@@ -53,12 +68,26 @@ from softphone.media.rtp import RTP_HEADER_SIZE, RtpError, build_header, parse_r
 if TYPE_CHECKING:
     from softphone.native.jitter import JitterBuffer
 
-__all__ = ["RtpSession", "SessionStats"]
+__all__ = ["LATCH_MODES", "RtpSession", "SessionStats"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _FIXED = struct.Struct("!BBHII")
+LATCH_MODES = ("address-only", "strict", "any")
+_FLUSH_MAX = 4096  # datagrams read and dropped per socket at start, at most
+
+
+def _host(text: str) -> str:
+    """An address in one spelling (``::1`` and ``0:0::1`` are the same host), IPv4-mapped
+    IPv6 as IPv4; a name stays as it is."""
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +114,9 @@ class SessionStats:
     rtcp_malformed: int
     bye_received: bool
     latched: Address | None
+    source_switches: int = 0  # latch moves to another source (after probation)
+    flushed: int = 0  # datagrams waiting in the sockets before start(), dropped unread
+    rtcp_foreign: int = 0  # RTCP from a source that is not the peer's
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -115,8 +147,13 @@ class RtpSession:
                  inactivity_timeout: float | None = 30.0,
                  on_timeout: Callable[[RtpSession], None] | None = None,
                  on_dtmf: Callable[[RtpSession, DtmfEvent], None] | None = None,
-                 rtcp_interval: float = 5.0, relatch_after: float = 2.0,
+                 rtcp_interval: float = 5.0, latch: str = "address-only",
+                 allowed_hosts: Iterable[str] = (), probation: int = 4,
                  cname: str | None = None, ssrc: int | None = None, name: str = "") -> None:
+        if latch not in LATCH_MODES:
+            raise ValueError(f"latch must be one of {', '.join(LATCH_MODES)}, got {latch!r}")
+        if probation < 1:
+            raise ValueError(f"probation must be >= 1 packet, got {probation}")
         self.pair = pair
         self.allocator = allocator
         self.name = name or pair.owner
@@ -140,7 +177,10 @@ class RtpSession:
         self.on_timeout = on_timeout
         self.on_dtmf = on_dtmf
         self.rtcp_interval = rtcp_interval
-        self.relatch_after = relatch_after
+        self.latch = latch
+        self.probation = probation
+        self.allowed_hosts = frozenset(_host(h) for h in allowed_hosts)
+        self._hosts = self._sdp_hosts()
         self.ssrc = ssrc if ssrc is not None else secrets.randbits(32)
         self.cname = (cname or f"{self.name}@{pair.host}").encode()[:255]
         self.seq = secrets.randbits(16)
@@ -156,6 +196,10 @@ class RtpSession:
         self._relay_ts_off = 0
         self._latched: Address | None = None
         self._latched_rtcp: Address | None = None
+        # a source on probation: address, last sequence number, consecutive packets
+        self._candidate: Address | None = None
+        self._candidate_seq = 0
+        self._candidate_count = 0
         self._last_rx: float | None = None
         self._started_at = 0.0
         self._marker_next = True
@@ -182,6 +226,9 @@ class RtpSession:
         self.rtcp_sent = 0
         self.rtcp_received = 0
         self.rtcp_malformed = 0
+        self.rtcp_foreign = 0
+        self.source_switches = 0
+        self.flushed = 0
         self.bye_received = False
         self.rtt: float | None = None
         self.remote_report: tuple[float, int, float] | None = None  # fraction, cum lost, jitter ms
@@ -199,6 +246,7 @@ class RtpSession:
             return
         loop = asyncio.get_running_loop()
         self._loop = loop
+        self._flush()
         t1, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self._on_rtp, self._on_socket_error), sock=self.pair.rtp_sock)
         t2, _ = await loop.create_datagram_endpoint(
@@ -234,12 +282,42 @@ class RtpSession:
             self.pair.rtp_sock.close()
             self.pair.rtcp_sock.close()
 
-    def set_remote(self, remote: Address, remote_rtcp: Address | None = None) -> None:
-        """A new SDP address (re-INVITE): forget the latch, send there until the peer speaks."""
+    def _flush(self) -> None:
+        """Drop, unread, what reached the sockets before the peer's SDP was known (RTP sprayed
+        at the port between the offer and the answer must not be played nor latched to)."""
+        for sock in (self.pair.rtp_sock, self.pair.rtcp_sock):
+            for _ in range(_FLUSH_MAX):
+                try:
+                    sock.recv(2048)
+                except OSError:  # BlockingIOError: empty; anything else: nothing to read
+                    break
+                self.flushed += 1
+        if self.flushed:
+            log.info("%s: %d datagram(s) received before the answer dropped", self.name,
+                     self.flushed)
+
+    def _sdp_hosts(self) -> frozenset[str]:
+        sdp = {_host(a[0]) for a in (self.remote, self.remote_rtcp) if a is not None}
+        return self.allowed_hosts | sdp
+
+    def set_remote(self, remote: Address, remote_rtcp: Address | None = None, *,
+                   allowed_hosts: Iterable[str] | None = None) -> None:
+        """A new SDP address (re-INVITE): forget the latch, send there until the peer speaks;
+        ``allowed_hosts`` replaces the signalling addresses when given."""
         self.remote = remote
         self.remote_rtcp = remote_rtcp or (remote[0], remote[1] + 1)
+        if allowed_hosts is not None:
+            self.allowed_hosts = frozenset(_host(h) for h in allowed_hosts)
+        self._hosts = self._sdp_hosts()
         self._latched = None
         self._latched_rtcp = None
+        self._candidate = None
+
+    def allow_hosts(self, hosts: Iterable[str]) -> None:
+        """The addresses the peer's signalling came from, accepted as RTP sources besides
+        the SDP's (``"address-only"``)."""
+        self.allowed_hosts = frozenset(_host(h) for h in hosts)
+        self._hosts = self._sdp_hosts()
 
     def ensure_jitter(self) -> JitterBuffer:
         """The leg's jitter buffer, made now if it has none yet (at the session's clock)."""
@@ -294,19 +372,70 @@ class RtpSession:
         # ICMP port unreachable and friends: the peer is not there (yet); timeouts decide
         self.errors += 1
 
-    def _source_ok(self, addr: Address, now: float) -> bool:
-        latched = self._latched
-        if latched is None:
-            self._latched = addr
+    def _on_probation(self, addr: Address, seq: int) -> bool:
+        """True when ``addr`` has now sent ``probation`` consecutive in-sequence packets."""
+        if addr == self._candidate and seq == (self._candidate_seq + 1) & 0xFFFF:
+            self._candidate_count += 1
+        else:
+            self._candidate = addr
+            self._candidate_count = 1
+        self._candidate_seq = seq
+        if self._candidate_count >= self.probation:
+            self._candidate = None
             return True
-        if addr == latched:
-            return True
-        if self._last_rx is not None and now - self._last_rx >= self.relatch_after:
-            log.info("%s: RTP source moved %s -> %s", self.name, latched, addr)
-            self._latched = addr
-            return True
-        self.foreign_source += 1
         return False
+
+    def _source_ok(self, addr: Address, seq: int) -> bool:
+        """A packet from ``addr``, which is not the latched source: may it latch (or move the
+        latch)? The rules are in the module docstring; a refusal is counted."""
+        latched = self._latched
+        remote = self.remote
+        ok = False
+        if remote is not None:  # nothing is used before the peer's SDP is known
+            mode = self.latch
+            host = _host(addr[0])
+            if latched is None:
+                if mode == "address-only":
+                    ok = host in self._hosts
+                elif mode == "strict":
+                    ok = (host, addr[1]) == (_host(remote[0]), remote[1])
+                else:
+                    ok = self._on_probation(addr, seq)
+                if ok:
+                    self._latched = addr
+                    self._candidate = None
+                    log.debug("%s: RTP latched to %s", self.name, addr)
+                    return True
+            elif mode != "strict" and (mode == "any" or host == _host(latched[0])):
+                if self._on_probation(addr, seq):
+                    self._latched = addr
+                    self._latched_rtcp = None
+                    self.source_switches += 1
+                    log.warning("%s: RTP source moved %s -> %s after %d in-sequence packets",
+                                self.name, latched, addr, self.probation)
+                    return True
+        self.foreign_source += 1
+        if self.foreign_source & (self.foreign_source - 1) == 0:  # 1st, 2nd, 4th...: no flood
+            log.info("%s: RTP from %s dropped (%s; latched %s; %d so far)", self.name, addr,
+                     "before the peer's SDP" if remote is None else f"latch={self.latch}",
+                     latched, self.foreign_source)
+        return False
+
+    def _rtcp_source_ok(self, addr: Address) -> bool:
+        """RTCP from the latched RTP address (any port); before the RTP latch, by the RTP
+        rule; ``"strict"``: the SDP's RTCP address only."""
+        if addr == self._latched_rtcp:
+            return True
+        remote_rtcp = self.remote_rtcp
+        if self.remote is None or remote_rtcp is None:
+            return False
+        host = _host(addr[0])
+        if self.latch == "strict":
+            return (host, addr[1]) == (_host(remote_rtcp[0]), remote_rtcp[1])
+        latched = self._latched
+        if latched is not None:
+            return host == _host(latched[0])
+        return self.latch == "address-only" and host in self._hosts
 
     def _on_rtp(self, data: bytes, addr: Address) -> None:
         """Every RTP datagram of the leg; the relay path is written out inline because it is
@@ -331,7 +460,7 @@ class RtpSession:
                 except RtpError:
                     self.malformed += 1
                     return
-            if addr != self._latched and not self._source_ok(addr, now):
+            if addr != self._latched and not self._source_ok(addr, seq):
                 return
             self.packets_received += 1
             self.octets_received += len(data)
@@ -512,6 +641,9 @@ class RtpSession:
         self.rtcp_sent += 1
 
     def _on_rtcp(self, data: bytes, addr: Address) -> None:
+        if not self._rtcp_source_ok(addr):  # not even parsed: a BYE or report from a stranger
+            self.rtcp_foreign += 1
+            return
         try:
             packets = parse_rtcp(data)
         except RtcpError:
@@ -522,8 +654,7 @@ class RtpSession:
             log.exception("%s: RTCP packet from %s dropped", self.name, addr)
             return
         self.rtcp_received += 1
-        if self._latched is not None and addr[0] == self._latched[0]:
-            self._latched_rtcp = addr
+        self._latched_rtcp = addr
         now = self._loop.time() if self._loop is not None else time.monotonic()
         arrival_ntp = ntp_from_unix(time.time())
         for p in packets:
@@ -594,4 +725,7 @@ class RtpSession:
             rtcp_malformed=self.rtcp_malformed,
             bye_received=self.bye_received,
             latched=self._latched,
+            source_switches=self.source_switches,
+            flushed=self.flushed,
+            rtcp_foreign=self.rtcp_foreign,
         )

@@ -106,3 +106,41 @@ def test_port_range_parser() -> None:
     for bad in ("22000-20000", "20000", "1000-2000", "20000-70000"):
         with pytest.raises(ValueError):
             parse_port_range(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "message"),
+    [
+        ("emergency_reserved_ports = 3", "media.emergency_reserved_ports", "must be even"),
+        ("emergency_reserved_ports = 2002", "media.emergency_reserved_ports",
+         "would leave none"),
+        ('emergency_reserved_ports = "4"', "media.emergency_reserved_ports", "integer"),
+        ("per_user_max_ports = 2", "media.per_user_max_ports", "at least 4"),
+        ("per_user_max_ports = -4", "media.per_user_max_ports", "between"),
+        ('latch = "loose"', "media.latch", "must be one of address-only, strict, any"),
+    ],
+)
+def test_bad_media_guard_value_names_key_and_line(tmp_path: Path, value: str, key: str,
+                                                  message: str) -> None:
+    text = GOOD.replace('codecs = ["opus", "PCMA", "PCMU"]',
+                        'codecs = ["opus", "PCMA", "PCMU"]\n' + value)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_edge_config(write(tmp_path, text))
+    assert (err.value.key, err.value.line) == (key, 8)
+
+
+def test_media_guard_defaults_and_a_range_too_small_for_the_share(tmp_path: Path) -> None:
+    cfg = load_edge_config()
+    assert (cfg.emergency_reserved_ports, cfg.per_user_max_ports, cfg.latch,
+            cfg.app_calls_per_user) == (4, 262, "address-only", 1)
+    text = GOOD.replace('rtp_ports = "20000-22000"', 'rtp_ports = "20000-20003"')
+    with pytest.raises(ConfigError, match="holds 2 port pairs") as err:
+        load_edge_config(write(tmp_path, text))
+    assert err.value.key == "media.emergency_reserved_ports"
+    with pytest.raises(ConfigError, match="--rtp-ports"):
+        apply_overrides(cfg, Overrides(rtp_ports="21000-21003"))
+    assert apply_overrides(cfg, Overrides(rtp_ports="21000-21005")).rtp_last == 21005
+    text = GOOD.replace("[media]", "[extensions]\ncalls_per_user = 0\n\n[media]")
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(write(tmp_path, text))
+    assert (err.value.key, err.value.line) == ("extensions.calls_per_user", 6)

@@ -46,10 +46,11 @@ async def final_status(caller: UserAgent, target: str) -> tuple[int, Any]:
 @pytest.mark.timeout(90)
 async def test_unknown_unregistered_and_full_range(tmp_path: Path, lab: Any) -> None:
     (sip,) = lab.take_ports(1)
-    # two RTP pairs per call: a range of 4 pairs holds two calls, the third gets 503; the users
+    # two RTP pairs per call: a range of 6 pairs, 2 of them kept for emergency calls (the
+    # default emergency_reserved_ports = 4), holds two calls, the third gets 503; the users
     # have a second channel (R-CALLS-1's paid option) so that the policy is not what refuses it
     cfg = edge_config(tmp_path / "edge.toml", extra_channels=1)
-    edge = EdgeProcess(tmp_path / "edge", sip, (20600, 20607), extra=["--config", str(cfg)])
+    edge = EdgeProcess(tmp_path / "edge", sip, (20600, 20611), extra=["--config", str(cfg)])
     edge.start()
     where = f"127.0.0.1:{sip}"
     try:

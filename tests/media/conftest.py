@@ -62,12 +62,13 @@ class UdpPeer(asyncio.DatagramProtocol):
 
 @pytest.fixture
 async def udp_peer() -> AsyncIterator[Any]:
-    """``peer = await udp_peer()``: a loopback UdpPeer closed when the test ends."""
+    """``peer = await udp_peer()``: a loopback UdpPeer closed when the test ends;
+    ``udp_peer(host="127.0.0.2")`` for a stranger on another loopback address."""
     made: list[UdpPeer] = []
 
-    async def make(port: int = 0) -> UdpPeer:
+    async def make(port: int = 0, host: str = "127.0.0.1") -> UdpPeer:
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_datagram_endpoint(UdpPeer, local_addr=("127.0.0.1", port))
+        _, proto = await loop.create_datagram_endpoint(UdpPeer, local_addr=(host, port))
         made.append(proto)
         return proto
 

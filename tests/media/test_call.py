@@ -217,3 +217,33 @@ async def test_hold_stops_media_towards_the_held_side(
     finally:
         call.close()
     assert allocator.in_use == 0
+
+
+async def test_ports_in_the_users_name_and_sources_reach_the_sessions(
+        allocator: PortAllocator, udp_peer: Any, scheduler: TickScheduler) -> None:
+    """What the edge passes: whose ports (per-user cap), emergency or not, and where each
+    leg's signalling comes from (that address may latch, another may not)."""
+    phone = await udp_peer(host="127.0.0.2")  # its SIP came from here, its SDP says .3
+    call = CallMedia("call-src", allocator, scheduler, user="1001", latch="address-only")
+    try:
+        call.allow_sources("a", ["127.0.0.2"])
+        pair = call.reserve("a")
+        sos = call.reserve("b", emergency=True)
+        assert (pair.user, pair.emergency, sos.user, sos.emergency) == \
+            ("1001", False, "1001", True)
+        assert allocator.user_ports("1001") == 4
+        offer = build_offer(address="127.0.0.3", port=4000, order=[PCMA])
+        session = await call.attach("a", answer_offer(offer, address="127.0.0.1",
+                                                      port=pair.rtp, order=[PCMA]))
+        assert session.allowed_hosts == {"127.0.0.2"} and session.latch == "address-only"
+        phone.send(build_header(8, 1, 160, 9) + b"x" * 160, ("127.0.0.1", pair.rtp))
+        for _ in range(100):
+            if session.packets_received:
+                break
+            await asyncio.sleep(0.02)
+        assert session.stats.latched == phone.address
+        call.allow_sources("a", [])  # set later (re-INVITE from elsewhere): reaches the session
+        assert session.allowed_hosts == frozenset()
+    finally:
+        call.close()
+    assert allocator.user_ports("1001") == 0

@@ -6,7 +6,12 @@ import socket
 
 import pytest
 
-from softphone.media.ports import PortAllocator, PortRangeError, PortsExhausted
+from softphone.media.ports import (
+    PortAllocator,
+    PortRangeError,
+    PortsExhausted,
+    UserPortsExhausted,
+)
 
 
 def test_pairs_are_even_odd_and_inside_the_range(allocator: PortAllocator) -> None:
@@ -62,13 +67,12 @@ def test_port_held_by_another_socket_is_skipped() -> None:
     blocker.bind(("127.0.0.1", 21921))  # the RTCP port of the first pair
     try:
         alloc = PortAllocator(21920, 21925, "127.0.0.1")
-        pair = alloc.allocate("call")
-        assert pair.rtp == 21922
-        assert alloc.skipped_foreign == 1
-        assert alloc.allocate("call2").rtp == 21924
+        # the pick is random: the pair with the held port is tried at most once per call
+        got = {alloc.allocate("call").rtp, alloc.allocate("call2").rtp}
+        assert got == {21922, 21924}
         with pytest.raises(PortsExhausted) as info:
             alloc.allocate("call3")
-        assert info.value.skipped == 1
+        assert info.value.skipped == 1 and 1 <= alloc.skipped_foreign <= 3
         alloc.close()
         assert alloc.in_use == 0
     finally:
@@ -76,7 +80,7 @@ def test_port_held_by_another_socket_is_skipped() -> None:
 
 
 def test_no_leak_after_many_cycles(allocator: PortAllocator) -> None:
-    for i in range(600):  # more than the sub-range's 500 pairs: the cursor wraps around
+    for i in range(600):  # more than the sub-range's 500 pairs
         with allocator.lease(f"call-{i}") as pair:
             assert pair.rtp % 2 == 0
     assert allocator.in_use == 0
@@ -97,3 +101,72 @@ def test_lease_releases_on_error(allocator: PortAllocator) -> None:
 def test_bad_ranges_are_refused(first: int, last: int) -> None:
     with pytest.raises(PortRangeError):
         PortAllocator(first, last)
+
+
+def test_pairs_are_chosen_at_random_and_a_freed_pair_is_not_reused_at_once(
+        allocator: PortAllocator) -> None:
+    """RTPbleed: ports handed out in order let an attacker aim at the next call's ports."""
+    pairs = [allocator.allocate(f"call-{i}") for i in range(20)]
+    order = [p.rtp for p in pairs]
+    assert order != sorted(order)  # in order by chance: 1 in 20!
+    steps = {(b - a) for a, b in zip(order, order[1:], strict=False)}
+    assert len(steps) > 5, order  # no fixed stride either
+    firsts = set()
+    for _ in range(5):  # a fresh allocator does not start at the same place either
+        fresh = PortAllocator(41000, 41999, "127.0.0.1")
+        firsts.add(fresh.allocate("first").rtp)
+        fresh.close()
+    assert len(firsts) > 1, firsts
+    for p in pairs:
+        allocator.release(p)
+
+
+def test_a_freed_pair_waits_while_others_are_free() -> None:
+    """Late packets of an ended call must not land in the next one: the pair released last
+    is taken again only when nothing else is free."""
+    alloc = PortAllocator(41200, 41215, "127.0.0.1")  # 8 pairs
+    try:
+        held = [alloc.allocate(f"c{i}") for i in range(7)]
+        for round_ in range(10):  # one free pair and one just freed: never the freed one
+            freed = held.pop(round_ % len(held))
+            alloc.release(freed)
+            pair = alloc.allocate(f"r{round_}")
+            assert pair.rtp != freed.rtp, round_
+            held.append(pair)
+        last = alloc.allocate("last")  # nothing else free: the quarantined pair is used
+        assert alloc.in_use == 8 and last.rtp not in {p.rtp for p in held}
+    finally:
+        alloc.close()
+
+
+def test_emergency_share_and_per_user_cap() -> None:
+    # 6 pairs, 2 of them for emergency calls only, 6 ports (3 pairs) per user
+    alloc = PortAllocator(41100, 41111, "127.0.0.1", emergency_reserved=2, per_user_max_ports=6)
+    try:
+        mine = [alloc.allocate(f"u/{i}", user="1001") for i in range(3)]
+        with pytest.raises(UserPortsExhausted) as capped:
+            alloc.allocate("u/4", user="1001")
+        assert capped.value.user == "1001" and capped.value.held_ports == 6
+        assert alloc.user_ports("1001") == 6 and alloc.refused_user == 1
+        assert alloc.allocate("v/1", user="1002").user == "1002"  # others still get theirs
+        with pytest.raises(PortsExhausted, match="2 kept for emergency"):
+            alloc.allocate("v/2", user="1002")  # 4 of 6 in use: the rest is for 112
+        assert alloc.refused_reserve == 1
+        alloc.release(mine[0])
+        assert alloc.allocate("v/2", user="1002").user == "1002"
+        # an emergency call in a range full for ordinary calls: the cap does not apply
+        sos = [alloc.allocate(f"sos/{leg}", user="1001", emergency=True) for leg in "ab"]
+        assert all(p.emergency for p in sos) and alloc.in_use == 6
+        assert alloc.users() == {"1001": 8, "1002": 4}
+        with pytest.raises(PortsExhausted):
+            alloc.allocate("sos2", user="1003", emergency=True)  # the range itself is full
+    finally:
+        alloc.close()
+    assert alloc.in_use == 0 and alloc.users() == {}
+
+
+@pytest.mark.parametrize("kwargs", [{"emergency_reserved": 6}, {"emergency_reserved": -1},
+                                    {"per_user_max_ports": -2}, {"emergency_reserved": True}])
+def test_bad_shares_are_refused(kwargs: dict[str, int]) -> None:
+    with pytest.raises(PortRangeError):
+        PortAllocator(41100, 41111, "127.0.0.1", **kwargs)

@@ -60,19 +60,163 @@ async def test_latches_to_the_source_the_peer_really_sends_from(
     assert allocator.in_use == 0
 
 
-async def test_relatches_when_the_latched_source_went_silent(
-        allocator: PortAllocator, udp_peer: Any) -> None:
+async def test_silence_never_reopens_the_latch(allocator: PortAllocator, udp_peer: Any) -> None:
+    """RTPbleed's second act: the peer pauses (hold, silence suppression) for longer than the
+    2 s after which the edge used to re-latch, and another source speaks."""
     a, b = await udp_peer(), await udp_peer()
-    s = RtpSession(allocator.allocate("relatch"), allocator=allocator, remote=a.address,
-                   rtcp_interval=0, relatch_after=0.2)
+    s = RtpSession(allocator.allocate("silent"), allocator=allocator, remote=a.address,
+                   rtcp_interval=0)
     await s.start()
     try:
         a.send(rtp(1, 160), s.local)
         await settle(lambda: s.packets_received == 1)
-        await asyncio.sleep(0.3)
-        b.send(rtp(2, 320), s.local)  # NAT rebinding after a pause: follow it
+        await asyncio.sleep(2.3)
+        b.send(rtp(500, 320, ssrc=0xBAD), s.local)  # one packet after the silence
+        await settle(lambda: s.foreign_source == 1)
+        s.send_frame(b"\xd5" * 160)
+        await a.wait_for(1)
+        assert s.stats.latched == a.address and s.packets_received == 1 and not b.received
+    finally:
+        s.close()
+
+
+async def test_nat_rebinding_is_followed_after_probation_in_sequence(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    """Same address, new port (a NAT rebinding): taken after ``probation`` consecutive
+    in-sequence packets, not before; a gap in the sequence starts the count again."""
+    a, b = await udp_peer(), await udp_peer()
+    s = RtpSession(allocator.allocate("rebind"), allocator=allocator, remote=a.address,
+                   rtcp_interval=0, probation=4)
+    await s.start()
+    try:
+        a.send(rtp(1, 160), s.local)
+        await settle(lambda: s.packets_received == 1)
+        for seq in (10, 11, 13, 14, 15):  # 11 -> 13: a gap, the count restarts at 13
+            b.send(rtp(seq, 160 * seq), s.local)
+        await settle(lambda: s.foreign_source == 5)
+        assert s.stats.latched == a.address and s.source_switches == 0
+        b.send(rtp(16, 160 * 16), s.local)  # the 4th in a row: the latch moves
         await settle(lambda: s.packets_received == 2)
-        assert s.stats.latched == b.address
+        assert s.stats.latched == b.address and s.stats.source_switches == 1
+        a.send(rtp(2, 320), s.local)  # the old binding is now the stranger
+        await settle(lambda: s.foreign_source == 6)
+    finally:
+        s.close()
+
+
+async def test_another_address_never_latches_however_well_it_behaves(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    """RTP from 127.0.0.2 while the SDP and the signalling say 127.0.0.1: dropped before the
+    latch and after it, in sequence or not; nothing is sent to it. The signalling address,
+    when given (``allowed_hosts``), may latch."""
+    peer = await udp_peer()
+    attacker = await udp_peer(host="127.0.0.2")
+    s = RtpSession(allocator.allocate("spray"), allocator=allocator, remote=peer.address,
+                   rtcp_interval=0)
+    await s.start()
+    try:
+        for seq in range(20):
+            attacker.send(rtp(seq, 160 * seq, ssrc=0xBAD), s.local)
+        await settle(lambda: s.foreign_source == 20)
+        assert s.stats.latched is None and s.packets_received == 0
+        peer.send(rtp(1, 160), s.local)
+        await settle(lambda: s.packets_received == 1)
+        for seq in range(20, 40):
+            attacker.send(rtp(seq, 160 * seq, ssrc=0xBAD), s.local)
+        await settle(lambda: s.foreign_source == 40)
+        s.send_frame(b"\xd5" * 160)
+        await peer.wait_for(1)
+        assert s.stats.latched == peer.address and s.source_switches == 0
+        assert not attacker.received
+    finally:
+        s.close()
+    # the peer's SIP came from 127.0.0.2 (its SDP names another address): that one may latch
+    t = RtpSession(allocator.allocate("nat"), allocator=allocator, remote=("127.0.0.3", 4000),
+                   rtcp_interval=0, allowed_hosts=["127.0.0.2"])
+    await t.start()
+    try:
+        attacker.send(rtp(1, 160), t.local)
+        await settle(lambda: t.packets_received == 1)
+        assert t.stats.latched == attacker.address
+    finally:
+        t.close()
+
+
+async def test_what_arrived_before_the_answer_is_flushed_and_nothing_latches_before_sdp(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    """Packets waiting in the socket since the offer (the port was open, nobody read it) are
+    dropped unread at start; a session without the peer's SDP uses nothing."""
+    peer = await udp_peer()
+    pair = allocator.allocate("early")
+    for seq in range(5):  # from the peer's own address, even: too early is too early
+        peer.send(rtp(seq, 160 * seq), (pair.host, pair.rtp))
+    peer.send(build_header(200, 0, 0, 0xBAD, False)[:4] + bytes(24), (pair.host, pair.rtcp))
+    await asyncio.sleep(0.1)
+    # the signalling address is known (the INVITE came from it), the SDP is not yet
+    s = RtpSession(pair, allocator=allocator, remote=None, rtcp_interval=0,
+                   allowed_hosts=["127.0.0.1"])
+    await s.start()
+    try:
+        assert s.stats.flushed == 6 and s.packets_received == 0
+        peer.send(rtp(5, 800), s.local)
+        await settle(lambda: s.foreign_source == 1)
+        assert s.stats.latched is None
+        s.set_remote(peer.address)
+        peer.send(rtp(6, 960), s.local)
+        await settle(lambda: s.packets_received == 1)
+        assert s.stats.latched == peer.address
+    finally:
+        s.close()
+
+
+async def test_strict_wants_the_sdp_port_and_any_wants_probation(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    sdp, other_port = await udp_peer(), await udp_peer()
+    stranger = await udp_peer(host="127.0.0.2")
+    s = RtpSession(allocator.allocate("strict"), allocator=allocator, remote=sdp.address,
+                   rtcp_interval=0, latch="strict")
+    a = RtpSession(allocator.allocate("any"), allocator=allocator, remote=sdp.address,
+                   rtcp_interval=0, latch="any", probation=3)
+    await s.start()
+    await a.start()
+    try:
+        other_port.send(rtp(1, 160), s.local)  # right address, wrong port
+        await settle(lambda: s.foreign_source == 1)
+        sdp.send(rtp(2, 320), s.local)
+        await settle(lambda: s.packets_received == 1)
+        for seq in range(3, 13):  # no rebinding at all in strict
+            other_port.send(rtp(seq, 160 * seq), s.local)
+        await settle(lambda: s.foreign_source == 11)
+        assert s.stats.latched == sdp.address
+        for seq in (1, 2, 3):  # "any": a stranger too, but only after 3 in sequence
+            stranger.send(rtp(seq, 160 * seq), a.local)
+        await settle(lambda: a.packets_received == 1)
+        assert a.foreign_source == 2 and a.stats.latched == stranger.address
+    finally:
+        s.close()
+        a.close()
+    with pytest.raises(ValueError, match="latch must be one of"):
+        RtpSession(allocator.allocate("bad"), allocator=allocator, latch="loose")
+    allocator.release_owner("bad")
+
+
+async def test_rtcp_from_a_stranger_is_not_even_parsed(
+        allocator: PortAllocator, udp_peer: Any) -> None:
+    from softphone.media.rtcp import Bye, build_rtcp
+
+    peer = await udp_peer()
+    attacker = await udp_peer(host="127.0.0.2")
+    s = RtpSession(allocator.allocate("rtcp"), allocator=allocator, remote=peer.address,
+                   rtcp_interval=0)
+    await s.start()
+    try:
+        bye = build_rtcp([Bye((0xBAD,), b"")])
+        attacker.send(bye, (s.pair.host, s.pair.rtcp))
+        await settle(lambda: s.rtcp_foreign == 1)
+        assert not s.bye_received and s.rtcp_received == 0
+        peer.send(bye, (s.pair.host, s.pair.rtcp))
+        await settle(lambda: s.bye_received)
+        assert s.stats.rtcp_received == 1 and s.stats.rtcp_foreign == 1
     finally:
         s.close()
 

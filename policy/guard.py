@@ -694,14 +694,18 @@ class PolicyGuard:
         self._check_time(now)
         with self._lock:
             call = self.state.calls.get(call_id)
+            # "stopped" with a stored file: the option went off mid-call, the recording so far
+            # is kept for the export window, yet the correspondent may still object to it
+            stored = call is not None and call.recording == "stopped" \
+                and call_id in self.state.recordings
             if (call is None or digit != self.config.recording.objection_digit
                     or from_party is not Party.CORRESPONDENT
-                    or call.recording not in ("pending", "on")):
+                    or (call.recording not in ("pending", "on") and not stored)):
                 return self._d(Action.NONE, "R-REC-2", "dtmf", call_id=call_id, audited=False)
             was = call.recording
             call.recording = "objected"
             commands: tuple[RecordingCommand, ...] = ()
-            if was == "on":
+            if was in ("on", "stopped"):
                 commands = (RecordingCommand(RecordingAction.STOP_AND_DELETE, call_id),)
                 self._emit("recording_deleted", f"recdel:{call_id}", now, recording_id=call_id,
                            reason="objection")

@@ -192,6 +192,57 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
     assert call["status"] == 200 and call["end_cause"] == "caller-bye", call
 
 
+@pytest.mark.timeout(120)
+def test_a_correspondent_on_hold_hears_the_whole_notice_after_resuming(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """1004 calls 1003, who records: 1004 is the correspondent and puts the call on hold
+    (a=sendonly) 0.3 s after the answer, for 4 s. The edge answers recvonly and sends it
+    nothing; the notice waits, goes on where it was after the resume, is heard whole, and the
+    recording starts only once the rest of it has been sent."""
+    hold_s = 4.0
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    corr = RtpPhone(CORRESPONDENT_HZ)
+    user = RtpPhone(USER_HZ, talk_after=notice_s + hold_s + 2.0)
+    try:
+        uas, uac = media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+                              corr, user, scenario="recording_uac_hold.xml")
+        finish([(uas, uac)], edge)
+        edge.wait_idle()
+    finally:
+        user.close()
+        corr.close()
+        edge.stop()
+    # on the wire: the hold was answered recvonly, the resume sendrecv
+    answers = {}
+    for m in uac.messages().split("SIP/2.0 200 OK")[1:]:
+        cseq = m.split("CSeq:")[1].split("\n")[0].split()
+        if cseq[1] == "INVITE":
+            answers[int(cseq[0])] = "a=recvonly" in m.split("-----")[0]
+    assert answers == {2: False, 3: True, 4: False}, uac.messages()
+    # nothing reached the correspondent while it held the call
+    arrivals = [at for at, _pt, _p in corr.received]
+    gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gap > hold_s - 0.6, gap
+    # what it did receive opens with the whole notice, no piece of it lost in the hold
+    assert_heard_notice(corr.pcm()[:int(2 * 8000 * (notice_s + 1.0))], data)
+    # the recording started after the resume and the rest of the notice
+    records = audit(data)
+    (answer,) = [r for r in decisions(records, "answer") if r.get("notices")]
+    (played,) = decisions(records, "notice_played")
+    assert played["recording"][0]["action"] == "start", records
+    started_after = played["t"] - answer["t"]
+    assert started_after >= notice_s + hold_s - 0.6, (started_after, notice_s)
+    (path,) = recordings(data)
+    pcm, rate = read_channel0(path)
+    call = edge.calls()[0]
+    talk = call["ended"] - call["answered"]
+    assert abs(len(pcm) / 2 / rate - (talk - started_after)) < 1.0, (len(pcm), talk)
+
+
 def _pjsua_ok() -> bool:
     return PJ_PYTHON.exists() and subprocess.run(
         [str(PJ_PYTHON), "-c", "import pjsua2"], capture_output=True, timeout=30).returncode == 0

@@ -136,3 +136,33 @@ def test_an_objection_after_the_option_went_off_mid_call_deletes_the_file(
         store.delete(cmd.recording_id)
     assert not path.exists()
     assert RetentionJob(admission, store).purge(T0 + 40 * DAY) == []  # nothing left to purge
+
+
+def test_a_failed_objection_delete_is_audited_and_retried_by_the_purge(tmp_path: Path) -> None:
+    """The correspondent objects but the file cannot be removed (a directory stands in its
+    place): the failure is audited at once, each purge run retries and audits again, and once
+    the obstacle is gone the next run deletes the file and says so."""
+    admission, store, audited = _edge(tmp_path, recording=True)
+    job = RetentionJob(admission, store)
+    assert admission.admit("call-1", "1001", "1002", inbound_local=True, now=T0) is None
+    (answer,) = [d for d in admission.answered("call-1", T0 + 1) if d.notices]
+    assert answer.call_id is not None
+    (start,) = admission.notice_played(answer.call_id, "recording-notice", T0 + 6).recording
+    rid = start.recording_id
+    store.start(rid, 16000).write(bytes(640))
+    store.stop(rid)
+    path = store.path(rid)
+    path.unlink()
+    path.mkdir()
+    (objection,) = admission.dtmf("call-1", "b", "9", T0 + 10)
+    (cmd,) = objection.recording
+    assert not store.delete(cmd.recording_id) and rid in store.failed
+    failures = [d for d in audited if d.point == "purge_failed"]
+    assert len(failures) == 1 and failures[0].rule_id == "R-REC-2"
+    (again,) = job.purge(T0 + 3600)
+    assert again.point == "purge_failed" and again in audited
+    path.rmdir()
+    path.write_bytes(b"RIFF")
+    (done,) = job.purge(T0 + 7200)
+    assert done.point == "purge" and done in audited and not path.exists()
+    assert store.failed == {} and job.purge(T0 + 10800) == []

@@ -406,3 +406,95 @@ def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
     assert restart(100) == []
     purged = {r["user_id"]: r["rule_id"] for r in decisions(audit(data), "purge")}
     assert purged == {"1001": "R-REC-3", "1003": "R-REC-4"}, purged
+
+
+def _syscalls(trace: Path) -> list[str]:
+    return [line.split(None, 1)[1] for line in trace.read_text().splitlines()
+            if line.split(None, 1)[0].isdigit() and len(line.split(None, 1)) == 2]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(shutil.which("faketime") is None or shutil.which("strace") is None,
+                    reason="libfaketime (faketime) or strace missing")
+def test_deletes_are_durable_retried_and_the_folder_reconciled(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """A recorded call (1001 -> 1002), then, edge stopped: its WAV cannot be removed (a
+    directory stands in its place: unlink fails, even for root), and a WAV the ledger never
+    heard of (an orphan) lies next to it. 100 days later the edge starts (faketime): the
+    orphan, past retention, is deleted and audited; the failed delete is audited and the
+    ledger keeps the recording; a day later it fails again and is audited again. With the file
+    back, the next start deletes it, and strace on the edge shows the order: unlink, fsync of
+    the recordings folder, then the ledger's write, then the audit line. After that nothing
+    is left to retry."""
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    cfg = edge_config(tmp_path / "edge.toml")
+    edge = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)]).start()
+    phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ)]
+    try:
+        finish([media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1001", "1002", ports,
+                           *phones)], edge)
+        edge.wait_idle()
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+    (kept,) = recordings(data)
+    saved, orphan = tmp_path / "saved.wav", data / "recordings" / "lost-0123456789ab.wav"
+    shutil.copy2(kept, saved)
+    shutil.copy2(kept, orphan)
+    kept.unlink()
+    kept.mkdir()
+    (kept / "in-the-way").write_bytes(b"")
+
+    def restart(days: int, until: Any, trace: Path | None = None) -> list[dict[str, Any]]:
+        wrap = ["faketime", "-f", f"+{days}d"]
+        if trace is not None:
+            wrap = ["strace", "-f", "-y", "-qq", "-o", str(trace), "-e",
+                    "trace=unlink,unlinkat,fsync,fdatasync,pwrite64,write", *wrap]
+        later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)], wrap=wrap)
+        try:
+            later.start(timeout=40)
+            end = time.monotonic() + 15
+            while not until(audit(data)) and time.monotonic() < end:
+                time.sleep(0.2)
+            return audit(data)
+        finally:
+            later.stop()
+
+    def failed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return decisions(records, "purge_failed")
+
+    records = restart(100, lambda r: failed(r) and decisions(r, "purge"))
+    (gone,) = decisions(records, "purge")
+    assert gone["rule_id"] == "R-REC-3" and gone["details"]["orphan_file"] == orphan.name
+    assert not orphan.exists() and kept.is_dir()
+    (first,) = failed(records)
+    assert first["rule_id"] == "R-REC-3" and "directory" in first["details"]["error"], first
+    assert first["user_id"] == "1001" and first["details"]["retry"] == "next purge run"
+    records = restart(101, lambda r: len(failed(r)) == 2)
+    assert len(failed(records)) == 2 and len(decisions(records, "purge")) == 1, records
+    shutil.rmtree(kept)
+    shutil.copy2(saved, kept)
+    trace = tmp_path / "edge.strace"
+    records = restart(102, lambda r: len(decisions(r, "purge")) == 2, trace)
+    purged = decisions(records, "purge")[1]
+    assert purged["rule_id"] == "R-REC-3" and purged["user_id"] == "1001", purged
+    assert purged["recording"] == [{"action": "delete", "recording_id": first["call_id"]}]
+    assert not kept.exists() and recordings(data) == []
+    calls = _syscalls(trace)
+
+    def after(start: int, syscall: str, path: str) -> int:
+        """The first ``syscall`` on a descriptor of ``path`` (strace -y) from ``start`` on."""
+        return next(i for i, c in enumerate(calls[start:], start)
+                    if c.startswith(f"{syscall}(") and f"{path}>" in c.split(",")[0])
+
+    unlink = next(i for i, c in enumerate(calls) if c.startswith("unlink")
+                  and f'{kept}"' in c)
+    folder = after(unlink, "fsync", str(data / "recordings"))
+    ledger = after(unlink, "pwrite64", str(data / "policy-ledger.sqlite3-wal"))
+    line = after(unlink, "write", str(data / "audit.jsonl"))
+    assert unlink < folder < ledger < line, (unlink, folder, ledger, line)
+    # nothing left: the next start neither deletes nor fails anything
+    records = restart(103, lambda r: False)
+    assert len(decisions(records, "purge")) == 2 and len(failed(records)) == 2

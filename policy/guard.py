@@ -883,7 +883,8 @@ class PolicyGuard:
             return self._d(Action.NONE, "R-REC-4", "recording_option",
                            user_id=change.user_id, account_id=change.account_id,
                            recording=tuple(commands), warnings=tuple(warnings),
-                           details=(("scope", scope), ("enabled", str(change.enabled))))
+                           details=(("scope", scope), ("enabled", str(change.enabled)),
+                                    *((("why", change.why),) if change.why else ())))
 
     @staticmethod
     def _in_scope(user_id: str, account_id: str, scope: str) -> bool:

@@ -50,7 +50,7 @@ from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, DeviceClass, MediaLine, User
+from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
@@ -477,7 +477,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     recordings = RecordingStore(cfg.data_dir / "recordings")
     retention = RetentionJob(admission, recordings)
     retention.sync_options(cfg.account_id, cfg.recording, {u.ext: u.recording for u in cfg.users},
-                           time.time())
+                           time.time(), terminated=cfg.state is AccountState.TERMINATED)
     await asyncio.get_running_loop().run_in_executor(None, prompts.prepare)
     specs = []
     specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))

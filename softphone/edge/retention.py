@@ -37,26 +37,38 @@ class RetentionJob:
         recordings.on_failure = self._objection_failed
 
     def sync_options(self, account_id: str, account_on: bool,
-                     users: Mapping[str, bool | None], now: float) -> list[Decision]:
+                     users: Mapping[str, bool | None], now: float, *,
+                     terminated: bool = False) -> list[Decision]:
         """Tell the guard about recording options that changed since the ledger last saw
         them. ``users``: each user's own setting (None follows the account). Decided per user
         on the setting in effect, so that an account switch and a user's own override give
-        the same answer: recordings of a user who no longer records go after the window."""
+        the same answer: recordings of a user who no longer records go after the window.
+        A user with recordings who is no longer in the configuration, and every user of a
+        terminated account, no longer records either (R-REC-4 too: deleted after the
+        window, not kept until retention)."""
         guard = self.admission.guard
         out: list[Decision] = []
-        for user_id, own in sorted(users.items()):
-            enabled = account_on if own is None else own
+        settings: dict[str, tuple[bool, str]] = {
+            user_id: (False, "account terminated") if terminated
+            else (account_on if own is None else own, "")
+            for user_id, own in users.items()}
+        for rec in guard.state.recordings.values():
+            if rec.account_id == account_id and rec.user_id not in settings:
+                settings[rec.user_id] = (False, "account terminated" if terminated
+                                         else "user removed from the configuration")
+        for user_id, (enabled, why) in sorted(settings.items()):
             scope = f"user:{user_id}"
             off_since = guard.state.option_off.get(scope)
             if enabled and off_since is not None:
                 change = RecordingOptionChange(account_id, True, now, user_id)
             elif not enabled and off_since is None and any(
                     rec.user_id == user_id for rec in guard.state.recordings.values()):
-                change = RecordingOptionChange(account_id, False, now, user_id)
+                change = RecordingOptionChange(account_id, False, now, user_id, why)
             else:
                 continue
             out.append(self.admission.record(guard.on_recording_option_change(change)))
-            log.warning("recording option %s for %s%s", "on" if enabled else "off", scope,
+            log.warning("recording option %s for %s%s%s", "on" if enabled else "off", scope,
+                        f" ({why})" if why else "",
                         "" if enabled else ": its recordings are deleted after the export window")
         return out
 

@@ -498,3 +498,67 @@ def test_deletes_are_durable_retried_and_the_folder_reconciled(
     # nothing left: the next start neither deletes nor fails anything
     records = restart(103, lambda r: False)
     assert len(decisions(records, "purge")) == 2 and len(failed(records)) == 2
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="libfaketime (faketime) missing")
+def test_a_removed_user_or_a_terminated_account_loses_its_recordings_after_the_window(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """Two recorded calls (1001 -> 1002, 1003 -> 1004). 1001 is then removed from the
+    configuration: the next start (a day later) audits R-REC-4 for 1001, why "user removed";
+    40 days later its recording is purged under R-REC-4 (not kept until retention), 1003's
+    stays. Then the account is terminated: R-REC-4 for 1003, why "account terminated", and 34
+    days later (75 days after the call, well within retention) its recording is purged too."""
+    edge_port, *ports = lab.take_ports(7)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    target = f"127.0.0.1:{edge_port}"
+    phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ),
+              RtpPhone(CORRESPONDENT_HZ)]
+    try:
+        a = media_call(sipp, lab, target, "1001", "1002", ports[0:3], phones[0], phones[1],
+                       name="a")
+        b = media_call(sipp, lab, target, "1003", "1004", ports[3:6], phones[2], phones[3],
+                       name="b")
+        finish([a, b], edge)
+        edge.wait_idle()
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+    assert len(recordings(data)) == 2
+    owner = {r["recording"][0]["recording_id"]: r["user_id"]
+             for r in decisions(audit(data), "notice_played")}
+    removed = tmp_path / "removed.toml"
+    removed.write_text("".join(f'[[users]]\next = "{ext}"\npassword = "demo-{ext}"\n'
+                               f'recording = {"true" if ext == "1003" else "false"}\n\n'
+                               for ext in ("1002", "1003", "1004")))
+    terminated = tmp_path / "terminated.toml"
+    terminated.write_text('[account]\nstate = "terminated"\n\n' + removed.read_text())
+
+    def restart(cfg: Path, days: int) -> list[str]:
+        later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)],
+                            wrap=["faketime", "-f", f"+{days}d"])
+        try:
+            later.start()
+            time.sleep(1.0)  # the option sync and the purge job run as the edge starts
+        finally:
+            later.stop()
+        return sorted(owner[r["recording_id"]] for r in
+                      (rec["recording"][0] for rec in decisions(audit(data), "purge")))
+
+    def options() -> list[tuple[str, str, str]]:
+        return [(r["rule_id"], r["details"]["scope"], r["details"].get("why", ""))
+                for r in decisions(audit(data), "recording_option")]
+
+    assert restart(removed, 1) == []
+    assert options() == [("R-REC-4", "user:1001", "user removed from the configuration")]
+    assert restart(removed, 40) == ["1001"]
+    (purged,) = decisions(audit(data), "purge")
+    assert purged["rule_id"] == "R-REC-4" and len(recordings(data)) == 1
+    assert restart(terminated, 41) == ["1001"]
+    assert options()[1:] == [("R-REC-4", "user:1003", "account terminated")]
+    assert restart(terminated, 75) == ["1001", "1003"]
+    assert [r["rule_id"] for r in decisions(audit(data), "purge")] == ["R-REC-4", "R-REC-4"]
+    assert recordings(data) == []

@@ -209,3 +209,4 @@ class RecordingOptionChange:
     enabled: bool
     now: float
     user_id: str | None = None
+    why: str = ""  # off without an admin's switch: "user removed", "account terminated"

@@ -750,14 +750,18 @@ class PolicyGuard:
         self._check_time(now)
         with self._lock:
             call = self.state.calls.get(call_id)
+            # "stopped" with a stored file: the option went off mid-call, the recording so far
+            # is kept for the export window, yet the correspondent may still object to it
+            stored = call is not None and call.recording == "stopped" \
+                and call_id in self.state.recordings
             if (call is None or digit != self.config.recording.objection_digit
                     or from_party is not Party.CORRESPONDENT
-                    or call.recording not in ("pending", "on")):
+                    or (call.recording not in ("pending", "on") and not stored)):
                 return self._d(Action.NONE, "R-REC-2", "dtmf", call_id=call_id, audited=False)
             was = call.recording
             call.recording = "objected"
             commands: tuple[RecordingCommand, ...] = ()
-            if was == "on":
+            if was in ("on", "stopped"):
                 commands = (RecordingCommand(RecordingAction.STOP_AND_DELETE, call_id),)
                 self._emit("recording_deleted", f"recdel:{call_id}", now, recording_id=call_id,
                            reason="objection")
@@ -943,7 +947,8 @@ class PolicyGuard:
             return self._d(Action.NONE, "R-REC-4", "recording_option",
                            user_id=change.user_id, account_id=change.account_id,
                            recording=tuple(commands), warnings=tuple(warnings),
-                           details=(("scope", scope), ("enabled", str(change.enabled))))
+                           details=(("scope", scope), ("enabled", str(change.enabled)),
+                                    *((("why", change.why),) if change.why else ())))
 
     @staticmethod
     def _in_scope(user_id: str, account_id: str, scope: str) -> bool:
@@ -962,31 +967,77 @@ class PolicyGuard:
 
     def purge_due(self, now: float) -> list[Decision]:
         """The purge job: recordings past retention (R-REC-3) or past the export window after
-        the option went off (R-REC-4) are deleted; old counters are forgotten."""
+        the option went off (R-REC-4) are deleted; old counters are forgotten. (The edge
+        deletes each file first and tells the guard after: ``recordings_due`` then
+        ``recording_purged`` or ``recording_delete_failed``, then ``prune``.)"""
+        with self._lock:
+            out = [self.recording_purged(rid, rule, now)
+                   for rid, rule in self.recordings_due(now)]
+            self._prune(now)
+            return out
+
+    def recordings_due(self, now: float) -> list[tuple[str, str]]:
+        """(recording id, rule) of every recording to delete now; changes nothing."""
         self._check_time(now)
         with self._lock:
-            out: list[Decision] = []
+            out: list[tuple[str, str]] = []
             window = self.config.recording.export_window_days * DAY
             for rec in sorted(self.state.recordings.values(), key=lambda r: r.recording_id):
-                rule = None
                 off = [t for s, t in self.state.option_off.items()
                        if self._in_scope(rec.user_id, rec.account_id, s)
                        and rec.started_at <= t and t + window <= now]
                 if off:
-                    rule = "R-REC-4"
-                elif rec.ended_at is not None and self._add_months(
-                        rec.ended_at, self.config.recording.retention_months) <= now:
-                    rule = "R-REC-3"
-                if rule is None:
-                    continue
-                self._emit("recording_deleted", f"recdel:{rec.recording_id}", now,
-                           recording_id=rec.recording_id, reason=rule)
-                out.append(self._d(Action.NONE, rule, "purge", call_id=rec.call_id,
-                                   user_id=rec.user_id, account_id=rec.account_id,
-                                   recording=(RecordingCommand(RecordingAction.DELETE,
-                                                               rec.recording_id),)))
-            self._prune(now)
+                    out.append((rec.recording_id, "R-REC-4"))
+                elif rec.ended_at is not None and self.retention_over(rec.ended_at, now):
+                    out.append((rec.recording_id, "R-REC-3"))
             return out
+
+    def retention_over(self, ended_at: float, now: float) -> bool:
+        """Whether a recording that ended at ``ended_at`` is past retention (R-REC-3)."""
+        return self._add_months(ended_at, self.config.recording.retention_months) <= now
+
+    def recording_purged(self, recording_id: str, rule: str, now: float) -> Decision:
+        """The recording's file is gone (and its removal on disk): forget it."""
+        self._check_time(now)
+        with self._lock:
+            rec = self.state.recordings.get(recording_id)
+            if rec is None:  # a retried delete the ledger had already forgotten
+                return self._d(Action.NONE, rule, "purge", details=(
+                    ("recording", recording_id), ("ledger", "no entry")))
+            self._emit("recording_deleted", f"recdel:{recording_id}", now,
+                       recording_id=recording_id, reason=rule)
+            return self._d(Action.NONE, rule, "purge", call_id=rec.call_id,
+                           user_id=rec.user_id, account_id=rec.account_id,
+                           recording=(RecordingCommand(RecordingAction.DELETE, recording_id),))
+
+    def recording_delete_failed(self, recording_id: str, rule: str, error: str,
+                                now: float) -> Decision:
+        """Deleting a recording's file failed: it stays in the ledger and the next purge
+        tries again; each failure is a decision of its own (audited)."""
+        self._check_time(now)
+        with self._lock:
+            rec = self.state.recordings.get(recording_id)
+            return self._d(Action.NONE, rule, "purge_failed",
+                           call_id=rec.call_id if rec else None,
+                           user_id=rec.user_id if rec else None,
+                           account_id=rec.account_id if rec else None,
+                           details=(("recording", recording_id), ("error", error),
+                                    ("retry", "next purge run")))
+
+    def orphan_recording_purged(self, file_name: str, last_written: float,
+                                now: float) -> Decision:
+        """A recording file the ledger does not know, written more than the retention period
+        ago, was deleted (R-REC-3: nothing is kept longer, known or not)."""
+        self._check_time(now)
+        return self._d(Action.NONE, "R-REC-3", "purge", details=(
+            ("orphan_file", file_name),
+            ("last_written", self._local(last_written).strftime("%Y-%m-%d %H:%M %Z"))))
+
+    def prune(self, now: float) -> None:
+        """Forget counters no rule looks at any more (part of the purge job)."""
+        self._check_time(now)
+        with self._lock:
+            self._prune(now)
 
     def _prune(self, now: float) -> None:
         keep_days = max(self.config.limits.fair_use.window_days, 1) + 1

@@ -36,7 +36,13 @@ from softphone.configfile import ConfigError, ConfigText
 from softphone.counters import open_guard
 from softphone.edge.b2bua import B2BUA, MediaSettings
 from softphone.edge.calllog import CallLog
-from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_exposure
+from softphone.edge.config import (
+    Durability,
+    EdgeConfig,
+    Overrides,
+    apply_overrides,
+    check_exposure,
+)
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.datalock import DataDirBusy, lock_data_dir
 from softphone.edge.emergency_lane import EmergencyLane
@@ -54,7 +60,7 @@ from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, DeviceClass, MediaLine, User
+from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
@@ -415,15 +421,18 @@ class LedgerWriter:
     ``commit``/``record`` (the admission's effects) only queue; ``flush`` commits the ledger
     in one SQLite transaction and then writes the queued decisions to the audit log, in that
     order. The edge flushes before its SIP messages leave (the B2BUA's flush), so the ledger is
-    still written ahead of every answer; anything decided outside a SIP event (a timer, a key
+    still written ahead of every answer (with ``[data] durability = "full"``, the default, both
+    are fsync'd by then: ledger ``synchronous=FULL``, one audit fsync per flush); anything decided outside a SIP event (a timer, a key
     press, a periodic job) is flushed at the end of the loop turn. A call costs three ledger
     transactions (INVITE, answer, end) instead of one per side and decision point.
     """
 
-    def __init__(self, guard: Any, store: Any, audit: AuditLog) -> None:
+    def __init__(self, guard: Any, store: Any, audit: AuditLog, *,
+                 sync_audit: bool = True) -> None:
         self.guard = guard
         self.store = store
         self.audit = audit
+        self.sync_audit = sync_audit  # fsync the audit lines of each flush before returning
         self.pending: list[Decision] = []
         self._dirty = False
         self._scheduled = False
@@ -455,6 +464,8 @@ class LedgerWriter:
         pending, self.pending = self.pending, []
         for decision in pending:
             self.audit.record(decision)
+        if pending and self.sync_audit:
+            self.audit.flush()
 
     def compact(self, now: float) -> None:
         """Snapshot the ledger so that a restart replays hours, not months, of events."""
@@ -469,11 +480,13 @@ def open_policy(cfg: EdgeConfig, policy: PolicyConfig) -> tuple[CallAdmission, A
     Channels held by calls of a previous process that died are released here (and audited)
     before the first call is admitted.
     """
-    guard, store, recovered = open_guard(policy, cfg.data_dir, time.time(), synchronous="NORMAL")
+    full = cfg.durability is Durability.FULL
+    guard, store, recovered = open_guard(policy, cfg.data_dir, time.time(),
+                                         synchronous="FULL" if full else "NORMAL")
     audit = AuditLog(cfg.data_dir / "audit.jsonl", policy=FsyncPolicy.BATCH)
     for decision in recovered:
         audit.record(decision)
-    writer = LedgerWriter(guard, store, audit)
+    writer = LedgerWriter(guard, store, audit, sync_audit=full)
     admission = CallAdmission(guard, policy_users(cfg).get, commit=writer.commit,
                               on_decision=writer.record)
     return admission, audit, writer
@@ -521,7 +534,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     recordings = RecordingStore(cfg.data_dir / "recordings")
     retention = RetentionJob(admission, recordings)
     retention.sync_options(cfg.account_id, cfg.recording, {u.ext: u.recording for u in cfg.users},
-                           time.time())
+                           time.time(), terminated=cfg.state is AccountState.TERMINATED)
     await asyncio.get_running_loop().run_in_executor(None, prompts.prepare)
     specs = []
     specs.append(ListenSpec("udp", cfg.bind, cfg.udp_port))
@@ -637,7 +650,8 @@ def main(args: Any) -> int:
         cfg = load_config(args.config)
         cfg = apply_overrides(cfg, Overrides(bind=args.bind, sip_port=args.sip_port,
                                              tls_port=args.tls_port, rtp_ports=args.rtp_ports,
-                                             trunk=args.trunk, data_dir=args.data_dir))
+                                             trunk=args.trunk, data_dir=args.data_dir,
+                                             durability=args.durability))
         check_exposure(cfg)
         policy = load_policy(args.policy) if args.policy else load_default_policy()
         check_extensions(cfg, policy)
@@ -680,5 +694,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", help="policy tables (default: the embedded configs/policy.toml)")
     p.add_argument("--trunk", help="upstream trunk URI")
     p.add_argument("--data-dir", help="where registrations, logs and recordings live")
+    p.add_argument("--durability", help="full (ledger and audit fsync'd before each SIP "
+                                        "answer) or relaxed (data.durability)")
     p.add_argument("--log-level", default="info", help="debug, info, warning")
     p.set_defaults(handler=main)

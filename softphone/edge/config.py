@@ -23,6 +23,13 @@ KNOWN_CODECS = ("opus", "pcma", "pcmu")
 _E = TypeVar("_E", bound=enum.Enum)
 
 
+class Durability(enum.Enum):
+    """When the guard's ledger and the audit log reach the disk (``[data] durability``)."""
+
+    FULL = "full"        # both fsync'd before the SIP messages of that loop turn leave
+    RELAXED = "relaxed"  # survives a crash of the process, not a power cut (see docs/POLICY.md)
+
+
 @dataclass(frozen=True)
 class LocalUser:
     ext: str
@@ -64,6 +71,7 @@ class EdgeConfig:
     per_user_max_ports: int = 262
     latch: str = "address-only"
     data_dir: Path = Path("var/edge")
+    durability: Durability = Durability.FULL
     trunk_uri: str = ""
     trunk_expires: int = 3600    # the Expires each user's upstream REGISTER asks for
     echo_ext: str = "600"
@@ -243,7 +251,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
         "retry_after_s", "emergency_reserved_ports", "per_user_max_ports", "latch"))
-    data = Section(doc, ("data",), d.get("data", {}), known=("dir",))
+    data = Section(doc, ("data",), d.get("data", {}), known=("dir", "durability"))
     trunk = Section(doc, ("trunk",), d.get("trunk", {}), known=("uri", "expires"))
     ext = Section(doc, ("extensions",), d.get("extensions", {}),
                   known=("echo", "tone", "calls_per_user"))
@@ -370,6 +378,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         per_user_max_ports=per_user_ports,
         latch=latch,
         data_dir=Path(data.text("dir", "var/edge")),
+        durability=_choice(data, "durability", Durability, Durability.FULL),
         trunk_uri=_check_trunk(trunk, trunk.text("uri", "")),
         trunk_expires=trunk.integer("expires", 3600, lo=60, hi=86400),
         echo_ext=echo_ext,
@@ -406,6 +415,7 @@ class Overrides:
     rtp_ports: str | None = None
     trunk: str | None = None
     data_dir: str | None = None
+    durability: str | None = None
 
 
 def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
@@ -442,6 +452,12 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
         changes["trunk_uri"] = o.trunk
     if o.data_dir is not None:
         changes["data_dir"] = Path(o.data_dir)
+    if o.durability is not None:
+        try:
+            changes["durability"] = Durability(o.durability)
+        except ValueError:
+            raise ConfigError("--durability", "data.durability",
+                              f"must be full or relaxed, got {o.durability!r}") from None
     return replace(cfg, **changes)  # type: ignore[arg-type]
 
 

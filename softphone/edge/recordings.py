@@ -9,7 +9,11 @@ module only carries those commands out under ``<data dir>/recordings/``:
   (a SIP Call-ID may hold characters a file name must not);
 - files are created 0640 in a 0750 folder (R-REC-5: recordings are confidential);
 - ``delete`` removes the file and stops a recording still being written; deleting a recording
-  that has no file is not an error (the purge job is idempotent across restarts).
+  that has no file is not an error (the purge job is idempotent across restarts);
+- a delete is durable before anyone is told: the file is unlinked, then the folder is fsync'd
+  (the unlink is a change of the folder), and only then does the caller write the ledger. A
+  delete that fails (``remove`` raises ``OSError``; ``delete`` keeps the id in ``failed`` and
+  calls ``on_failure``) is retried by the purge job (``edge.retention``), audited each time.
 
 The standard library's ``wave`` writes the files: each 20-ms frame goes to a buffered file, so
 the cost per tick is a memory copy; the header is completed when the recording stops.
@@ -22,6 +26,7 @@ import logging
 import os
 import re
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,8 @@ class RecordingStore:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.active: dict[str, Recording] = {}
+        self.failed: dict[str, str] = {}  # recording id -> why its delete failed
+        self.on_failure: Callable[[str, str], None] | None = None
 
     def path(self, recording_id: str) -> Path:
         """Where a recording lives: readable id, plus a hash so two ids never share a file."""
@@ -99,8 +106,9 @@ class RecordingStore:
         log.info("recording %s stopped after %.1f s", recording_id, rec.seconds)
         return rec.path
 
-    def delete(self, recording_id: str) -> bool:
-        """Stop writing and remove the file; whether a file was removed."""
+    def remove(self, recording_id: str) -> bool:
+        """Stop writing, unlink the file, fsync the folder; whether a file was removed.
+        Raises ``OSError`` when the file is there and cannot be removed."""
         rec = self.active.pop(recording_id, None)
         if rec is not None:
             rec.close()
@@ -108,9 +116,39 @@ class RecordingStore:
         try:
             path.unlink()
         except FileNotFoundError:
+            self.failed.pop(recording_id, None)
             return False
+        self.sync_folder()
+        self.failed.pop(recording_id, None)
         log.info("recording %s deleted", recording_id)
         return True
+
+    def delete(self, recording_id: str) -> bool:
+        """``remove``, for the call path (an objection): a failure is logged, kept in
+        ``failed`` for the purge job to retry, and reported to ``on_failure``."""
+        try:
+            return self.remove(recording_id)
+        except OSError as exc:
+            self.failed[recording_id] = str(exc)
+            log.error("recording %s: delete failed, retried by the purge job: %s",
+                      recording_id, exc)
+            if self.on_failure is not None:
+                self.on_failure(recording_id, str(exc))
+            return False
+
+    def sync_folder(self) -> None:
+        """fsync the folder: an unlink (or a new file) survives a power cut only then."""
+        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def files(self) -> list[Path]:
+        """Every recording file in the folder (none if there is no folder yet)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.suffix == ".wav")
 
     def close(self) -> None:
         """Finish every file still being written (the edge is stopping)."""

@@ -3,7 +3,8 @@
 Per tick and per leg: ``JitterBuffer.get`` gives FRAME (decode), CONCEAL (the codec's PLC:
 ``decode(None)``) or EMPTY (silence); the PCM is resampled to the bridge rate with the native
 ``Resampler`` and written into the leg's ``Mixer`` input. Prompts (``inject``) and the echo
-loop go into the leg's inject frame, heard by that leg only. Then one ``Mixer.mix()`` for the
+loop go into the leg's inject frame, heard by that leg only; a prompt advances only by the
+frames actually sent on its leg (on hold it waits, see ``Bridge.inject``). Then one ``Mixer.mix()`` for the
 whole conference gives every leg its mix-minus and the recorder its full mix; each leg's output
 is resampled to its codec's rate, encoded and sent by its ``RtpSession``. Transcoding (Opus on
 one leg, G.711 on the other) is nothing special: every leg has its own codec and resamplers.
@@ -75,6 +76,10 @@ class BridgeLeg:
             self._rs_out = Resampler(bridge.rate, codec.clock_rate)
         self.source: FrameSource | None = None
         self.on_source_done: Callable[[BridgeLeg], None] | None = None
+        # the source's frame on its way: taken from the source, not yet sent on this leg (a
+        # leg on hold or without a destination keeps it; the source waits)
+        self._source_frame: bytes | None = None
+        self.source_frames_sent = 0  # frames of injected sources actually sent on this leg
         self.echo = False
         self._heard_audio = False
         self._injecting = False
@@ -125,10 +130,11 @@ class BridgeLeg:
     def sending(self, value: bool) -> None:
         self.session.sending = value
 
-    def _push(self, pcm: bytes) -> None:
+    def _push(self, pcm: bytes) -> bool:
+        """Encode and send this tick's output; whether it went out on the wire."""
         if not self.session.sending:
             self.session.skip_frame(self.rtp_frame_samples)
-            return
+            return False
         if self._rs_out is not None:
             pcm = self._rs_out.process(pcm)
         try:
@@ -137,8 +143,8 @@ class BridgeLeg:
             self.codec_errors += 1
             log.debug("%s: encode failed", self.name, exc_info=True)
             self.session.skip_frame(self.rtp_frame_samples)
-            return
-        self.session.send_frame(payload, samples=self.rtp_frame_samples)
+            return False
+        return self.session.send_frame(payload, samples=self.rtp_frame_samples)
 
 
 class Bridge:
@@ -218,9 +224,12 @@ class Bridge:
     def inject(self, leg: BridgeLeg, source: FrameSource | None,
                on_done: Callable[[BridgeLeg], None] | None = None) -> None:
         """Play ``source`` to ``leg`` only (a prompt, a recording notice, a tone); None stops.
-        ``on_done`` runs when the source has finished."""
+        ``on_done`` runs when the source has finished and every frame of it was sent on the
+        leg: a leg on hold (sendonly/inactive towards it) sends nothing, so the source pauses
+        there and resumes where it was when the leg sends again."""
         leg.source = source
         leg.on_source_done = on_done
+        leg._source_frame = None
 
     # ------------------------------------------------------------------ the tick
 
@@ -244,15 +253,19 @@ class Bridge:
                     leg._injecting = False
                 continue
             inject: bytes | None = pcm if leg.echo else None
-            if source is not None:
-                frame = source.next_frame(self.frame_samples)
+            if source is not None and leg.session.sending:  # on hold: the source waits
+                frame = leg._source_frame
+                if frame is None:
+                    frame = source.next_frame(self.frame_samples)
                 if frame is None:
                     leg.source = None
                     done, leg.on_source_done = leg.on_source_done, None
                     if done is not None:
                         done(leg)
                 else:  # with echo on too, the prompt wins and the echo pauses
-                    inject = frame
+                    if len(frame) != frame_bytes:
+                        frame = frame[:frame_bytes].ljust(frame_bytes, b"\0")
+                    leg._source_frame = inject = frame
             if inject is not None:
                 if len(inject) != frame_bytes:
                     inject = inject[:frame_bytes].ljust(frame_bytes, b"\0")
@@ -267,7 +280,9 @@ class Bridge:
             recorder(bytes(mixer.record))
         output = mixer.output
         for leg in legs:
-            leg._push(bytes(output(leg.slot)))
+            if leg._push(bytes(output(leg.slot))) and leg._source_frame is not None:
+                leg._source_frame = None  # heard: the source may go on
+                leg.source_frames_sent += 1
 
     def _dtmf(self, leg: BridgeLeg, event: DtmfEvent) -> None:
         if self.on_dtmf is not None:

@@ -557,9 +557,10 @@ class RtpSession:
         return True
 
     def send_frame(self, payload: bytes, *, samples: int | None = None,
-                   marker: bool = False) -> None:
+                   marker: bool = False) -> bool:
         """Send one encoded frame (or, while a digit plays, its telephone-event packet instead)
-        and advance the timestamp by ``samples`` (default one frame)."""
+        and advance the timestamp by ``samples`` (default one frame). True when ``payload``
+        itself went out (not on hold, a destination known, no digit in its place)."""
         if self.dtmf_payload_type is not None and self.dtmf_out.active:
             pkt = self.dtmf_out.next_packet(self.timestamp)
             if pkt is not None:
@@ -569,19 +570,19 @@ class RtpSession:
                     self.seq = (self.seq + 1) & 0xFFFF
                 self.timestamp = (self.timestamp + (samples or self.frame_samples)) & 0xFFFFFFFF
                 self._marker_next = True
-                return
+                return False
         seq = self.seq
         ts = self.timestamp
         self.timestamp = (ts + (samples or self.frame_samples)) & 0xFFFFFFFF
         if not self.sending:
             self._marker_next = True
-            return
+            return False
         # _send_rtp() inlined: once per leg per 20 ms on every bridged call
         dest = self._latched or self.remote
         transport = self._rtp
         if dest is None or transport is None or self.closed:
             self.no_destination += 1
-            return
+            return False
         packet = _FIXED.pack(0x80, self.send_payload_type | (
             0x80 if marker or self._marker_next else 0), seq, ts, self.ssrc) + payload
         transport.sendto(packet, dest)
@@ -590,6 +591,7 @@ class RtpSession:
         self.packets_sent += 1
         self.octets_sent += len(packet)
         self._sent_since_report = True
+        return True
 
     def skip_frame(self, samples: int | None = None) -> None:
         """Nothing to send this tick (silence suppression): keep the timeline, mark the next."""

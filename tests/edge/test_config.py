@@ -8,6 +8,7 @@ import pytest
 
 from softphone.configfile import ConfigError
 from softphone.edge.config import (
+    Durability,
     Overrides,
     apply_overrides,
     check_exposure,
@@ -144,3 +145,15 @@ def test_media_guard_defaults_and_a_range_too_small_for_the_share(tmp_path: Path
     with pytest.raises(ConfigError) as err:
         load_edge_config(write(tmp_path, text))
     assert (err.value.key, err.value.line) == ("extensions.calls_per_user", 6)
+
+
+def test_durability_is_full_unless_relaxed_and_a_bad_value_is_named(tmp_path: Path) -> None:
+    assert load_edge_config().durability is Durability.FULL
+    relaxed = load_edge_config(write(tmp_path, GOOD + '\n[data]\ndurability = "relaxed"\n'))
+    assert relaxed.durability is Durability.RELAXED
+    assert apply_overrides(relaxed, Overrides(durability="full")).durability is Durability.FULL
+    with pytest.raises(ConfigError) as err:
+        load_edge_config(write(tmp_path, GOOD + '\n[data]\ndurability = "sometimes"\n'))
+    assert err.value.key == "data.durability" and err.value.line == 18
+    with pytest.raises(ConfigError, match="--durability"):
+        apply_overrides(relaxed, Overrides(durability="never"))

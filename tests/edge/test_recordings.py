@@ -9,8 +9,8 @@ from pathlib import Path
 
 from softphone.policy.admission import CallAdmission
 from softphone.policy.config import load_default
-from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, User
+from softphone.policy.decision import Decision, RecordingAction
+from softphone.policy.facts import Account, RecordingOptionChange, User
 
 from softphone.counters import open_guard
 from softphone.edge.recordings import RecordingStore
@@ -109,3 +109,60 @@ def test_switching_recording_back_on_within_the_window_keeps_the_files(tmp_path:
     (on,) = job.sync_options("acct", False, {"1001": True}, T0 + 5 * DAY)
     assert dict(on.details)["enabled"] == "True"
     assert job.purge(T0 + 40 * DAY) == [] and store.path(rid).exists()
+
+
+def test_an_objection_after_the_option_went_off_mid_call_deletes_the_file(
+        tmp_path: Path) -> None:
+    """Recording is switched off for 1001 while a recorded call is up: the file stops growing
+    and is kept for the export window; then the correspondent (1002, leg b) presses 9: the
+    file is deleted at once and the objection audited."""
+    admission, store, audited = _edge(tmp_path, recording=True)
+    assert admission.admit("call-1", "1001", "1002", inbound_local=True, now=T0) is None
+    (answer,) = [d for d in admission.answered("call-1", T0 + 1) if d.notices]
+    leg = answer.call_id
+    assert leg is not None and admission.correspondent_leg(leg) == "b"
+    (start,) = admission.notice_played(leg, "recording-notice", T0 + 6).recording
+    store.start(start.recording_id, 16000).write(bytes(640))
+    off = admission.record(admission.guard.on_recording_option_change(
+        RecordingOptionChange("acct", False, T0 + 20, "1001")))
+    for cmd in off.recording:
+        store.stop(cmd.recording_id)
+    path = store.path(start.recording_id)
+    assert path.exists() and store.active == {}
+    (objection,) = admission.dtmf("call-1", "b", "9", T0 + 25)
+    assert objection in audited and objection.rule_id == "R-REC-2"
+    for cmd in objection.recording:
+        assert cmd.action is RecordingAction.STOP_AND_DELETE
+        store.delete(cmd.recording_id)
+    assert not path.exists()
+    assert RetentionJob(admission, store).purge(T0 + 40 * DAY) == []  # nothing left to purge
+
+
+def test_a_failed_objection_delete_is_audited_and_retried_by_the_purge(tmp_path: Path) -> None:
+    """The correspondent objects but the file cannot be removed (a directory stands in its
+    place): the failure is audited at once, each purge run retries and audits again, and once
+    the obstacle is gone the next run deletes the file and says so."""
+    admission, store, audited = _edge(tmp_path, recording=True)
+    job = RetentionJob(admission, store)
+    assert admission.admit("call-1", "1001", "1002", inbound_local=True, now=T0) is None
+    (answer,) = [d for d in admission.answered("call-1", T0 + 1) if d.notices]
+    assert answer.call_id is not None
+    (start,) = admission.notice_played(answer.call_id, "recording-notice", T0 + 6).recording
+    rid = start.recording_id
+    store.start(rid, 16000).write(bytes(640))
+    store.stop(rid)
+    path = store.path(rid)
+    path.unlink()
+    path.mkdir()
+    (objection,) = admission.dtmf("call-1", "b", "9", T0 + 10)
+    (cmd,) = objection.recording
+    assert not store.delete(cmd.recording_id) and rid in store.failed
+    failures = [d for d in audited if d.point == "purge_failed"]
+    assert len(failures) == 1 and failures[0].rule_id == "R-REC-2"
+    (again,) = job.purge(T0 + 3600)
+    assert again.point == "purge_failed" and again in audited
+    path.rmdir()
+    path.write_bytes(b"RIFF")
+    (done,) = job.purge(T0 + 7200)
+    assert done.point == "purge" and done in audited and not path.exists()
+    assert store.failed == {} and job.purge(T0 + 10800) == []

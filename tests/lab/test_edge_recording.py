@@ -194,6 +194,57 @@ def test_an_objection_key_stops_the_recording_and_deletes_it(
     assert call["status"] == 200 and call["end_cause"] == "caller-bye", call
 
 
+@pytest.mark.timeout(120)
+def test_a_correspondent_on_hold_hears_the_whole_notice_after_resuming(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """1004 calls 1003, who records: 1004 is the correspondent and puts the call on hold
+    (a=sendonly) 0.3 s after the answer, for 4 s. The edge answers recvonly and sends it
+    nothing; the notice waits, goes on where it was after the resume, is heard whole, and the
+    recording starts only once the rest of it has been sent."""
+    hold_s = 4.0
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    notice_s = notice_seconds(data, edge)
+    corr = RtpPhone(CORRESPONDENT_HZ)
+    user = RtpPhone(USER_HZ, talk_after=notice_s + hold_s + 2.0)
+    try:
+        uas, uac = media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1004", "1003", ports,
+                              corr, user, scenario="recording_uac_hold.xml")
+        finish([(uas, uac)], edge)
+        edge.wait_idle()
+    finally:
+        user.close()
+        corr.close()
+        edge.stop()
+    # on the wire: the hold was answered recvonly, the resume sendrecv
+    answers = {}
+    for m in uac.messages().split("SIP/2.0 200 OK")[1:]:
+        cseq = m.split("CSeq:")[1].split("\n")[0].split()
+        if cseq[1] == "INVITE":
+            answers[int(cseq[0])] = "a=recvonly" in m.split("-----")[0]
+    assert answers == {2: False, 3: True, 4: False}, uac.messages()
+    # nothing reached the correspondent while it held the call
+    arrivals = [at for at, _pt, _p in corr.received]
+    gap = max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gap > hold_s - 0.6, gap
+    # what it did receive opens with the whole notice, no piece of it lost in the hold
+    assert_heard_notice(corr.pcm()[:int(2 * 8000 * (notice_s + 1.0))], data)
+    # the recording started after the resume and the rest of the notice
+    records = audit(data)
+    (answer,) = [r for r in decisions(records, "answer") if r.get("notices")]
+    (played,) = decisions(records, "notice_played")
+    assert played["recording"][0]["action"] == "start", records
+    started_after = played["t"] - answer["t"]
+    assert started_after >= notice_s + hold_s - 0.6, (started_after, notice_s)
+    (path,) = recordings(data)
+    pcm, rate = read_channel0(path)
+    call = edge.calls()[0]
+    talk = call["ended"] - call["answered"]
+    assert abs(len(pcm) / 2 / rate - (talk - started_after)) < 1.0, (len(pcm), talk)
+
+
 def _pjsua_ok() -> bool:
     return PJ_PYTHON.exists() and subprocess.run(
         [str(PJ_PYTHON), "-c", "import pjsua2"], capture_output=True, timeout=30).returncode == 0
@@ -373,3 +424,159 @@ def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
     assert restart(100) == []
     purged = {r["user_id"]: r["rule_id"] for r in decisions(audit(data), "purge")}
     assert purged == {"1001": "R-REC-3", "1003": "R-REC-4"}, purged
+
+
+def _syscalls(trace: Path) -> list[str]:
+    return [line.split(None, 1)[1] for line in trace.read_text().splitlines()
+            if line.split(None, 1)[0].isdigit() and len(line.split(None, 1)) == 2]
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(shutil.which("faketime") is None or shutil.which("strace") is None,
+                    reason="libfaketime (faketime) or strace missing")
+def test_deletes_are_durable_retried_and_the_folder_reconciled(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """A recorded call (1001 -> 1002), then, edge stopped: its WAV cannot be removed (a
+    directory stands in its place: unlink fails, even for root), and a WAV the ledger never
+    heard of (an orphan) lies next to it. 100 days later the edge starts (faketime): the
+    orphan, past retention, is deleted and audited; the failed delete is audited and the
+    ledger keeps the recording; a day later it fails again and is audited again. With the file
+    back, the next start deletes it, and strace on the edge shows the order: unlink, fsync of
+    the recordings folder, then the ledger's write, then the audit line. After that nothing
+    is left to retry."""
+    edge_port, *ports = lab.take_ports(4)
+    data = tmp_path / "edge"
+    cfg = edge_config(tmp_path / "edge.toml")
+    edge = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)]).start()
+    phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ)]
+    try:
+        finish([media_call(sipp, lab, f"127.0.0.1:{edge_port}", "1001", "1002", ports,
+                           *phones)], edge)
+        edge.wait_idle()
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+    (kept,) = recordings(data)
+    saved, orphan = tmp_path / "saved.wav", data / "recordings" / "lost-0123456789ab.wav"
+    shutil.copy2(kept, saved)
+    shutil.copy2(kept, orphan)
+    kept.unlink()
+    kept.mkdir()
+    (kept / "in-the-way").write_bytes(b"")
+
+    def restart(days: int, until: Any, trace: Path | None = None) -> list[dict[str, Any]]:
+        wrap = ["faketime", "-f", f"+{days}d"]
+        if trace is not None:
+            wrap = ["strace", "-f", "-y", "-qq", "-o", str(trace), "-e",
+                    "trace=unlink,unlinkat,fsync,fdatasync,pwrite64,write", *wrap]
+        later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)], wrap=wrap)
+        try:
+            later.start(timeout=40)
+            end = time.monotonic() + 15
+            while not until(audit(data)) and time.monotonic() < end:
+                time.sleep(0.2)
+            return audit(data)
+        finally:
+            later.stop()
+
+    def failed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return decisions(records, "purge_failed")
+
+    records = restart(100, lambda r: failed(r) and decisions(r, "purge"))
+    (gone,) = decisions(records, "purge")
+    assert gone["rule_id"] == "R-REC-3" and gone["details"]["orphan_file"] == orphan.name
+    assert not orphan.exists() and kept.is_dir()
+    (first,) = failed(records)
+    assert first["rule_id"] == "R-REC-3" and "directory" in first["details"]["error"], first
+    assert first["user_id"] == "1001" and first["details"]["retry"] == "next purge run"
+    records = restart(101, lambda r: len(failed(r)) == 2)
+    assert len(failed(records)) == 2 and len(decisions(records, "purge")) == 1, records
+    shutil.rmtree(kept)
+    shutil.copy2(saved, kept)
+    trace = tmp_path / "edge.strace"
+    records = restart(102, lambda r: len(decisions(r, "purge")) == 2, trace)
+    purged = decisions(records, "purge")[1]
+    assert purged["rule_id"] == "R-REC-3" and purged["user_id"] == "1001", purged
+    assert purged["recording"] == [{"action": "delete", "recording_id": first["call_id"]}]
+    assert not kept.exists() and recordings(data) == []
+    calls = _syscalls(trace)
+
+    def after(start: int, syscall: str, path: str) -> int:
+        """The first ``syscall`` on a descriptor of ``path`` (strace -y) from ``start`` on."""
+        return next(i for i, c in enumerate(calls[start:], start)
+                    if c.startswith(f"{syscall}(") and f"{path}>" in c.split(",")[0])
+
+    unlink = next(i for i, c in enumerate(calls) if c.startswith("unlink")
+                  and f'{kept}"' in c)
+    folder = after(unlink, "fsync", str(data / "recordings"))
+    ledger = after(unlink, "pwrite64", str(data / "policy-ledger.sqlite3-wal"))
+    line = after(unlink, "write", str(data / "audit.jsonl"))
+    assert unlink < folder < ledger < line, (unlink, folder, ledger, line)
+    # nothing left: the next start neither deletes nor fails anything
+    records = restart(103, lambda r: False)
+    assert len(decisions(records, "purge")) == 2 and len(failed(records)) == 2
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="libfaketime (faketime) missing")
+def test_a_removed_user_or_a_terminated_account_loses_its_recordings_after_the_window(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """Two recorded calls (1001 -> 1002, 1003 -> 1004). 1001 is then removed from the
+    configuration: the next start (a day later) audits R-REC-4 for 1001, why "user removed";
+    40 days later its recording is purged under R-REC-4 (not kept until retention), 1003's
+    stays. Then the account is terminated: R-REC-4 for 1003, why "account terminated", and 34
+    days later (75 days after the call, well within retention) its recording is purged too."""
+    edge_port, *ports = lab.take_ports(7)
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP,
+                       extra=["--config", str(edge_config(tmp_path / "edge.toml"))]).start()
+    target = f"127.0.0.1:{edge_port}"
+    phones = [RtpPhone(USER_HZ), RtpPhone(CORRESPONDENT_HZ), RtpPhone(USER_HZ),
+              RtpPhone(CORRESPONDENT_HZ)]
+    try:
+        a = media_call(sipp, lab, target, "1001", "1002", ports[0:3], phones[0], phones[1],
+                       name="a")
+        b = media_call(sipp, lab, target, "1003", "1004", ports[3:6], phones[2], phones[3],
+                       name="b")
+        finish([a, b], edge)
+        edge.wait_idle()
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+    assert len(recordings(data)) == 2
+    owner = {r["recording"][0]["recording_id"]: r["user_id"]
+             for r in decisions(audit(data), "notice_played")}
+    removed = tmp_path / "removed.toml"
+    removed.write_text("".join(f'[[users]]\next = "{ext}"\npassword = "demo-{ext}"\n'
+                               f'recording = {"true" if ext == "1003" else "false"}\n\n'
+                               for ext in ("1002", "1003", "1004")))
+    terminated = tmp_path / "terminated.toml"
+    terminated.write_text('[account]\nstate = "terminated"\n\n' + removed.read_text())
+
+    def restart(cfg: Path, days: int) -> list[str]:
+        later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)],
+                            wrap=["faketime", "-f", f"+{days}d"])
+        try:
+            later.start()
+            time.sleep(1.0)  # the option sync and the purge job run as the edge starts
+        finally:
+            later.stop()
+        return sorted(owner[r["recording_id"]] for r in
+                      (rec["recording"][0] for rec in decisions(audit(data), "purge")))
+
+    def options() -> list[tuple[str, str, str]]:
+        return [(r["rule_id"], r["details"]["scope"], r["details"].get("why", ""))
+                for r in decisions(audit(data), "recording_option")]
+
+    assert restart(removed, 1) == []
+    assert options() == [("R-REC-4", "user:1001", "user removed from the configuration")]
+    assert restart(removed, 40) == ["1001"]
+    (purged,) = decisions(audit(data), "purge")
+    assert purged["rule_id"] == "R-REC-4" and len(recordings(data)) == 1
+    assert restart(terminated, 41) == ["1001"]
+    assert options()[1:] == [("R-REC-4", "user:1003", "account terminated")]
+    assert restart(terminated, 75) == ["1001", "1003"]
+    assert [r["rule_id"] for r in decisions(audit(data), "purge")] == ["R-REC-4", "R-REC-4"]
+    assert recordings(data) == []

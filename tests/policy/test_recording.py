@@ -174,6 +174,22 @@ def test_option_off_mid_call_stops_the_recording(guard: PolicyGuard, facts) -> N
     assert guard.on_call_end("c1", T0 + 40).recording == ()
 
 
+def test_objection_after_the_option_went_off_mid_call_still_deletes(guard: PolicyGuard,
+                                                                    facts) -> None:
+    """The option goes off mid-call: the recording stops but its file is kept for the export
+    window; the correspondent's objection afterwards still deletes it, at once."""
+    start_recording(guard, facts)
+    guard.on_recording_option_change(RecordingOptionChange("acct-1", False, T0 + 30,
+                                                           user_id="alice"))
+    assert "c1" in guard.state.recordings
+    d = guard.on_dtmf("c1", "9", T0 + 35)
+    assert d.audited and dict(d.details)["recording_was"] == "stopped"
+    assert [(c.action, c.recording_id) for c in d.recording] == [
+        (RecordingAction.STOP_AND_DELETE, "c1")]
+    assert guard.state.recordings == {}
+    assert guard.on_dtmf("c1", "9", T0 + 36).recording == ()  # once
+
+
 def test_option_off_while_the_notice_plays_starts_nothing(guard: PolicyGuard, facts) -> None:
     u = recorded_user(facts)
     guard.on_call_attempt(facts.call(u, call_id="c1"))

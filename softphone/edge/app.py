@@ -23,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
-from softphone.sip.auth import DigestServer
+from softphone.sip.auth import DigestServer, own_uri_check
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
 from softphone.sip.ratelimit import RequestRateLimiter
@@ -245,9 +245,14 @@ class EdgeAuth:
     algorithm they lack; add "SHA-256" (RFC 8760) where every phone supports it.
     """
 
-    def __init__(self, cfg: EdgeConfig) -> None:
+    def __init__(self, cfg: EdgeConfig, ports: Iterable[int] = ()) -> None:
         passwords = {u.ext: u.password for u in cfg.users}
-        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms)
+        # a digest-uri naming the edge itself (domain or address, our listening ports) is
+        # accepted as well as the Request-URI, as Kamailio, Asterisk and FreeSWITCH do
+        own = own_uri_check((cfg.domain, cfg.bind),
+                            {cfg.udp_port, cfg.tcp_port, cfg.tls_port, *ports} - {0})
+        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms,
+                                   own_uri=own)
         self._stale: set[int] = set()
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
@@ -520,7 +525,9 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout),
         codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after,
+        auth=EdgeAuth(cfg, (a.port for a in transport.local.values())),
+        guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.audio import strongest_window
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import start_callee
+from lab.rtp_phone import RtpPhone
+from lab.sip_phone import SipPhone
 
 from softphone.sip.message import SipResponse, parse_message
 
 pytestmark = pytest.mark.lab
 
-RTP = (21000, 21199)
+RTP = (21600, 21799)
 
 
 @pytest.mark.timeout(120)
@@ -104,3 +107,41 @@ def test_control_characters_in_header_values_are_refused_by_the_running_edge(
     finally:
         sock.close()
         edge.stop()
+
+
+@pytest.mark.timeout(60)
+def test_disabled_first_audio_line_and_another_realms_credentials_through_the_edge(
+        tmp_path: Path, lab: Any) -> None:
+    """A phone behind an outbound proxy: its INVITE carries the proxy's credentials next to
+    ours (skipped: challenged, then accepted, never refused), and an offer whose first audio
+    line is disabled (m=audio 0, RFC 3264 §6) is answered on the next one, whose media flows:
+    the echo extension sends our 700 Hz back to the second line's port (our RTP socket
+    answers the edge's first packet, symmetric RTP)."""
+    (edge_port,) = lab.take_ports(1)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    phone = SipPhone(edge_port, "1001", "demo-1001")
+    media = RtpPhone(700, seconds=10)
+    theirs = ('Digest username="1001", realm="proxy.example", nonce="abc", '
+              'uri="sip:600@127.0.0.1", response="00000000000000000000000000000000", '
+              'algorithm=MD5, qop=auth, nc=00000001, cnonce="x"')
+    offer = ("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+             f"m=audio {media.port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n").encode()
+    try:
+        resp = phone.dial("sip:600@127.0.0.1", 2.0, body=offer,
+                          extra=[("Proxy-Authorization", theirs)])
+        first = phone.sent[0]
+    finally:
+        phone.close()
+        media.close()
+        edge.stop()
+    assert resp.status == 200, (resp, edge.log())
+    ports = [int(p) for p in re.findall(r"^m=audio (\d+) ", resp.body.decode(), re.M)]
+    assert len(ports) == 2 and ports[0] == 0 and RTP[0] <= ports[1] <= RTP[1], resp.body
+    assert strongest_window(media.pcm(), 700) > 0.6
+    # the INVITE that was answered carried both realms, the other one first
+    answered = [r for r in phone.sent if r.method == "INVITE"][-1]
+    realms = re.findall(r'realm="([^"]+)"', " ".join(
+        answered.headers.get_all("proxy-authorization")))
+    assert realms == ["proxy.example", "softphone"], realms
+    assert first.headers.get_all("proxy-authorization") == [theirs]

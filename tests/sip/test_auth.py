@@ -288,6 +288,25 @@ def test_server_accepts_a_digest_uri_naming_itself_and_nothing_else() -> None:
                              proxy=True).ok
 
 
+def test_credentials_for_another_realm_next_to_ours_are_skipped() -> None:
+    """A phone behind an outbound proxy sends that proxy's credentials too (RFC 3261
+    §22.3): ours are found whichever comes first; another realm alone is no credentials."""
+    srv = server(algorithms=("MD5",))
+    theirs = ('Digest username="alice", realm="proxy.example", nonce="abc", '
+              'uri="sip:bob@example.com", response="00000000000000000000000000000000", '
+              'qop=auth, nc=00000001, cnonce="x"')
+    for first in (True, False):
+        req = signed_invite(srv, "sip:bob@example.com")
+        ours = req.headers.get("proxy-authorization") or ""
+        req.headers.remove("Proxy-Authorization")
+        for value in ((theirs, ours) if first else (ours, theirs)):
+            req.headers.add("Proxy-Authorization", value)
+        assert srv.verify(req, 1.0, proxy=True).user == "alice", first
+    alone = signed_invite(srv, "sip:bob@example.com")
+    alone.headers.set("Proxy-Authorization", theirs)
+    assert srv.verify(alone, 1.0, proxy=True).reason == "no credentials for this realm"
+
+
 def test_server_configuration_errors_are_auth_errors() -> None:
     with pytest.raises(AuthError):
         DigestServer("r", USERS.get, algorithms=("SHA-1",))

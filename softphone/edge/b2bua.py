@@ -82,6 +82,7 @@ from softphone.edge.location import (
     RegistrationError,
 )
 from softphone.edge.recordings import RecordingStore
+from softphone.edge.security import Security
 from softphone.edge.service_urn import (
     ServiceUrn,
     ServiceUrnError,
@@ -139,6 +140,11 @@ class Authenticator(Protocol):
         ...
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
+        ...
+
+    def failure(self, request: SipRequest) -> str | None:
+        """Why ``verify`` refused the credentials of ``request``; None when it carried none
+        of ours or only a stale nonce (a challenge, not a failure)."""
         ...
 
 
@@ -288,7 +294,8 @@ class B2BUA:
                  emergency_route: str = "", prompts: Prompts = _no_prompts,
                  recordings: RecordingStore | None = None,
                  emergency_lane: EmergencyLane | None = None,
-                 emergency_callback_s: float = 3600.0) -> None:
+                 emergency_callback_s: float = 3600.0,
+                 security: Security | None = None) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -314,6 +321,7 @@ class B2BUA:
         # the flood guard's emergency lane: our Contact in an emergency call's two dialogs
         # carries a token of it, so that their in-dialog requests are never dropped
         self.emergency_lane = emergency_lane
+        self.security = security  # R-ACCT-5: security log and lock-out of failed auth
         self._contact_users: dict[str, str] = {}  # Call-ID (either leg) -> our Contact's user
         # PSAP call-back: a call from the emergency gateway to a user within this many seconds
         # of their last emergency call is never refused by the account's policy
@@ -428,6 +436,8 @@ class B2BUA:
                 self._end(call, "no-ack", bye_a=True, bye_b=True)
 
     def _on_request(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        if self.security is not None and self._locked_out(req, txn, source):
+            return
         m = req.method
         if m == "REGISTER":
             self._on_register(req, txn, source)
@@ -461,12 +471,15 @@ class B2BUA:
         if self.auth is not None:
             who = self.auth.verify(req, now, proxy=False)
             if who is None:
+                self._auth_failed(req, source, user, self.auth.failure(req))
                 self._respond(txn, 401, "Unauthorized",
                               extra=self.auth.challenge(req, now, proxy=False))
                 return
             if who != user:
+                self._auth_failed(req, source, user, f"credentials of another user ({who})")
                 self._respond(txn, 403, "Forbidden: credentials of another user")
                 return
+            self._auth_succeeded(source, user)
         contacts_raw = req.headers.values("contact")
         expires_hdr = req.headers.get("expires")
         default_exp = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
@@ -546,7 +559,8 @@ class B2BUA:
 
     # ------------------------------------------------------------------ new calls
 
-    def _identify_caller(self, req: SipRequest, txn: ServerTransaction) -> str | None:
+    def _identify_caller(self, req: SipRequest, txn: ServerTransaction,
+                         source: Address) -> str | None:
         """The calling local user, or None when a challenge (or refusal) was sent."""
         user = req.from_.uri.user or ""
         if self.auth is None:
@@ -556,10 +570,54 @@ class B2BUA:
             return user
         who = self.auth.verify(req, self.clock(), proxy=True)
         if who is None:
+            self._auth_failed(req, source, user, self.auth.failure(req))
             self._respond(txn, 407, "Proxy Authentication Required",
                           extra=self.auth.challenge(req, self.clock(), proxy=True))
             return None
+        self._auth_succeeded(source, who)
         return who
+
+    # ------------------------------------------------------------------ security (R-ACCT-5)
+
+    def _auth_failed(self, req: SipRequest, source: Address, user: str,
+                     reason: str | None) -> None:
+        """Credentials refused (wrong, replayed, another user's): one line in the security
+        log, counted towards the lock-out. ``reason`` None: the request carried none of
+        ours (the first challenge), which is no failure."""
+        if self.security is None or reason is None:
+            return
+        for lock in self.security.auth_failed(source.host, source.port, user, req.method,
+                                              reason):
+            log.warning("%s %s locked out after %d authentication failures", lock.kind,
+                        lock.key, lock.failures)
+
+    def _auth_succeeded(self, source: Address, user: str) -> None:
+        if self.security is not None:
+            self.security.succeeded(source.host, user)
+
+    def _locked_out(self, req: SipRequest, txn: ServerTransaction, source: Address) -> bool:
+        """A new request from a locked-out address, or claiming a locked-out user, is a 403
+        before anything else is done with it; an emergency call always goes on (R-EMERG),
+        and so do requests within a call already up (its BYE) and ACK/CANCEL."""
+        assert self.security is not None
+        if req.method in ("ACK", "CANCEL") or req.to.tag:
+            return False
+        try:
+            user = (req.to if req.method == "REGISTER" else req.from_).uri.user or ""
+        except SipParseError:
+            user = ""
+        why = self.security.locked(source.host, user)
+        if why is None:
+            return False
+        if req.method == "INVITE" and self.guard is not None:
+            try:
+                if self.guard.is_emergency(user, _dialled(req.uri)):
+                    return False
+            except (ServiceUrnError, SipParseError):
+                pass
+        self.security.refused += 1
+        self._respond(txn, 403, f"Forbidden: {why}")
+        return True
 
     def _presented(self, caller: str, from_trunk: bool) -> str | None:
         """The caller ID the other end will see: a local user's own number (its DID) when it
@@ -591,7 +649,7 @@ class B2BUA:
             # address is their credential
             caller = _external_caller(req)
         else:
-            found = self._identify_caller(req, txn)
+            found = self._identify_caller(req, txn, source)
             if found is None:
                 return
             caller = found

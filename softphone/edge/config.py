@@ -77,6 +77,11 @@ class EdgeConfig:
     emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
     outside_line_prefix: str = ""  # "0" or "9": dialled before an outside number ("0112" is 112)
     emergency_callback_s: int = 3600  # how long after an emergency call the gateway may call back
+    # R-ACCT-5: this many authentication failures within auth_window_s lock the source address
+    # (and the user) out for auth_lockout_s
+    max_auth_failures: int = 10
+    auth_window_s: int = 60
+    auth_lockout_s: int = 600
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -210,7 +215,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
-                                     "account", "emergency", "users"))
+                                     "account", "emergency", "users", "security"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "flood_rate_per_s", "flood_burst",
@@ -227,6 +232,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         "emergency", "outside_line_prefix"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
                         known=("route", "request_uri", "callback_window_s"))
+    security = Section(doc, ("security",), d.get("security", {}),
+                       known=("max_auth_failures", "window_s", "lockout_s"))
     prefix = acct.text("outside_line_prefix", "")
     if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
         raise acct.error("outside_line_prefix",
@@ -344,6 +351,9 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         emergency_callback_s=emergency.integer("callback_window_s", 3600, lo=0, hi=7 * 86400),
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
+        max_auth_failures=security.integer("max_auth_failures", 10, lo=1, hi=100_000),
+        auth_window_s=security.integer("window_s", 60, lo=1, hi=86400),
+        auth_lockout_s=security.integer("lockout_s", 600, lo=0, hi=7 * 86400),
         users=tuple(users),
         source=doc.path,
     )

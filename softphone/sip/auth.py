@@ -26,6 +26,9 @@ from softphone.sip.uri import SipUri
 #: Hash per algorithm token (RFC 7616 §6.1, RFC 8760 §2.1), strongest first.
 _HASHES: dict[str, str] = {"SHA-512-256": "sha512_256", "SHA-256": "sha256", "MD5": "md5"}
 _STRENGTH = {name: rank for rank, name in enumerate(reversed(list(_HASHES)))}
+#: :meth:`DigestServer.verify`'s reason when the request carries no credentials for our realm
+#: (a first request, to be challenged: no authentication failure).
+NO_CREDENTIALS = "no credentials for this realm"
 
 
 class AuthError(SipError):
@@ -416,7 +419,7 @@ class DigestServer:
                 p = params
                 break
         if p is None:
-            return AuthResult(None, "no credentials for this realm")
+            return AuthResult(None, NO_CREDENTIALS)
         for key in ("username", "nonce", "uri", "response"):
             if key not in p:
                 return AuthResult(None, f"credentials lack {key}")

@@ -509,7 +509,8 @@ class B2BUA:
                         user, contacts, default_expires=default_exp, source=src,
                         call_id=req.call_id, cseq=req.cseq.number, now=now,
                         device_class="webrtc" if source.transport in ("ws", "wss") else "sip",
-                        user_agent=req.headers.get("user-agent") or "")
+                        user_agent=req.headers.get("user-agent") or "",
+                        path=tuple(req.headers.values("path")))
                 else:
                     bindings = self.location.lookup(user, now)
         except RegistrationError as err:
@@ -520,6 +521,7 @@ class B2BUA:
             self._respond(txn, 400, f"Bad Contact: {exc}")
             return
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
+        extra += path_echo(req)
         self._respond(txn, 200, "OK", extra=extra + warnings)
 
     def _registration_refused(self, req: SipRequest, txn: ServerTransaction, source: Address,
@@ -1113,7 +1115,8 @@ class B2BUA:
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
         for b in bindings:
             self._send_b_invite(call, b.contact, binding_destination(b), from_value,
-                                f"<sip:{call.callee}@{self.domain}>", body)
+                                f"<sip:{call.callee}@{self.domain}>", body,
+                                extra=[("Route", hop) for hop in b.path])
 
     def _fork_trunk(self, call: Call) -> None:
         """One INVITE to the provider, as the caller's own upstream account."""
@@ -1735,14 +1738,42 @@ def _external_caller(req: SipRequest) -> str:
     return user or "anonymous"
 
 
+def path_echo(req: SipRequest) -> list[tuple[str, str]]:
+    """RFC 3327 §5.3: the 200 OK of a REGISTER carries the Path values stored, when the
+    phone said it supports Path."""
+    supported = {t.strip().lower() for t in req.headers.values("supported")}
+    return [("Path", v) for v in req.headers.values("path")] if "path" in supported else []
+
+
+def _path_hop(b: Binding) -> Address | None:
+    """The first Path hop of a binding (RFC 3327 §5.3), None when it has no usable one."""
+    try:
+        uri = NameAddr.parse(b.path[0]).uri
+    except (SipParseError, IndexError):
+        return None
+    transport = (uri.params.get("transport") or "udp").lower()
+    port = uri.port or (5061 if uri.scheme == "sips" else 5060)
+    src_transport, host, src_port, conn_id = b.source
+    if transport != "udp" and (transport, uri.host_no_brackets, port) == (
+            src_transport, host, src_port):
+        return Address(transport, host, port, conn_id)  # the proxy's connection
+    return Address(transport, uri.host_no_brackets, port)
+
+
 def binding_destination(b: Binding) -> Address:
     """Where requests for a registered device go.
+
+    A binding registered through a proxy that added Path (RFC 3327): its first hop, the
+    INVITE carrying the Path values as Route headers.
 
     Over UDP, the registered Contact (RFC 3261 §10: it may name another host or port than
     the REGISTER came from, as third-party registrations do). Over TCP, TLS and WebSocket,
     the connection the device registered on: a browser's contact host is a placeholder
     (RFC 7118 §5) and a phone behind NAT keeps that connection open for us.
     """
+    hop = _path_hop(b) if b.path else None
+    if hop is not None:
+        return hop
     transport, host, port, conn_id = b.source
     if transport == "udp":
         try:

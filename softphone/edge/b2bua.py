@@ -480,6 +480,11 @@ class B2BUA:
                 self._respond(txn, 403, "Forbidden: credentials of another user")
                 return
             self._auth_succeeded(source, user)
+        try:
+            path = registered_path(req)
+        except SipParseError as exc:
+            self._respond(txn, 400, exc.reason)
+            return
         contacts_raw = req.headers.values("contact")
         expires_hdr = req.headers.get("expires")
         default_exp = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
@@ -510,7 +515,7 @@ class B2BUA:
                         call_id=req.call_id, cseq=req.cseq.number, now=now,
                         device_class="webrtc" if source.transport in ("ws", "wss") else "sip",
                         user_agent=req.headers.get("user-agent") or "",
-                        path=tuple(req.headers.values("path")))
+                        path=path)
                 else:
                     bindings = self.location.lookup(user, now)
         except RegistrationError as err:
@@ -1736,6 +1741,20 @@ def _external_caller(req: SipRequest) -> str:
     except SipParseError:
         user = ""
     return user or "anonymous"
+
+
+def registered_path(req: SipRequest) -> tuple[str, ...]:
+    """The REGISTER's Path values (RFC 3327), first hop first; SipParseError("Bad Path: ...")
+    when one is not a SIP URI in angle brackets, so that nothing is stored."""
+    values = tuple(req.headers.values("path"))
+    for value in values:
+        try:
+            hop = NameAddr.parse(value)
+        except SipParseError as exc:
+            raise SipParseError(f"Bad Path: {exc.reason}") from None
+        if hop.uri.scheme not in ("sip", "sips"):
+            raise SipParseError(f"Bad Path: {hop.uri.scheme} URI")
+    return values
 
 
 def path_echo(req: SipRequest) -> list[tuple[str, str]]:

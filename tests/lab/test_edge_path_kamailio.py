@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 import pytest
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import call
+from lab.sip_phone import SipPhone
+
+from softphone.sip.message import Headers, SipRequest
 
 pytestmark = pytest.mark.lab
 
@@ -159,3 +163,36 @@ def test_a_phone_registered_through_a_path_proxy_is_called_through_it(
     assert "in-dialog BYE via route" in text, text
     calls = edge.calls()
     assert len(calls) == 1 and calls[0]["callee"] == "1002", calls
+
+
+@pytest.mark.timeout(60)
+def test_a_register_with_a_broken_path_is_a_400_and_stores_nothing(tmp_path: Path,
+                                                                   lab: Any) -> None:
+    (edge_port,) = lab.take_ports(1)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP).start()
+    phone = SipPhone(edge_port, "1002", "demo-1002")
+    caller = SipPhone(edge_port, "1001", "demo-1001")
+    statuses = []
+    try:
+        for path in ("garbage", "<tel:+33123>", "<sip:127.0.0.1:15070;lr>"):
+            aor = "sip:1002@127.0.0.1"
+            h = Headers([("From", f"<{aor}>;tag={uuid.uuid4().hex[:8]}"), ("To", f"<{aor}>"),
+                         ("Call-ID", uuid.uuid4().hex), ("CSeq", "1 REGISTER"),
+                         ("Contact", f"<sip:1002@127.0.0.1:{phone.port}>"),
+                         ("Path", path), ("Supported", "path"), ("Max-Forwards", "70")])
+            req = SipRequest("REGISTER", "sip:127.0.0.1", h)
+            phone._via(req)
+            resp = phone.final(req)
+            if resp.status == 401:
+                req = phone.digest.authorize(req, resp)
+                phone._via(req)
+                resp = phone.final(req)
+            statuses.append((resp.status, resp.reason, resp.headers.get_all("path")))
+            if path == "<tel:+33123>":  # nothing was stored: 1002 cannot be called yet
+                assert caller.dial("sip:1002@127.0.0.1", 0).status == 480
+    finally:
+        phone.close()
+        caller.close()
+        edge.stop()
+    assert statuses == [(400, "Bad Path: Bad URI", []), (400, "Bad Path: tel URI", []),
+                        (200, "OK", ["<sip:127.0.0.1:15070;lr>"])], statuses

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.retention import RetentionJob
+from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.bridge import FrameSource
 from softphone.media.call import CallMedia
@@ -62,7 +63,7 @@ from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
-from softphone.sip.auth import DigestServer
+from softphone.sip.auth import NO_CREDENTIALS, DigestServer, own_uri_check
 from softphone.sip.core import SipCore
 from softphone.sip.message import SipRequest
 from softphone.sip.ratelimit import RequestRateLimiter
@@ -259,16 +260,27 @@ class EdgeAuth:
     algorithm they lack; add "SHA-256" (RFC 8760) where every phone supports it.
     """
 
-    def __init__(self, cfg: EdgeConfig) -> None:
+    def __init__(self, cfg: EdgeConfig, ports: Iterable[int] = ()) -> None:
         passwords = {u.ext: u.password for u in cfg.users}
-        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms)
+        # a digest-uri naming the edge itself (domain or address, our listening ports) is
+        # accepted as well as the Request-URI, as Kamailio, Asterisk and FreeSWITCH do
+        own = own_uri_check((cfg.domain, cfg.bind),
+                            {cfg.udp_port, cfg.tcp_port, cfg.tls_port, *ports} - {0})
+        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms,
+                                   own_uri=own)
         self._stale: set[int] = set()
+        self._failures: dict[int, str] = {}
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
         result = self.server.verify(request, now, proxy=proxy)
         if result.stale:
             self._stale.add(id(request))
+        elif not result.ok and result.reason != NO_CREDENTIALS:
+            self._failures[id(request)] = result.reason
         return result.user
+
+    def failure(self, request: SipRequest) -> str | None:
+        return self._failures.pop(id(request), None)
 
     def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
         stale = id(request) in self._stale
@@ -307,6 +319,8 @@ class Edge:
             "sip": dict(self.core.stats),
             "rate_limited": self.transport.stats.rate_limited,
             "trunk": self.b2bua.trunk.status() if self.b2bua.trunk is not None else None,
+            "auth_locked_out_refused": (self.b2bua.security.refused
+                                        if self.b2bua.security is not None else 0),
         }
 
     def write_status(self) -> None:
@@ -372,6 +386,8 @@ class Edge:
         await asyncio.sleep(0.05)
         await self.transport.close()
         self.b2bua.call_log.close()
+        if self.b2bua.security is not None:
+            self.b2bua.security.log.close()
         if self.store is not None:
             self.store.flush()  # what the last calls decided, before the files close
         if self.audit is not None:
@@ -564,13 +580,19 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout, latch=cfg.latch),
         codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after,
+        auth=EdgeAuth(cfg, (a.port for a in transport.local.values())),
+        guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri, emergency_lane=lane,
         emergency_callback_s=cfg.emergency_callback_s,
-        app_calls_per_user=cfg.app_calls_per_user)
+        app_calls_per_user=cfg.app_calls_per_user,
+        security=Security(SecuritySettings(cfg.max_auth_failures, cfg.auth_window_s,
+                                           cfg.auth_lockout_s),
+                          SecurityLog(cfg.data_dir / "security.jsonl"),
+                          clock=asyncio.get_running_loop().time))
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

@@ -54,6 +54,7 @@ core, then ``flush()`` of the transport layer, and creates media with ``CallMedi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import ipaddress
@@ -82,6 +83,7 @@ from softphone.edge.location import (
     RegistrationError,
 )
 from softphone.edge.recordings import RecordingStore
+from softphone.edge.security import Security
 from softphone.edge.service_urn import (
     ServiceUrn,
     ServiceUrnError,
@@ -140,6 +142,11 @@ class Authenticator(Protocol):
         ...
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
+        ...
+
+    def failure(self, request: SipRequest) -> str | None:
+        """Why ``verify`` refused the credentials of ``request``; None when it carried none
+        of ours or only a stale nonce (a challenge, not a failure)."""
         ...
 
 
@@ -297,7 +304,8 @@ class B2BUA:
                  emergency_route: str = "", prompts: Prompts = _no_prompts,
                  recordings: RecordingStore | None = None,
                  emergency_lane: EmergencyLane | None = None,
-                 emergency_callback_s: float = 3600.0, app_calls_per_user: int = 1) -> None:
+                 emergency_callback_s: float = 3600.0, app_calls_per_user: int = 1,
+                 security: Security | None = None) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -324,6 +332,7 @@ class B2BUA:
         # the flood guard's emergency lane: our Contact in an emergency call's two dialogs
         # carries a token of it, so that their in-dialog requests are never dropped
         self.emergency_lane = emergency_lane
+        self.security = security  # R-ACCT-5: security log and lock-out of failed auth
         self._contact_users: dict[str, str] = {}  # Call-ID (either leg) -> our Contact's user
         # PSAP call-back: a call from the emergency gateway to a user within this many seconds
         # of their last emergency call is never refused by the account's policy
@@ -438,6 +447,8 @@ class B2BUA:
                 self._end(call, "no-ack", bye_a=True, bye_b=True)
 
     def _on_request(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        if self.security is not None and self._locked_out(req, txn, source):
+            return
         m = req.method
         if m == "REGISTER":
             self._on_register(req, txn, source)
@@ -471,12 +482,20 @@ class B2BUA:
         if self.auth is not None:
             who = self.auth.verify(req, now, proxy=False)
             if who is None:
+                self._auth_failed(req, source, user, self.auth.failure(req))
                 self._respond(txn, 401, "Unauthorized",
                               extra=self.auth.challenge(req, now, proxy=False))
                 return
             if who != user:
+                self._auth_failed(req, source, user, f"credentials of another user ({who})")
                 self._respond(txn, 403, "Forbidden: credentials of another user")
                 return
+            self._auth_succeeded(source, user)
+        try:
+            path = registered_path(req)
+        except SipParseError as exc:
+            self._respond(txn, 400, exc.reason)
+            return
         contacts_raw = req.headers.values("contact")
         expires_hdr = req.headers.get("expires")
         default_exp = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
@@ -506,7 +525,8 @@ class B2BUA:
                         user, contacts, default_expires=default_exp, source=src,
                         call_id=req.call_id, cseq=req.cseq.number, now=now,
                         device_class="webrtc" if source.transport in ("ws", "wss") else "sip",
-                        user_agent=req.headers.get("user-agent") or "")
+                        user_agent=req.headers.get("user-agent") or "",
+                        path=path)
                 else:
                     bindings = self.location.lookup(user, now)
         except RegistrationError as err:
@@ -517,6 +537,7 @@ class B2BUA:
             self._respond(txn, 400, f"Bad Contact: {exc}")
             return
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
+        extra += path_echo(req)
         self._respond(txn, 200, "OK", extra=extra + warnings)
 
     def _registration_refused(self, req: SipRequest, txn: ServerTransaction, source: Address,
@@ -556,7 +577,8 @@ class B2BUA:
 
     # ------------------------------------------------------------------ new calls
 
-    def _identify_caller(self, req: SipRequest, txn: ServerTransaction) -> str | None:
+    def _identify_caller(self, req: SipRequest, txn: ServerTransaction,
+                         source: Address) -> str | None:
         """The calling local user, or None when a challenge (or refusal) was sent."""
         user = req.from_.uri.user or ""
         if self.auth is None:
@@ -566,10 +588,54 @@ class B2BUA:
             return user
         who = self.auth.verify(req, self.clock(), proxy=True)
         if who is None:
+            self._auth_failed(req, source, user, self.auth.failure(req))
             self._respond(txn, 407, "Proxy Authentication Required",
                           extra=self.auth.challenge(req, self.clock(), proxy=True))
             return None
+        self._auth_succeeded(source, who)
         return who
+
+    # ------------------------------------------------------------------ security (R-ACCT-5)
+
+    def _auth_failed(self, req: SipRequest, source: Address, user: str,
+                     reason: str | None) -> None:
+        """Credentials refused (wrong, replayed, another user's): one line in the security
+        log, counted towards the lock-out. ``reason`` None: the request carried none of
+        ours (the first challenge), which is no failure."""
+        if self.security is None or reason is None:
+            return
+        for lock in self.security.auth_failed(source.host, source.port, user, req.method,
+                                              reason):
+            log.warning("%s %s locked out after %d authentication failures", lock.kind,
+                        lock.key, lock.failures)
+
+    def _auth_succeeded(self, source: Address, user: str) -> None:
+        if self.security is not None:
+            self.security.succeeded(source.host, user)
+
+    def _locked_out(self, req: SipRequest, txn: ServerTransaction, source: Address) -> bool:
+        """A new request from a locked-out address, or claiming a locked-out user, is a 403
+        before anything else is done with it; an emergency call always goes on (R-EMERG),
+        and so do requests within a call already up (its BYE) and ACK/CANCEL."""
+        assert self.security is not None
+        if req.method in ("ACK", "CANCEL") or req.to.tag:
+            return False
+        try:
+            user = (req.to if req.method == "REGISTER" else req.from_).uri.user or ""
+        except SipParseError:
+            user = ""
+        why = self.security.locked(source.host, user)
+        if why is None:
+            return False
+        if req.method == "INVITE" and self.guard is not None:
+            try:
+                if self.guard.is_emergency(user, _dialled(req.uri)):
+                    return False
+            except (ServiceUrnError, SipParseError):
+                pass
+        self.security.refused += 1
+        self._respond(txn, 403, f"Forbidden: {why}")
+        return True
 
     def _presented(self, caller: str, from_trunk: bool) -> str | None:
         """The caller ID the other end will see: a local user's own number (its DID) when it
@@ -601,7 +667,7 @@ class B2BUA:
             # address is their credential
             caller = _external_caller(req)
         else:
-            found = self._identify_caller(req, txn)
+            found = self._identify_caller(req, txn, source)
             if found is None:
                 return
             caller = found
@@ -1062,6 +1128,9 @@ class B2BUA:
             for b in self.location.lookup(call.callee, self.clock()):
                 if binding_destination(b) in dests:
                     hosts.add(b.source[1])
+                    if b.path:  # behind a front proxy: the phone's media is at its Contact
+                        with contextlib.suppress(SipParseError):
+                            hosts.add(SipUri.parse(b.contact).host_no_brackets)
         return hosts
 
     def _release_guard(self, call_id: str, now: float) -> None:
@@ -1105,7 +1174,8 @@ class B2BUA:
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
         for b in bindings:
             self._send_b_invite(call, b.contact, binding_destination(b), from_value,
-                                f"<sip:{call.callee}@{self.domain}>", body)
+                                f"<sip:{call.callee}@{self.domain}>", body,
+                                extra=[("Route", hop) for hop in b.path])
 
     def _fork_trunk(self, call: Call) -> None:
         """One INVITE to the provider, as the caller's own upstream account."""
@@ -1738,14 +1808,56 @@ def _external_caller(req: SipRequest) -> str:
     return user or "anonymous"
 
 
+def registered_path(req: SipRequest) -> tuple[str, ...]:
+    """The REGISTER's Path values (RFC 3327), first hop first; SipParseError("Bad Path: ...")
+    when one is not a SIP URI in angle brackets, so that nothing is stored."""
+    values = tuple(req.headers.values("path"))
+    for value in values:
+        try:
+            hop = NameAddr.parse(value)
+        except SipParseError as exc:
+            raise SipParseError(f"Bad Path: {exc.reason}") from None
+        if hop.uri.scheme not in ("sip", "sips"):
+            raise SipParseError(f"Bad Path: {hop.uri.scheme} URI")
+    return values
+
+
+def path_echo(req: SipRequest) -> list[tuple[str, str]]:
+    """RFC 3327 §5.3: the 200 OK of a REGISTER carries the Path values stored, when the
+    phone said it supports Path."""
+    supported = {t.strip().lower() for t in req.headers.values("supported")}
+    return [("Path", v) for v in req.headers.values("path")] if "path" in supported else []
+
+
+def _path_hop(b: Binding) -> Address | None:
+    """The first Path hop of a binding (RFC 3327 §5.3), None when it has no usable one."""
+    try:
+        uri = NameAddr.parse(b.path[0]).uri
+    except (SipParseError, IndexError):
+        return None
+    transport = (uri.params.get("transport") or "udp").lower()
+    port = uri.port or (5061 if uri.scheme == "sips" else 5060)
+    src_transport, host, src_port, conn_id = b.source
+    if transport != "udp" and (transport, uri.host_no_brackets, port) == (
+            src_transport, host, src_port):
+        return Address(transport, host, port, conn_id)  # the proxy's connection
+    return Address(transport, uri.host_no_brackets, port)
+
+
 def binding_destination(b: Binding) -> Address:
     """Where requests for a registered device go.
+
+    A binding registered through a proxy that added Path (RFC 3327): its first hop, the
+    INVITE carrying the Path values as Route headers.
 
     Over UDP, the registered Contact (RFC 3261 §10: it may name another host or port than
     the REGISTER came from, as third-party registrations do). Over TCP, TLS and WebSocket,
     the connection the device registered on: a browser's contact host is a placeholder
     (RFC 7118 §5) and a phone behind NAT keeps that connection open for us.
     """
+    hop = _path_hop(b) if b.path else None
+    if hop is not None:
+        return hop
     transport, host, port, conn_id = b.source
     if transport == "udp":
         try:

@@ -93,6 +93,11 @@ class EdgeConfig:
     outside_line_prefix: str = ""  # "0" or "9": dialled before an outside number ("0112" is 112)
     emergency_callback_s: int = 3600  # how long after an emergency call the gateway may call back
     timezone: str = "Europe/Paris"  # the account's calendar (R-LIMIT-3: 7 calendar days)
+    # R-ACCT-5: this many authentication failures within auth_window_s lock the source address
+    # (and the user) out for auth_lockout_s
+    max_auth_failures: int = 10
+    auth_window_s: int = 60
+    auth_lockout_s: int = 600
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -243,7 +248,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
-                                     "account", "emergency", "users"))
+                                     "account", "emergency", "users", "security"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "flood_rate_per_s", "flood_burst",
@@ -261,6 +266,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         "emergency", "outside_line_prefix", "timezone"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
                         known=("route", "request_uri", "callback_window_s"))
+    security = Section(doc, ("security",), d.get("security", {}),
+                       known=("max_auth_failures", "window_s", "lockout_s"))
     prefix = acct.text("outside_line_prefix", "")
     if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
         raise acct.error("outside_line_prefix",
@@ -399,6 +406,9 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         timezone=timezone,
         emergency_route=_check_route(emergency, emergency.text("route", "")),
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
+        max_auth_failures=security.integer("max_auth_failures", 10, lo=1, hi=100_000),
+        auth_window_s=security.integer("window_s", 60, lo=1, hi=86400),
+        auth_lockout_s=security.integer("lockout_s", 600, lo=0, hi=7 * 86400),
         users=tuple(users),
         source=doc.path,
     )

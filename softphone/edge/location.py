@@ -32,6 +32,9 @@ class Binding:
     cseq: int
     device_class: str = "sip"   # "sip" desk phone or "webrtc" browser (R-TECH-1)
     user_agent: str = ""
+    # RFC 3327: the REGISTER's Path values, first hop first; requests to this contact go to
+    # the first hop with these as Route headers (a front proxy for TLS, WebSocket or NAT)
+    path: tuple[str, ...] = ()
 
     def remaining(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
@@ -58,7 +61,7 @@ class LocationService:
     def register(self, aor: str, contacts: Iterable[tuple[str, int | None]], *,
                  default_expires: int | None, source: tuple[str, str, int, int | None],
                  call_id: str, cseq: int, now: float, device_class: str = "sip",
-                 user_agent: str = "") -> list[Binding]:
+                 user_agent: str = "", path: tuple[str, ...] = ()) -> list[Binding]:
         """Apply one REGISTER's contacts (uri, expires param or None); return the bindings.
 
         Raises :class:`RegistrationError` (423 Interval Too Brief, 400 for an out-of-order
@@ -81,7 +84,7 @@ class LocationService:
             secs = min(secs, self.max_expires)
             current[uri] = Binding(aor=aor, contact=uri, source=source, expires_at=now + secs,
                                    call_id=call_id, cseq=cseq, device_class=device_class,
-                                   user_agent=user_agent)
+                                   user_agent=user_agent, path=path)
         if len(current) > self.max_bindings:
             raise RegistrationError(403, f"At most {self.max_bindings} devices per user")
         if current:

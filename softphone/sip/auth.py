@@ -16,15 +16,19 @@ import hmac
 import secrets
 import struct
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from softphone.sip.errors import SipError
+from softphone.sip.errors import SipError, SipParseError
 from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
+from softphone.sip.uri import SipUri
 
 #: Hash per algorithm token (RFC 7616 §6.1, RFC 8760 §2.1), strongest first.
 _HASHES: dict[str, str] = {"SHA-512-256": "sha512_256", "SHA-256": "sha256", "MD5": "md5"}
 _STRENGTH = {name: rank for rank, name in enumerate(reversed(list(_HASHES)))}
+#: :meth:`DigestServer.verify`'s reason when the request carries no credentials for our realm
+#: (a first request, to be challenged: no authentication failure).
+NO_CREDENTIALS = "no credentials for this realm"
 
 
 class AuthError(SipError):
@@ -261,6 +265,32 @@ class DigestClient:
         return bool(self.challenges)
 
 
+def own_uri_check(hosts: Iterable[str], ports: Iterable[int]) -> Callable[[str], bool]:
+    """A digest-uri test for :class:`DigestServer`: true for a SIP(S) URI without a user part
+    whose host is one of ``hosts`` (our domain or address, case-insensitive) and whose port,
+    if given, is one of ``ports``.
+
+    Why: stock sipp (no ``-auth_uri``) signs every request with ``uri="sip:<server
+    host:port>"``, and Kamailio, Asterisk and FreeSWITCH accept a digest-uri naming the server
+    as well as the Request-URI. The response is still computed over the uri the client sent,
+    and nonce, nc, realm and algorithm are checked as strictly as ever.
+    """
+    names = {h.strip("[]").lower() for h in hosts if h}
+    numbers = set(ports)
+
+    def check(uri: str) -> bool:
+        try:
+            parsed = SipUri.parse(uri)
+        except SipParseError:
+            return False
+        if parsed.scheme not in ("sip", "sips") or parsed.user \
+                or parsed.host_no_brackets.lower() not in names:
+            return False
+        return parsed.port is None or parsed.port in numbers
+
+    return check
+
+
 def _realm_of(value: str) -> str | None:
     try:
         return parse_auth_params(value)[1].get("realm")
@@ -298,7 +328,8 @@ class DigestServer:
     def __init__(self, realm: str, credentials: Callable[[str], str | None], *,
                  nonce_lifetime: float = 300.0,
                  algorithms: tuple[str, ...] = ("SHA-256", "MD5"),
-                 secret: bytes | None = None, max_tracked_nonces: int = 10000) -> None:
+                 secret: bytes | None = None, max_tracked_nonces: int = 10000,
+                 own_uri: Callable[[str], bool] | None = None) -> None:
         for alg in algorithms:
             if alg.upper().removesuffix("-SESS") not in _HASHES:
                 raise AuthError(f"unsupported digest algorithm {alg!r}")
@@ -314,6 +345,9 @@ class DigestServer:
         self._max = max_tracked_nonces
         self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._forgotten_before = float("-inf")
+        #: Whether a digest-uri other than the Request-URI names this server itself (see
+        #: :func:`own_uri_check`); None accepts the Request-URI alone.
+        self._own_uri = own_uri
 
     # ------------------------------------------------------------------ nonces
     def _mac(self, payload: bytes) -> bytes:
@@ -376,16 +410,19 @@ class DigestServer:
         """Check the request's credentials for our realm."""
         name = "proxy-authorization" if proxy else "authorization"
         p: dict[str, str] | None = None
+        malformed = False
         for value in request.headers.get_all(name):
+            # another realm's or scheme's credentials (an outbound proxy's) are skipped
             try:
                 scheme, params = parse_auth_params(value)
             except AuthError:
-                return AuthResult(None, "malformed credentials")
+                malformed = True
+                continue
             if scheme.lower() == "digest" and params.get("realm") == self.realm:
                 p = params
                 break
         if p is None:
-            return AuthResult(None, "no credentials for this realm")
+            return AuthResult(None, "malformed credentials" if malformed else NO_CREDENTIALS)
         for key in ("username", "nonce", "uri", "response"):
             if key not in p:
                 return AuthResult(None, f"credentials lack {key}")
@@ -395,7 +432,7 @@ class DigestServer:
         issued = self._nonce_time(p["nonce"])
         if issued is None or issued > now + 1.0:
             return AuthResult(None, "nonce not issued by us")
-        if p["uri"] != request.uri:
+        if p["uri"] != request.uri and (self._own_uri is None or not self._own_uri(p["uri"])):
             return AuthResult(None, "digest uri differs from the Request-URI")
         qop = p.get("qop")
         nc_text = p.get("nc", "")

@@ -267,6 +267,21 @@ def test_first_audio_without_common_codec_falls_through_to_the_next() -> None:
     assert [m.port for m in n.local_sdp.media] == [0, 20000]
 
 
+def test_a_disabled_first_audio_line_is_answered_from_the_next_usable_one() -> None:
+    # RFC 3264 §6: a stream offered with port 0 stays port 0 in the answer; the call's audio
+    # is the next usable line, even when the disabled one lists our favourite codec
+    body = offer_of("96 8", "a=rtpmap:96 opus/48000/2").replace(b"m=audio 40000",
+                                                                 b"m=audio 0")
+    body += b"m=audio 40002 RTP/AVP 0\r\n"
+    n = answer(body)
+    assert n.media_index == 1 and n.codec == PCMU and n.remote_port == 40002
+    assert [m.port for m in n.local_sdp.media] == [0, 20000]
+    only_disabled = offer_of("8").replace(b"m=audio 40000", b"m=audio 0")
+    with pytest.raises(NoCommonCodec) as info:
+        answer(only_disabled)
+    assert info.value.warn_code == 304
+
+
 def test_rtcp_mux_puts_rtcp_on_the_rtp_port() -> None:
     n = answer(offer_of("8", "a=rtcp-mux"))
     assert n.remote_rtcp_port == 40000

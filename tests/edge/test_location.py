@@ -61,3 +61,33 @@ def test_max_expires_capped_and_default() -> None:
     assert loc.lookup("1001", 0)[0].remaining(0) == 600
     reg(loc, "sip:b@h", None, default=120, call_id="z")
     assert {b.remaining(0) for b in loc.lookup("1001", 0)} == {600, 120}
+
+
+def test_path_is_kept_with_the_binding_and_routes_requests_to_its_first_hop() -> None:
+    """RFC 3327 §5.3: the Path of a REGISTER is stored per binding; requests to that contact
+    go to its first hop (a TCP hop that is where the REGISTER came from reuses that
+    connection); a refresh without Path drops it."""
+    from softphone.edge.b2bua import binding_destination, path_echo
+    from softphone.sip.core import Address
+    from softphone.sip.message import Headers, SipRequest
+
+    loc = LocationService()
+    path = ("<sip:127.0.0.1:15070;lr>", "<sip:10.0.0.1;lr>")
+    (b,) = loc.register("1001", [("sip:1001@192.0.2.7:5062", 300)], default_expires=None,
+                        source=("udp", "127.0.0.1", 15070, None), call_id="c1", cseq=1, now=0,
+                        path=path)
+    assert b.path == path
+    assert binding_destination(b) == Address("udp", "127.0.0.1", 15070)
+    (tcp,) = loc.register("1002", [("sip:1002@192.0.2.8", 300)], default_expires=None,
+                          source=("tcp", "127.0.0.1", 15071, 7), call_id="c2", cseq=1, now=0,
+                          path=("<sip:127.0.0.1:15071;transport=tcp;lr>",))
+    assert binding_destination(tcp) == Address("tcp", "127.0.0.1", 15071, 7)
+    (plain,) = loc.register("1001", [("sip:1001@192.0.2.7:5062", 300)], default_expires=None,
+                            source=("udp", "192.0.2.7", 5062, None), call_id="c1", cseq=2,
+                            now=1)
+    assert plain.path == () and binding_destination(plain) == Address("udp", "192.0.2.7", 5062)
+    req = SipRequest("REGISTER", "sip:127.0.0.1", Headers([("Path", path[0]),
+                                                          ("Path", path[1])]))
+    assert path_echo(req) == []
+    req.headers.add("Supported", "outbound, path")
+    assert path_echo(req) == [("Path", path[0]), ("Path", path[1])]

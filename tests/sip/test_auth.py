@@ -13,6 +13,7 @@ from softphone.sip.auth import (
     DigestClient,
     DigestServer,
     digest_response,
+    own_uri_check,
     parse_auth_params,
 )
 from softphone.sip.message import Headers, SipRequest, SipResponse, make_response
@@ -242,6 +243,75 @@ def test_server_refuses_uri_mismatch_disallowed_algorithm_and_missing_qop() -> N
     noqop = DigestClient("alice", "s3cret").authorize(req, challenge(
         req, f'Digest realm="example.com", nonce="{nonce}", algorithm=SHA-256'))
     assert "qop" in srv.verify(noqop, 1.0).reason
+
+
+def signed_invite(srv: DigestServer, digest_uri: str, *, sign_uri: str | None = None,
+                  realm: str = "example.com") -> SipRequest:
+    """An INVITE for bob whose Proxy-Authorization carries ``digest_uri`` (the response is
+    computed over ``sign_uri``, by default the same), as stock sipp sends one."""
+    h = Headers([("From", "<sip:alice@example.com>;tag=i1"), ("To", "<sip:bob@example.com>"),
+                 ("Call-ID", "inv-1"), ("CSeq", "2 INVITE")])
+    req = SipRequest("INVITE", "sip:bob@example.com", h)
+    nonce = srv.new_nonce(0.0)
+    ch = Challenge.parse(f'Digest realm="{realm}", nonce="{nonce}", algorithm=MD5, '
+                         f'qop="auth"', proxy=True)
+    value = DigestClient("alice", "s3cret").authorization(ch, "INVITE", sign_uri or digest_uri)
+    if sign_uri is not None:
+        value = value.replace(f'uri="{sign_uri}"', f'uri="{digest_uri}"')
+    h.add("Proxy-Authorization", value)
+    return req
+
+
+def test_server_accepts_a_digest_uri_naming_itself_and_nothing_else() -> None:
+    """Stock sipp signs ``uri="sip:<server host:port>"``, not the Request-URI: accepted for
+    our own domain or address with or without our port, as Kamailio and Asterisk do; any
+    other host, port, a user part or another scheme is still refused."""
+    own = own_uri_check(("example.com", "192.0.2.1", "[2001:db8::1]"), (5060, 5061))
+    srv = server(algorithms=("MD5",), own_uri=own)
+    for uri in ("sip:bob@example.com", "sip:example.com:5060", "sip:EXAMPLE.com",
+                "sip:192.0.2.1:5061", "sips:192.0.2.1", "sip:[2001:db8::1]:5060"):
+        assert srv.verify(signed_invite(srv, uri), 1.0, proxy=True).user == "alice", uri
+    for uri in ("sip:elsewhere.example.com", "sip:example.com:5070", "sip:carol@example.com",
+                "sip:bob@192.0.2.1", "tel:+33123", "sip:192.0.2.99:5060", "sip:", "x"):
+        result = srv.verify(signed_invite(srv, uri), 1.0, proxy=True)
+        assert result.reason == "digest uri differs from the Request-URI", (uri, result)
+    # the response is checked over the uri sent: one signed for the Request-URI but claiming
+    # our own URI fails, and the replay and nonce checks stay as they were
+    swapped = signed_invite(srv, "sip:example.com:5060", sign_uri="sip:bob@example.com")
+    assert srv.verify(swapped, 1.0, proxy=True).reason == "unknown user or wrong password"
+    once = signed_invite(srv, "sip:example.com")
+    assert srv.verify(once, 1.0, proxy=True).ok
+    assert srv.verify(once, 2.0, proxy=True).reason == "nonce count replayed"
+    # without the check (the default) only the Request-URI will do
+    strict = server(algorithms=("MD5",))
+    assert not strict.verify(signed_invite(strict, "sip:example.com:5060"), 1.0,
+                             proxy=True).ok
+
+
+def test_credentials_for_another_realm_next_to_ours_are_skipped() -> None:
+    """A phone behind an outbound proxy sends that proxy's credentials too (RFC 3261
+    §22.3): ours are found whichever comes first; another realm alone is no credentials."""
+    srv = server(algorithms=("MD5",))
+    theirs = ('Digest username="alice", realm="proxy.example", nonce="abc", '
+              'uri="sip:bob@example.com", response="00000000000000000000000000000000", '
+              'qop=auth, nc=00000001, cnonce="x"')
+    for first in (True, False):
+        req = signed_invite(srv, "sip:bob@example.com")
+        ours = req.headers.get("proxy-authorization") or ""
+        req.headers.remove("Proxy-Authorization")
+        for value in ((theirs, ours) if first else (ours, theirs)):
+            req.headers.add("Proxy-Authorization", value)
+        assert srv.verify(req, 1.0, proxy=True).user == "alice", first
+    alone = signed_invite(srv, "sip:bob@example.com")
+    alone.headers.set("Proxy-Authorization", theirs)
+    assert srv.verify(alone, 1.0, proxy=True).reason == "no credentials for this realm"
+    # nor does another scheme's token, even one our parser cannot read, stop ours
+    bearer = signed_invite(srv, "sip:bob@example.com")
+    bearer.headers.insert_first("Proxy-Authorization", "Bearer eyJhbGciOi.x.y")
+    assert srv.verify(bearer, 1.0, proxy=True).user == "alice"
+    bearer.headers.remove("Proxy-Authorization")
+    bearer.headers.add("Proxy-Authorization", "Bearer eyJhbGciOi.x.y")
+    assert srv.verify(bearer, 2.0, proxy=True).reason == "malformed credentials"
 
 
 def test_server_configuration_errors_are_auth_errors() -> None:

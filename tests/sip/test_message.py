@@ -254,3 +254,35 @@ class TestStreamFramer:
             StreamFramer().feed(b"OPTIONS sip:a SIP/2.0\r\nVia: x\r\n\r\n")
         with pytest.raises(SipParseError, match="Multiple"):
             StreamFramer().feed(b"OPTIONS sip:a SIP/2.0\r\nl: 0\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x08", "\x0b", "\x0c", "\x1b", "\x1f", "\x7f"])
+@pytest.mark.parametrize("line_end", ["\r\n", "\n"])
+def test_a_control_character_in_a_header_value_is_a_400_naming_it(char: str,
+                                                                   line_end: str) -> None:
+    head, _, body = invite(extra=f"Subject: hi{char}there\r\n").partition(b"\r\n\r\n")
+    data = head.replace(b"\r\n", line_end.encode()) + b"\r\n\r\n" + body
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    err = info.value
+    assert err.status == 400 and err.reason == f"Control character {ord(char):#04x} in Subject"
+    resp = error_response(err)
+    assert resp is not None and resp.status == 400
+    assert b"\x00" not in bytes(resp) and char.encode() not in bytes(resp)
+
+
+@pytest.mark.parametrize("name", ["Via", "From", "To", "Call-ID", "CSeq"])
+def test_a_control_character_in_a_field_the_answer_copies_is_dropped(name: str) -> None:
+    data = invite()
+    start = data.index(f"\r\n{name}:".encode()) + 2
+    end = data.index(b"\r\n", start)
+    data = data[:end] + b"\x00" + data[end:]
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    assert info.value.status == 400 and name in info.value.reason
+    assert error_response(info.value) is None
+
+
+def test_htab_and_non_ascii_text_are_not_control_characters() -> None:
+    msg = parse_message(invite(extra="Subject: caf\u00e9\tau lait\r\n"))
+    assert msg.headers.get("subject") == "caf\u00e9\tau lait"

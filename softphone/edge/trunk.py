@@ -24,7 +24,7 @@ Limits: the trunk host is resolved once at start (A/AAAA, first address; no RFC 
 NAPTR/SRV), and trusting the source address is only as good as the network path: over UDP it
 can be spoofed, so an exposed edge should admit the provider's address alone on its SIP port.
 
-Why not the UA's ``Registration`` (``softphone.sip.ua``): that one belongs to a UserAgent owning
+Why not the phone's ``Registration`` (``softphone.phone``): that one belongs to a UserAgent owning
 its transport layer; here one SipCore is shared by every user and every call, so the trunk
 drives its REGISTER transactions on that core itself (digest from ``softphone.sip.auth``).
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from softphone.codecs.registry import OPUS, PCMA, PCMU
 
+from softphone.phone import CallState, IncomingCall, RegState, UserAgent, uri_destination
 from softphone.sip import tls
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.events import RequestReceived
 from softphone.sip.transport import ListenSpec, TransportLayer
-from softphone.sip.ua import CallState, IncomingCall, RegState, UserAgent, uri_destination
 
 
 async def _pair(transport: str = "udp", *, callee: dict[str, Any] | None = None,

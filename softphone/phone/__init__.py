@@ -15,12 +15,12 @@ from softphone.phone.events import (
     CallStateChanged,
     IncomingCall,
     RegistrationChanged,
-    RegState,
     UaEvent,
 )
 from softphone.phone.registration import Registration
 from softphone.phone.ua import UserAgent
 from softphone.phone.uas import parse_listen
+from softphone.sip.registration import RegState
 
 __all__ = [
     "Call", "CallState", "CallStateChanged", "IncomingCall", "RegState", "Registration",

@@ -7,17 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from softphone.sip.events import ResponseReceived, TransactionTimeout, TransportFailure
+from softphone.sip.registration import RegState
 
 if TYPE_CHECKING:
     from softphone.phone.call import Call
     from softphone.phone.registration import Registration
-
-
-class RegState(enum.Enum):
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    FAILED = "failed"
-    UNREGISTERED = "unregistered"
 
 
 class CallState(enum.Enum):

@@ -213,7 +213,7 @@ class UserAgent:
                            username=user, password=password or self.password,
                            expires=expires, refresh_ratio=refresh_ratio)
         self.registrations.append(reg)
-        reg.send()
+        reg.start()
         if wait:
             await reg.wait_registered(wait)
         return reg

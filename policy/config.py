@@ -11,7 +11,6 @@ the text, ``load`` reads a file (and ``load_default`` the shipped one) with no o
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key
+from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key, parse_toml, read_text
 
 # Every rule the guard can cite; the [rules] table must give each one its clause.
 RULE_IDS: tuple[str, ...] = (
@@ -66,13 +65,7 @@ class PolicyText:
 
     @classmethod
     def parse(cls, text: str, path: str) -> PolicyText:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise PolicyConfigError(path, "-", f"not valid TOML: {exc}",
-                                    int(m.group(1)) if m else None) from None
-        return cls(path, text, data)
+        return cls(path, text, parse_toml(text, path, PolicyConfigError))
 
     @cached_property
     def _keys(self) -> KeyLines:
@@ -569,14 +562,7 @@ def _read(doc: PolicyText) -> PolicyConfig:
 
 def load(path: str | Path) -> PolicyConfig:
     """Read and parse a policy file; an unreadable one is a :class:`PolicyConfigError` too."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PolicyConfigError(str(p), "-", f"cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise PolicyConfigError(str(p), "-", f"not UTF-8 text: {exc.reason}") from None
-    return parse(text, str(p))
+    return parse(read_text(path, PolicyConfigError), str(Path(path)))
 
 
 def load_default() -> PolicyConfig:

@@ -15,6 +15,8 @@ import re
 import tomllib
 from collections.abc import Iterator, Sequence
 from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
 
 KeyPath = tuple[str | int, ...]  # ("users", 2, "location", "city"): ints index [[arrays]]
 
@@ -34,6 +36,30 @@ class KeyedError(ValueError):
         self.key = key
         self.line = line
         self.detail = message
+
+
+E = TypeVar("E", bound=KeyedError)
+
+
+def read_text(path: str | Path, error_type: type[E]) -> str:
+    """A configuration file's text; unreadable or not UTF-8: ``error_type`` naming the file."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error_type(str(p), "-", f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise error_type(str(p), "-", f"not UTF-8 text: {exc.reason}") from None
+
+
+def parse_toml(text: str, path: str, error_type: type[E]) -> dict[str, Any]:
+    """The TOML document; a syntax error is ``error_type`` naming the file and the line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise error_type(path, "-", f"not valid TOML: {exc}",
+                         int(m.group(1)) if m else None) from None
 
 
 def format_key(dotted: Sequence[str | int]) -> str:

@@ -11,8 +11,6 @@ on their own). Used by the edge config.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key
+from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key, parse_toml, read_text
 
 
 class ConfigError(KeyedError):
@@ -43,25 +41,12 @@ class ConfigText:
     @classmethod
     def load(cls, path: str | Path, *,
              error_type: type[ConfigError] = ConfigError) -> ConfigText:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise error_type(str(p), "-", f"cannot read: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise error_type(str(p), "-", f"not UTF-8 text: {exc.reason}") from None
-        return cls.parse(text, str(p), error_type=error_type)
+        return cls.parse(read_text(path, error_type), str(Path(path)), error_type=error_type)
 
     @classmethod
     def parse(cls, text: str, path: str = "<config>", *,
               error_type: type[ConfigError] = ConfigError) -> ConfigText:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise error_type(path, "-", f"not valid TOML: {exc}",
-                             int(m.group(1)) if m else None) from None
-        return cls(path, text, data, error_type)
+        return cls(path, text, parse_toml(text, path, error_type), error_type)
 
     @classmethod
     def embedded(cls, name: str, *,

@@ -3,20 +3,23 @@
 Rules and tables are data: countries, emergency codes, number classes, limits and thresholds
 all come from the TOML file, each table commented with the rule id and clause it implements.
 A bad file is refused with ``PolicyConfigError`` naming the key and its line; the edge must
-not start on it. Keys are located by :class:`softphone.configfile.ConfigText`, as for the edge
-configuration.
+not start on it. Keys are located by :mod:`softphone.policy.tomlkeys`, as for the edge
+configuration. Pure: nothing here imports from outside ``softphone.policy``; ``parse`` takes
+the text, ``load`` reads a file (and ``load_default`` the shipped one) with no other help.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from softphone.configfile import ConfigError, ConfigText
+from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key, parse_toml, read_text
 
 # Every rule the guard can cite; the [rules] table must give each one its clause.
 RULE_IDS: tuple[str, ...] = (
@@ -47,11 +50,30 @@ NUMBER_KINDS = ("premium", "special", "directory", "freephone", "shared_cost", "
 NUMBER_ACTIONS = ("allow", "warn", "block")
 
 
-class PolicyConfigError(ConfigError):
-    """The policy configuration cannot be used. ``key`` is the dotted key, ``line`` its line.
+class PolicyConfigError(KeyedError):
+    """The policy configuration cannot be used (file, line, key, what is wrong: the edge
+    reports it as it reports its own configuration's errors)."""
 
-    A :class:`softphone.configfile.ConfigError`, so the edge reports every configuration file's
-    errors the same way (file, line, key, what is wrong)."""
+
+@dataclass(frozen=True)
+class PolicyText:
+    """The parsed policy TOML and where its keys are written."""
+
+    path: str
+    text: str
+    data: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str, path: str) -> PolicyText:
+        return cls(path, text, parse_toml(text, path, PolicyConfigError))
+
+    @cached_property
+    def _keys(self) -> KeyLines:
+        return KeyLines(self.text)
+
+    def error(self, dotted: Sequence[str | int], message: str) -> PolicyConfigError:
+        return PolicyConfigError(self.path, format_key(dotted), message,
+                                 self._keys.line_of(dotted))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +226,11 @@ class PolicyConfig:
 
 
 class _Reader:
-    def __init__(self, doc: ConfigText) -> None:
+    def __init__(self, doc: PolicyText) -> None:
         self.doc = doc
 
-    def error(self, key: Sequence[str | int], message: str) -> ConfigError:
-        return self.doc.error(key, message)  # a PolicyConfigError: the document's error type
+    def error(self, key: Sequence[str | int], message: str) -> PolicyConfigError:
+        return self.doc.error(key, message)
 
     def table(self, data: Mapping[str, Any], key: Sequence[str],
               known: Sequence[str] | None = None) -> Mapping[str, Any]:
@@ -303,10 +325,10 @@ def _codes(r: _Reader, data: Mapping[str, Any], key: Sequence[str]) -> dict[str,
 
 def parse(text: str, path: str = "configs/policy.toml") -> PolicyConfig:
     """Parse and validate policy TOML text."""
-    return _read(ConfigText.parse(text, path, error_type=PolicyConfigError))
+    return _read(PolicyText.parse(text, path))
 
 
-def _read(doc: ConfigText) -> PolicyConfig:
+def _read(doc: PolicyText) -> PolicyConfig:
     data, path, r = doc.data, doc.path, _Reader(doc)
     top = ("policy", "rules", "calls", "accounts", "emergency", "recording", "limits", "cli",
            "mrcp", "numbering", "announcements")
@@ -539,9 +561,12 @@ def _read(doc: ConfigText) -> PolicyConfig:
 
 
 def load(path: str | Path) -> PolicyConfig:
-    return _read(ConfigText.load(path, error_type=PolicyConfigError))
+    """Read and parse a policy file; an unreadable one is a :class:`PolicyConfigError` too."""
+    return parse(read_text(path, PolicyConfigError), str(Path(path)))
 
 
 def load_default() -> PolicyConfig:
-    """The shipped configs/policy.toml (installed as ``softphone.configs``)."""
-    return _read(ConfigText.embedded("policy.toml", error_type=PolicyConfigError))
+    """The shipped configs/policy.toml (installed data of ``softphone.configs``)."""
+    text = resources.files("softphone.configs").joinpath("policy.toml").read_text(
+        encoding="utf-8")
+    return parse(text, "configs/policy.toml")

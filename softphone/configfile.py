@@ -5,50 +5,24 @@ error ("rtp_ports must look like 20000-22000") is located by reading the text on
 where each key is written: table headers, ``[[array]]`` entries counted per array (nested ones
 included), dotted and quoted keys, and nothing inside a multi-line string or array. A key that
 is not written itself (a default was used, or it sits in an inline table) points at its nearest
-written parent. Used by the edge config and the policy tables.
+written parent (the locating is ``softphone.policy.tomlkeys``, which the policy tables use
+on their own). Used by the edge config.
 """
 
 from __future__ import annotations
 
-import re
-import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-KeyPath = tuple[str | int, ...]  # ("users", 2, "location", "city"): ints index [[arrays]]
-
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-_KEYPART = re.compile(r"""[ \t]*(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([A-Za-z0-9_-]+))[ \t]*""")
-_BASIC = re.compile(r'"(?:[^"\\]|\\.)*"')
+from softphone.policy.tomlkeys import KeyedError, KeyLines, format_key, parse_toml, read_text
 
 
-class ConfigError(ValueError):
+class ConfigError(KeyedError):
     """A configuration file that cannot be used; the message names file, key and line."""
-
-    def __init__(self, path: str, key: str, message: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {key}: {message}")
-        self.path = path
-        self.key = key
-        self.line = line
-        self.detail = message
-
-
-def format_key(dotted: Sequence[str | int]) -> str:
-    """A key path as TOML writes it: ``users[1].ext``, ``emergency.codes.FR."1 2"``."""
-    out = ""
-    for k in dotted:
-        if isinstance(k, int):
-            out += f"[{k}]"
-            continue
-        if not _BARE.fullmatch(k):
-            k = '"' + k.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        out += f".{k}" if out else k
-    return out
 
 
 @dataclass(frozen=True)
@@ -67,25 +41,12 @@ class ConfigText:
     @classmethod
     def load(cls, path: str | Path, *,
              error_type: type[ConfigError] = ConfigError) -> ConfigText:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise error_type(str(p), "-", f"cannot read: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise error_type(str(p), "-", f"not UTF-8 text: {exc.reason}") from None
-        return cls.parse(text, str(p), error_type=error_type)
+        return cls.parse(read_text(path, error_type), str(Path(path)), error_type=error_type)
 
     @classmethod
     def parse(cls, text: str, path: str = "<config>", *,
               error_type: type[ConfigError] = ConfigError) -> ConfigText:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            m = re.search(r"line (\d+)", str(exc))
-            raise error_type(path, "-", f"not valid TOML: {exc}",
-                             int(m.group(1)) if m else None) from None
-        return cls(path, text, data, error_type)
+        return cls(path, text, parse_toml(text, path, error_type), error_type)
 
     @classmethod
     def embedded(cls, name: str, *,
@@ -96,149 +57,16 @@ class ConfigText:
                          error_type=error_type)
 
     def line_of(self, dotted: Sequence[str | int]) -> int | None:
-        """The 1-based line of a key such as ("media", "rtp_ports") or ("users", 2, "ext").
+        """The 1-based line of a key such as ("media", "rtp_ports") or ("users", 2, "ext"),
+        or of its nearest written parent (see :class:`softphone.policy.tomlkeys.KeyLines`)."""
+        return self._keys.line_of(dotted)
 
-        An int is the 0-based entry of the ``[[array]]`` named before it. A key that is not
-        written gives the line of its nearest written parent (a missing key its table, a key
-        of an inline table the line of that table); None when no part of it is written.
-        """
-        written, implied = self._lines
-        key = tuple(dotted)
-        for n in range(len(key), 0, -1):
-            line = written.get(key[:n]) or implied.get(key[:n])
-            if line is not None:
-                return line
-        return None
+    @cached_property
+    def _keys(self) -> KeyLines:
+        return KeyLines(self.text)
 
     def error(self, dotted: Sequence[str | int], message: str) -> ConfigError:
         return self.error_type(self.path, format_key(dotted), message, self.line_of(dotted))
-
-    @cached_property
-    def _lines(self) -> tuple[dict[KeyPath, int], dict[KeyPath, int]]:
-        """(line of every key path written, line where each table only implied first shows)."""
-        written: dict[KeyPath, int] = {}
-        implied: dict[KeyPath, int] = {}
-        entries: dict[KeyPath, int] = {}  # [[array]] path -> entries seen so far
-        table: KeyPath = ()
-        for no, is_array, header, parts in _statements(self.text):
-            if header:
-                # a header's parents that are arrays of tables mean their latest entry
-                path: KeyPath = ()
-                for part in parts[:-1]:
-                    path = (*path, part)
-                    if path in entries:
-                        path = (*path, entries[path] - 1)
-                    implied.setdefault(path, no)
-                path = (*path, parts[-1])
-                if is_array:
-                    written.setdefault(path, no)
-                    entries[path] = entries.get(path, 0) + 1
-                    path = (*path, entries[path] - 1)
-                table = path
-                written.setdefault(path, no)
-            else:
-                for n in range(1, len(parts)):
-                    implied.setdefault((*table, *parts[:n]), no)
-                written.setdefault((*table, *parts), no)
-        return written, implied
-
-
-def _statements(text: str) -> Iterator[tuple[int, bool, bool, list[str]]]:
-    """(line, is ``[[array]]``, is a header, key parts) of every header and ``key =`` line.
-
-    Lines inside a multi-line string or an array or inline table spanning lines are values, not
-    statements, however much they look like ``[header]`` or ``key = 1``.
-    """
-    depth, quote = 0, ""
-    for no, line in enumerate(text.splitlines(), start=1):
-        if quote or depth:
-            depth, quote = _scan_value(line, 0, depth, quote)
-            continue
-        start = len(line) - len(line.lstrip())
-        if line.startswith("[", start):
-            is_array = line.startswith("[[", start)
-            key = _key(line, start + (2 if is_array else 1))
-            if key is not None:
-                yield no, is_array, True, key[0]
-            continue
-        key = _key(line, start)
-        if key is not None and line.startswith("=", key[1]):
-            yield no, False, False, key[0]
-            depth, quote = _scan_value(line, key[1] + 1, 0, "")
-
-
-def _key(line: str, pos: int) -> tuple[list[str], int] | None:
-    """The parts of the dotted key (``a."b.c".d``) at ``pos`` and where it ends, or None."""
-    parts: list[str] = []
-    while True:
-        m = _KEYPART.match(line, pos)
-        if m is None:
-            return None
-        basic, literal, bare = m.groups()
-        parts.append(_unescape(basic) if basic is not None else
-                     literal if literal is not None else bare)
-        pos = m.end()
-        if not line.startswith(".", pos):
-            return parts, pos
-        pos += 1
-
-
-def _unescape(raw: str) -> str:
-    if "\\" not in raw:
-        return raw
-    try:  # the document parsed, so its escapes are valid: let tomllib decode them
-        return str(tomllib.loads(f'k = "{raw}"')["k"])
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
-def _scan_value(line: str, pos: int, depth: int, quote: str) -> tuple[int, str]:
-    """Read a value's text to the end of the line: (open brackets, open multi-line quote)."""
-    i, n = pos, len(line)
-    while i < n:
-        if quote:
-            end = _closing(line, i, quote)
-            if end < 0:
-                return depth, quote
-            i, quote = end, ""
-            continue
-        c = line[i]
-        if c == "#":
-            break
-        if line.startswith(('"""', "'''"), i):
-            quote, i = line[i:i + 3], i + 3
-            continue
-        if c == '"':
-            m = _BASIC.match(line, i)
-            i = m.end() if m else n
-            continue
-        if c == "'":
-            j = line.find("'", i + 1)
-            i = n if j < 0 else j + 1
-            continue
-        if c in "[{":
-            depth += 1
-        elif c in "]}":
-            depth -= 1
-        i += 1
-    return depth, quote
-
-
-def _closing(line: str, pos: int, quote: str) -> int:
-    """Where a multi-line string opened with ``quote`` ends on this line, or -1."""
-    while True:
-        k = line.find(quote, pos)
-        if k < 0:
-            return -1
-        backslashes = len(line[:k]) - len(line[:k].rstrip("\\"))
-        if quote == '"""' and backslashes % 2:
-            pos = k + 1
-            continue
-        end = k + 3
-        while end < len(line) and line[end] == quote[0] and end - k < 5:
-            end += 1  # up to two quotes may end the content right before the delimiter
-        return end
-
 
 class Section:
     """Typed reads from one table, each failure naming key and line."""

@@ -25,9 +25,9 @@ from typing import Any
 from softphone.codecs.frame import FrameCodec, codec_for
 from softphone.media.rtp import RtpError, build_header, parse_rtp
 from softphone.media.tone import ToneGenerator, median_tone_ratio
+from softphone.phone import CallState, RegState, UserAgent, parse_listen, uri_destination
 from softphone.sip.errors import SipError
 from softphone.sip.transport import ListenSpec
-from softphone.sip.ua import CallState, RegState, UserAgent, parse_listen, uri_destination
 from softphone.sip.uri import SipUri
 
 

@@ -24,9 +24,11 @@ Limits: the trunk host is resolved once at start (A/AAAA, first address; no RFC 
 NAPTR/SRV), and trusting the source address is only as good as the network path: over UDP it
 can be spoofed, so an exposed edge should admit the provider's address alone on its SIP port.
 
-Why not the UA's ``Registration`` (``softphone.sip.ua``): that one belongs to a UserAgent owning
-its transport layer; here one SipCore is shared by every user and every call, so the trunk
-drives its REGISTER transactions on that core itself (digest from ``softphone.sip.auth``).
+Each binding is the SIP core's client-registration machine
+(``softphone.sip.registration.ClientRegistration``, the one the phone uses too) with the
+trunk's refresh policy; the phone's registrations own their transport, whereas here one SipCore
+is shared by every user and every call, so the trunk sends the machine's REGISTERs on that core
+itself and arms its timers.
 
 The class is driven like the rest of the edge: the SIP core's ``send_request`` for output,
 :meth:`Trunk.on_response` / :meth:`Trunk.on_failure` for the core's events on our
@@ -36,18 +38,22 @@ transactions (the B2BUA hands them over), and an injected ``schedule(delay, call
 
 from __future__ import annotations
 
-import enum
 import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from softphone.sip.auth import AuthError, DigestClient
-from softphone.sip.core import Address, SipCore, new_call_id, new_tag
+from softphone.sip.auth import DigestClient
+from softphone.sip.core import Address, SipCore
 from softphone.sip.errors import SipError, SipParseError
-from softphone.sip.message import Headers, SipRequest, SipResponse
-from softphone.sip.transaction import ClientTransaction
+from softphone.sip.message import SipRequest, SipResponse
+from softphone.sip.registration import (
+    ClientRegistration,
+    RefreshPolicy,
+    RegState,
+)
+from softphone.sip.transaction import ClientTransaction, Transaction
 from softphone.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
@@ -140,60 +146,20 @@ def same_number(a: str, b: str) -> bool:
     return bool(na) and na == nb
 
 
-class RegState(enum.Enum):
-    IDLE = "idle"
-    REGISTERING = "registering"
-    REGISTERED = "registered"
-    RETRYING = "retrying"          # failed; attempts go on with backoff until one succeeds
-    UNREGISTERED = "unregistered"
+class Registration(ClientRegistration):
+    """One user's binding at the trunk: the shared client-registration machine, plus the
+    account it is for and the transaction and timer the trunk drives it with."""
 
-
-@dataclass(frozen=True)
-class RefreshPolicy:
-    """When to refresh a binding and when to retry after a failure (pure)."""
-
-    refresh_low: float = 0.5
-    refresh_high: float = 0.8
-    min_delay: float = 1.0
-    retry_first: float = 2.0
-    retry_max: float = 300.0
-
-    def refresh_delay(self, granted: int, rand: float) -> float:
-        """Seconds until the refresh of a binding granted for ``granted`` s (``rand`` in [0,1))."""
-        ratio = self.refresh_low + (self.refresh_high - self.refresh_low) * rand
-        return max(self.min_delay, granted * ratio)
-
-    def retry_delay(self, failures: int, rand: float, *, retry_after: int | None = None) -> float:
-        """Seconds until the next attempt after ``failures`` failures in a row (>= 1)."""
-        step = min(self.retry_max, self.retry_first * 2.0 ** max(0, failures - 1))
-        delay = step * (0.5 + 0.5 * rand)
-        if retry_after is not None:
-            delay = max(delay, float(retry_after))
-        return delay
-
-
-class Registration:
-    """One user's binding at the trunk."""
-
-    def __init__(self, account: TrunkAccount, contact: str, expires: int) -> None:
+    def __init__(self, account: TrunkAccount, aor: str, registrar_uri: str, contact: str,
+                 expires: int, policy: RefreshPolicy, rand: Callable[[], float]) -> None:
+        super().__init__(aor=aor, registrar_uri=registrar_uri, contact=contact,
+                         expires=expires, digest=DigestClient(account.username,
+                                                              account.password),
+                         policy=policy, rand=rand, allow=ALLOW)
         self.account = account
-        self.contact = contact
-        self.expires = expires
-        self.call_id = new_call_id()
-        self.from_tag = new_tag()
-        self.cseq = 0
-        self.digest = DigestClient(account.username, account.password)
-        self.state = RegState.IDLE
-        self.granted: int | None = None
-        self.registered_at: float | None = None
-        self.next_at: float | None = None
-        self.last_status: int | None = None
-        self.last_reason = ""
-        self.failures = 0
-        self.registrations = 0      # successful REGISTERs (first one and refreshes)
-        self.auth_tries = 0
         self.txn: ClientTransaction | None = None
         self.timer: Cancellable | None = None
+        self.armed_at: float | None = None
 
     def status(self, now: float) -> dict[str, Any]:
         return {
@@ -206,30 +172,6 @@ class Registration:
             "failures": self.failures,
             "registrations": self.registrations,
         }
-
-
-def granted_expires(response: SipResponse, contact: str, requested: int) -> int:
-    """The expiry the registrar granted our Contact (its ``expires`` param, else the
-    Expires header, else what we asked for; RFC 3261 §10.2.4)."""
-    try:
-        ours = SipUri.parse(contact)
-    except SipParseError:
-        ours = None
-    try:
-        contacts = response.contacts
-    except SipParseError:
-        contacts = []
-    for c in contacts:
-        same = ours is not None and c.uri.user == ours.user and c.uri.port == ours.port \
-            and c.uri.host == ours.host
-        if same:
-            v = c.params.get("expires")
-            if v is not None and v.strip().isdigit():
-                return int(v.strip())
-    e = response.headers.get("expires")
-    if e is not None and e.strip().isdigit():
-        return int(e.strip())
-    return requested
 
 
 class Trunk:
@@ -264,7 +206,9 @@ class Trunk:
             seen.add(acct.username)
             self.accounts[acct.ext] = acct
             contact = f"sip:{acct.username}@{local.host}:{local.port}{suffix}"
-            self.registrations[acct.ext] = Registration(acct, contact, expires)
+            self.registrations[acct.ext] = Registration(
+                acct, uri.user_uri(acct.username), uri.registrar_uri(), contact, expires,
+                self.policy, rand)
         self._by_txn: dict[ClientTransaction, Registration] = {}
         self._closing = False
 
@@ -330,24 +274,24 @@ class Trunk:
 
     def start(self) -> None:
         """Register every account now."""
+        now = self.clock()
         for reg in self.registrations.values():
-            self._send(reg)
+            self._send(reg, reg.register(now))
         self.flush()
 
     def close(self) -> None:
         """Remove our bindings (Expires: 0, not waited for) and stop every timer."""
         self._closing = True
+        now = self.clock()
         for reg in self.registrations.values():
-            if reg.timer is not None:
-                reg.timer.cancel()
-                reg.timer = None
-            reg.next_at = None
-            if reg.state is RegState.REGISTERED:
+            registered = reg.state is RegState.REGISTERED
+            request = reg.unregister(now)
+            self._sync_timer(reg)
+            if registered:
                 try:
-                    self._send(reg, expires=0)
+                    self._send(reg, request)
                 except SipError as exc:
                     log.warning("un-REGISTER of %s failed: %s", reg.account.username, exc)
-                reg.state = RegState.UNREGISTERED
         self.flush()
 
     def status(self) -> dict[str, Any]:
@@ -355,68 +299,48 @@ class Trunk:
         return {"uri": str(self.uri.uri),
                 "registrations": {ext: r.status(now) for ext, r in self.registrations.items()}}
 
-    def _register_request(self, reg: Registration, expires: int) -> SipRequest:
-        reg.cseq += 1
-        aor = self.uri.user_uri(reg.account.username)
-        h = Headers()
-        h.add("From", f"<{aor}>;tag={reg.from_tag}")
-        h.add("To", f"<{aor}>")
-        h.add("Call-ID", reg.call_id)
-        h.add("CSeq", f"{reg.cseq} REGISTER")
-        h.add("Contact", f"<{reg.contact}>")
-        h.add("Expires", str(expires))
-        h.add("Allow", ALLOW)
-        request = SipRequest("REGISTER", self.uri.registrar_uri(), h)
-        reg.digest.sign(request)  # known challenge: a refresh need not be challenged again
-        return request
-
-    def _send(self, reg: Registration, *, expires: int | None = None,
-              request: SipRequest | None = None) -> None:
-        exp = reg.expires if expires is None else expires
-        if request is None:
-            request = self._register_request(reg, exp)
-        else:
-            reg.cseq = request.cseq.number
-        if exp and reg.state in (RegState.IDLE, RegState.UNREGISTERED):
-            reg.state = RegState.REGISTERING  # RETRYING stays until a success
+    def _send(self, reg: Registration, request: SipRequest) -> None:
+        """Send what the machine built on a client transaction of the shared core."""
         if reg.txn is not None:
             self._by_txn.pop(reg.txn, None)
         txn = self.core.send_request(request, self.address, self.clock())
         reg.txn = txn
         self._by_txn[txn] = reg
 
-    def _arm(self, reg: Registration, delay: float) -> None:
+    def _sync_timer(self, reg: Registration) -> None:
+        """(Re)arm the refresh/retry timer on the machine's ``next_at``."""
+        if reg.armed_at == reg.next_at:
+            return
         if reg.timer is not None:
             reg.timer.cancel()
-        reg.next_at = self.clock() + delay
-        reg.timer = self.schedule(delay, lambda: self._due(reg))
+            reg.timer = None
+        reg.armed_at = reg.next_at
+        if reg.next_at is not None:
+            reg.timer = self.schedule(max(0.0, reg.next_at - self.clock()),
+                                      lambda: self._due(reg))
 
     def _due(self, reg: Registration) -> None:
         reg.timer = None
-        reg.next_at = None
-        if self._closing:
-            return
-        try:
-            self._send(reg)
-        except SipError as exc:
-            self._failed(reg, 0, f"cannot send REGISTER: {exc}")
+        reg.armed_at = None
+        now = max(self.clock(), reg.next_at or 0.0)
+        request = reg.due(now)
+        if request is not None:
+            try:
+                self._send(reg, request)
+            except SipError as exc:
+                reg.transaction_failed(request, 0, f"cannot send REGISTER: {exc}", now)
+        self._after(reg)
         self.flush()
 
-    def _failed(self, reg: Registration, status: int, reason: str,
-                retry_after: int | None = None) -> None:
-        reg.failures += 1
-        reg.last_status = status or None
-        reg.last_reason = reason
-        reg.auth_tries = 0
-        reg.state = RegState.RETRYING
-        if self._closing:
-            return
-        delay = self.policy.retry_delay(reg.failures, self.rand(), retry_after=retry_after)
-        log.warning("upstream registration of %s (user %s) failed: %s; retry in %.1f s",
-                    reg.account.username, reg.account.ext, reason, delay)
-        self._arm(reg, delay)
+    def _after(self, reg: Registration, failures_before: int | None = None) -> None:
+        if failures_before is not None and reg.failures > failures_before:
+            delay = None if reg.next_at is None else reg.next_at - self.clock()
+            log.warning("upstream registration of %s (user %s) failed: %s; retry in %s",
+                        reg.account.username, reg.account.ext, reg.last_reason,
+                        "-" if delay is None else f"{delay:.1f} s")
+        self._sync_timer(reg)
 
-    def on_response(self, response: SipResponse, txn: Any) -> bool:
+    def on_response(self, response: SipResponse, txn: ClientTransaction) -> bool:
         """A response on one of our REGISTER transactions; False if it is not ours."""
         reg = self._by_txn.get(txn)
         if reg is None:
@@ -424,76 +348,34 @@ class Trunk:
         if response.status < 200:
             return True
         self._by_txn.pop(txn, None)
-        current = reg.txn
-        if current is None or txn is not current:
+        if txn is not reg.txn:
             return True  # superseded by a newer REGISTER
         reg.txn = None
-        sent = current.request
-        status = response.status
-        expires = _int_header(sent, "expires")
-        if status in (401, 407):
-            if reg.auth_tries >= 2 or self._closing:
-                self._failed(reg, status, "credentials refused")
-                return True
-            reg.auth_tries += 1
+        failures = reg.failures
+        retry = reg.receive(response, self.clock())
+        if retry is not None:
             try:
-                retry = reg.digest.authorize(sent, response)
-            except AuthError as exc:
-                self._failed(reg, status, str(exc))
-                return True
-            self._send(reg, expires=expires, request=retry)
+                self._send(reg, retry)
+            except SipError as exc:
+                reg.transaction_failed(retry, 0, f"cannot send REGISTER: {exc}", self.clock())
             self.flush()
-            return True
-        if status == 423:
-            minimum = _int_header(response, "min-expires")
-            if minimum and expires and minimum > expires and not self._closing:
-                reg.expires = minimum
-                self._send(reg)
-                self.flush()
-            else:
-                self._failed(reg, status, "423 without a usable Min-Expires")
-            return True
-        if 200 <= status < 300:
-            reg.auth_tries = 0
-            reg.last_status = status
-            reg.last_reason = response.reason
-            if not expires:
-                reg.state = RegState.UNREGISTERED
-                reg.granted = 0
-                return True
-            granted = granted_expires(response, reg.contact, reg.expires)
-            reg.granted = granted
-            reg.failures = 0
-            reg.registrations += 1
-            reg.registered_at = self.clock()
-            reg.state = RegState.REGISTERED
-            if granted <= 0:
-                self._failed(reg, status, "registrar granted no time")
-                return True
-            if not self._closing:
-                self._arm(reg, self.policy.refresh_delay(granted, self.rand()))
-            return True
-        self._failed(reg, status, f"{status} {response.reason}",
-                     retry_after=_int_header(response, "retry-after"))
+        self._after(reg, failures)
         return True
 
-    def on_failure(self, txn: Any, reason: str) -> bool:
+    def on_failure(self, txn: Transaction, reason: str) -> bool:
         """Timer F or a transport error on one of our REGISTERs; False if it is not ours."""
+        if not isinstance(txn, ClientTransaction):
+            return False
         reg = self._by_txn.pop(txn, None)
         if reg is None:
             return False
         if txn is reg.txn:
             reg.txn = None
-            self._failed(reg, 408 if reason == "timeout" else 503, reason)
+            failures = reg.failures
+            reg.transaction_failed(txn.request, 408 if reason == "timeout" else 503, reason,
+                                   self.clock())
+            self._after(reg, failures)
         return True
-
-
-def _int_header(msg: SipRequest | SipResponse, name: str) -> int | None:
-    value = msg.headers.get(name)
-    if value is None:
-        return None
-    value = value.split(";")[0].strip()
-    return int(value) if value.isdigit() else None
 
 
 def accounts_from_users(users: Iterable[Any]) -> list[TrunkAccount]:

@@ -36,6 +36,7 @@ from typing import Any, Protocol, cast
 
 from softphone.sip.core import Address
 from softphone.sip.errors import SipError, SipParseError
+from softphone.sip.events import Event
 from softphone.sip.message import StreamFramer
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class CoreLike(Protocol):
     def receive(self, data: bytes, source: Address, now: float) -> None: ...
     def handle_timer(self, now: float) -> None: ...
     def get_timer(self) -> float | None: ...
-    def next_event(self) -> Any: ...
+    def next_event(self) -> Event | None: ...
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
     def transport_failed(self, dest: Address, now: float, reason: str = "") -> None: ...
 
@@ -227,7 +228,7 @@ class TransportLayer:
         self.listening: list[Address] = []
         self.local: dict[str, Address] = {}
         self._core: CoreLike | None = None
-        self._on_event: Callable[[Any], None] | None = None
+        self._on_event: Callable[[Event], None] | None = None
         self._udp: list[tuple[asyncio.DatagramTransport, int]] = []
         self._servers: list[Any] = []
         self._conns: dict[int, _Conn] = {}
@@ -299,7 +300,7 @@ class TransportLayer:
         sockets = list(wserver.sockets)
         return Address(name, host, int(sockets[0].getsockname()[1]))
 
-    def attach(self, core: CoreLike, on_event: Callable[[Any], None]) -> None:
+    def attach(self, core: CoreLike, on_event: Callable[[Event], None]) -> None:
         """Connect the core (built with ``local=self.local``) and the owner's event sink."""
         self._core = core
         self._on_event = on_event

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.baresip_peer import write_config
+from lab.netutil import free_port
 from softphone.codecs.frame import codec_for
 from softphone.codecs.g711 import G711Codec
 from softphone.codecs.offer_answer import Negotiated, answer_offer, build_offer, process_answer
@@ -42,33 +44,6 @@ needs_sipp = pytest.mark.skipif(
     shutil.which("sipp") is None or not Path("/usr/share/sip-tester/g711a.pcap").exists(),
     reason="sipp (sip-tester) with its pcaps not installed",
 )
-
-CONFIG = """poll_method epoll
-sip_listen 127.0.0.1:{sip}
-net_interface 127.0.0.1
-dns_server 127.0.0.1:53
-audio_player aubridge,null_{tag}
-audio_alert aubridge,null_{tag}
-audio_source ausine,440
-ausrc_srate 48000
-ausrc_channels 2
-rtp_ports {rtp}-{rtp_end}
-module_path /usr/lib/baresip/modules
-module opus.so
-module g711.so
-module ausine.so
-module aubridge.so
-module_tmp uuid.so
-module_tmp account.so
-module_app menu.so
-"""
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def udp_socket(port: int = 0) -> socket.socket:
@@ -90,14 +65,12 @@ def rtp_socket_pair() -> tuple[socket.socket, int]:
 
 class Baresip:
     def __init__(self, workdir: Path, account: str, command: str | None = None) -> None:
-        self.sip_port = free_udp_port()
+        self.sip_port = free_port()
         rtp = random.randrange(40000, 44000, 100)
         workdir.mkdir(parents=True, exist_ok=True)
         tag = f"{os.getpid()}_{self.sip_port}"
-        (workdir / "config").write_text(
-            CONFIG.format(sip=self.sip_port, tag=tag, rtp=rtp, rtp_end=rtp + 99)
-        )
-        (workdir / "accounts").write_text(account.format(sip=self.sip_port) + "\n")
+        write_config(workdir, sip_port=self.sip_port, account=account.format(sip=self.sip_port),
+                     rtp_ports=(rtp, rtp + 99), player=tag)
         args = ["baresip", "-f", str(workdir), "-t", "20"]
         if command:
             args += ["-e", command]
@@ -324,7 +297,7 @@ def test_sipp_pcap_call_uses_what_we_answered(tmp_path: Path, audio: Any) -> Non
     us = sip.getsockname()[1]
     rtp, rtp_port = rtp_socket_pair()
     (tmp_path / "pcap").symlink_to("/usr/share/sip-tester")
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     media_port = random.randrange(46000, 49000, 4)
     proc = subprocess.Popen(
         ["sipp", f"127.0.0.1:{us}", "-sn", "uac_pcap", "-s", "bob", "-i", "127.0.0.1",

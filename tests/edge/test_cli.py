@@ -8,11 +8,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from lab.netutil import free_port
 
 
 def run_edge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

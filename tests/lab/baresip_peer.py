@@ -12,35 +12,35 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONFIG = """poll_method epoll
-sip_listen 127.0.0.1:{sip}
-net_interface 127.0.0.1
-dns_server 127.0.0.1:53
-call_local_timeout 20
-audio_player aubridge,null_{name}
-audio_alert aubridge,null_{name}
-audio_source ausine,{freq}
-ausrc_srate 48000
-ausrc_channels 2
-rtp_ports {rtp}-{rtp_end}
-rtp_stats yes
-module_path /usr/lib/baresip/modules
-module opus.so
-module g711.so
-module ausine.so
-module aubridge.so
-module sndfile.so
-module_tmp uuid.so
-module_tmp account.so
-module_app menu.so
-module_app ctrl_tcp.so
-ctrl_tcp_listen 127.0.0.1:{ctrl}
-snd_path {rec}
-"""
+
+def write_config(conf: Path, *, sip_port: int, account: str, rtp_ports: tuple[int, int],
+                 player: str, freq: int = 440, codecs: Sequence[str] = ("opus", "g711"),
+                 ctrl_port: int | None = None, rec_dir: Path | None = None,
+                 extra: Sequence[str] = ()) -> None:
+    """A headless baresip's ``config`` and ``accounts`` in ``conf``: loopback only, a sine
+    source at ``freq``, a null player named ``player`` (unique per instance), the codec
+    modules asked for; ``ctrl_port`` adds ctrl_tcp, ``rec_dir`` sndfile dumps there."""
+    lines = ["poll_method epoll", f"sip_listen 127.0.0.1:{sip_port}",
+             "net_interface 127.0.0.1", "dns_server 127.0.0.1:53", *extra,
+             f"audio_player aubridge,null_{player}", f"audio_alert aubridge,null_{player}",
+             f"audio_source ausine,{freq}", "ausrc_srate 48000", "ausrc_channels 2",
+             f"rtp_ports {rtp_ports[0]}-{rtp_ports[1]}", "module_path /usr/lib/baresip/modules",
+             *(f"module {c}.so" for c in codecs), "module ausine.so", "module aubridge.so"]
+    if rec_dir is not None:
+        lines.append("module sndfile.so")
+    lines += ["module_tmp uuid.so", "module_tmp account.so", "module_app menu.so"]
+    if ctrl_port is not None:
+        lines += ["module_app ctrl_tcp.so", f"ctrl_tcp_listen 127.0.0.1:{ctrl_port}"]
+    if rec_dir is not None:
+        lines.append(f"snd_path {rec_dir}")
+    conf.mkdir(parents=True, exist_ok=True)
+    (conf / "config").write_text("\n".join(lines) + "\n")
+    (conf / "accounts").write_text(account + "\n")
 
 
 def available() -> bool:
@@ -72,10 +72,10 @@ class Baresip:
         conf = self.work / self.name
         conf.mkdir(parents=True, exist_ok=True)
         self.rec_dir.mkdir(parents=True, exist_ok=True)
-        (conf / "config").write_text(CONFIG.format(
-            name=self.name, sip=self.sip_port, ctrl=self.ctrl_port, rtp=self.rtp_port,
-            rtp_end=self.rtp_port + 49, rec=self.rec_dir, freq=self.freq))
-        (conf / "accounts").write_text(self.account + "\n")
+        write_config(conf, sip_port=self.sip_port, account=self.account,
+                     rtp_ports=(self.rtp_port, self.rtp_port + 49), player=self.name,
+                     freq=self.freq, ctrl_port=self.ctrl_port, rec_dir=self.rec_dir,
+                     extra=["call_local_timeout 20", "rtp_stats yes"])
         log = open(self.work / f"{self.name}.log", "wb")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             ["timeout", "-k", "3", str(self.lifetime), "baresip", "-f", str(conf)],

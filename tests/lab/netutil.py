@@ -18,3 +18,11 @@ def bindable(port: int, kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") 
 
 def free_udp_tcp(port: int) -> bool:
     return bindable(port, socket.SOCK_DGRAM) and bindable(port, socket.SOCK_STREAM)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A loopback port the kernel just handed out (bound once, then released)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from lab.edge_proc import EdgeProcess
 
+from softphone.phone import CallState, UserAgent
 from softphone.sip.transport import ListenSpec
-from softphone.sip.ua import CallState, UserAgent
 
 pytestmark = pytest.mark.lab
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from softphone.phone import CallState, IncomingCall, RegState, UserAgent
 from softphone.sip.transport import ListenSpec
-from softphone.sip.ua import CallState, IncomingCall, RegState, UserAgent
 
 pytestmark = pytest.mark.lab
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from softphone.phone import Call, CallState, RegState, UserAgent
 from softphone.sip.transport import ListenSpec
-from softphone.sip.ua import Call, CallState, RegState, UserAgent
 
 pytestmark = pytest.mark.lab
 
@@ -120,7 +120,7 @@ async def test_our_uac_calls_sipp_uas(sipp: Any, lab: Any, transport: str, lost:
         assert all(c.negotiated is not None and c.negotiated.codec.name == "PCMU"
                    for c in calls)  # the built-in uas only answers PCMU
         # Every RTP port went back to the allocator.
-        assert ua._ports is None or ua._ports.in_use == 0
+        assert ua.ports.in_use == 0
     finally:
         await ua.close()
     peer.stop(soft_timeout=10)  # SIGUSR1: sipp finishes its 4 s time-wait and writes stats
@@ -320,7 +320,7 @@ async def test_softphone_call_against_sipp(sipp: Any, lab: Any) -> None:
 async def test_uas_module_answers_sipp(sipp: Any, lab: Any) -> None:
     uas_port, sipp_port = lab.take_ports(2)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "softphone.sip.ua", "--listen", f"udp:127.0.0.1:{uas_port}",
+        sys.executable, "-m", "softphone.phone.uas", "--listen", f"udp:127.0.0.1:{uas_port}",
         "--ring", "--duration", "25", stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import socketserver
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
+from lab.netutil import free_port
 from softphone.policy import (
     Account,
     Action,
@@ -166,12 +166,6 @@ class _Handler(socketserver.DatagramRequestHandler):
             with self.server.lock:
                 self.server.replies[call_id] = reply
         self.wfile.write(reply)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.timeout(120)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab.netutil import free_port
 
 from softphone.sip.auth import DigestClient, parse_auth_params
 from softphone.sip.core import Address, SipCore
@@ -72,16 +73,9 @@ request_route {{
 """
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def kamailio(tmp_path: Path) -> Iterator[Address]:
-    port = free_udp_port()
+    port = free_port()
     cfg = tmp_path / "kamailio.cfg"
     cfg.write_text(CONFIG.format(port=port, modules=MODULES))
     log = (tmp_path / "kamailio.log").open("wb")

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from lab.baresip_peer import write_config
+from lab.netutil import free_port
 
 from softphone.sip.auth import DigestServer, parse_auth_params
 from softphone.sip.core import Address, SipCore
@@ -32,32 +34,6 @@ pytestmark = [
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
 
-CONFIG = """poll_method epoll
-sip_listen 127.0.0.1:{sip}
-net_interface 127.0.0.1
-dns_server 127.0.0.1:53
-audio_player aubridge,null_core
-audio_alert aubridge,null_core
-audio_source ausine,440
-ausrc_srate 48000
-ausrc_channels 2
-rtp_ports 34400-34499
-module_path /usr/lib/baresip/modules
-module g711.so
-module ausine.so
-module aubridge.so
-module_tmp uuid.so
-module_tmp account.so
-module_app menu.so
-"""
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
 
 @pytest.mark.timeout(60)
 def test_baresip_registers_with_digest_calls_us_and_takes_our_bye(tmp_path: Path) -> None:
@@ -66,11 +42,11 @@ def test_baresip_registers_with_digest_calls_us_and_takes_our_bye(tmp_path: Path
     port = sock.getsockname()[1]
     core = SipCore(local={"udp": Address("udp", "127.0.0.1", port)})
     registrar = DigestServer("127.0.0.1", {"alice": "s3cret"}.get, algorithms=("SHA-256", "MD5"))
-    baresip_port = free_udp_port()
+    baresip_port = free_port()
     conf = tmp_path / "baresip"
-    conf.mkdir()
-    (conf / "config").write_text(CONFIG.format(sip=baresip_port))
-    (conf / "accounts").write_text(f"<sip:alice@127.0.0.1:{port}>;auth_pass=s3cret;regint=60\n")
+    write_config(conf, sip_port=baresip_port,
+                 account=f"<sip:alice@127.0.0.1:{port}>;auth_pass=s3cret;regint=60",
+                 rtp_ports=(34400, 34499), player="core", codecs=("g711",))
     log = (tmp_path / "baresip.log").open("wb")
     proc = subprocess.Popen(
         ["timeout", "-k", "3", "30", "baresip", "-f", str(conf), "-e",

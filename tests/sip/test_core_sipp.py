@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from lab.netutil import free_port
 
 from softphone.sip.auth import DigestClient, DigestServer
 from softphone.sip.core import Address, SipCore
@@ -43,13 +44,6 @@ pytestmark = [
 
 SDP = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
        b"m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Pump:
@@ -141,7 +135,7 @@ def uas_tu(pump: Endpoint) -> Callable[[Event], None]:
 @pytest.mark.parametrize("lost", [0, 10])
 def test_sipp_uac_calls_the_core(tmp_path: Path, lost: int) -> None:
     pump = Pump(t1=0.1)  # loopback: a short T1 keeps timer L (64*T1) at 6.4 s
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     calls = 6
     args = [f"127.0.0.1:{pump.port}", "-sn", "uac", "-m", str(calls), "-r", "3", "-d", "200"]
     if lost:
@@ -188,7 +182,7 @@ def test_sipp_uac_calls_the_core(tmp_path: Path, lost: int) -> None:
 @pytest.mark.timeout(60)
 def test_core_calls_sipp_uas_and_hangs_up(tmp_path: Path) -> None:
     pump = Pump()
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = start_sipp(tmp_path, ["-sn", "uas", "-m", "1"], sipp_port)
     peer = Address("udp", "127.0.0.1", sipp_port)
     state: dict[str, object] = {}
@@ -315,7 +309,7 @@ def test_sipp_registers_with_digest_against_our_server(tmp_path: Path, password:
     scenario = tmp_path / "register.xml"
     scenario.write_text(REGISTER_UAC.replace("PASSWORD", password))
     proc = start_sipp(tmp_path, [f"127.0.0.1:{pump.port}", "-sf", str(scenario), "-m", "1"],
-                      free_udp_port())
+                      free_port())
     try:
         pump.run(on_event, until=lambda: proc.poll() is not None, timeout=40)
     finally:
@@ -383,7 +377,7 @@ def test_our_digest_client_registers_with_sipp_verifyauth(tmp_path: Path, passwo
                                                           expected: int) -> None:
     scenario = tmp_path / "registrar.xml"
     scenario.write_text(VERIFYAUTH_UAS)
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = start_sipp(tmp_path, ["-sf", str(scenario), "-m", "1"], sipp_port)
     pump = Pump()
     peer = Address("udp", "127.0.0.1", sipp_port)
@@ -411,7 +405,6 @@ def test_our_digest_client_registers_with_sipp_verifyauth(tmp_path: Path, passwo
         stop(proc)
         pump.close()
     assert finals == [401, expected]
-
 
 
 class TcpPump:
@@ -472,7 +465,7 @@ def test_sipp_uac_calls_the_core_over_tcp(tmp_path: Path) -> None:
     pump = TcpPump()
     calls = 3
     proc = start_sipp(tmp_path, [f"127.0.0.1:{pump.port}", "-sn", "uac", "-t", "t1", "-m",
-                                 str(calls), "-r", "3", "-d", "200"], free_udp_port())
+                                 str(calls), "-r", "3", "-d", "200"], free_port())
     try:
         pump.run(uas_tu(pump), until=lambda: proc.poll() is not None, timeout=40)
     finally:
@@ -577,7 +570,7 @@ Content-Length: 0
 def test_core_cancels_a_ringing_call_to_sipp(tmp_path: Path) -> None:
     scenario = tmp_path / "uas_cancelled.xml"
     scenario.write_text(UAS_CANCELLED)
-    sipp_port = free_udp_port()
+    sipp_port = free_port()
     proc = start_sipp(tmp_path, ["-sf", str(scenario), "-m", "1"], sipp_port)
     pump = Pump()
     peer = Address("udp", "127.0.0.1", sipp_port)
@@ -625,7 +618,7 @@ def test_sipp_cancels_a_ringing_call_to_the_core(tmp_path: Path) -> None:
             pump.core.respond(ev.invite_transaction, 487, "Request Terminated", now)
 
     proc = start_sipp(tmp_path, [f"127.0.0.1:{pump.port}", "-sf", str(scenario), "-m", "1"],
-                      free_udp_port())
+                      free_port())
     try:
         pump.run(on_event, until=lambda: proc.poll() is not None, timeout=30)
         # The ACK for the 487 confirms the transaction (no more 487 retransmissions).

@@ -8,7 +8,7 @@ accessors that work or raise SipParseError, and serialises to bytes that parse a
 same header fields.
 
 Listener level: a seeded mutation fuzzer sends thousands of datagrams to (1) the product UA's
-UDP listener (softphone.sip.ua.UserAgent, which answers OPTIONS with 200) and (2) a minimal
+UDP listener (softphone.phone.UserAgent, which answers OPTIONS with 200) and (2) a minimal
 reference listener built here from parse_message/make_response/error_response, and checks that
 each still answers OPTIONS afterwards and that memory stays bounded. The atheris harness for
 long runs is tests/sip/fuzz_atheris.py.
@@ -292,8 +292,8 @@ async def test_reference_listener_survives_fuzzing() -> None:
 @pytest.mark.timeout(180)
 async def test_product_udp_listener_survives_fuzzing() -> None:
     try:
+        from softphone.phone import UserAgent
         from softphone.sip.transport import ListenSpec
-        from softphone.sip.ua import UserAgent
     except ImportError as exc:  # pragma: no cover - the UA ships with the package
         pytest.skip(f"product UA not importable: {exc}")
     ua = UserAgent(listen=[ListenSpec("udp", "127.0.0.1", 15101)], t1=0.05)

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from softphone.codecs.registry import OPUS, PCMA, PCMU
 
+from softphone.phone import CallState, IncomingCall, RegState, UserAgent, uri_destination
 from softphone.sip import tls
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
 from softphone.sip.events import RequestReceived
 from softphone.sip.transport import ListenSpec, TransportLayer
-from softphone.sip.ua import CallState, IncomingCall, RegState, UserAgent, uri_destination
 
 
 async def _pair(transport: str = "udp", *, callee: dict[str, Any] | None = None,
@@ -252,7 +252,7 @@ async def test_registration_retried_after_a_server_error() -> None:
     try:
         reg = await ua.register(f"sip:127.0.0.1:{port}", username="1001", password="pw",
                                 wait=None)
-        async with asyncio.timeout(5):  # FAILED first (wait_registered stops there)...
+        async with asyncio.timeout(5):  # RETRYING first (wait_registered stops there)...
             while reg.registered_count == 0:
                 await asyncio.sleep(0.05)  # ...then the retry after Retry-After: 1
         assert reg.status == 200 and reg.registered_count == 1

@@ -359,7 +359,9 @@ class B2BUA:
         async def runner() -> None:
             try:
                 await coro
-            except Exception:
+            except Exception as exc:
+                if call is not None and _ended_under(call, exc):
+                    return
                 log.exception("media task failed")
                 if call is not None:
                     self._end(call, "media-error", bye_a=True, bye_b=True)
@@ -1572,6 +1574,16 @@ class B2BUA:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _ended_under(call: Call, exc: Exception) -> bool:
+    """A media task that failed because its call ended meanwhile (a BYE or CANCEL between the
+    answer and the media's start: ``CallMedia.attach`` on a closed call): a normal race, which
+    leaves nothing to clean up and is not an error."""
+    if call.state is CallState.ENDED and call.media.closed:
+        log.debug("%s: media task stopped, the call has ended (%s)", call.key, exc)
+        return True
+    return False
 
 
 def media_lines(offer: SessionDescription | None) -> tuple[MediaLine, ...]:

@@ -83,6 +83,18 @@ class EdgeProcess:
         self.proc.wait(10)
         self.proc = None
 
+    def edge_pid(self) -> int:
+        """The edge's own PID (the child of timeout(1)), for /proc and signals."""
+        assert self.proc is not None
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=10).stdout.split()
+        assert len(kids) == 1, kids
+        return int(kids[0])
+
+    def open_fds(self) -> int:
+        """How many file descriptors the edge process has open (/proc/PID/fd)."""
+        return len(os.listdir(f"/proc/{self.edge_pid()}/fd"))
+
     def status(self) -> dict[str, Any]:
         path = self.data_dir / "status.json"
         try:

@@ -2,8 +2,10 @@
 
 Start-up order: validate the whole configuration (nothing binds on a bad file), create the
 data directory, bind the SIP transports and the RTP allocator, then print how to register a
-phone and place a first call. SIGINT/SIGTERM end every call (BYE both legs) and free every
-port before exiting.
+phone and place a first call. SIGINT ends every call (BYE both legs) and frees every port
+before exiting; SIGTERM first drains (new calls 503, calls in progress go on for up to
+``--drain-timeout``), SIGHUP reloads users, passwords and ``[account]``
+(``softphone.edge.lifecycle``). The operator's HTTP listener is ``softphone.edge.http``.
 
 The notice a caller hears when an emergency call cannot be placed is spoken by espeak-ng from
 the policy's announcement text, once, into ``<data dir>/prompts/`` at start; without espeak-ng
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +150,7 @@ SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 m
 PLAYED_PROMPTS = ("emergency-unavailable", "recording-notice", "ai-disclosure")
 BEEP_HZ = 1400.0                   # the recorder warning tone's pitch (two short beeps)
 PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
+DRAIN_TIMEOUT_S = 60.0             # SIGTERM: how long calls in progress may go on
 SWEEP_EVERY_S = 60.0               # live calls refresh their channels; orphans are released
 PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
 
@@ -246,14 +250,25 @@ class EdgeAuth:
     """
 
     def __init__(self, cfg: EdgeConfig) -> None:
-        passwords = {u.ext: u.password for u in cfg.users}
-        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms)
+        self.passwords = {u.ext: u.password for u in cfg.users}
+        self.server = DigestServer(cfg.realm, self._password, algorithms=cfg.digest_algorithms)
         self._stale: set[int] = set()
+        self.failures = 0  # credentials sent and refused (not the first, unauthenticated try)
+
+    def _password(self, user: str) -> str | None:
+        return self.passwords.get(user)
+
+    def update(self, cfg: EdgeConfig) -> None:
+        """New users and passwords (SIGHUP): the next digest is checked against them."""
+        self.passwords = {u.ext: u.password for u in cfg.users}
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
         result = self.server.verify(request, now, proxy=proxy)
         if result.stale:
             self._stale.add(id(request))
+        elif result.user is None and request.headers.get(
+                "proxy-authorization" if proxy else "authorization"):
+            self.failures += 1
         return result.user
 
     def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
@@ -277,6 +292,8 @@ class Edge:
     _purge_task: asyncio.Task[None] | None = None
     _sweep_task: asyncio.Task[None] | None = None
     admission: CallAdmission | None = None
+    auth: EdgeAuth | None = None
+    local_users: set[str] | None = None   # the B2BUA's users (SIGHUP updates it in place)
 
     def status(self) -> dict[str, Any]:
         """What an operator (or a leak test) wants to see at a glance."""
@@ -415,12 +432,14 @@ class LedgerWriter:
         self.pending: list[Decision] = []
         self._dirty = False
         self._scheduled = False
+        self.decisions: Counter[tuple[str, str]] = Counter()  # (rule id, action): the metrics
 
     def commit(self) -> None:
         self._dirty = True
         self._schedule()
 
     def record(self, decision: Decision) -> None:
+        self.decisions[decision.rule_id or "", decision.action.value] += 1
         self.pending.append(decision)
         self._schedule()
 
@@ -513,6 +532,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     core = SipCore(local=transport.local, t1=cfg.t1, user_agent=cfg.user_agent)
     allocator = PortAllocator(cfg.rtp_first, cfg.rtp_last, host=cfg.media_bind)
     users = {u.ext for u in cfg.users}
+    auth = EdgeAuth(cfg)
     b2bua = B2BUA(
         core=core, flush=flush, location=LocationService(), allocator=allocator,
         media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
@@ -520,7 +540,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout),
         codecs=codec_order_from_names(cfg.codecs), users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=EdgeAuth(cfg), guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after, auth=auth, guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
@@ -533,7 +553,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     if b2bua.trunk is not None:
         b2bua.trunk.start()
     return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store,
-                retention=retention, admission=admission)
+                retention=retention, admission=admission, auth=auth, local_users=users)
 
 
 def banner(edge: Edge) -> str:
@@ -563,21 +583,62 @@ def banner(edge: Edge) -> str:
     return "\n".join(lines)
 
 
-async def run(cfg: EdgeConfig, policy: PolicyConfig) -> int:
+async def run(cfg: EdgeConfig, policy: PolicyConfig, *,
+              reload_config: Any = None, drain_timeout: float = 0.0) -> int:
+    """Until SIGINT (stop now) or SIGTERM (drain for up to ``drain_timeout`` s, then stop);
+    SIGHUP applies ``reload_config()`` (``softphone.edge.lifecycle``)."""
+    from softphone.edge.http import start_http
+    from softphone.edge.lifecycle import drain, reload
+
     edge = await start_edge(cfg, policy)
+    try:
+        http = await start_http(edge)
+    except OSError as exc:
+        await edge.close()
+        raise OSError(f"HTTP listener {cfg.http_bind}:{cfg.http_port}: {exc.strerror or exc}"
+                      " (--http-port 0 turns it off)") from None
     edge.start_status()
     edge.start_purge()
     if edge.admission is not None:
         edge.start_sweep(edge.admission)
-    print(banner(edge), flush=True)
+    text = banner(edge)
+    if http is not None:
+        text += (f"\nHTTP http://{cfg.http_bind}:{http.port}: /metrics (Prometheus), /healthz, "
+                 "/api/status (softphone status)")
+    print(text, flush=True)
     stop = asyncio.Event()
+    terminated = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+    def on_term() -> None:
+        if terminated.is_set():  # a second SIGTERM: no more waiting
+            stop.set()
+        terminated.set()
+
+    def on_hup() -> None:
+        reload(edge, reload_config)
+
+    handlers: list[tuple[int, Any]] = [(signal.SIGINT, stop.set), (signal.SIGTERM, on_term)]
+    if reload_config is not None:
+        handlers.append((signal.SIGHUP, on_hup))
+    for sig, handler in handlers:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
     try:
-        await stop.wait()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()),
+                                             asyncio.ensure_future(terminated.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if terminated.is_set() and not stop.is_set():
+            waits = [asyncio.ensure_future(drain(edge, drain_timeout)),
+                     asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
     finally:
+        if http is not None:
+            await http.close()
         await edge.close()
     print("softphone edge stopped", flush=True)
     return 0
@@ -601,19 +662,31 @@ def run_loop(main_coro: Any) -> int:
 def main(args: Any) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = Overrides(bind=args.bind, sip_port=args.sip_port, tls_port=args.tls_port,
+                          rtp_ports=args.rtp_ports, trunk=args.trunk, data_dir=args.data_dir,
+                          http_port=args.http_port)
+    if args.drain_timeout is not None and not 0 <= args.drain_timeout <= 86400:
+        print(f"softphone edge: configuration error: --drain-timeout: out of range: "
+              f"{args.drain_timeout}", file=sys.stderr)
+        return 2
     try:
-        cfg = load_config(args.config)
-        cfg = apply_overrides(cfg, Overrides(bind=args.bind, sip_port=args.sip_port,
-                                             tls_port=args.tls_port, rtp_ports=args.rtp_ports,
-                                             trunk=args.trunk, data_dir=args.data_dir))
+        cfg = apply_overrides(load_config(args.config), overrides)
         check_exposure(cfg)
         policy = load_policy(args.policy) if args.policy else load_default_policy()
         check_extensions(cfg, policy)
     except (ConfigError, PolicyConfigError) as exc:
         print(f"softphone edge: configuration error: {exc}", file=sys.stderr)
         return 2
+
+    def reload_config() -> EdgeConfig:  # SIGHUP: the same file and flags, checked again
+        new = apply_overrides(load_config(args.config), overrides)
+        check_extensions(new, policy)
+        return new
+
     try:
-        return run_loop(run(cfg, policy))
+        return run_loop(run(cfg, policy, reload_config=reload_config,
+                            drain_timeout=DRAIN_TIMEOUT_S if args.drain_timeout is None
+                            else args.drain_timeout))
     except (OSError, TrunkError) as exc:
         print(f"softphone edge: {exc}", file=sys.stderr)
         return 1
@@ -638,4 +711,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--trunk", help="upstream trunk URI")
     p.add_argument("--data-dir", help="where registrations, logs and recordings live")
     p.add_argument("--log-level", default="info", help="debug, info, warning")
+    p.add_argument("--http-port", type=int, help="the operator's HTTP listener: /metrics, "
+                                                 "/healthz, /api/status (default 8080, 0 = off)")
+    p.add_argument("--drain-timeout", type=float,
+                   help=f"on SIGTERM, seconds calls in progress may go on while new ones get "
+                        f"503 (default {DRAIN_TIMEOUT_S:g}; 0 = end them at once)")
     p.set_defaults(handler=main)

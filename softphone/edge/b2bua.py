@@ -324,6 +324,7 @@ class B2BUA:
         # BYEs to the provider, with the caller's upstream credentials should it challenge
         self._bye_auth: dict[ClientTransaction, DigestClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False  # SIGTERM (edge.lifecycle.drain): new calls get 503
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0,
                                       "emergency_routed": 0, "emergency_refused": 0,
                                       "emergency_failed": 0}
@@ -618,6 +619,10 @@ class B2BUA:
                 self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
             # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
             self._on_emergency(req, txn, source, caller, target, offer, now, by_value)
+            return
+        if self.draining:  # the edge is stopping: another edge (or a retry later) takes it
+            self._respond(txn, 503, "Service Unavailable: shutting down",
+                          extra=[("Retry-After", str(self.retry_after))])
             return
         direction = "local"
         digest: DigestClient | None = None

@@ -77,6 +77,8 @@ class EdgeConfig:
     emergency: bool = False      # R-EMERG-1: the account's activation (users may override)
     outside_line_prefix: str = ""  # "0" or "9": dialled before an outside number ("0112" is 112)
     emergency_callback_s: int = 3600  # how long after an emergency call the gateway may call back
+    http_bind: str = "127.0.0.1"  # the operator's HTTP listener: /metrics, /healthz, /api/status
+    http_port: int = 8080         # 0 = no HTTP listener
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -210,7 +212,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
-                                     "account", "emergency", "users"))
+                                     "account", "emergency", "users", "http"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "flood_rate_per_s", "flood_burst",
@@ -227,6 +229,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         "emergency", "outside_line_prefix"))
     emergency = Section(doc, ("emergency",), d.get("emergency", {}),
                         known=("route", "request_uri", "callback_window_s"))
+    http = Section(doc, ("http",), d.get("http", {}), known=("bind", "port"))
     prefix = acct.text("outside_line_prefix", "")
     if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
         raise acct.error("outside_line_prefix",
@@ -346,6 +349,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         emergency_request_uri=_one_of(emergency, "request_uri", EMERGENCY_REQUEST_URIS),
         users=tuple(users),
         source=doc.path,
+        http_bind=_check_ip(http, "bind", http.text("bind", "127.0.0.1")),
+        http_port=http.integer("port", 8080, lo=0, hi=65535),
     )
     return cfg
 
@@ -360,6 +365,7 @@ class Overrides:
     rtp_ports: str | None = None
     trunk: str | None = None
     data_dir: str | None = None
+    http_port: int | None = None
 
 
 def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
@@ -393,6 +399,10 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
         changes["trunk_uri"] = o.trunk
     if o.data_dir is not None:
         changes["data_dir"] = Path(o.data_dir)
+    if o.http_port is not None:
+        if not 0 <= o.http_port <= 65535:
+            raise ConfigError("--http-port", "http.port", f"out of range: {o.http_port}")
+        changes["http_port"] = o.http_port
     return replace(cfg, **changes)  # type: ignore[arg-type]
 
 

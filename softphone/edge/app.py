@@ -58,6 +58,7 @@ from softphone.policy.facts import Account, DeviceClass, MediaLine, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
 from softphone.sip.auth import DigestServer
 from softphone.sip.core import SipCore
+from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
 from softphone.sip.ratelimit import RequestRateLimiter
 from softphone.sip.transport import ListenSpec, TransportLayer
@@ -266,9 +267,15 @@ class EdgeAuth:
         result = self.server.verify(request, now, proxy=proxy)
         if result.stale:
             self._stale.add(id(request))
-        elif result.user is None and request.headers.get(
-                "proxy-authorization" if proxy else "authorization"):
-            self.failures += 1
+        elif result.user is None:
+            credentials = request.headers.get("proxy-authorization" if proxy
+                                              else "authorization")
+            if credentials:
+                self.failures += 1
+                # the line fail2ban's filter matches (docs/DEPLOY.md): one per refusal
+                log.warning("digest refused for user %s from %s: %s",
+                            _digest_user(credentials), _source_host(request),
+                            result.reason or "bad credentials")
         return result.user
 
     def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
@@ -276,6 +283,23 @@ class EdgeAuth:
         self._stale.discard(id(request))
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         return [(name, v) for v in self.server.challenge(now, stale=stale)]
+
+
+def _digest_user(credentials: str) -> str:
+    """The username of a digest Authorization value, for the log (printable, bounded)."""
+    _, _, rest = credentials.partition('username="')
+    name = rest.partition('"')[0] if rest else "?"
+    return "".join(c for c in name[:64] if c.isprintable() and not c.isspace()) or "?"
+
+
+def _source_host(request: SipRequest) -> str:
+    """Where a request came from: the address the core stamped in its top Via (``received``,
+    RFC 3261 §18.2.1), else the Via's host, which then is that address."""
+    try:
+        via = request.top_via
+    except SipParseError:
+        return "?"
+    return via.params.get("received") or via.host
 
 
 @dataclass

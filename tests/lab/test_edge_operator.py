@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -111,8 +112,15 @@ def test_metrics_api_and_status_show_a_live_call(tmp_path: Path, lab: Any, sipp:
         edge.wait_calls(1)
         after = metrics(http_port)
         missing = get(http_port, "/nothing-here")
+        log = edge.log()
     finally:
         edge.stop()
+    # the refused password is logged as fail2ban's filter in docs/DEPLOY.md expects it
+    deploy = (Path(__file__).parents[2] / "docs" / "DEPLOY.md").read_text()
+    failregex = deploy.split("failregex = ", 1)[1].split("\n", 1)[0]
+    pattern = re.compile(failregex.replace("<HOST>", r"(?P<host>[0-9a-fA-F.:]+)"))
+    hosts = [m["host"] for ln in log.splitlines() if (m := pattern.match(ln))]
+    assert hosts == ["127.0.0.1"], (failregex, [ln for ln in log.splitlines() if "digest" in ln])
     # the API: the call with both legs, their codecs and ports; the registration; the ports
     (c,) = state["calls"]
     assert (c["caller"], c["callee"], c["state"], c["mode"]) == ("1001", "1002", "confirmed",
@@ -137,6 +145,7 @@ def test_metrics_api_and_status_show_a_live_call(tmp_path: Path, lab: Any, sipp:
     assert live["softphone_rtp_port_pairs", (("state", "in_use"),)] == 2
     assert live["softphone_rtp_port_pairs", (("state", "free"),)] == 498
     assert live["softphone_rtp_packets_total", (("direction", "received"),)] > 0
+    assert live["process_open_fds", ()] > 0 and live["process_resident_memory_bytes", ()] > 0
     # ... and after it: requests by method, responses by class, calls by end cause, the
     # guard's decisions by rule and outcome, the refused password
     assert after["softphone_calls_active", ()] == 0

@@ -158,6 +158,12 @@ def _server_key(request: SipRequest, via: Via, method: str) -> tuple[str, ...]:
             str(request.cseq.number), str(plain_via), method)
 
 
+# the methods counted by name in ``SipCore.requests_in`` (RFC 3261 and its extensions)
+COUNTED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO",
+                             "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE",
+                             "PUBLISH"})
+
+
 class SipCore:
     """Transactions and UA-core message handling for one endpoint; see the module docstring."""
 
@@ -280,7 +286,8 @@ class SipCore:
             except SipParseError:
                 self.stats["parse_errors"] += 1
             return
-        self.requests_in[msg.method] += 1
+        # any other token is "other": a scanner's made-up methods must not grow the counter
+        self.requests_in[msg.method if msg.method in COUNTED_METHODS else "other"] += 1
         try:
             via = self._stamp_via(msg, source)
             self._receive_request(msg, via, source, now)

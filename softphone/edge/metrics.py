@@ -22,6 +22,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from softphone.media.call import CallMedia
+from softphone.media.session import RtpSession
 
 if TYPE_CHECKING:
     from softphone.edge.app import Edge
@@ -31,7 +32,7 @@ __all__ = ["EdgeCollector", "live_state", "registry_for"]
 P = "softphone_"
 
 
-def _live_legs(edge: Edge) -> Iterator[tuple[str, Any]]:
+def _live_legs(edge: Edge) -> Iterator[tuple[str, RtpSession]]:
     """(leg name, RtpSession) of every live call's media."""
     for call in list(edge.b2bua.calls.values()):
         yield from list(call.media.sessions.items())
@@ -100,15 +101,19 @@ class EdgeCollector(Collector):
         packets_in, packets_out, lost = (log.totals["packets_in"], log.totals["packets_out"],
                                          log.totals["lost"])
         jitters: list[float] = []
-        late = 0
+        buffers: dict[str, float] = {"late_discarded": 0, "lost": 0, "frames_concealed": 0}
+        delays: list[float] = []
         bridged = 0
         for _leg, s in _live_legs(edge):
             packets_in += s.packets_received
             packets_out += s.packets_sent
             lost += max(0, s.reception.lost)
             jitters.append(s.reception.jitter_ms)
-            if s.jitter is not None:
-                late += s.jitter.stats().late_discarded
+            if s.jitter is not None:  # a bridged leg (a relayed one has no buffer)
+                js = s.jitter.stats  # a property
+                for key in buffers:
+                    buffers[key] += getattr(js, key)
+                delays.append(js.current_delay_ms)
         for call in list(b2bua.calls.values()):
             if call.media.bridge is not None and len(call.media.sessions) >= 2 and not call.app:
                 bridged += 1
@@ -124,8 +129,15 @@ class EdgeCollector(Collector):
         jitter.add_metric(["mean"], sum(jitters) / len(jitters) if jitters else 0.0)
         jitter.add_metric(["max"], max(jitters, default=0.0))
         yield jitter
-        yield GaugeMetricFamily(P + "jitter_buffer_late_packets", "packets the live legs' jitter "
-                                "buffers discarded as too late", value=late)
+        jb = GaugeMetricFamily(P + "jitter_buffer_packets", "the live bridged legs' jitter "
+                               "buffers: packets discarded as too late, lost, frames concealed",
+                               labels=["kind"])
+        for key, value in buffers.items():
+            jb.add_metric([key], value)
+        yield jb
+        yield GaugeMetricFamily(P + "jitter_buffer_delay_ms", "the largest playout delay of the "
+                                "live bridged legs' jitter buffers",
+                                value=max(delays, default=0.0))
         yield CounterMetricFamily(P + "calls_transcoded", "ended calls that went through the "
                                   "bridge (transcoding, notice or recording)",
                                   value=log.totals["transcoded"])

@@ -279,3 +279,26 @@ def test_sighup_reloads_users_and_account_without_dropping_a_call(tmp_path: Path
     ended = next(c for c in calls if c["caller"] == "1003")
     assert ended["end_cause"] == "caller-bye" and ended["duration_s"] >= 20, ended
     assert "Traceback" not in log, log[-4000:]
+
+
+@pytest.mark.timeout(120)
+def test_jitter_buffer_metrics_of_a_bridged_leg(tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """A call to the echo test (600) goes through the bridge, whose leg has a jitter buffer:
+    its playout delay and its counters show on /metrics while the call is up."""
+    edge_port, http_port, c1 = lab.take_ports(3)
+    (media,) = media_ports(36700, 1)
+    write_alaw(tmp_path / "uac.alaw", 1000, 1)
+    edge = EdgeProcess(tmp_path / "edge", edge_port, RTP, http_port=http_port).start()
+    target = f"127.0.0.1:{edge_port}"
+    try:
+        uac = talk(sipp, lab, "echo", target, "1001", "600", c1, media, 5000)
+        live = wait_until(lambda: (m := metrics(http_port))
+                          .get(("softphone_jitter_buffer_delay_ms", ()), 0) > 0 and m)
+        assert uac.wait(60) == 0, uac.errors() + edge.log()[-3000:]
+    finally:
+        edge.stop()
+    assert live, "no jitter buffer delay on /metrics during the echo call"
+    assert live["softphone_calls_active", ()] == 1
+    assert live["softphone_jitter_buffer_delay_ms", ()] >= 20  # jitter_min_ms of the config
+    assert ("softphone_jitter_buffer_packets", (("kind", "frames_concealed"),)) in live
+    assert live["softphone_rtp_packets_total", (("direction", "sent"),)] > 0  # the echo

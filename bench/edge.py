@@ -285,7 +285,7 @@ def signalling(rates: Sequence[int], direct_rates: Sequence[int], secs: float,
     with edge_log.open("w") as log:
         edge = start(["taskset", "-c", "0", sys.executable, "-m", "softphone", "edge",
                       "--config", str(cfg), "--policy", str(pol), "--sip-port", str(edge_port),
-                      "--tls-port", "0", "--rtp-ports", "20000-22000",
+                      "--tls-port", "0", "--rtp-ports", "20000-22000", "--http-port", "0",
                       "--durability", durability,
                       "--data-dir", str(WORK / f"edge-data-{durability}")], out=log)
     uas = spy = None

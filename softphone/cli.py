@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     call_app.add_arguments(p)
     p.set_defaults(handler=call_app.main)
+    p = sub.add_parser("status", help="the live state of a running edge (calls, registrations, "
+                                      "ports, policy) from its HTTP API")
+    from softphone.apps import status as status_app
+
+    status_app.add_arguments(p)
+    p.set_defaults(handler=status_app.main)
     return parser
 
 

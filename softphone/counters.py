@@ -152,6 +152,20 @@ class CounterStore:
                 ledger.apply(LedgerEvent(event_id, kind, at, json.loads(payload)))
             return ledger
 
+    def probe_write(self, now: float) -> None:
+        """A real write (the time of this probe in ``meta``, committed): raises
+        ``sqlite3.Error`` or ``OSError`` when the ledger cannot be written (disk full, a
+        read-only mount, the file gone). For the edge's health check."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("INSERT OR REPLACE INTO meta VALUES ('write_probe', ?)", (repr(now),))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
     def event_count(self) -> int:
         with self._lock:
             n: int = self._db.execute(

@@ -3,8 +3,10 @@
 Start-up order: validate the whole configuration (nothing binds on a bad file), create and
 lock the data directory (``edge.lock``: a second edge on it exits 2 naming the lock and the
 PID that holds it), bind the SIP transports and the RTP allocator, then print how to register a
-phone and place a first call. SIGINT/SIGTERM end every call (BYE both legs) and free every
-port before exiting.
+phone and place a first call. SIGINT ends every call (BYE both legs) and frees every port
+before exiting; SIGTERM first drains (new calls 503, calls in progress go on for up to
+``--drain-timeout``), SIGHUP reloads users, passwords and ``[account]``
+(``softphone.edge.lifecycle``). The operator's HTTP listener is ``softphone.edge.http``.
 
 The notice a caller hears when an emergency call cannot be placed is spoken by espeak-ng from
 the policy's announcement text, once, into ``<data dir>/prompts/`` at start; without espeak-ng
@@ -24,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,7 @@ from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine
 from softphone.policy.numbers import emergency_codes, emergency_urn
 from softphone.sip.auth import NO_CREDENTIALS, DigestServer, own_uri_check
 from softphone.sip.core import SipCore
+from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
 from softphone.sip.ratelimit import RequestRateLimiter
 from softphone.sip.transport import ListenSpec, TransportLayer
@@ -162,6 +166,7 @@ SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 m
 PLAYED_PROMPTS = ("emergency-unavailable", "recording-notice", "ai-disclosure")
 BEEP_HZ = 1400.0                   # the recorder warning tone's pitch (two short beeps)
 PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
+DRAIN_TIMEOUT_S = 60.0             # SIGTERM: how long calls in progress may go on
 SWEEP_EVERY_S = 60.0               # live calls refresh their channels; orphans are released
 PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
 
@@ -261,15 +266,23 @@ class EdgeAuth:
     """
 
     def __init__(self, cfg: EdgeConfig, ports: Iterable[int] = ()) -> None:
-        passwords = {u.ext: u.password for u in cfg.users}
+        self.passwords = {u.ext: u.password for u in cfg.users}
         # a digest-uri naming the edge itself (domain or address, our listening ports) is
         # accepted as well as the Request-URI, as Kamailio, Asterisk and FreeSWITCH do
         own = own_uri_check((cfg.domain, cfg.bind),
                             {cfg.udp_port, cfg.tcp_port, cfg.tls_port, *ports} - {0})
-        self.server = DigestServer(cfg.realm, passwords.get, algorithms=cfg.digest_algorithms,
+        self.server = DigestServer(cfg.realm, self._password, algorithms=cfg.digest_algorithms,
                                    own_uri=own)
         self._stale: set[int] = set()
         self._failures: dict[int, str] = {}
+        self.failures = 0  # credentials sent and refused (not the first, unauthenticated try)
+
+    def _password(self, user: str) -> str | None:
+        return self.passwords.get(user)
+
+    def update(self, cfg: EdgeConfig) -> None:
+        """New users and passwords (SIGHUP): the next digest is checked against them."""
+        self.passwords = {u.ext: u.password for u in cfg.users}
 
     def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
         result = self.server.verify(request, now, proxy=proxy)
@@ -277,6 +290,14 @@ class EdgeAuth:
             self._stale.add(id(request))
         elif not result.ok and result.reason != NO_CREDENTIALS:
             self._failures[id(request)] = result.reason
+            credentials = request.headers.get("proxy-authorization" if proxy
+                                              else "authorization")
+            if credentials:
+                self.failures += 1
+                # the line fail2ban's filter matches (docs/DEPLOY.md): one per refusal
+                log.warning("digest refused for user %s from %s: %s",
+                            _digest_user(credentials), _source_host(request),
+                            result.reason or "bad credentials")
         return result.user
 
     def failure(self, request: SipRequest) -> str | None:
@@ -287,6 +308,23 @@ class EdgeAuth:
         self._stale.discard(id(request))
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         return [(name, v) for v in self.server.challenge(now, stale=stale)]
+
+
+def _digest_user(credentials: str) -> str:
+    """The username of a digest Authorization value, for the log (printable, bounded)."""
+    _, _, rest = credentials.partition('username="')
+    name = rest.partition('"')[0] if rest else "?"
+    return "".join(c for c in name[:64] if c.isprintable() and not c.isspace()) or "?"
+
+
+def _source_host(request: SipRequest) -> str:
+    """Where a request came from: the address the core stamped in its top Via (``received``,
+    RFC 3261 §18.2.1), else the Via's host, which then is that address."""
+    try:
+        via = request.top_via
+    except SipParseError:
+        return "?"
+    return via.params.get("received") or via.host
 
 
 @dataclass
@@ -303,6 +341,8 @@ class Edge:
     _purge_task: asyncio.Task[None] | None = None
     _sweep_task: asyncio.Task[None] | None = None
     admission: CallAdmission | None = None
+    auth: EdgeAuth | None = None
+    local_users: set[str] | None = None   # the B2BUA's users (SIGHUP updates it in place)
 
     def status(self) -> dict[str, Any]:
         """What an operator (or a leak test) wants to see at a glance."""
@@ -452,12 +492,14 @@ class LedgerWriter:
         self.pending: list[Decision] = []
         self._dirty = False
         self._scheduled = False
+        self.decisions: Counter[tuple[str, str]] = Counter()  # (rule id, action): the metrics
 
     def commit(self) -> None:
         self._dirty = True
         self._schedule()
 
     def record(self, decision: Decision) -> None:
+        self.decisions[decision.rule_id or "", decision.action.value] += 1
         self.pending.append(decision)
         self._schedule()
 
@@ -573,6 +615,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                               emergency_reserved=cfg.emergency_reserved_ports // 2,
                               per_user_max_ports=cfg.per_user_max_ports)
     users = {u.ext for u in cfg.users}
+    auth = EdgeAuth(cfg, (a.port for a in transport.local.values()))
     b2bua = B2BUA(
         core=core, flush=flush, location=LocationService(), allocator=allocator,
         media_settings=MediaSettings(host=cfg.media_bind, jitter_min_ms=cfg.jitter_min_ms,
@@ -580,9 +623,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout, latch=cfg.latch),
         codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after,
-        auth=EdgeAuth(cfg, (a.port for a in transport.local.values())),
-        guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after, auth=auth, guard=WallClockGuard(admission),
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
@@ -600,7 +641,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     if b2bua.trunk is not None:
         b2bua.trunk.start()
     return Edge(cfg, transport, core, b2bua, allocator, audit=audit, store=store,
-                retention=retention, admission=admission)
+                retention=retention, admission=admission, auth=auth, local_users=users)
 
 
 def banner(edge: Edge) -> str:
@@ -630,21 +671,62 @@ def banner(edge: Edge) -> str:
     return "\n".join(lines)
 
 
-async def run(cfg: EdgeConfig, policy: PolicyConfig) -> int:
+async def run(cfg: EdgeConfig, policy: PolicyConfig, *,
+              reload_config: Any = None, drain_timeout: float = 0.0) -> int:
+    """Until SIGINT (stop now) or SIGTERM (drain for up to ``drain_timeout`` s, then stop);
+    SIGHUP applies ``reload_config()`` (``softphone.edge.lifecycle``)."""
+    from softphone.edge.http import start_http
+    from softphone.edge.lifecycle import drain, reload
+
     edge = await start_edge(cfg, policy)
+    try:
+        http = await start_http(edge)
+    except OSError as exc:
+        await edge.close()
+        raise OSError(f"HTTP listener {cfg.http_bind}:{cfg.http_port}: {exc.strerror or exc}"
+                      " (--http-port 0 turns it off)") from None
     edge.start_status()
     edge.start_purge()
     if edge.admission is not None:
         edge.start_sweep(edge.admission)
-    print(banner(edge), flush=True)
+    text = banner(edge)
+    if http is not None:
+        text += (f"\nHTTP http://{cfg.http_bind}:{http.port}: /metrics (Prometheus), /healthz, "
+                 "/api/status (softphone status)")
+    print(text, flush=True)
     stop = asyncio.Event()
+    terminated = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+    def on_term() -> None:
+        if terminated.is_set():  # a second SIGTERM: no more waiting
+            stop.set()
+        terminated.set()
+
+    def on_hup() -> None:
+        reload(edge, reload_config)
+
+    handlers: list[tuple[int, Any]] = [(signal.SIGINT, stop.set), (signal.SIGTERM, on_term)]
+    if reload_config is not None:
+        handlers.append((signal.SIGHUP, on_hup))
+    for sig, handler in handlers:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
     try:
-        await stop.wait()
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(stop.wait()),
+                                             asyncio.ensure_future(terminated.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if terminated.is_set() and not stop.is_set():
+            waits = [asyncio.ensure_future(drain(edge, drain_timeout)),
+                     asyncio.ensure_future(stop.wait())]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
     finally:
+        if http is not None:
+            await http.close()
         await edge.close()
     print("softphone edge stopped", flush=True)
     return 0
@@ -668,12 +750,15 @@ def run_loop(main_coro: Any) -> int:
 def main(args: Any) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = Overrides(bind=args.bind, sip_port=args.sip_port, tls_port=args.tls_port,
+                          rtp_ports=args.rtp_ports, trunk=args.trunk, data_dir=args.data_dir,
+                          http_port=args.http_port, durability=args.durability)
+    if args.drain_timeout is not None and not 0 <= args.drain_timeout <= 86400:
+        print(f"softphone edge: configuration error: --drain-timeout: out of range: "
+              f"{args.drain_timeout}", file=sys.stderr)
+        return 2
     try:
-        cfg = load_config(args.config)
-        cfg = apply_overrides(cfg, Overrides(bind=args.bind, sip_port=args.sip_port,
-                                             tls_port=args.tls_port, rtp_ports=args.rtp_ports,
-                                             trunk=args.trunk, data_dir=args.data_dir,
-                                             durability=args.durability))
+        cfg = apply_overrides(load_config(args.config), overrides)
         check_exposure(cfg)
         policy = load_policy(args.policy) if args.policy else load_default_policy()
         check_extensions(cfg, policy)
@@ -689,8 +774,16 @@ def main(args: Any) -> int:
         print(f"softphone edge: cannot lock the data directory {cfg.data_dir}: {exc}",
               file=sys.stderr)
         return 1
+
+    def reload_config() -> EdgeConfig:  # SIGHUP: the same file and flags, checked again
+        new = apply_overrides(load_config(args.config), overrides)
+        check_extensions(new, policy)
+        return new
+
     try:
-        return run_loop(run(cfg, policy))
+        return run_loop(run(cfg, policy, reload_config=reload_config,
+                            drain_timeout=DRAIN_TIMEOUT_S if args.drain_timeout is None
+                            else args.drain_timeout))
     except (OSError, TrunkError) as exc:
         print(f"softphone edge: {exc}", file=sys.stderr)
         return 1
@@ -719,4 +812,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--durability", help="full (ledger and audit fsync'd before each SIP "
                                         "answer) or relaxed (data.durability)")
     p.add_argument("--log-level", default="info", help="debug, info, warning")
+    p.add_argument("--http-port", type=int, help="the operator's HTTP listener: /metrics, "
+                                                 "/healthz, /api/status (default 8080, 0 = off)")
+    p.add_argument("--drain-timeout", type=float,
+                   help=f"on SIGTERM, seconds calls in progress may go on while new ones get "
+                        f"503 (default {DRAIN_TIMEOUT_S:g}; 0 = end them at once)")
     p.set_defaults(handler=main)

@@ -343,6 +343,7 @@ class B2BUA:
         # BYEs to the provider, with the caller's upstream credentials should it challenge
         self._bye_auth: dict[ClientTransaction, DigestClient] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.draining = False  # SIGTERM (edge.lifecycle.drain): new calls get 503
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0,
                                       "emergency_routed": 0, "emergency_refused": 0,
                                       "emergency_failed": 0}
@@ -378,7 +379,9 @@ class B2BUA:
         async def runner() -> None:
             try:
                 await coro
-            except Exception:
+            except Exception as exc:
+                if call is not None and _ended_under(call, exc):
+                    return
                 log.exception("media task failed")
                 if call is not None:
                     self._end(call, "media-error", bye_a=True, bye_b=True)
@@ -692,6 +695,10 @@ class B2BUA:
                 self.echo_ext, self.tone_ext) and self.guard.is_emergency(caller, target):
             # R-EMERG: before the DID map, the 404 and the trunk; nothing else may stop it
             self._on_emergency(req, txn, source, caller, target, offer, now, by_value)
+            return
+        if self.draining:  # the edge is stopping: another edge (or a retry later) takes it
+            self._respond(txn, 503, "Service Unavailable: shutting down",
+                          extra=[("Retry-After", str(self.retry_after))])
             return
         direction = "local"
         digest: DigestClient | None = None
@@ -1703,6 +1710,16 @@ def _guard_counts(sess: RtpSession | None) -> dict[str, Any]:
     return {"latched": f"{latched[0]}:{latched[1]}" if latched else "",
             "foreign": sess.foreign_source, "source_switches": sess.source_switches,
             "flushed": sess.flushed}
+
+
+def _ended_under(call: Call, exc: Exception) -> bool:
+    """A media task that failed because its call ended meanwhile (a BYE or CANCEL between the
+    answer and the media's start: ``CallMedia.attach`` on a closed call): a normal race, which
+    leaves nothing to clean up and is not an error."""
+    if call.state is CallState.ENDED and call.media.closed:
+        log.debug("%s: media task stopped, the call has ended (%s)", call.key, exc)
+        return True
+    return False
 
 
 def media_lines(offer: SessionDescription | None) -> tuple[MediaLine, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -66,8 +67,18 @@ class CallLog:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the edge
+        # totals of the calls written so far, for the metrics: calls by end cause, and the
+        # RTP packets, losses and transcoded calls of the ended ones
+        self.causes: Counter[str] = Counter()
+        self.totals: Counter[str] = Counter()
 
     def write(self, record: CallRecord) -> None:
+        self.causes[record.end_cause] += 1
+        for leg in record.legs:
+            self.totals["packets_in"] += leg.packets_in
+            self.totals["packets_out"] += leg.packets_out
+            self.totals["lost"] += max(0, leg.lost)
+        self.totals["transcoded"] += record.transcoded
         line = record.as_json()
         log.info(line)
         if self._fh is not None:

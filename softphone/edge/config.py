@@ -98,6 +98,8 @@ class EdgeConfig:
     max_auth_failures: int = 10
     auth_window_s: int = 60
     auth_lockout_s: int = 600
+    http_bind: str = "127.0.0.1"  # the operator's HTTP listener: /metrics, /healthz, /api/status
+    http_port: int = 8080         # 0 = no HTTP listener
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -248,7 +250,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
     doc = ConfigText.load(path) if path is not None else ConfigText.embedded("edge.toml")
     d = doc.data
     top = Section(doc, (), d, known=("sip", "media", "data", "trunk", "extensions", "demo",
-                                     "account", "emergency", "users", "security"))
+                                     "account", "emergency", "users", "security", "http"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
         "flood_rate_per_s", "flood_burst",
@@ -268,6 +270,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                         known=("route", "request_uri", "callback_window_s"))
     security = Section(doc, ("security",), d.get("security", {}),
                        known=("max_auth_failures", "window_s", "lockout_s"))
+    http = Section(doc, ("http",), d.get("http", {}), known=("bind", "port"))
     prefix = acct.text("outside_line_prefix", "")
     if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
         raise acct.error("outside_line_prefix",
@@ -411,6 +414,8 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         auth_lockout_s=security.integer("lockout_s", 600, lo=0, hi=7 * 86400),
         users=tuple(users),
         source=doc.path,
+        http_bind=_check_ip(http, "bind", http.text("bind", "127.0.0.1")),
+        http_port=http.integer("port", 8080, lo=0, hi=65535),
     )
     return cfg
 
@@ -426,6 +431,7 @@ class Overrides:
     trunk: str | None = None
     data_dir: str | None = None
     durability: str | None = None
+    http_port: int | None = None
 
 
 def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
@@ -468,6 +474,10 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
         except ValueError:
             raise ConfigError("--durability", "data.durability",
                               f"must be full or relaxed, got {o.durability!r}") from None
+    if o.http_port is not None:
+        if not 0 <= o.http_port <= 65535:
+            raise ConfigError("--http-port", "http.port", f"out of range: {o.http_port}")
+        changes["http_port"] = o.http_port
     return replace(cfg, **changes)  # type: ignore[arg-type]
 
 

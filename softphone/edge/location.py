@@ -116,5 +116,9 @@ class LocationService:
                 del self._bindings[aor]
         return dropped
 
+    def bindings(self) -> list[Binding]:
+        """Every binding held (some may have expired since the last ``expire``)."""
+        return [b for per in self._bindings.values() for b in per.values()]
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._bindings.values())

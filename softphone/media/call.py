@@ -140,6 +140,8 @@ class CallMedia:
         self.sessions[leg] = session
         self.codecs[leg] = codec
         await session.start()
+        if self.closed:  # the call ended while the session started (``close()`` closed it)
+            raise CallMediaError(f"{self.call_id}: closed")
         return session
 
     def update(self, leg: str, negotiated: Negotiated, codec: FrameCodec | None = None) -> None:

@@ -247,11 +247,28 @@ class RtpSession:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._flush()
+        # A call can end while a transport is being made (a BYE right after the answer):
+        # ``close()`` then only closes what it can see, so each transport is handed over as
+        # soon as it exists and one made for a closed session is closed here. uvloop's
+        # transport owns the descriptor: closing the socket object does not free it.
         t1, _ = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self._on_rtp, self._on_socket_error), sock=self.pair.rtp_sock)
-        t2, _ = await loop.create_datagram_endpoint(
-            lambda: _Endpoint(self._on_rtcp, self._on_socket_error), sock=self.pair.rtcp_sock)
-        self._rtp, self._rtcp = t1, t2
+        if self.closed:
+            t1.close()
+            return
+        self._rtp = t1
+        try:
+            t2, _ = await loop.create_datagram_endpoint(
+                lambda: _Endpoint(self._on_rtcp, self._on_socket_error),
+                sock=self.pair.rtcp_sock)
+        except OSError:
+            if self.closed:  # its socket was closed with the session: nothing to start
+                return
+            raise
+        if self.closed:
+            t2.close()
+            return
+        self._rtcp = t2
         self._started_at = loop.time()
         if self.rtcp_interval > 0:
             self._schedule_rtcp()

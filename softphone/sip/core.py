@@ -158,6 +158,12 @@ def _server_key(request: SipRequest, via: Via, method: str) -> tuple[str, ...]:
             str(request.cseq.number), str(plain_via), method)
 
 
+# the methods counted by name in ``SipCore.requests_in`` (RFC 3261 and its extensions)
+COUNTED_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO",
+                             "UPDATE", "PRACK", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE",
+                             "PUBLISH"})
+
+
 class SipCore:
     """Transactions and UA-core message handling for one endpoint; see the module docstring."""
 
@@ -176,6 +182,10 @@ class SipCore:
         #: has not answered by then (0.2 is the RFC's 200 ms), or never (None).
         self.trying_delay = trying_delay
         self.stats: Counter[str] = Counter()
+        # what an operator graphs: requests received by method, responses by direction and
+        # class ("in", "2xx"); read at scrape time (softphone.edge.metrics)
+        self.requests_in: Counter[str] = Counter()
+        self.responses: Counter[tuple[str, str]] = Counter()
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Address]] = []
         self._heap: list[tuple[float, int, Transaction, str]] = []
@@ -270,11 +280,14 @@ class SipCore:
             self._reject_unparsed(data, err, source)
             return
         if isinstance(msg, SipResponse):
+            self.responses["in", f"{msg.status // 100}xx"] += 1
             try:
                 self._receive_response(msg, now)
             except SipParseError:
                 self.stats["parse_errors"] += 1
             return
+        # any other token is "other": a scanner's made-up methods must not grow the counter
+        self.requests_in[msg.method if msg.method in COUNTED_METHODS else "other"] += 1
         try:
             via = self._stamp_via(msg, source)
             self._receive_request(msg, via, source, now)
@@ -540,6 +553,7 @@ class SipCore:
             raise TransactionStateError("transaction already terminated")
         self._decorate(response)
         server_txn.send_response(response, now)
+        self.responses["out", f"{response.status // 100}xx"] += 1
         if (isinstance(server_txn, InviteServerTransaction)
                 and 200 <= response.status < 300):
             req = server_txn.request

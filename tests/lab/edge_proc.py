@@ -22,15 +22,21 @@ from typing import Any
 class EdgeProcess:
     def __init__(self, data_dir: Path, sip_port: int, rtp: tuple[int, int], *,
                  extra: list[str] | None = None, lifetime: int = 300,
-                 wrap: list[str] | None = None) -> None:
-        """``wrap``: a command the edge runs under, e.g. ``["faketime", "-f", "+100d"]``."""
+                 wrap: list[str] | None = None, http_port: int = 0,
+                 drain_timeout: float = 0.0) -> None:
+        """``wrap``: a command the edge runs under, e.g. ``["faketime", "-f", "+100d"]``.
+        ``http_port``: the operator's HTTP listener (0: none, so that concurrent edges do not
+        fight over 8080); ``drain_timeout``: how long SIGTERM lets calls go on (0: BYE at
+        once, what ``stop()`` wants)."""
         self.data_dir = data_dir
         self.sip_port = sip_port
         self.rtp = rtp
+        self.http_port = http_port
         self.argv = ["timeout", "-k", "5", str(lifetime), *(wrap or []), sys.executable,
                      "-m", "softphone",
                      "edge", "--sip-port", str(sip_port), "--tls-port", "0",
                      "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--data-dir", str(data_dir),
+                     "--http-port", str(http_port), "--drain-timeout", str(drain_timeout),
                      *(extra or [])]
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
@@ -82,6 +88,18 @@ class EdgeProcess:
                 os.kill(int(pid), signal.SIGKILL)
         self.proc.wait(10)
         self.proc = None
+
+    def edge_pid(self) -> int:
+        """The edge's own PID (the child of timeout(1)), for /proc and signals."""
+        assert self.proc is not None
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
+                              capture_output=True, text=True, timeout=10).stdout.split()
+        assert len(kids) == 1, kids
+        return int(kids[0])
+
+    def open_fds(self) -> int:
+        """How many file descriptors the edge process has open (/proc/PID/fd)."""
+        return len(os.listdir(f"/proc/{self.edge_pid()}/fd"))
 
     def status(self) -> dict[str, Any]:
         path = self.data_dir / "status.json"

@@ -247,3 +247,46 @@ async def test_ports_in_the_users_name_and_sources_reach_the_sessions(
     finally:
         call.close()
     assert allocator.user_ports("1001") == 0
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_call_ended_while_its_media_starts_keeps_no_socket(loop_kind: str) -> None:
+    """A BYE between the answer and the media's start closes the call while ``attach`` is
+    making its transports: the attach fails with CallMediaError (the edge drops it quietly)
+    and every descriptor and port comes back. On uvloop the transport owns the descriptor,
+    so one made for an ended call used to stay open, its port bound, for the process's life."""
+    import os
+
+    from softphone.media.call import CallMediaError
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def main() -> None:
+        allocator = PortAllocator(21000, 21999, "127.0.0.1")
+        scheduler = TickScheduler()
+        await asyncio.sleep(0)
+        baseline = open_fds()
+        ended = 0
+        for i in range(40):
+            call = CallMedia(f"race-{i}", allocator, scheduler)
+            pair = call.reserve("a")
+            attach = asyncio.ensure_future(call.attach("a", negotiate(9, pair.rtp, PCMA)))
+            for _ in range(i % 4):  # the BYE lands at every step of the start
+                await asyncio.sleep(0)
+            call.close()
+            try:
+                await attach
+            except CallMediaError:
+                ended += 1
+        await asyncio.sleep(0.05)  # transports close on the next loop turn
+        assert ended >= 10, "the race was not reached"
+        assert allocator.in_use == 0
+        assert open_fds() == baseline, f"{open_fds() - baseline} descriptors kept"
+        scheduler.stop()
+
+    if loop_kind == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        uvloop.run(main())
+    else:
+        asyncio.run(main())

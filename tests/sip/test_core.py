@@ -761,3 +761,18 @@ def test_a_late_timer_retransmits_once_and_keeps_the_timeout_absolute() -> None:
     assert core.get_timer() == pytest.approx(11.0)  # E doubled from 0.5 and counted from now
     core.handle_timer(40.0)
     assert [e.timer for e in events(core) if isinstance(e, TransactionTimeout)] == ["F"]
+
+
+def test_requests_are_counted_by_method_and_responses_by_class_with_bounded_keys() -> None:
+    """What /metrics exposes: requests by method (a made-up method is "other", so a scanner
+    cannot grow the counter or the label set) and responses sent by class."""
+    core = make_core()
+    core.receive(request_bytes("OPTIONS", branch="z9hG4bKa"), PEER, 0.0)
+    for i in range(50):
+        core.receive(request_bytes(f"SCAN{i}", branch=f"z9hG4bKs{i}"), PEER, 0.0)
+    for ev in events(core):
+        if isinstance(ev, RequestReceived):
+            core.respond(ev.transaction, 200 if ev.request.method == "OPTIONS" else 405, "X",
+                         0.0)
+    assert dict(core.requests_in) == {"OPTIONS": 1, "other": 50}
+    assert dict(core.responses) == {("out", "2xx"): 1, ("out", "4xx"): 50}

@@ -509,6 +509,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri)
+    b2bua.dialog_peer_check = cfg.dialog_peer_check
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

@@ -44,6 +44,9 @@ class CallRecord:
     transcoded: bool = False
     policy: list[str] = field(default_factory=list)   # rule ids of the guard's warnings
     billable: bool = False       # out of the bundle, charged (R-CLI-1/2, unlimited suspended)
+    # who sent the BYE that ended it: party (caller/callee), user, source address, and how
+    # the edge knew it was that party ("address" of the dialog peer, or "digest")
+    ended_by: dict[str, str] = field(default_factory=dict)
 
     def duration(self) -> float:
         if self.answered is None or self.ended is None:

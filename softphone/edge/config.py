@@ -47,6 +47,18 @@ class EdgeConfig:
     digest_algorithms: tuple[str, ...] = ("MD5",)
     flood_rate: int = 200           # requests per second per source address; 0 = no limit
     flood_burst: int = 400
+    # in-dialog requests (BYE, re-INVITE, INFO, UPDATE) from another address than the dialog
+    # peer's are refused unless they carry that peer's credentials
+    dialog_peer_check: bool = True
+    # the caller's display name towards the callee: the edge's user table (false) or the phone's
+    trust_display_name: bool = False
+    # stream connections (TCP/TLS/WS): total, per source address; a message must arrive whole
+    # within message_timeout after its first byte; a connection that carries no registration
+    # and no call is closed after idle_unregistered seconds of silence
+    max_connections: int = 1024
+    max_connections_per_address: int = 32
+    message_timeout: float = 10.0
+    idle_unregistered: float = 30.0
     t1: float = 0.5
     user_agent: str = "softphone-edge/0.1"
     media_bind: str = "127.0.0.1"
@@ -211,8 +223,9 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                                      "account", "emergency", "users"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
-        "flood_rate_per_s", "flood_burst",
-        "user_agent"))
+        "flood_rate_per_s", "flood_burst", "dialog_peer_check", "trust_display_name",
+        "max_connections", "max_connections_per_address", "message_timeout_s",
+        "idle_unregistered_s", "user_agent"))
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
         "retry_after_s"))
@@ -309,6 +322,13 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         digest_algorithms=tuple(a.upper() for a in algorithms),
         flood_rate=sip.integer("flood_rate_per_s", 200, lo=0, hi=1_000_000),
         flood_burst=sip.integer("flood_burst", 400, lo=1, hi=1_000_000),
+        dialog_peer_check=sip.boolean("dialog_peer_check", True),
+        trust_display_name=sip.boolean("trust_display_name", False),
+        max_connections=sip.integer("max_connections", 1024, lo=8, hi=1_000_000),
+        max_connections_per_address=sip.integer("max_connections_per_address", 32, lo=1,
+                                                hi=1_000_000),
+        message_timeout=float(sip.integer("message_timeout_s", 10, lo=1, hi=600)),
+        idle_unregistered=float(sip.integer("idle_unregistered_s", 30, lo=1, hi=86400)),
         t1=sip.integer("t1_ms", 500, lo=50, hi=10000) / 1000.0,
         user_agent=sip.text("user_agent", "softphone-edge/0.1"),
         media_bind=_check_ip(media, "bind", media.text("bind", "127.0.0.1")),

@@ -439,10 +439,12 @@ class B2BUA:
             self._respond(txn, 400, exc.reason)
             return
         user = aor_uri.user or ""
-        if not self.is_user(user):
+        if self.auth is None and not self.is_user(user):
             self._respond(txn, 404, "Not Found")
             return
         if self.auth is not None:
+            # an unknown user is challenged like a known one, and a wrong password gets the
+            # same new challenge for both (Asterisk's alwaysauthreject): no user enumeration
             who = self.auth.verify(req, now, proxy=False)
             if who is None:
                 self._respond(txn, 401, "Unauthorized",

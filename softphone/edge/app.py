@@ -38,6 +38,7 @@ from softphone.edge.config import EdgeConfig, Overrides, apply_overrides, check_
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
+from softphone.edge.restart import record_dead_calls
 from softphone.edge.retention import RetentionJob
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.bridge import FrameSource
@@ -470,6 +471,7 @@ async def open_trunk(cfg: EdgeConfig, core: SipCore, flush: Any) -> Trunk:
 async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edge:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     policy = policy or load_default_policy()
+    record_dead_calls(cfg.data_dir)  # status.json at once; the calls a crash left unrecorded
     admission, audit, store = open_policy(cfg, policy)
     digit = policy.recording.objection_digit
     prompts = EdgePrompts(cfg.data_dir / "prompts",

@@ -64,7 +64,10 @@ class CallLog:
         self._fh: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _torn(path)
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the edge
+            if torn:  # a crash cut the last line: it stays alone, the next one starts clean
+                self._fh.write("\n")
 
     def write(self, record: CallRecord) -> None:
         line = record.as_json()
@@ -77,3 +80,16 @@ class CallLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _torn(path: Path) -> bool:
+    """The file's last line has no newline (the process died while writing it)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False

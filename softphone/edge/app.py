@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -276,6 +277,7 @@ class Edge:
             "calls": dict(self.b2bua.stats),
             "sip": dict(self.core.stats),
             "rate_limited": self.transport.stats.rate_limited,
+            "connections": connection_status(self.transport),
             "trunk": self.b2bua.trunk.status() if self.b2bua.trunk is not None else None,
         }
 
@@ -351,6 +353,24 @@ class Edge:
         for pair in self.allocator.held():
             self.allocator.release(pair)
         self.write_status()
+
+
+def protected_connections(b2bua: B2BUA) -> set[int]:
+    """The stream connections the edge needs: a live registration's (the phone is reached on
+    it) and those of the calls up or being set up."""
+    ids = b2bua.location.connections(b2bua.clock())
+    for call in b2bua.calls.values():
+        for addr in (call.a_source, *(f.binding_source for f in call.forks)):
+            if addr.conn_id is not None:
+                ids.add(addr.conn_id)
+    return ids
+
+
+def connection_status(transport: TransportLayer) -> dict[str, int]:
+    st = transport.stats
+    return {"open": transport.connection_count(), "evicted": st.evicted,
+            "refused_full": st.refused_full, "refused_per_address": st.refused_per_address,
+            "slow_closed": st.slow_closed, "idle_closed": st.idle_closed}
 
 
 def check_extensions(cfg: EdgeConfig, policy: PolicyConfig) -> None:
@@ -490,7 +510,11 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         cert, key = ensure_demo_cert(cfg.data_dir, hosts=(*DEMO_HOSTS, cfg.bind))
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
     flood = FloodGuard(cfg)
-    transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None)
+    transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None,
+                               max_connections=cfg.max_connections,
+                               max_per_address=cfg.max_connections_per_address,
+                               message_timeout=cfg.message_timeout,
+                               idle_unprotected=cfg.idle_unregistered)
 
     def flush() -> None:  # the ledger first: it is written ahead of every answer
         store.flush()
@@ -512,6 +536,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri)
     b2bua.dialog_peer_check = cfg.dialog_peer_check
+    # connections with a live registration or call are never evicted nor closed when silent
+    transport.protected = functools.partial(protected_connections, b2bua)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

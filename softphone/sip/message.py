@@ -772,6 +772,11 @@ class StreamFramer:
         self._buf = bytearray()
         self._max = max_size
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received that are not a whole message yet (the start of the next one)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete messages (and pings) now available.
 

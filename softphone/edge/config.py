@@ -7,6 +7,7 @@ naming the file, the key and the line, and the edge exits non-zero without start
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,8 +99,24 @@ class EdgeConfig:
 
     @property
     def has_demo_passwords(self) -> bool:
-        return bool(self.demo_prefix) and any(u.password.startswith(self.demo_prefix)
-                                             for u in self.users)
+        """A user's password starts with the demo prefix, or is one of the shipped
+        configuration's (whatever ``password_prefix`` says: emptying it hides nothing)."""
+        shipped = shipped_passwords()
+        return any((self.demo_prefix and u.password.startswith(self.demo_prefix))
+                   or u.password in shipped for u in self.users)
+
+    def demo_users(self) -> list[str]:
+        shipped = shipped_passwords()
+        return [u.ext for u in self.users if u.password in shipped
+                or (self.demo_prefix and u.password.startswith(self.demo_prefix))]
+
+
+@functools.cache
+def shipped_passwords() -> frozenset[str]:
+    """Every password of the embedded configs/edge.toml: known to anyone with the package."""
+    users = ConfigText.embedded("edge.toml").data.get("users", [])
+    return frozenset(str(u["password"]) for u in users
+                     if isinstance(u, dict) and isinstance(u.get("password"), str))
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -409,9 +426,12 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
 
 
 def check_exposure(cfg: EdgeConfig) -> None:
-    """Demo passwords never leave loopback."""
+    """Demo passwords (the prefix's, or any password of the shipped configuration) never
+    leave loopback."""
     for key, addr in (("sip.bind", cfg.bind), ("media.bind", cfg.media_bind)):
         if cfg.has_demo_passwords and not ipaddress.ip_address(addr).is_loopback:
+            prefix = f"starting with {cfg.demo_prefix!r} or " if cfg.demo_prefix else ""
             raise ConfigError(cfg.source, key,
-                              f"refusing to bind {addr}: users still have demo passwords "
-                              f"(starting with {cfg.demo_prefix!r}); change them first")
+                              f"refusing to bind {addr}: users {', '.join(cfg.demo_users())} "
+                              f"still have demo passwords ({prefix}from the shipped "
+                              "configuration); change them first")

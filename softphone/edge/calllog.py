@@ -56,7 +56,9 @@ class CallRecord:
     def as_json(self) -> str:
         d: dict[str, Any] = asdict(self)
         d["duration_s"] = self.duration()
-        return json.dumps(d, separators=(",", ":"), sort_keys=True)
+        # ASCII JSON: every control character and line separator (U+0085, U+2028...) of a
+        # Call-ID or a name is escaped, so each record is one line for any reader
+        return json.dumps(d, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
 class CallLog:

@@ -74,6 +74,11 @@ class FloodGuard:
     def admit(self, data: bytes, host: str, now: float) -> bool:
         return host in self.trusted or self.limiter.allow_packet(data, host, now)
 
+    def charge(self, host: str, now: float) -> None:
+        """A response from ``host`` that matched no transaction costs a request's token."""
+        if host not in self.trusted:
+            self.limiter.charge(host, now)
+
 
 class WallClockGuard:
     """The policy counts days and months: it gets wall-clock time, the SIP core monotonic."""
@@ -511,6 +516,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
     flood = FloodGuard(cfg)
     transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None,
+                               charge=flood.charge if cfg.flood_rate else None,
                                max_connections=cfg.max_connections,
                                max_per_address=cfg.max_connections_per_address,
                                message_timeout=cfg.message_timeout,
@@ -536,6 +542,8 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri)
     b2bua.dialog_peer_check = cfg.dialog_peer_check
+    b2bua.display_names = {u.ext: u.name for u in cfg.users}
+    b2bua.trust_display_name = cfg.trust_display_name
     # connections with a live registration or call are never evicted nor closed when silent
     transport.protected = functools.partial(protected_connections, b2bua)
     if cfg.trunk_uri:

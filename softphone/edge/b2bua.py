@@ -304,6 +304,10 @@ class B2BUA:
         self.recordings = recordings
         # in-dialog requests from another address than the dialog peer's need its credentials
         self.dialog_peer_check = True
+        # the caller's name the callee sees: the edge's user table (extension -> name), or the
+        # phone's own From display name when the configuration trusts it
+        self.display_names: dict[str, str] = {}
+        self.trust_display_name = False
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         # BYEs to the provider, with the caller's upstream credentials should it challenge
@@ -957,12 +961,24 @@ class B2BUA:
 
     def _fork(self, call: Call, bindings: list[Binding]) -> None:
         body = self._prepare_b(call)
-        display = call.a_invite.from_.display
+        display = self._caller_display(call)
         from_uri = f"sip:{call.caller}@{self.domain}"
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
         for b in bindings:
             self._send_b_invite(call, b.contact, binding_destination(b), from_value,
                                 f"<sip:{call.callee}@{self.domain}>", body)
+
+    def _caller_display(self, call: Call) -> str:
+        """The display name of our INVITE's From: a local caller's name from the user table
+        (what its phone claims is not checked, unless ``trust_display_name``); a caller from
+        the trunk keeps what the provider sent. Quoted-string safe."""
+        if self.trust_display_name or call.direction == "inbound":
+            try:
+                claimed = call.a_invite.from_.display or ""
+            except SipParseError:
+                claimed = ""
+            return _quoted(claimed)
+        return _quoted(self.display_names.get(call.caller, ""))
 
     def _fork_trunk(self, call: Call) -> None:
         """One INVITE to the provider, as the caller's own upstream account."""

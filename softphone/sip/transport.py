@@ -129,6 +129,19 @@ class TransportStats:
     slow_closed: int = 0          # closed: a message did not arrive whole in time
 
 
+def _is_response(data: bytes) -> bool:
+    return data.lstrip(b"\r\n").startswith(b"SIP/")
+
+
+def _unmatched(core: CoreLike) -> int:
+    """Responses the core dropped so far: no transaction, misrouted, unparsable."""
+    stats = getattr(core, "stats", None)
+    if stats is None:
+        return 0
+    return int(stats.get("stray_responses", 0) + stats.get("responses_misrouted", 0)
+               + stats.get("parse_errors", 0))
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -230,11 +243,14 @@ class TransportLayer:
                  admit: Callable[[bytes, str, float], bool] | None = None,
                  max_per_address: int | None = None, message_timeout: float | None = None,
                  idle_unprotected: float | None = None,
-                 protected: Callable[[], set[int]] | None = None) -> None:
+                 protected: Callable[[], set[int]] | None = None,
+                 charge: Callable[[str, float], None] | None = None) -> None:
         self.connect_timeout = connect_timeout
         # A flood guard (e.g. RequestRateLimiter.allow_packet): a message it refuses is dropped
         # before the core parses it, so a scanner costs a dict lookup, not a transaction.
         self.admit = admit
+        # ... and told of each response that matched no transaction (it costs the same)
+        self.charge = charge
         # Inbound TCP/TLS connections silent this long are closed (a phone that keeps its
         # flow alive pings far more often, RFC 5626 §4.4.1); WebSocket has its own pings.
         self.idle_timeout = idle_timeout
@@ -375,8 +391,12 @@ class TransportLayer:
         if self.admit is not None and not self.admit(data, source.host, now):
             self.stats.rate_limited += 1
             return
+        unmatched = _unmatched(core) if self.charge is not None and _is_response(data) else None
         try:
             core.receive(data, source, now)
+            if unmatched is not None and self.charge is not None \
+                    and _unmatched(core) > unmatched:
+                self.charge(source.host, now)
         except Exception:  # the core must never take the listener down
             self.stats.core_errors += 1
             self.stats.discarded += 1

@@ -74,7 +74,7 @@ def wait_status(edge: EdgeProcess, ok: Any, timeout: float) -> dict[str, Any]:
     st: dict[str, Any] = {}
     while time.monotonic() < end:
         st = edge.status()
-        if st and ok(st):
+        if st and not st.get("starting") and ok(st):  # the first full status, not the start's
             return st
         time.sleep(0.1)
     return st

@@ -36,9 +36,14 @@ def write_starting_status(data_dir: Path) -> None:
     """``<data dir>/status.json`` with no calls, replaced atomically."""
     path = data_dir / "status.json"
     tmp = path.with_suffix(".tmp")
+    # the keys of Edge.status(), empty: a reader of the full status reads this one too
     tmp.write_text(json.dumps({"starting": True, "live_calls": 0, "media_objects": 0,
-                               "ports_in_use": 0, "registrations": 0, "transactions": 0},
-                              sort_keys=True))
+                               "ports_in_use": 0, "registrations": 0, "transactions": 0,
+                               "calls": {}, "sip": {}, "rate_limited": 0,
+                               "connections": {"open": 0, "evicted": 0, "refused_full": 0,
+                                               "refused_per_address": 0, "slow_closed": 0,
+                                               "idle_closed": 0},
+                               "trunk": None}, sort_keys=True))
     os.replace(tmp, path)
 
 

@@ -659,6 +659,15 @@ class TransportLayer:
                 return
             conn.writer.write(PING)
 
+    def _message_deadline(self, conn: _Conn, started: float) -> None:
+        if conn.closed or conn.partial_since != started or self._closed:
+            return  # that message arrived whole (or the connection is gone)
+        log.warning("closing %s connection from %s:%d: a message still incomplete %.1f s "
+                    "after its first byte", conn.transport, conn.host, conn.port,
+                    self.loop.time() - started)
+        self.stats.slow_closed += 1
+        self._close_conn(conn)
+
     def _sweep_period(self) -> float:
         limits = [t for t in (self.message_timeout, self.idle_unprotected, self.idle_timeout)
                   if t]
@@ -708,6 +717,7 @@ class TransportLayer:
             self._close_conn(conn)
             return
         # the clock of the message being received starts at its first byte
+        started = conn.partial_since
         if any(item != PING for item in items):
             conn.last_msg = now
             conn.partial_since = now if conn.framer.buffered else None
@@ -715,6 +725,11 @@ class TransportLayer:
             conn.partial_since = None
         elif conn.partial_since is None:
             conn.partial_since = now
+        if self.message_timeout and conn.partial_since is not None \
+                and conn.partial_since != started:
+            # to the moment: a message arriving across segments is rare, a timer is cheap
+            self.loop.call_later(self.message_timeout, self._message_deadline, conn,
+                                 conn.partial_since)
         for item in items:
             if item == PING:
                 self.stats.keepalives_in += 1

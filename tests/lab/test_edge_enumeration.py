@@ -1,7 +1,8 @@
 """Nobody can list the edge's users (Asterisk's ``alwaysauthreject``), through the running edge.
 
-sipvicious' svwar, the scanner attackers use, runs from 127.0.0.2 over the extensions
-1000-1010 with REGISTER and with INVITE, with and without ``--force`` (which scans even
+sipvicious' svwar, the scanner attackers use, runs over the extensions 1000-1010 with
+REGISTER and with INVITE (it is told to bind 127.0.0.2, but sends from where its socket ends
+up: the answers are the same from any address), with and without ``--force`` (which scans even
 when an unknown extension is challenged): it must find none of 1001-1004. Then, on the wire:
 an unknown user and a known one with a wrong password get the same answer, for REGISTER (401)
 and for INVITE (407), down to the header names and the reason phrase.

@@ -850,7 +850,7 @@ class PolicyGuard:
                        f"(limit {cfg.threshold:g}); breach day {n} this month", Audience.ADMIN)]
         if n >= cfg.suspend_at_days and self.state.suspended_until.get(
                 call.account_id, 0.0) <= now:
-            # R-LIMIT-3 (002:158): the unlimited plan is suspended for 7 calendar days of the
+            # R-LIMIT-3 (Article 8.1): the unlimited plan is suspended for 7 calendar days of the
             # account's time zone, and the client is told; calls go on, charged
             zone = self._account_zone.get(call.account_id, "")
             until = self.calendar_days_later(now, cfg.suspension_days, zone)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,19 @@ from typing import Any
 from softphone.policy.decision import Decision
 
 Subscriber = Callable[[str, Mapping[str, Any]], None]
+
+
+# Characters JSON leaves raw in a string but some readers take for the end of a line: DEL
+# and the C1 controls (U+0085 NEL among them), U+2028 and U+2029 (str.splitlines, JavaScript).
+# json.dumps already escapes the C0 controls.
+_LINE_BREAKERS = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def json_line(obj: Any, *, sort_keys: bool = False) -> str:
+    """``obj`` as one line of JSON that every reader splits as one line: UTF-8 kept, every
+    control character and Unicode line separator escaped (``\\u2028``...)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)
+    return _LINE_BREAKERS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 class AuditError(RuntimeError):
@@ -132,7 +146,7 @@ class AuditLog:
                 "ts": datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds"),
                 "t": t, "event": event, **body,
             }
-            line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+            line = json_line(record) + "\n"
             try:
                 os.write(self._fd, line.encode("utf-8"))
             except OSError as exc:

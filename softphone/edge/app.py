@@ -18,6 +18,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ from softphone.edge.datalock import DataDirBusy, lock_data_dir
 from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
+from softphone.edge.restart import record_dead_calls
 from softphone.edge.retention import RetentionJob
 from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
@@ -97,6 +99,11 @@ class FloodGuard:
         if kind == "dialled":
             return self.emergency.allow(host, now)
         return self.limiter.allow_packet(data, host, now)
+
+    def charge(self, host: str, now: float) -> None:
+        """A response from ``host`` that matched no transaction costs a request's token."""
+        if host not in self.trusted:
+            self.limiter.charge(host, now)
 
 
 class WallClockGuard:
@@ -358,6 +365,7 @@ class Edge:
             "calls": dict(self.b2bua.stats),
             "sip": dict(self.core.stats),
             "rate_limited": self.transport.stats.rate_limited,
+            "connections": connection_status(self.transport),
             "trunk": self.b2bua.trunk.status() if self.b2bua.trunk is not None else None,
             "auth_locked_out_refused": (self.b2bua.security.refused
                                         if self.b2bua.security is not None else 0),
@@ -437,6 +445,24 @@ class Edge:
         for pair in self.allocator.held():
             self.allocator.release(pair)
         self.write_status()
+
+
+def protected_connections(b2bua: B2BUA) -> set[int]:
+    """The stream connections the edge needs: a live registration's (the phone is reached on
+    it) and those of the calls up or being set up."""
+    ids = b2bua.location.connections(b2bua.clock())
+    for call in b2bua.calls.values():
+        for addr in (call.a_source, *(f.binding_source for f in call.forks)):
+            if addr.conn_id is not None:
+                ids.add(addr.conn_id)
+    return ids
+
+
+def connection_status(transport: TransportLayer) -> dict[str, int]:
+    st = transport.stats
+    return {"open": transport.connection_count(), "evicted": st.evicted,
+            "refused_full": st.refused_full, "refused_per_address": st.refused_per_address,
+            "slow_closed": st.slow_closed, "idle_closed": st.idle_closed}
 
 
 def check_extensions(cfg: EdgeConfig, policy: PolicyConfig) -> None:
@@ -585,6 +611,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
     codecs = runnable_codecs(cfg)
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     policy = policy or load_default_policy()
+    record_dead_calls(cfg.data_dir)  # status.json at once; the calls a crash left unrecorded
     admission, audit, store = open_policy(cfg, policy)
     digit = policy.recording.objection_digit
     prompts = EdgePrompts(cfg.data_dir / "prompts",
@@ -604,7 +631,12 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         specs.append(ListenSpec("tls", cfg.bind, cfg.tls_port, ssl=server_context(cert, key)))
     lane = EmergencyLane(emergency_codes(policy), cfg.outside_line_prefix)
     flood = FloodGuard(cfg, lane)
-    transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None)
+    transport = TransportLayer(admit=flood.admit if cfg.flood_rate else None,
+                               charge=flood.charge if cfg.flood_rate else None,
+                               max_connections=cfg.max_connections,
+                               max_per_address=cfg.max_connections_per_address,
+                               message_timeout=cfg.message_timeout,
+                               idle_unprotected=cfg.idle_unregistered)
 
     def flush() -> None:  # the ledger first: it is written ahead of every answer
         store.flush()
@@ -634,6 +666,11 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                            cfg.auth_lockout_s),
                           SecurityLog(cfg.data_dir / "security.jsonl"),
                           clock=asyncio.get_running_loop().time))
+    b2bua.dialog_peer_check = cfg.dialog_peer_check
+    b2bua.display_names = {u.ext: u.name for u in cfg.users}
+    b2bua.trust_display_name = cfg.trust_display_name
+    # connections with a live registration or call are never evicted nor closed when silent
+    transport.protected = functools.partial(protected_connections, b2bua)
     if cfg.trunk_uri:
         b2bua.trunk = await open_trunk(cfg, core, flush)
         flood.trusted.add(b2bua.trunk.address.host)

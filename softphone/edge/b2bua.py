@@ -338,6 +338,12 @@ class B2BUA:
         # of their last emergency call is never refused by the account's policy
         self.emergency_callback_s = emergency_callback_s
         self._last_emergency: dict[str, float] = {}  # user -> clock() of their last one
+        # in-dialog requests from another address than the dialog peer's need its credentials
+        self.dialog_peer_check = True
+        # the caller's name the callee sees: the edge's user table (extension -> name), or the
+        # phone's own From display name when the configuration trusts it
+        self.display_names: dict[str, str] = {}
+        self.trust_display_name = False
         self.calls: dict[str, Call] = {}          # by the caller's Call-ID
         self._by_b: dict[str, Call] = {}          # by leg b's Call-ID
         # BYEs to the provider, with the caller's upstream credentials should it challenge
@@ -459,13 +465,15 @@ class B2BUA:
             self._respond(txn, 200, "OK", extra=[("Allow", ALLOW), ("Accept", SDP)])
         elif m == "INVITE":
             if req.to.tag:
-                self._on_reinvite(req, txn)
+                if self._in_dialog(req, txn, source) is not None:
+                    self._on_reinvite(req, txn)
             else:
                 self._on_invite(req, txn, source)
         elif m == "BYE":
-            self._on_bye(req, txn)
+            self._on_bye(req, txn, source)
         elif m in ("UPDATE", "INFO"):
-            self._on_info(req, txn)
+            if self._in_dialog(req, txn, source) is not None:
+                self._on_info(req, txn)
         else:
             self._respond(txn, 405, "Method Not Allowed")
 
@@ -479,10 +487,12 @@ class B2BUA:
             self._respond(txn, 400, exc.reason)
             return
         user = aor_uri.user or ""
-        if not self.is_user(user):
+        if self.auth is None and not self.is_user(user):
             self._respond(txn, 404, "Not Found")
             return
         if self.auth is not None:
+            # an unknown user is challenged like a known one, and a wrong password gets the
+            # same new challenge for both (Asterisk's alwaysauthreject): no user enumeration
             who = self.auth.verify(req, now, proxy=False)
             if who is None:
                 self._auth_failed(req, source, user, self.auth.failure(req))
@@ -1176,13 +1186,25 @@ class B2BUA:
 
     def _fork(self, call: Call, bindings: list[Binding]) -> None:
         body = self._prepare_b(call)
-        display = call.a_invite.from_.display
+        display = self._caller_display(call)
         from_uri = f"sip:{call.caller}@{self.domain}"
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
         for b in bindings:
             self._send_b_invite(call, b.contact, binding_destination(b), from_value,
                                 f"<sip:{call.callee}@{self.domain}>", body,
                                 extra=[("Route", hop) for hop in b.path])
+
+    def _caller_display(self, call: Call) -> str:
+        """The display name of our INVITE's From: a local caller's name from the user table
+        (what its phone claims is not checked, unless ``trust_display_name``); a caller from
+        the trunk keeps what the provider sent. Quoted-string safe."""
+        if self.trust_display_name or call.direction == "inbound":
+            try:
+                claimed = call.a_invite.from_.display or ""
+            except SipParseError:
+                claimed = ""
+            return _quoted(claimed)
+        return _quoted(self.display_names.get(call.caller, ""))
 
     def _fork_trunk(self, call: Call) -> None:
         """One INVITE to the provider, as the caller's own upstream account."""
@@ -1408,20 +1430,54 @@ class B2BUA:
 
     # ------------------------------------------------------------------ in-dialog
 
-    def _on_bye(self, req: SipRequest, txn: ServerTransaction) -> None:
-        call = self.calls.get(req.call_id)
-        if call is not None:
-            self._respond(txn, 200, "OK")
+    def _in_dialog(self, req: SipRequest, txn: ServerTransaction,
+                   source: Address) -> tuple[Call, str, str] | None:
+        """The call and leg ("a" or "b") a request inside a dialog belongs to (RFC 3261
+        §12.2.2: Call-ID, From tag and To tag all match), and how its sender was recognised
+        ("address", or "digest" when it authenticated as the dialog's peer from elsewhere).
+        None when it was answered here: 481 for no such dialog, 407/403 for a sender that is
+        not the dialog's peer (``dialog_peer_check``)."""
+        found = match_dialog(self.calls.get(req.call_id), self._by_b.get(req.call_id), req)
+        if found is None:
+            self._respond(txn, 481, "Call/Transaction Does Not Exist")
+            return None
+        call, leg = found
+        peer_hosts, peer_user = dialog_peer(call, leg)
+        if not self.dialog_peer_check or same_host(source.host, peer_hosts):
+            return call, leg, "address"
+        # the right Call-ID and tags from another address: only the peer's credentials do
+        who = self.auth.verify(req, self.clock(), proxy=True) if self.auth is not None else None
+        if peer_user and who == peer_user:
+            log.warning("%s: %s on leg %s from %s authenticated as %s, not from its address",
+                        call.key, req.method, leg, source.host, who)
+            return call, leg, "digest"
+        log.warning("%s: %s on leg %s from %s refused: not the dialog's peer (%s)", call.key,
+                    req.method, leg, source.host, ", ".join(sorted(peer_hosts)))
+        if self.auth is not None and peer_user and who is None:
+            self._respond(txn, 407, "Proxy Authentication Required",
+                          extra=self.auth.challenge(req, self.clock(), proxy=True))
+        else:
+            self._respond(txn, 403, "Forbidden: not the peer of this dialog")
+        return None
+
+    def _on_bye(self, req: SipRequest, txn: ServerTransaction, source: Address) -> None:
+        found = self._in_dialog(req, txn, source)
+        if found is None:
+            return
+        call, leg, how = found
+        call.record.ended_by = {
+            "party": "caller" if leg == "a" else "callee",
+            "user": call.caller if leg == "a" else call.callee,
+            "source": f"{source.transport}:{source.host}:{source.port}",
+            "verified": how}
+        self._respond(txn, 200, "OK")
+        if leg == "a":
             self._end(call, "caller-bye", bye_b=True)
-            return
-        call = self._by_b.get(req.call_id)
-        if call is not None:
-            self._respond(txn, 200, "OK")
+        else:
             self._end(call, "callee-bye", bye_a=True)
-            return
-        self._respond(txn, 481, "Call/Transaction Does Not Exist")
 
     def _on_reinvite(self, req: SipRequest, txn: ServerTransaction) -> None:
+        # the dialog (Call-ID and both tags) and its peer are checked first (_in_dialog)
         call = self.calls.get(req.call_id)
         leg = "a"
         if call is None:
@@ -1859,6 +1915,58 @@ def _path_hop(b: Binding) -> Address | None:
             src_transport, host, src_port):
         return Address(transport, host, port, conn_id)  # the proxy's connection
     return Address(transport, uri.host_no_brackets, port)
+
+
+def match_dialog(a_call: Call | None, b_call: Call | None,
+                 req: SipRequest) -> tuple[Call, str] | None:
+    """The live call and leg a request belongs to by RFC 3261 §12.2.2: its Call-ID found
+    the call (``a_call`` by the caller's Call-ID, ``b_call`` by leg b's), and its From tag
+    is the peer's tag and its To tag ours on that leg. A request with made-up tags, or one
+    for a call that has ended, belongs to none (481)."""
+    try:
+        from_tag, to_tag = req.from_.tag, req.to.tag
+    except SipParseError:
+        return None
+    if not from_tag or not to_tag:
+        return None
+    if a_call is not None and a_call.state is not CallState.ENDED \
+            and to_tag == a_call.a_tag and from_tag == a_call.a_invite.from_.tag:
+        return a_call, "a"
+    if b_call is not None and b_call.state is not CallState.ENDED and to_tag == b_call.b_tag:
+        forks = [b_call.winner] if b_call.winner is not None else b_call.forks
+        if any(f.dialog is not None and f.dialog.remote_tag == from_tag for f in forks):
+            return b_call, "b"
+    return None
+
+
+def dialog_peer(call: Call, leg: str) -> tuple[set[str], str]:
+    """Who may send requests in that leg's dialog: the peer's addresses (the caller's source;
+    the callee's device, as forked to and as it answered), and the local user it is, to
+    authenticate as from elsewhere ("" for the trunk and the emergency gateway)."""
+    if leg == "a":
+        user = call.caller if call.direction in ("local", "outbound", "emergency") else ""
+        return {call.a_source.host}, user
+    forks = [call.winner] if call.winner is not None else call.forks
+    hosts = {f.binding_source.host for f in forks}
+    for f in forks:
+        if f.dialog is not None:  # the Contact it answered with (a device may send from it)
+            try:
+                hosts.add(SipUri.parse(f.dialog.remote_target).host_no_brackets)
+            except SipParseError:
+                pass
+    user = call.callee if call.direction in ("local", "inbound") and not call.app else ""
+    return hosts, user
+
+
+def same_host(host: str, hosts: set[str]) -> bool:
+    """``host`` is one of ``hosts``, IP addresses compared as addresses (IPv6 spellings).
+    Ports are not compared: a TCP phone reconnects from a new one, a NAT may rebind."""
+    def norm(h: str) -> str:
+        try:
+            return str(ipaddress.ip_address(h.strip("[]")))
+        except ValueError:
+            return h.strip("[]").lower()
+    return norm(host) in {norm(h) for h in hosts}
 
 
 def binding_destination(b: Binding) -> Address:

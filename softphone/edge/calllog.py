@@ -49,6 +49,9 @@ class CallRecord:
     transcoded: bool = False
     policy: list[str] = field(default_factory=list)   # rule ids of the guard's warnings
     billable: bool = False       # out of the bundle, charged (R-CLI-1/2, unlimited suspended)
+    # who sent the BYE that ended it: party (caller/callee), user, source address, and how
+    # the edge knew it was that party ("address" of the dialog peer, or "digest")
+    ended_by: dict[str, str] = field(default_factory=dict)
 
     def duration(self) -> float:
         if self.answered is None or self.ended is None:
@@ -58,7 +61,9 @@ class CallRecord:
     def as_json(self) -> str:
         d: dict[str, Any] = asdict(self)
         d["duration_s"] = self.duration()
-        return json.dumps(d, separators=(",", ":"), sort_keys=True)
+        # ASCII JSON: every control character and line separator (U+0085, U+2028...) of a
+        # Call-ID or a name is escaped, so each record is one line for any reader
+        return json.dumps(d, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
 
 
 class CallLog:
@@ -66,7 +71,10 @@ class CallLog:
         self._fh: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _torn(path)
             self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives with the edge
+            if torn:  # a crash cut the last line: it stays alone, the next one starts clean
+                self._fh.write("\n")
         # totals of the calls written so far, for the metrics: calls by end cause, and the
         # RTP packets, losses and transcoded calls of the ended ones
         self.causes: Counter[str] = Counter()
@@ -89,3 +97,16 @@ class CallLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _torn(path: Path) -> bool:
+    """The file's last line has no newline (the process died while writing it)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, 2)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False

@@ -7,6 +7,7 @@ naming the file, the key and the line, and the edge exits non-zero without start
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,6 +56,18 @@ class EdgeConfig:
     digest_algorithms: tuple[str, ...] = ("MD5",)
     flood_rate: int = 200           # requests per second per source address; 0 = no limit
     flood_burst: int = 400
+    # in-dialog requests (BYE, re-INVITE, INFO, UPDATE) from another address than the dialog
+    # peer's are refused unless they carry that peer's credentials
+    dialog_peer_check: bool = True
+    # the caller's display name towards the callee: the edge's user table (false) or the phone's
+    trust_display_name: bool = False
+    # stream connections (TCP/TLS/WS): total, per source address; a message must arrive whole
+    # within message_timeout after its first byte; a connection that carries no registration
+    # and no call is closed after idle_unregistered seconds of silence
+    max_connections: int = 1024
+    max_connections_per_address: int = 32
+    message_timeout: float = 10.0
+    idle_unregistered: float = 30.0
     t1: float = 0.5
     user_agent: str = "softphone-edge/0.1"
     media_bind: str = "127.0.0.1"
@@ -111,8 +124,24 @@ class EdgeConfig:
 
     @property
     def has_demo_passwords(self) -> bool:
-        return bool(self.demo_prefix) and any(u.password.startswith(self.demo_prefix)
-                                             for u in self.users)
+        """A user's password starts with the demo prefix, or is one of the shipped
+        configuration's (whatever ``password_prefix`` says: emptying it hides nothing)."""
+        shipped = shipped_passwords()
+        return any((self.demo_prefix and u.password.startswith(self.demo_prefix))
+                   or u.password in shipped for u in self.users)
+
+    def demo_users(self) -> list[str]:
+        shipped = shipped_passwords()
+        return [u.ext for u in self.users if u.password in shipped
+                or (self.demo_prefix and u.password.startswith(self.demo_prefix))]
+
+
+@functools.cache
+def shipped_passwords() -> frozenset[str]:
+    """Every password of the embedded configs/edge.toml: known to anyone with the package."""
+    users = ConfigText.embedded("edge.toml").data.get("users", [])
+    return frozenset(str(u["password"]) for u in users
+                     if isinstance(u, dict) and isinstance(u.get("password"), str))
 
 
 def parse_port_range(text: str) -> tuple[int, int]:
@@ -253,8 +282,9 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                                      "account", "emergency", "users", "security", "http"))
     sip = Section(doc, ("sip",), d.get("sip", {}), known=(
         "bind", "udp_port", "tcp_port", "tls_port", "domain", "realm", "digest_algorithms", "t1_ms",
-        "flood_rate_per_s", "flood_burst",
-        "user_agent"))
+        "flood_rate_per_s", "flood_burst", "dialog_peer_check", "trust_display_name",
+        "max_connections", "max_connections_per_address", "message_timeout_s",
+        "idle_unregistered_s", "user_agent"))
     media = Section(doc, ("media",), d.get("media", {}), known=(
         "bind", "rtp_ports", "codecs", "jitter_min_ms", "jitter_max_ms", "rtp_timeout_s",
         "retry_after_s", "emergency_reserved_ports", "per_user_max_ports", "latch"))
@@ -374,6 +404,13 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         digest_algorithms=tuple(a.upper() for a in algorithms),
         flood_rate=sip.integer("flood_rate_per_s", 200, lo=0, hi=1_000_000),
         flood_burst=sip.integer("flood_burst", 400, lo=1, hi=1_000_000),
+        dialog_peer_check=sip.boolean("dialog_peer_check", True),
+        trust_display_name=sip.boolean("trust_display_name", False),
+        max_connections=sip.integer("max_connections", 1024, lo=8, hi=1_000_000),
+        max_connections_per_address=sip.integer("max_connections_per_address", 32, lo=1,
+                                                hi=1_000_000),
+        message_timeout=float(sip.integer("message_timeout_s", 10, lo=1, hi=600)),
+        idle_unregistered=float(sip.integer("idle_unregistered_s", 30, lo=1, hi=86400)),
         t1=sip.integer("t1_ms", 500, lo=50, hi=10000) / 1000.0,
         user_agent=sip.text("user_agent", "softphone-edge/0.1"),
         media_bind=_check_ip(media, "bind", media.text("bind", "127.0.0.1")),
@@ -482,9 +519,12 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
 
 
 def check_exposure(cfg: EdgeConfig) -> None:
-    """Demo passwords never leave loopback."""
+    """Demo passwords (the prefix's, or any password of the shipped configuration) never
+    leave loopback."""
     for key, addr in (("sip.bind", cfg.bind), ("media.bind", cfg.media_bind)):
         if cfg.has_demo_passwords and not ipaddress.ip_address(addr).is_loopback:
+            prefix = f"starting with {cfg.demo_prefix!r} or " if cfg.demo_prefix else ""
             raise ConfigError(cfg.source, key,
-                              f"refusing to bind {addr}: users still have demo passwords "
-                              f"(starting with {cfg.demo_prefix!r}); change them first")
+                              f"refusing to bind {addr}: users {', '.join(cfg.demo_users())} "
+                              f"still have demo passwords ({prefix}from the shipped "
+                              "configuration); change them first")

@@ -120,5 +120,11 @@ class LocationService:
         """Every binding held (some may have expired since the last ``expire``)."""
         return [b for per in self._bindings.values() for b in per.values()]
 
+    def connections(self, now: float) -> set[int]:
+        """The stream connections (conn ids) that carry a live binding: the transport must
+        keep them, a registered phone is reached on them."""
+        return {b.source[3] for v in self._bindings.values() for b in v.values()
+                if b.expires_at > now and b.source[3] is not None}
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._bindings.values())

@@ -342,6 +342,7 @@ class DigestServer:
         self.nonce_lifetime = nonce_lifetime
         self.algorithms = tuple(algorithms)
         self._secret = secret if secret is not None else secrets.token_bytes(32)
+        self._decoy = secrets.token_hex(16)  # hashed for unknown users, matches nothing
         self._max = max_tracked_nonces
         self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._forgotten_before = float("-inf")
@@ -445,13 +446,14 @@ class DigestServer:
         if nc == 0:
             return AuthResult(None, "bad nonce count")
         password = self._credentials(p["username"])
-        if password is None:
-            return AuthResult(None, "unknown user or wrong password")
+        # an unknown user costs the same hash as a known one: no timing tells them apart
         expected = digest_response(
-            algorithm=algorithm, username=p["username"], realm=self.realm, password=password,
+            algorithm=algorithm, username=p["username"], realm=self.realm,
+            password=password if password is not None else self._decoy,
             method=request.method, uri=p["uri"], nonce=p["nonce"], qop=qop, nc=nc_text,
             cnonce=p["cnonce"], body=request.body)
-        if not hmac.compare_digest(expected.encode(), p["response"].lower().encode()):
+        if not hmac.compare_digest(expected.encode(), p["response"].lower().encode()) \
+                or password is None:
             return AuthResult(None, "unknown user or wrong password")
         # The credentials are right: now freshness and replay.
         if now - issued > self.nonce_lifetime:

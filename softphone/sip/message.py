@@ -668,6 +668,19 @@ def _start_line(line: str) -> tuple[SipMessage, SipParseError | None]:
     return msg, None
 
 
+# C0 controls but HTAB (linear white space), DEL, C1 controls, the Unicode line separators
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_TAG_PARAM = re.compile(r";\s*tag\s*=([^;]*)", re.IGNORECASE)
+
+
+def _tag_text(value: str) -> str:
+    """The tag parameter's raw text in a From/To value ("" without one): it follows the
+    closing ">" of a name-addr, or the bare URI of an addr-spec."""
+    params = value[value.rfind(">") + 1:] if "<" in value else value
+    m = _TAG_PARAM.search(params)
+    return m.group(1) if m is not None else ""
+
+
 def _check_request_uri(uri: str) -> None:
     if _FAST_RURI.fullmatch(uri) is not None:
         return
@@ -736,6 +749,14 @@ def _check_common(msg: SipMessage, index: dict[str, list[str]]) -> str:
             raise SipParseError(f"Multiple {DISPLAY[name]}")
     if not index["call-id"][0]:
         raise SipParseError("Empty Call-ID")
+    # Call-ID and tags are logged and matched as they are: a control character in them (or a
+    # Unicode line separator) would split a log line or hide in it; none is legal there (a
+    # display name may quote one, RFC 4475 §3.1.1.7)
+    if _CONTROL.search(index["call-id"][0]) is not None:
+        raise SipParseError("Bad Call-ID: control character")
+    for name in ("from", "to"):
+        if _CONTROL.search(_tag_text(index[name][0])) is not None:
+            raise SipParseError(f"Bad {DISPLAY[name]}: control character in the tag")
     frm = index["from"][0]
     from_m = _FAST_NAME_ADDR_SIP.fullmatch(frm)
     if from_m is None and _FAST_ADDR.fullmatch(frm) is None:
@@ -794,6 +815,11 @@ class StreamFramer:
     def __init__(self, max_size: int = MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received that are not a whole message yet (the start of the next one)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the complete messages (and pings) now available.

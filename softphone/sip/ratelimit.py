@@ -92,13 +92,22 @@ class RequestRateLimiter:
     def allow_packet(self, data: bytes, source_ip: str, now: float) -> bool:
         """For a transport, before parsing: requests are counted, the rest passes.
 
-        Responses answer our own requests (a forged one is a stray the core drops) and CRLF
-        keep-alives must be answered, so only bytes that start like a request take a token.
+        Responses answer our own requests and CRLF keep-alives must be answered, so only
+        bytes that start like a request take a token here; a response that matches no
+        transaction is charged afterwards (:meth:`charge`), and a source in its penalty
+        time has its responses dropped too (a flood of forged responses stays cheap).
         """
         head = data.lstrip(b"\r\n")
-        if not head or head.startswith(b"SIP/"):
+        if not head:
             return True
+        if head.startswith(b"SIP/"):
+            return not self.is_blocked(source_ip, now)
         return self.allow(source_ip, now)
+
+    def charge(self, source_ip: str, now: float) -> None:
+        """Take a token for something ``source_ip`` sent that was not allowed for (a
+        response to no request of ours): the budget of requests covers those too."""
+        self.allow(source_ip, now)
 
     def _make_room(self, now: float) -> None:
         table = self._table

@@ -15,7 +15,13 @@ Rules it implements, so the core never has to know about sockets:
   pong; bare CRLFs on UDP are ignored; outgoing connections may send pings themselves;
 - rport/received (RFC 3581) is the core's job: the transport reports the true source address;
 - WebSocket (RFC 7118): subprotocol ``sip`` required, one SIP message per WebSocket message,
-  server side only (browsers connect to us); we use the ``websockets`` library for the framing.
+  server side only (browsers connect to us); we use the ``websockets`` library for the framing;
+- connections under control: at most ``max_connections`` (when full, the inbound connection
+  silent longest that carries no registration and no call is closed and logged, never one the
+  owner's ``protected()`` names; none of those: the newcomer is refused), at most
+  ``max_per_address`` inbound from one IP address, a message must arrive whole (headers and
+  body) within ``message_timeout`` of its first byte (slowloris), and an inbound TCP/TLS
+  connection that is not protected and sent no message for ``idle_unprotected`` is closed.
 
 Every bind address and port comes from the caller (IPv4 and IPv6); a bind failure raises
 :class:`TransportError` naming the transport and the address.
@@ -118,6 +124,23 @@ class TransportStats:
     send_errors: int = 0
     idle_closed: int = 0
     rate_limited: int = 0         # requests the flood guard refused
+    evicted: int = 0              # closed to make room (table full)
+    refused_full: int = 0         # new connections refused: the table is full of protected ones
+    refused_per_address: int = 0  # new connections refused: too many from that address
+    slow_closed: int = 0          # closed: a message did not arrive whole in time
+
+
+def _is_response(data: bytes) -> bool:
+    return data.lstrip(b"\r\n").startswith(b"SIP/")
+
+
+def _unmatched(core: CoreLike) -> int:
+    """Responses the core dropped so far: no transaction, misrouted, unparsable."""
+    stats = getattr(core, "stats", None)
+    if stats is None:
+        return 0
+    return int(stats.get("stray_responses", 0) + stats.get("responses_misrouted", 0)
+               + stats.get("parse_errors", 0))
 
 
 def _is_ip(host: str) -> bool:
@@ -165,6 +188,8 @@ class _Conn:
     pending: list[bytes] = field(default_factory=list)
     closed: bool = False
     last_rx: float = 0.0
+    last_msg: float = 0.0                # the last whole SIP message (or the accept)
+    partial_since: float | None = None   # first byte of a message still incomplete
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -183,8 +208,11 @@ class _Stream(asyncio.Protocol):
         transport = cast(asyncio.Transport, base)
         if self.conn is None:  # accepted
             peer = transport.get_extra_info("peername")
-            self.conn = self.layer._new_conn(self.name, str(peer[0]), int(peer[1]),
-                                             outgoing=False)
+            conn = self.layer._accept(self.name, str(peer[0]), int(peer[1]))
+            if conn is None:
+                transport.abort()
+                return
+            self.conn = conn
             self.layer.stats.connections_accepted += 1
         self.conn.writer = transport
         # What was queued while connecting goes first, in order.
@@ -194,8 +222,8 @@ class _Stream(asyncio.Protocol):
             self.layer.stats.stream_messages_out += 1
 
     def data_received(self, data: bytes) -> None:
-        assert self.conn is not None
-        self.layer._on_stream_data(self.conn, data)
+        if self.conn is not None and not self.conn.closed:
+            self.layer._on_stream_data(self.conn, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
@@ -213,18 +241,36 @@ class TransportLayer:
     def __init__(self, *, connect_timeout: float = 5.0, client_ssl: ssl.SSLContext | None = None,
                  keepalive_interval: float | None = None, max_connections: int = 1024,
                  idle_timeout: float | None = 900.0,
-                 admit: Callable[[bytes, str, float], bool] | None = None) -> None:
+                 admit: Callable[[bytes, str, float], bool] | None = None,
+                 max_per_address: int | None = None, message_timeout: float | None = None,
+                 idle_unprotected: float | None = None,
+                 protected: Callable[[], set[int]] | None = None,
+                 charge: Callable[[str, float], None] | None = None) -> None:
         self.connect_timeout = connect_timeout
         # A flood guard (e.g. RequestRateLimiter.allow_packet): a message it refuses is dropped
         # before the core parses it, so a scanner costs a dict lookup, not a transaction.
         self.admit = admit
+        # ... and told of each response that matched no transaction (it costs the same)
+        self.charge = charge
         # Inbound TCP/TLS connections silent this long are closed (a phone that keeps its
         # flow alive pings far more often, RFC 5626 §4.4.1); WebSocket has its own pings.
         self.idle_timeout = idle_timeout
         self.client_ssl = client_ssl
         self.keepalive_interval = keepalive_interval
         self.max_connections = max_connections
+        # At most this many inbound connections from one IP address (None: no limit).
+        self.max_per_address = max_per_address
+        # A message (headers and body) must arrive whole this long after its first byte.
+        self.message_timeout = message_timeout
+        # The owner names the connections it needs (a live registration or call on them):
+        # never evicted nor closed for silence. The others are closed after
+        # ``idle_unprotected`` seconds without a whole message. Without ``protected``, every
+        # inbound TCP/TLS connection silent ``idle_timeout`` is closed (the UA's behaviour).
+        self.protected = protected
+        self.idle_unprotected = idle_unprotected
         self.stats = TransportStats()
+        self._per_host: dict[str, int] = {}
+        self._refusal_logged: dict[str, float] = {}
         self.listening: list[Address] = []
         self.local: dict[str, Address] = {}
         self._core: CoreLike | None = None
@@ -261,9 +307,9 @@ class TransportLayer:
                     f"cannot listen on {spec.transport} {sip_host(spec.host)}:{spec.port}: "
                     f"{exc.strerror or exc}") from exc
             self.listening.append(addr)
-            if spec.transport in STREAM_TRANSPORTS and self.idle_timeout and not any(
+            if spec.transport in STREAM_TRANSPORTS and not any(
                     a.transport in STREAM_TRANSPORTS for a in self.listening[:-1]):
-                self._spawn(self._sweep_idle(self.idle_timeout))
+                self._spawn(self._sweep())
             # Via/Contact want IPv6 in brackets (RFC 5118); the core copies this host verbatim.
             advertised = Address(spec.transport, sip_host(spec.advertise or addr.host), addr.port)
             self.local.setdefault(spec.transport, advertised)
@@ -281,9 +327,16 @@ class TransportLayer:
             return Address("udp", host, port)
         if spec.transport in STREAM_TRANSPORTS:
             name = spec.transport
+            tls = name == "tls"
             server = await loop.create_server(
                 lambda: _Stream(self, name), host, spec.port, family=_family(host),
-                ssl=spec.ssl if name == "tls" else None, reuse_address=True)
+                ssl=spec.ssl if tls else None, reuse_address=True,
+                # a burst of connections waits in the kernel to be accepted (and evicted
+                # or refused by us), rather than being dropped into SYN retries
+                backlog=max(100, min(self.max_connections, 4096)),
+                # a TLS handshake is held to the same time as a message
+                ssl_handshake_timeout=self.message_timeout if tls and self.message_timeout
+                else None)
             self._servers.append(server)
             return Address(name, host, int(server.sockets[0].getsockname()[1]))
         from websockets.asyncio.server import serve
@@ -339,8 +392,12 @@ class TransportLayer:
         if self.admit is not None and not self.admit(data, source.host, now):
             self.stats.rate_limited += 1
             return
+        unmatched = _unmatched(core) if self.charge is not None and _is_response(data) else None
         try:
             core.receive(data, source, now)
+            if unmatched is not None and self.charge is not None \
+                    and _unmatched(core) > unmatched:
+                self.charge(source.host, now)
         except Exception:  # the core must never take the listener down
             self.stats.core_errors += 1
             self.stats.discarded += 1
@@ -506,15 +563,68 @@ class TransportLayer:
     # -- stream connections -----------------------------------------------------------------
 
     def _new_conn(self, transport: str, host: str, port: int, *, outgoing: bool) -> _Conn:
-        conn = _Conn(next(self._ids), transport, host, port, outgoing, last_rx=self.loop.time())
+        now = self.loop.time()
+        if outgoing and len(self._conns) >= self.max_connections:
+            self._make_room()  # ours are needed (a phone, the trunk): shed a stranger's
+        conn = _Conn(next(self._ids), transport, host, port, outgoing, last_rx=now,
+                     last_msg=now)
         self._conns[conn.conn_id] = conn
         self._by_peer[conn.key] = conn
-        if len(self._conns) > self.max_connections:
-            # Shed the oldest inbound connection rather than run out of descriptors.
-            oldest = next((c for c in self._conns.values() if not c.outgoing), None)
-            if oldest is not None and oldest is not conn:
-                self._close_conn(oldest)
+        if not outgoing:
+            self._per_host[conn.host] = self._per_host.get(conn.host, 0) + 1
         return conn
+
+    def _accept(self, transport: str, host: str, port: int) -> _Conn | None:
+        """A new inbound connection, or None when it must be refused: too many from that
+        address, or the table is full and nothing may be evicted for it."""
+        host = host.strip("[]")
+        if self.max_per_address is not None \
+                and self._per_host.get(host, 0) >= self.max_per_address:
+            self.stats.refused_per_address += 1
+            self._log_refusal(host, f"refusing a {transport} connection from {host}:{port}: "
+                              f"{self.max_per_address} already open from that address")
+            return None
+        if len(self._conns) >= self.max_connections and not self._make_room():
+            self.stats.refused_full += 1
+            self._log_refusal(host, f"refusing a {transport} connection from {host}:{port}: "
+                              f"{len(self._conns)} connections open, all carry a "
+                              "registration or a call")
+            return None
+        return self._new_conn(transport, host, port, outgoing=False)
+
+    def _log_refusal(self, host: str, text: str) -> None:
+        """Refusals are logged once per address and 10 s (a flood must not fill the log)."""
+        now = self.loop.time()
+        if now - self._refusal_logged.get(host, -1e9) >= 10.0:
+            if len(self._refusal_logged) > 4096:
+                self._refusal_logged.clear()
+            self._refusal_logged[host] = now
+            log.warning("%s", text)
+
+    def _guarded(self) -> set[int]:
+        if self.protected is None:
+            return set()
+        try:
+            return self.protected()
+        except Exception:  # the owner's bug must not open the table to eviction of phones
+            log.exception("protected() failed: nothing is evicted this time")
+            return set(self._conns)
+
+    def _make_room(self) -> bool:
+        """Close the inbound connection that has gone longest without a whole message and
+        carries no registration or call; False when there is none."""
+        keep = self._guarded()
+        victim = min((c for c in self._conns.values() if not c.outgoing
+                      and c.conn_id not in keep), key=lambda c: c.last_msg, default=None)
+        if victim is None:
+            return False
+        self.stats.evicted += 1
+        log.warning("connection table full (%d): evicting %s connection from %s:%d "
+                    "(no registration or call, %.0f s since its last message)",
+                    len(self._conns), victim.transport, victim.host, victim.port,
+                    self.loop.time() - victim.last_msg)
+        self._close_conn(victim)
+        return True
 
     def _connect(self, dest: Address) -> _Conn:
         conn = self._new_conn(dest.transport, dest.host.strip("[]"), dest.port, outgoing=True)
@@ -550,20 +660,55 @@ class TransportLayer:
                 return
             conn.writer.write(PING)
 
-    async def _sweep_idle(self, idle: float) -> None:
+    def _message_deadline(self, conn: _Conn, started: float) -> None:
+        if conn.closed or conn.partial_since != started or self._closed:
+            return  # that message arrived whole (or the connection is gone)
+        log.warning("closing %s connection from %s:%d: a message still incomplete %.1f s "
+                    "after its first byte", conn.transport, conn.host, conn.port,
+                    self.loop.time() - started)
+        self.stats.slow_closed += 1
+        self._close_conn(conn)
+
+    def _sweep_period(self) -> float:
+        limits = [t for t in (self.message_timeout, self.idle_unprotected, self.idle_timeout)
+                  if t]
+        return max(0.05, min([30.0, *(t / 4 for t in limits)]))
+
+    async def _sweep(self) -> None:
+        """Every fraction of the shortest limit: slow messages and idle connections."""
         while not self._closed:
-            await asyncio.sleep(min(30.0, idle / 4))
-            cutoff = self.loop.time() - idle
-            for conn in list(self._conns.values()):
-                if (not conn.outgoing and conn.transport in STREAM_TRANSPORTS
-                        and conn.last_rx < cutoff):
+            await asyncio.sleep(self._sweep_period())
+            self.sweep_once()
+
+    def sweep_once(self) -> None:
+        now = self.loop.time()
+        keep = self._guarded() if self.protected is not None else None
+        for conn in list(self._conns.values()):
+            if conn.outgoing or conn.transport not in STREAM_TRANSPORTS:
+                continue
+            if self.message_timeout and conn.partial_since is not None \
+                    and now - conn.partial_since > self.message_timeout:
+                log.warning("closing %s connection from %s:%d: a message still incomplete "
+                            "%.1f s after its first byte", conn.transport, conn.host,
+                            conn.port, now - conn.partial_since)
+                self.stats.slow_closed += 1
+                self._close_conn(conn)
+            elif keep is None:
+                if self.idle_timeout and now - conn.last_rx > self.idle_timeout:
                     log.info("closing idle %s connection %s:%d", conn.transport, conn.host,
                              conn.port)
                     self.stats.idle_closed += 1
                     self._close_conn(conn)
+            elif conn.conn_id not in keep and self.idle_unprotected \
+                    and now - conn.last_msg > self.idle_unprotected:
+                log.info("closing %s connection from %s:%d: no registration or call and no "
+                         "message for %.0f s", conn.transport, conn.host, conn.port,
+                         now - conn.last_msg)
+                self.stats.idle_closed += 1
+                self._close_conn(conn)
 
     def _on_stream_data(self, conn: _Conn, data: bytes) -> None:
-        conn.last_rx = self.loop.time()
+        now = conn.last_rx = self.loop.time()
         try:
             items = conn.framer.feed(data)
         except SipParseError as exc:
@@ -572,6 +717,20 @@ class TransportLayer:
                      exc.reason)
             self._close_conn(conn)
             return
+        # the clock of the message being received starts at its first byte
+        started = conn.partial_since
+        if any(item != PING for item in items):
+            conn.last_msg = now
+            conn.partial_since = now if conn.framer.buffered else None
+        elif not conn.framer.buffered:
+            conn.partial_since = None
+        elif conn.partial_since is None:
+            conn.partial_since = now
+        if self.message_timeout and conn.partial_since is not None \
+                and conn.partial_since != started:
+            # to the moment: a message arriving across segments is rare, a timer is cheap
+            self.loop.call_later(self.message_timeout, self._message_deadline, conn,
+                                 conn.partial_since)
         for item in items:
             if item == PING:
                 self.stats.keepalives_in += 1
@@ -590,6 +749,12 @@ class TransportLayer:
         self._drop_conn(conn)
 
     def _drop_conn(self, conn: _Conn) -> None:
+        if not conn.closed and not conn.outgoing and conn.conn_id in self._conns:
+            left = self._per_host.get(conn.host, 0) - 1
+            if left > 0:
+                self._per_host[conn.host] = left
+            else:
+                self._per_host.pop(conn.host, None)
         conn.closed = True
         self._conns.pop(conn.conn_id, None)
         if self._by_peer.get(conn.key) is conn:
@@ -606,7 +771,11 @@ class TransportLayer:
             await ws.close(1002, "SIP WebSocket subprotocol required")
             return
         peer = ws.remote_address
-        conn = self._new_conn(name, str(peer[0]), int(peer[1]), outgoing=False)
+        accepted = self._accept(name, str(peer[0]), int(peer[1]))
+        if accepted is None:
+            await ws.close(1008, "too many connections")
+            return
+        conn = accepted
         self.stats.connections_accepted += 1
         conn.ws = ws
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()

@@ -102,6 +102,21 @@ def test_overrides_and_exposure(tmp_path: Path) -> None:
         check_exposure(exposed)
 
 
+@pytest.mark.parametrize("prefix", ["", "x-"])
+def test_shipped_passwords_never_leave_loopback_whatever_the_prefix(tmp_path: Path,
+                                                                   prefix: str) -> None:
+    """Emptying or changing [demo] password_prefix does not make demo-1001 a secret."""
+    text = GOOD.replace('password = "demo-1001"', 'password = "demo-1002"')
+    cfg = load_edge_config(write(tmp_path, f'[demo]\npassword_prefix = "{prefix}"\n\n' + text))
+    assert cfg.demo_prefix == prefix
+    check_exposure(cfg)  # loopback: fine
+    with pytest.raises(ConfigError, match="users 1001 still have demo passwords"):
+        check_exposure(apply_overrides(cfg, Overrides(bind="192.0.2.10")))
+    own = load_edge_config(write(tmp_path, GOOD.replace('"demo-1001"', '"s3cret-own-1001"')
+                                 .replace("[sip]", f'[demo]\npassword_prefix = "{prefix}"\n\n[sip]')))
+    check_exposure(apply_overrides(own, Overrides(bind="192.0.2.10")))  # nothing shipped
+
+
 def test_port_range_parser() -> None:
     assert parse_port_range("20000-22000") == (20000, 22000)
     for bad in ("22000-20000", "20000", "1000-2000", "20000-70000"):

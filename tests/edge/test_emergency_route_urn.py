@@ -144,10 +144,13 @@ def answer(req: SipRequest, status: int, contact: str, body: bytes = ANSWER,
     return "\r\n".join(lines).encode() + body
 
 
-def bye_from_phone(call_id: str = "call-1") -> bytes:
+def bye_from_phone(edge: Edge, call_id: str = "call-1") -> bytes:
+    """The phone's BYE in its dialog: the edge's tag in To (RFC 3261 §12.2.2, else 481)."""
+    to_tag = edge.b2bua.calls[call_id].a_tag
     return (f"BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-bye-{call_id};rport\r\n"
-            f"From: <sip:1001@edge.example>;tag=ph-{call_id}\r\nTo: <sip:x@edge.example>;tag=t\r\n"
+            f"From: <sip:1001@edge.example>;tag=ph-{call_id}\r\n"
+            f"To: <sip:x@edge.example>;tag={to_tag}\r\n"
             f"Call-ID: {call_id}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
             ).encode()
 
@@ -253,7 +256,7 @@ async def test_112_goes_out_with_the_service_urn_a_loose_route_and_the_dial_stri
     assert ack.uri == "sip:psap@127.0.0.1:5098" and ack_dest == PSAP_CONTACT
     assert not ack.headers.get_all("route")
     await asyncio.sleep(0.05)
-    edge.feed(bye_from_phone(), PHONE)
+    edge.feed(bye_from_phone(edge), PHONE)
     (bye, bye_dest), = edge.requests("BYE")
     assert bye.uri == "sip:psap@127.0.0.1:5098" and bye_dest == PSAP_CONTACT
     assert bye.call_id == out.call_id and not bye.headers.get_all("route")
@@ -271,7 +274,7 @@ async def test_a_record_routing_gateway_gets_the_bye_through_its_proxy(
     edge.feed(answer(out, 200, "<sip:psap@127.0.0.1:5098>",
                      record_route="<sip:127.0.0.1:5097;lr>"), ROUTE)
     await asyncio.sleep(0.05)
-    edge.feed(bye_from_phone(), PHONE)
+    edge.feed(bye_from_phone(edge), PHONE)
     (bye, dest), = edge.requests("BYE")
     assert dest == Address("udp", "127.0.0.1", 5097)
     assert bye.uri == "sip:psap@127.0.0.1:5098"

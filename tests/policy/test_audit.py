@@ -143,3 +143,26 @@ def test_unwritable_path_is_an_audit_error(tmp_path) -> None:
     log.close()
     with pytest.raises(AuditError, match="closed"):
         log.write("x", {})
+
+
+NASTY = "a\u2028b\u2029c\x85d\x7fe\x1bf\x00g\x0bh\x1ci\x9fj\n\rk"
+
+
+def test_every_record_is_one_line_for_any_reader(tmp_path) -> None:
+    """U+2028/2029, U+0085 and the other controls in a value (a phone's User-Agent, a
+    Call-ID) are escaped: str.splitlines, a JavaScript reader or `wc -l` see one line each."""
+    from softphone.edge.calllog import CallRecord
+
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.write("policy.decision", {"details": {"user_agent": NASTY}})
+        log.write("policy.decision", {"details": {"user_agent": "plain"}})
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    assert raw.count(b"\n") == 2
+    lines = text.splitlines()
+    assert len(lines) == 2, lines
+    assert json.loads(lines[0])["details"]["user_agent"] == NASTY
+    assert "\u2028" not in text and "\x85" not in text and "\x7f" not in text
+    calls = CallRecord(call_id=NASTY, started=0.0, caller=NASTY, callee="1002").as_json()
+    assert calls.splitlines() == [calls] and json.loads(calls)["call_id"] == NASTY

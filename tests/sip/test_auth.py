@@ -191,6 +191,31 @@ def test_server_refuses_wrong_password_unknown_user_and_forged_nonce() -> None:
     assert srv.verify(register(), 1.0).reason == "no credentials for this realm"
 
 
+def test_an_unknown_user_costs_the_same_hash_as_a_wrong_password(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No timing difference tells a scanner which users exist: the server hashes an unknown
+    user's credentials (against a password that matches nothing) like a known user's."""
+    import softphone.sip.auth as auth
+
+    hashed: list[str] = []
+    real = auth.digest_response
+
+    def counting(**kw: str) -> str:
+        hashed.append(kw["username"])
+        return real(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auth, "digest_response", counting)
+    srv = server()
+    req = register()
+    bad, _ = authorized(srv, 0.0, DigestClient("alice", "nope"), req)
+    ghost, _ = authorized(srv, 0.0, DigestClient("mallory", "nope"), req)
+    hashed.clear()
+    answers = [srv.verify(bad, 1.0), srv.verify(ghost, 1.0)]
+    assert hashed == ["alice", "mallory"]
+    assert [(r.user, r.reason, r.stale) for r in answers] == \
+        [(None, "unknown user or wrong password", False)] * 2
+
+
 def test_server_answers_stale_on_an_expired_nonce() -> None:
     srv = server(nonce_lifetime=60.0)
     retry, client = authorized(srv, 1000.0)

@@ -128,6 +128,31 @@ def test_header_faults_are_named(extra: str, reason: str) -> None:
     assert info.value.status == 400 and info.value.request is not None
 
 
+@pytest.mark.parametrize("bad", ["\x1b[2J", "\x00", "\x7f", "\x85", "\u2028", "\x0b"])
+@pytest.mark.parametrize("where", ["Call-ID", "From", "To"])
+def test_a_control_character_in_a_call_id_or_tag_is_a_400(where: str, bad: str) -> None:
+    """They would split or hide in a log line: a Call-ID or tag is never allowed them."""
+    original = {"Call-ID": "Call-ID: a84b4c76e66710@192.0.2.1",
+                "From": 'From: "Alice A." <sip:alice@example.com>;tag=1928301774',
+                "To": "To: Bob <sip:bob@example.com>"}[where]
+    forged = original.replace("a84b4c76e66710", f"a84b{bad}c76") if where == "Call-ID" \
+        else original.replace("1928301774", f"19{bad}28") if where == "From" \
+        else original + f";tag=x{bad}y"
+    data = invite().decode("latin-1").replace(original, forged).encode("utf-8")
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    assert info.value.status == 400 and info.value.request is not None
+    assert info.value.reason == (f"Bad {where}: control character"
+                                 + ("" if where == "Call-ID" else " in the tag"))
+    assert error_response(info.value) is not None  # answered: 400 with that reason
+
+
+def test_a_display_name_may_still_quote_a_control_character() -> None:
+    """RFC 4475 §3.1.1.7: a quoted-pair in a display name is legal (only tags are checked)."""
+    data = invite().replace(b'"Alice A."', b'"Alice \\\x07 A."')
+    assert isinstance(parse_message(data), SipRequest)
+
+
 def test_broken_responses_are_never_answered() -> None:
     data = (
         b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n"

@@ -91,10 +91,29 @@ def test_idle_sources_are_forgotten() -> None:
 def test_only_requests_take_tokens() -> None:
     rl = RequestRateLimiter(rate_per_s=1, burst=1)
     req = b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"
+    resp = b"SIP/2.0 200 OK\r\n\r\n"
+    assert all(rl.allow_packet(resp, "192.0.2.8", 0.0) for _ in range(10))  # free
     assert rl.allow_packet(req, "192.0.2.9", 0.0)
     assert not rl.allow_packet(b"\r\n" + req, "192.0.2.9", 0.0)
-    assert rl.allow_packet(b"SIP/2.0 200 OK\r\n\r\n", "192.0.2.9", 0.0)
     assert rl.allow_packet(b"\r\n\r\n", "192.0.2.9", 0.0)
+    # a source in its penalty time has its responses dropped too; after it, they pass
+    assert not rl.allow_packet(resp, "192.0.2.9", 0.0)
+    assert rl.allow_packet(resp, "192.0.2.9", 6.0)
+
+
+def test_responses_to_no_request_are_charged_like_requests() -> None:
+    """A flood of forged responses (matching no transaction) empties the bucket as requests
+    would: then the source's requests and responses are all dropped before parsing."""
+    rl = RequestRateLimiter(rate_per_s=10, burst=5, penalty_s=5.0)
+    resp = b"SIP/2.0 200 OK\r\n\r\n"
+    passed = 0
+    for _ in range(50):
+        if rl.allow_packet(resp, "192.0.2.7", 1.0):
+            passed += 1
+            rl.charge("192.0.2.7", 1.0)  # the core found no transaction for it
+    assert passed == 6  # the burst, then the one that found the bucket empty
+    assert rl.is_blocked("192.0.2.7", 1.0)
+    assert not rl.allow_packet(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n", "192.0.2.7", 2.0)
 
 
 def test_bad_settings_are_refused() -> None:

@@ -58,6 +58,16 @@ LOADGEN_SRC = HERE / "rtp_loadgen.c"
 WORK = Path(tempfile.gettempdir()) / f"softphone-bench-edge-{os.getpid()}"
 LOADGEN = WORK / "rtp_loadgen"
 TCK = os.sysconf("SC_CLK_TCK")
+# the interpreter whose softphone is measured, and its label in the tables ("" for this one):
+# --edge-python before=/path/to/other/venv/bin/python,after=.venv/bin/python runs the same
+# rows for two installs of the edge in one run, side by side
+EDGE_PYTHON = sys.executable
+EDGE_LABEL = ""
+
+
+def use_edge(label: str, python: str) -> None:
+    global EDGE_PYTHON, EDGE_LABEL
+    EDGE_LABEL, EDGE_PYTHON = label, python
 CPU_LIMIT = 85.0
 CALLERS = 300  # bench users 3000-3299 place the calls, 4 channels each
 UACS = 4  # sipp UAC instances, each calling its own callee (4000+k, 65 channels) at rate/4
@@ -283,7 +293,7 @@ def signalling(rates: Sequence[int], direct_rates: Sequence[int], secs: float,
     rows: list[dict[str, Any]] = []
     edge_log = WORK / "edge.log"
     with edge_log.open("w") as log:
-        edge = start(["taskset", "-c", "0", sys.executable, "-m", "softphone", "edge",
+        edge = start(["taskset", "-c", "0", EDGE_PYTHON, "-m", "softphone", "edge",
                       "--config", str(cfg), "--policy", str(pol), "--sip-port", str(edge_port),
                       "--tls-port", "0", "--rtp-ports", "20000-22000", "--http-port", "0",
                       "--durability", durability,
@@ -344,7 +354,7 @@ def signalling(rates: Sequence[int], direct_rates: Sequence[int], secs: float,
                 for key, v in sipp_stats(WORK / f"{name}.csv").items():
                     if key.endswith("(C)") and v.isdigit():
                         total[key] = str(stat(total, key) + int(v))
-            row = rate_row(f"edge/{durability}", rate, total, uas1 - uas0, 3,
+            row = rate_row(f"edge/{durability}{EDGE_LABEL}", rate, total, uas1 - uas0, 3,
                            100.0 * (c1 - c0) / TCK / (t1 - t0), per * UACS)
             row["rcvbuf_drops"] = udp_rcvbuf_errors() - drops0
             row["wait_pct"] = 100.0 * (w1 - w0) / (t1 - t0)
@@ -600,7 +610,7 @@ def run_media(mode: str, loop_kind: str, ncalls: int, secs: float, first: int,
     caller_base, callee_base = phone_bases(ncalls)
     with server_out.open("w") as out:
         server = subprocess.Popen(
-            ["taskset", "-c", "0", sys.executable, __file__, "serve", mode, loop_kind,
+            ["taskset", "-c", "0", EDGE_PYTHON, __file__, "serve", mode, loop_kind,
              str(ncalls), str(first), str(last), str(secs + 2), str(portfile),
              str(caller_base), str(callee_base)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True)
@@ -732,11 +742,11 @@ def print_media(rows: list[dict[str, Any]], secs: float) -> None:
 def print_transcode(rows: list[dict[str, Any]], secs: float) -> None:
     print(f"\nTranscoding: N calls Opus (48 kHz, complexity 5) <-> PCMA through the 16 kHz bridge, "
           f"{secs:.0f} s per row")
-    print(f"{'loop':<8} {'N':>4} {'delivered':>9} {'loss %':>6} {'CPU %':>6} {'runq %':>6} "
+    print(f"{'path':<20} {'N':>4} {'delivered':>9} {'loss %':>6} {'CPU %':>6} {'runq %':>6} "
           f"{'CPU % / call':>12} {'calls/core @85 %':>16}  verdict")
     for r in rows:
         per = r["cpu_pct"] / r["ncalls"]
-        print(f"{r['loop']:<8} {r['ncalls']:>4} {r['delivered_pps']:>9.0f} {r['loss_pct']:>6.2f} "
+        print(f"{r['label']:<20} {r['ncalls']:>4} {r['delivered_pps']:>9.0f} {r['loss_pct']:>6.2f} "
               f"{r['cpu_pct']:>6.1f} {r['wait_pct']:>6.1f} {per:>12.3f} {CPU_LIMIT / per:>16.0f}"
               f"  {r['why']}")
     for label in dict.fromkeys(r["label"] for r in rows):
@@ -761,9 +771,15 @@ def main() -> None:
     ap.add_argument("--durability", default="full",
                     help="the edge's [data] durability for the signalling part, comma "
                          "separated to run each in turn (full,relaxed: the fsync cost)")
+    ap.add_argument("--edge-python", default="",
+                    help="label=python,... : measure each interpreter's installed softphone "
+                         "in turn, in this one run (e.g. before=../old/.venv/bin/python,after="
+                         ".venv/bin/python)")
     ap.add_argument("--rtp-ports", default="20000-29999",
                     help="media driver's range (20000-22000 holds only 500 calls)")
     args = ap.parse_args()
+    pythons = [("@" + lab, py) for lab, _, py in
+               (x.partition("=") for x in args.edge_python.split(",") if x)] or [("", EDGE_PYTHON)]
     parts = set(args.only.split(","))
     first, last = (int(x) for x in args.rtp_ports.split("-"))
     WORK.mkdir(parents=True, exist_ok=True)
@@ -797,9 +813,13 @@ def main() -> None:
                 rates = [int(x) for x in args.rates.split(",")]
                 direct_rates = rates
             sig_rows: list[dict[str, Any]] = []
-            for k, durability in enumerate(args.durability.split(",")):
-                sig_rows += signalling(rates, direct_rates if k == 0 else [], sig_secs,
-                                       durability=durability)
+            k = 0
+            for label, python in pythons:
+                use_edge(label, python)
+                for durability in args.durability.split(","):
+                    sig_rows += signalling(rates, direct_rates if k == 0 else [], sig_secs,
+                                           durability=durability)
+                    k += 1
             print_signalling(sig_rows, sig_secs)
         if args.profile:
             # a pass of its own: a sampler attached to the edge must not touch the tables
@@ -810,11 +830,20 @@ def main() -> None:
         if parts & {"media", "transcode"}:
             build_loadgen()
         if "media" in parts:
-            print_media(media(grid, series, m_secs, first, last), m_secs)
+            m_rows: list[dict[str, Any]] = []
+            for label, python in pythons:
+                use_edge(label, python)
+                m_rows += media(grid, [(f"{lab}{label}", mode, lk)
+                                       for lab, mode, lk in series], m_secs, first, last)
+            print_media(m_rows, m_secs)
         if "transcode" in parts:
-            print_transcode(media(grid, [("opus asyncio", "opus", "asyncio"),
-                                         ("opus uvloop", "opus", "uvloop")], m_secs,
-                                  first, last), m_secs)
+            t_rows: list[dict[str, Any]] = []
+            for label, python in pythons:
+                use_edge(label, python)
+                t_rows += media(grid, [(f"opus asyncio{label}", "opus", "asyncio"),
+                                       (f"opus uvloop{label}", "opus", "uvloop")], m_secs,
+                                first, last)
+            print_transcode(t_rows, m_secs)
         print(f"\n(total {time.monotonic() - t_start:.0f} s; raw rows as JSON on stderr, files in "
               f"{WORK})")
     finally:

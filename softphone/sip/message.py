@@ -614,12 +614,20 @@ def _parse(data: bytes, stream: bool) -> SipMessage:
 def _control_character(fields: list[tuple[str, str, str]],
                        index: dict[str, list[str]]) -> None:
     """The one check for control characters in header values: a 400 naming the header, not
-    answered when the field would be copied into the answer (the request is dropped)."""
+    answered when the field would be copied into the answer (the request is dropped), except
+    in a Call-ID or a tag: those are answered 400 as the dialog checks name them (a phone that
+    put one there is told, and nothing of it reaches a log unescaped)."""
     for key, display, value in fields:
         m = _CTL_RE.search(value)
-        if m is not None:
-            raise SipParseError(f"Control character {ord(m.group()):#04x} in {display}",
-                                respondable="via" in index and key not in _ECHOED)
+        if m is None:
+            continue
+        if key == "call-id":
+            raise SipParseError("Bad Call-ID: control character", respondable="via" in index)
+        if key in ("from", "to") and _CONTROL.search(_tag_text(value)) is not None:
+            raise SipParseError(f"Bad {display}: control character in the tag",
+                                respondable="via" in index)
+        raise SipParseError(f"Control character {ord(m.group()):#04x} in {display}",
+                            respondable="via" in index and key not in _ECHOED)
     raise SipParseError("Control character in the start line", respondable="via" in index)
 
 

@@ -109,7 +109,7 @@ def test_a_call_the_edge_refuses_after_admission_is_no_short_call(
     cfg = edge_file(tmp_path / "edge.toml", {}, [trunk_user("1001", "+33123450001")])
     if status == 503:
         (edge_port,) = lab.take_ports(1)
-        edge = EdgeProcess(tmp_path / "edge", edge_port, (21000, 21001), extra=[
+        edge = EdgeProcess(tmp_path / "edge", edge_port, (21000, 21005), extra=[
             "--config", str(cfg), "--policy", str(policy),
             "--trunk", f"sip:127.0.0.1:{trunk_port}"]).start()
     else:

@@ -1,0 +1,232 @@
+"""``softphone agent`` driven over MQTT: a real edge, Debian's mosquitto, the agent's process.
+
+The agent registers as 1001 at the edge; a test-side MQTT client tells it to dial 600 (the
+echo) with file audio and to hang up. Checked: the events arrive in order (``seq`` up by one,
+call states in protocol order) and each message validates against its JSON Schema; a
+duplicated command token is answered once; an invalid command gets an error naming the field;
+a second dial while the call is up is refused with R-CALLS-1 (reply and policy event); the
+recorded out.wav holds the tone in.wav played (Goertzel, median over 100 ms windows). Then the
+broker is stopped mid-call and started again: the watcher saw ``offline`` (the agent's Will),
+the agent reconnects, the events it produced meanwhile arrive in order, and the call was never
+dropped (the edge's call log has one call, ended by the agent's BYE after the outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab.agent_mqtt import AgentProcess, Watcher
+from lab.edge_proc import EdgeProcess
+from lab.mosquitto import MOSQUITTO, Mosquitto
+
+from softphone.agent.messages import schema
+from softphone.media.tone import median_tone_ratio, read_wav, tone, write_wav
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed "
+                                 "(Debian package mosquitto; `make system-deps` installs it)")]
+jsonschema = pytest.importorskip("jsonschema")
+
+EDGE_RTP = (23000, 23199)
+AGENT_RTP = "23200-23399"
+AGENT_ID = "desk-7"
+TONE_HZ = 440.0
+
+
+def validator(name: str) -> Any:
+    return jsonschema.Draft202012Validator(schema(name))
+
+
+def check_schemas(watcher: Watcher) -> None:
+    kinds = {"event": validator("event"), "state": validator("state"),
+             "status": validator("status")}
+    resp = validator("cmd_resp")
+    for m in watcher.messages:
+        suffix = m.topic.removeprefix(watcher.prefix + "/")
+        v = resp if suffix.startswith("cmd_resp/") else kinds.get(suffix)
+        if v is None:
+            continue  # our own commands on cmd
+        errors = sorted(v.iter_errors(m.json()), key=str)
+        assert not errors, f"{m.topic} {m.payload!r}: {errors[0].message}"
+
+
+def in_order(events: list[dict[str, Any]]) -> None:
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+
+
+def write_config(tmp: Path, sip: int, mqtt: int, interval: int = 5) -> Path:
+    path = tmp / "agent.toml"
+    path.write_text(f"""
+[agent]
+id = "{AGENT_ID}"
+rtp_ports = "{AGENT_RTP}"
+quality_interval_s = {interval}
+
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt}
+queue = 100
+
+[[accounts]]
+name = "main"
+registrar = "sip:127.0.0.1:{sip}"
+user = "1001"
+password = "demo-1001"
+expires = 120
+""")
+    return path
+
+
+def make_tone(path: Path) -> None:
+    write_wav(path, tone(TONE_HZ, 8000, 8000 * 3), 8000)
+
+
+def recorded_ratio(path: Path) -> float:
+    pcm, rate = read_wav(path)
+    skip = 2 * rate // 2  # the first half second: the echo's path filling up
+    return median_tone_ratio(pcm[skip:], rate, TONE_HZ)
+
+
+async def dial_600(watcher: Watcher) -> str:
+    await watcher.wait_event(15, type="registration", state="registered")
+    await watcher.publish("cmd", {"version": 1, "token": "dial-1", "command": "dial",
+                                  "target": "600"})
+    reply = await watcher.wait_reply("dial-1")
+    assert reply["ok"], reply
+    call: str = reply["result"]["call"]
+    await watcher.wait_event(10, type="call", call=call, state="established")
+    return call
+
+
+@pytest.mark.timeout(150)
+async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_recorded(
+        tmp_path: Path, lab: Any) -> None:
+    sip, mqtt_port = lab.take_ports(2)
+    make_tone(tmp_path / "in.wav")
+    out = tmp_path / "out.wav"
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    agent = AgentProcess(write_config(tmp_path, sip, mqtt_port),
+                         f"file:{tmp_path / 'in.wav'},{out}")
+    watcher = Watcher(mqtt_port, AGENT_ID, f"test-{os.getpid()}-a")
+    try:
+        await watcher.start()
+        agent.start()
+        call = await dial_600(watcher)
+        # a second dial while the call is up: refused by the guard, with its rule id
+        await watcher.publish("cmd", {"version": 1, "token": "dial-2", "command": "dial",
+                                      "target": "1002"})
+        second = await watcher.wait_reply("dial-2")
+        assert not second["ok"] and second["error"]["code"] == "refused", second
+        assert second["error"]["rule"] == "R-CALLS-1", second
+        assert "Annex 4" in second["error"]["clause"], second
+        policy = await watcher.wait_event(5, type="policy", rule="R-CALLS-1")
+        assert policy["decision"] == "refused" and policy["target"] == "1002", policy
+        # the same token again (QoS 1 may deliver twice): answered once
+        await watcher.publish("cmd", {"version": 1, "token": "dial-1", "command": "dial",
+                                      "target": "600"})
+        # invalid commands: the error names the field
+        await watcher.publish("cmd", {"version": 1, "token": "bad-1", "command": "dtmf",
+                                      "digits": "12x"})
+        bad = await watcher.wait_reply("bad-1")
+        assert not bad["ok"] and bad["error"]["field"] == "digits", bad
+        await watcher.publish("cmd", {"version": 1, "token": "bad-2", "command": "teleport"})
+        bad2 = await watcher.wait_reply("bad-2")
+        assert bad2["error"]["field"] == "command", bad2
+        await watcher.publish("cmd", b"{not json")  # no token: logged, nothing answered
+        # hold and resume are re-INVITEs the edge answers; dtmf, mute and status answered
+        for token, command, extra in (("hold-1", "hold", {}), ("resume-1", "resume", {}),
+                                      ("dtmf-1", "dtmf", {"digits": "12#"}),
+                                      ("mute-1", "mute", {"on": False}),
+                                      ("status-1", "status", {})):
+            await watcher.publish("cmd", {"version": 1, "token": token, "command": command,
+                                          **extra})
+            answer = await watcher.wait_reply(token)
+            assert answer["ok"], answer
+        # our offer said sendonly, the edge's answer recvonly: we send, it does not
+        await watcher.wait_event(5, type="call", call=call, state="held", media="sendonly")
+        await watcher.wait_event(5, type="call", call=call, state="resumed", media="sendrecv")
+        status = (await watcher.wait_reply("status-1"))["result"]
+        assert status["call"]["call"] == call and status["call"]["held"] is False, status
+        assert status["registrations"][0]["state"] == "registered", status
+        await asyncio.sleep(3.0)
+        await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})
+        assert (await watcher.wait_reply("hang-1"))["ok"]
+        ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
+        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 2.5, ended
+        assert ended["quality"]["packets_received"] > 100, ended
+        assert len(watcher.on("cmd_resp/dial-1")) == 1, "a duplicate token was answered again"
+        states = [e["state"] for e in watcher.events() if e["type"] == "call"
+                  and e.get("call") == call]
+        assert [s for s in states if s != "ringing"] == [
+            "calling", "established", "held", "resumed", "terminated"], states
+        rc = agent.stop()
+        assert rc == 0, agent.log()[-3000:]
+        await watcher.wait_for(lambda: watcher.on("status")[-1].json()["status"] == "offline",
+                               5)
+        in_order(watcher.events())
+        check_schemas(watcher)
+        calls = edge.wait_calls(1)
+        assert len(calls) == 1, calls
+    finally:
+        agent.stop()
+        await watcher.stop()
+        edge.stop()
+        broker.stop()
+    ratio = recorded_ratio(out)
+    assert ratio > 0.8, ratio
+
+
+@pytest.mark.timeout(150)
+async def test_broker_stopped_mid_call_reconnect_queued_events_in_order_call_kept(
+        tmp_path: Path, lab: Any) -> None:
+    sip, mqtt_port = lab.take_ports(2)
+    make_tone(tmp_path / "in.wav")
+    out = tmp_path / "out.wav"
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    agent = AgentProcess(write_config(tmp_path, sip, mqtt_port, interval=1),
+                         f"file:{tmp_path / 'in.wav'},{out}")
+    watcher = Watcher(mqtt_port, AGENT_ID, f"test-{os.getpid()}-b")
+    try:
+        await watcher.start()
+        agent.start()
+        call = await dial_600(watcher)
+        await asyncio.sleep(1.5)
+        before = len(watcher.events())
+        broker.stop()
+        # the broker sent the agent's Will to the watcher on its way down
+        await watcher.wait_for(lambda: watcher.on("status")[-1].json()["status"] == "offline",
+                               3)
+        await asyncio.sleep(4.0)  # quality reports every second: queued meanwhile
+        broker.start()
+        reconnected = await watcher.wait_event(20, type="control", what="reconnected")
+        assert reconnected["dropped"] == 0 and reconnected["offline_s"] > 3.0, reconnected
+        statuses = [m.json()["status"] for m in watcher.on("status")]
+        assert statuses[-2:] == ["offline", "online"] or statuses[-1] == "online", statuses
+        events = watcher.events()
+        in_order(events)
+        during = [e for e in events[before:] if e["seq"] < reconnected["seq"]]
+        assert len([e for e in during if e["type"] == "quality"]) >= 3, during
+        assert all(e.get("state") != "terminated" for e in events), "the call was dropped"
+        await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})
+        ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
+        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 6, ended
+        assert agent.stop() == 0, agent.log()[-3000:]
+        in_order(watcher.events())
+        check_schemas(watcher)
+        (record,) = edge.wait_calls(1)
+        assert record["duration"] > 6 if "duration" in record else True, record
+    finally:
+        agent.stop()
+        await watcher.stop()
+        edge.stop()
+        broker.stop()
+    assert recorded_ratio(out) > 0.8
+    print(json.dumps({"reconnected": reconnected}))

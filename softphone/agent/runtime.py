@@ -220,7 +220,11 @@ class Agent:
         if state is CallState.TERMINATED:
             if ac.quality_task is not None:
                 ac.quality_task.cancel()
-            summary = self._quality(ac) if ac.meter is not None and ac.audio else None
+            summary = None
+            if ac.audio is not None and ac.answered_at is not None:
+                # the whole call: cumulative counters from a meter of its own
+                ac.meter = QualityMeter(ac.audio.codec_name)
+                summary = self._quality(ac, time.monotonic() - ac.answered_at)
             if ac.audio is not None:
                 ac.audio.close()
             fields.update(status=call.status, end_cause=call.end_reason or (

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,10 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         assert (await watcher.wait_reply("hang-1"))["ok"]
         ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
         assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 2.5, ended
-        assert ended["quality"]["packets_received"] > 100, ended
+        quality = ended["quality"]
+        assert quality["packets_received"] > 100 and quality["loss_percent"] < 5, quality
+        assert quality["interval_s"] > 2.5 and 4.0 < quality["mos"] <= 4.5, quality
+        print(json.dumps({"codec": quality["codec"], "quality": quality}))
         assert len(watcher.on("cmd_resp/dial-1")) == 1, "a duplicate token was answered again"
         states = [e["state"] for e in watcher.events() if e["type"] == "call"
                   and e.get("call") == call]
@@ -168,6 +172,7 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
             "calling", "established", "held", "resumed", "terminated"], states
         rc = agent.stop()
         assert rc == 0, agent.log()[-3000:]
+        assert "Traceback" not in agent.log(), agent.log()
         await watcher.wait_for(lambda: watcher.on("status")[-1].json()["status"] == "offline",
                                5)
         in_order(watcher.events())
@@ -180,6 +185,7 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         edge.stop()
         broker.stop()
     ratio = recorded_ratio(out)
+    print(json.dumps({"tone_ratio": round(ratio, 3)}))
     assert ratio > 0.8, ratio
 
 
@@ -218,6 +224,10 @@ async def test_broker_stopped_mid_call_reconnect_queued_events_in_order_call_kep
         await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})
         ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
         assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 6, ended
+        reports = [e for e in watcher.events() if e["type"] == "quality"]
+        # the edge's RTCP receiver report about our stream came and was read
+        assert reports and reports[-1]["remote_loss_percent"] == 0.0, reports[-1:]
+        print(json.dumps({"last_quality": reports[-1]}))
         assert agent.stop() == 0, agent.log()[-3000:]
         in_order(watcher.events())
         check_schemas(watcher)
@@ -230,3 +240,30 @@ async def test_broker_stopped_mid_call_reconnect_queued_events_in_order_call_kep
         broker.stop()
     assert recorded_ratio(out) > 0.8
     print(json.dumps({"reconnected": reconnected}))
+
+
+@pytest.mark.timeout(90)
+def test_without_a_broker_the_agent_is_a_phone_and_says_control_is_off(tmp_path: Path,
+                                                                       lab: Any) -> None:
+    (sip,) = lab.take_ports(1)
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    config = write_config(tmp_path, sip, 1)
+    text = config.read_text()
+    config.write_text(text[:text.index("[mqtt]")] + text[text.index("[[accounts]]"):])
+    agent = AgentProcess(config, "null")
+    try:
+        agent.start()
+        assert "control is off" in agent.log(), agent.log()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and edge.status().get("registrations") != 1:
+            time.sleep(0.2)
+        assert edge.status().get("registrations") == 1, edge.status()
+        assert agent.stop() == 0, agent.log()[-3000:]
+        assert "'state': 'unregistered'" in agent.log(), agent.log()[-3000:]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and edge.status().get("registrations") != 0:
+            time.sleep(0.2)
+        assert edge.status().get("registrations") == 0, edge.status()
+    finally:
+        agent.stop()
+        edge.stop()

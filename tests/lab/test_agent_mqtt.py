@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,14 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         bad2 = await watcher.wait_reply("bad-2")
         assert bad2["error"]["field"] == "command", bad2
         await watcher.publish("cmd", b"{not json")  # no token: logged, nothing answered
+        # 112 on a line without the emergency service: refused with the notice, even though
+        # a call is up (the emergency rule is asked first)
+        await watcher.publish("cmd", {"version": 1, "token": "sos-1", "command": "dial",
+                                      "target": "112"})
+        sos = await watcher.wait_reply("sos-1")
+        assert sos["error"]["rule"] == "R-EMERG-1", sos
+        notice = await watcher.wait_event(5, type="policy", rule="R-EMERG-1")
+        assert notice["decision"] == "refused" and "not available" in notice["notice"], notice
         # hold and resume are re-INVITEs the edge answers; dtmf, mute and status answered
         for token, command, extra in (("hold-1", "hold", {}), ("resume-1", "resume", {}),
                                       ("dtmf-1", "dtmf", {"digits": "12#"}),
@@ -178,7 +187,7 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         in_order(watcher.events())
         check_schemas(watcher)
         calls = edge.wait_calls(1)
-        assert len(calls) == 1, calls
+        assert len(calls) == 1, calls  # neither 1002 nor 112 reached the edge
     finally:
         agent.stop()
         await watcher.stop()
@@ -267,3 +276,59 @@ def test_without_a_broker_the_agent_is_a_phone_and_says_control_is_off(tmp_path:
     finally:
         agent.stop()
         edge.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_an_incoming_call_is_announced_and_answered_over_mqtt(tmp_path: Path,
+                                                                    lab: Any) -> None:
+    """1002 (``softphone call`` with a 440 Hz tone) calls 1001, the agent: the incoming event
+    names the caller, the answer command connects it, the caller hears in.wav's tone and the
+    agent's out.wav holds the caller's."""
+    sip, mqtt_port = lab.take_ports(2)
+    make_tone(tmp_path / "in.wav")
+    out = tmp_path / "out.wav"
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    agent = AgentProcess(write_config(tmp_path, sip, mqtt_port),
+                         f"file:{tmp_path / 'in.wav'},{out}")
+    watcher = Watcher(mqtt_port, AGENT_ID, f"test-{os.getpid()}-c")
+    caller: asyncio.subprocess.Process | None = None
+    try:
+        await watcher.start()
+        agent.start()
+        await watcher.wait_event(15, type="registration", state="registered")
+        caller = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "softphone", "call", f"sip:1001@127.0.0.1:{sip}",
+            "--user", "1002", "--password", "demo-1002", "--tone", str(TONE_HZ),
+            "--expect-tone", "--duration", "3", "--rtp-ports", "23400-23499",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL)
+        incoming = await watcher.wait_event(15, type="call", state="incoming")
+        assert "1002" in incoming["peer"] and incoming["direction"] == "incoming", incoming
+        await watcher.publish("cmd", {"version": 1, "token": "ans-1", "command": "answer",
+                                      "call": incoming["call"]})
+        assert (await watcher.wait_reply("ans-1"))["ok"]
+        await watcher.wait_event(5, type="call", call=incoming["call"], state="established")
+        output, _ = await asyncio.wait_for(caller.communicate(), 40)
+        text = output.decode()
+        assert caller.returncode == 0, text  # the caller heard in.wav's tone
+        ended = await watcher.wait_event(10, type="call", call=incoming["call"],
+                                         state="terminated")
+        assert ended["end_cause"] == "remote hangup", ended
+        # answering a call that is over: the error names the field
+        await watcher.publish("cmd", {"version": 1, "token": "ans-2", "command": "answer",
+                                      "call": incoming["call"]})
+        late = await watcher.wait_reply("ans-2")
+        assert late["error"]["code"] == "unknown_call" and late["error"]["field"] == "call"
+        assert agent.stop() == 0, agent.log()[-3000:]
+        in_order(watcher.events())
+        check_schemas(watcher)
+    finally:
+        if caller is not None and caller.returncode is None:
+            caller.kill()
+            await caller.wait()
+        agent.stop()
+        await watcher.stop()
+        edge.stop()
+        broker.stop()
+    assert recorded_ratio(out) > 0.8

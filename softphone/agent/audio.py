@@ -57,17 +57,23 @@ class AudioSpec:
             play_s, comma, record_s = text[5:].partition(",")
             if not comma or not play_s or not record_s:
                 raise AudioSpecError(f"must look like file:in.wav,out.wav, got {text!r}")
-            play = Path(play_s)
+            return cls.files(play_s, record_s)
+        raise AudioSpecError(f"must be null or file:in.wav,out.wav, got {text!r}")
+
+    @classmethod
+    def files(cls, play: str | None, record: str | None) -> AudioSpec:
+        """A WAV to play (None: silence) and one to write (None: nothing kept), checked."""
+        if play is not None:
             try:
                 _, rate = read_wav(play)
             except (OSError, ValueError) as exc:
                 raise AudioSpecError(f"cannot play {play}: {exc}") from None
             if rate not in RATES:
                 raise AudioSpecError(f"{play}: sample rate {rate} not among {RATES}")
-            if not Path(record_s).parent.is_dir():
-                raise AudioSpecError(f"cannot record to {record_s}: no such directory")
-            return cls("file", play, Path(record_s))
-        raise AudioSpecError(f"must be null or file:in.wav,out.wav, got {text!r}")
+        if record is not None and not Path(record).parent.is_dir():
+            raise AudioSpecError(f"cannot record to {record}: no such directory")
+        return cls("file", None if play is None else Path(play),
+                   None if record is None else Path(record))
 
     def describe(self) -> str:
         return "null" if self.kind == "null" else f"file:{self.play},{self.record}"
@@ -144,7 +150,7 @@ class CallAudio:
         start = loop.time()
         n = 0
         jitter = self.session.jitter
-        keep = self.spec.kind == "file"
+        keep = self.spec.record is not None
         while not self.closed:
             if self._digits and not self.session.dtmf_out.active:
                 if self._gap >= 3:
@@ -174,7 +180,7 @@ class CallAudio:
         if self._task is not None:
             self._task.cancel()
         self.session.close("call ended")
-        if self.spec.kind == "file" and self.spec.record is not None:
+        if self.spec.record is not None:
             try:
                 write_wav(self.spec.record, b"".join(self._recorded), self.codec.clock_rate)
             except OSError as exc:

@@ -20,10 +20,15 @@ from pathlib import Path
 
 MOSQUITTO = shutil.which("mosquitto") or next(
     (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None)
+PASSWD = shutil.which("mosquitto_passwd")
 
 
 class Mosquitto:
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path, port: int, *, secure_port: int | None = None,
+                 cert: tuple[Path, Path] | None = None,
+                 users: dict[str, str] | None = None) -> None:
+        """``port``: plain, anonymous. ``secure_port``: TLS with ``cert`` (certificate, key)
+        and only the ``users`` (name -> password), each listener with its own settings."""
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed")
         self.workdir = workdir
@@ -32,9 +37,20 @@ class Mosquitto:
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
+        lines = ["per_listener_settings true", "persistence true",
                  f"persistence_location {workdir}/", "log_dest stderr",
-                 "log_type error", "log_type warning", "log_type notice", "log_type information"]
+                 "log_type error", "log_type warning", "log_type notice", "log_type information",
+                 f"listener {port} 127.0.0.1", "allow_anonymous true"]
+        if secure_port is not None:
+            assert cert is not None and users
+            passwords = workdir / "passwords"
+            passwords.write_text("")
+            for name, password in users.items():
+                subprocess.run([PASSWD or "mosquitto_passwd", "-b", str(passwords), name,
+                                password], check=True, timeout=20, capture_output=True)
+            lines += [f"listener {secure_port} 127.0.0.1", f"certfile {cert[0]}",
+                      f"keyfile {cert[1]}", "allow_anonymous false",
+                      f"password_file {passwords}"]
         if os.geteuid() == 0:
             # as root it would drop to the user "mosquitto", who cannot write the test's dir
             lines.append(f"user {getpass.getuser()}")

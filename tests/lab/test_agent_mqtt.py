@@ -28,6 +28,7 @@ from lab.mosquitto import MOSQUITTO, Mosquitto
 
 from softphone.agent.messages import schema
 from softphone.media.tone import median_tone_ratio, read_wav, tone, write_wav
+from softphone.sip.tls import make_self_signed
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed "
@@ -332,3 +333,48 @@ async def test_an_incoming_call_is_announced_and_answered_over_mqtt(tmp_path: Pa
         edge.stop()
         broker.stop()
     assert recorded_ratio(out) > 0.8
+
+
+@pytest.mark.timeout(120)
+async def test_tls_and_a_password_to_the_broker(tmp_path: Path, lab: Any) -> None:
+    """The agent's listener on the broker is TLS with users only: with the CA and the right
+    password the agent comes online; with a wrong one it is refused, says so, keeps trying,
+    and is a phone all the same (registered at the edge)."""
+    sip, plain, secure = lab.take_ports(3)
+    cert, key = tmp_path / "broker.crt", tmp_path / "broker.key"
+    make_self_signed(cert, key, hosts=["127.0.0.1"])
+    broker = Mosquitto(tmp_path / "mq", plain, secure_port=secure, cert=(cert, key),
+                       users={"desk": "s3cret"}).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    watcher = Watcher(plain, AGENT_ID, f"test-{os.getpid()}-d")
+    config = write_config(tmp_path, sip, secure)
+    base = config.read_text()
+    wrong: AgentProcess | None = None
+    agent: AgentProcess | None = None
+    try:
+        await watcher.start()
+        config.write_text(base.replace("queue = 100", f'queue = 100\ntls = true\nca_file = '
+                                       f'"{cert}"\nusername = "desk"\npassword = "guess"'))
+        wrong = AgentProcess(config, "null").start()
+        await asyncio.sleep(2.0)
+        assert not watcher.on("status"), "came online with a wrong password"
+        assert "not reachable" in wrong.log() and "authori" in wrong.log().lower(), wrong.log()
+        assert edge.status().get("registrations") == 1 or "'state': 'registered'" in wrong.log()
+        assert wrong.stop() == 0
+        config.write_text(base.replace("queue = 100", f'queue = 100\ntls = true\nca_file = '
+                                       f'"{cert}"\nusername = "desk"\npassword = "s3cret"'))
+        agent = AgentProcess(config, "null").start()
+        await watcher.wait_for(lambda: bool(watcher.on("status")) and
+                               watcher.on("status")[-1].json()["status"] == "online", 10)
+        await watcher.wait_event(10, type="registration", state="registered")
+        assert agent.stop() == 0, agent.log()[-3000:]
+        await watcher.wait_for(lambda: watcher.on("status")[-1].json()["status"] == "offline",
+                               5)
+        check_schemas(watcher)
+    finally:
+        for proc in (wrong, agent):
+            if proc is not None:
+                proc.stop()
+        await watcher.stop()
+        edge.stop()
+        broker.stop()

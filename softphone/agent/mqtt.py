@@ -12,7 +12,8 @@ same instant. Events and replies go through one queue, in order; one is taken of
 the broker acknowledged it (QoS 1 PUBACK), so a connection lost mid-publish sends it again
 after reconnect (at least once: ``seq`` tells a duplicate). While the broker is away the queue
 keeps at most ``queue`` messages: when it is full the oldest is dropped and counted, and the
-count is reported after reconnect (``on_connected``).
+count is reported after reconnect (``on_connected``; also on the first connect when the
+queue overflowed before it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ BACKOFF_FIRST_S = 0.5
 class MqttLink:
     def __init__(self, settings: MqttSettings, agent_id: str, *,
                  on_command: Callable[[bytes], Awaitable[None]],
-                 on_connected: Callable[[int, float], None] | None = None) -> None:
+                 on_connected: Callable[[int, int, float], None] | None = None) -> None:
         self.settings = settings
         self.agent_id = agent_id
         self.prefix = f"softphone/{agent_id}"
@@ -62,9 +63,10 @@ class MqttLink:
     def topic(self, suffix: str) -> str:
         return f"{self.prefix}/{suffix}"
 
-    def send(self, suffix: str, message: dict[str, Any]) -> None:
-        """Queue one event or reply (never retained); the oldest goes when the queue is full."""
-        if len(self._queue) >= self.settings.queue:
+    def send(self, suffix: str, message: dict[str, Any], *, keep_all: bool = False) -> None:
+        """Queue one event or reply (never retained); the oldest goes when the queue is full,
+        unless ``keep_all`` (the report of what was dropped must not drop another)."""
+        if len(self._queue) >= self.settings.queue and not keep_all:
             self._queue.popleft()
             self.dropped += 1
             self.dropped_total += 1
@@ -115,9 +117,9 @@ class MqttLink:
                              self.settings.host, self.settings.port, len(self._queue),
                              self.dropped)
                     self._state_dirty = self._state is not None
-                    if self.on_connected is not None and self.connects > 1:
-                        self.on_connected(self.dropped, offline)
-                    self.dropped = 0
+                    dropped, self.dropped = self.dropped, 0
+                    if self.on_connected is not None and (self.connects > 1 or dropped):
+                        self.on_connected(self.connects, dropped, offline)
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
                 if self.connected or self._lost_at is None:

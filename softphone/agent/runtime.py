@@ -89,7 +89,7 @@ class Agent:
                    "type": kind, **fields}
         log.info("event %s", message)
         if self.link is not None:
-            self.link.send("event", message)
+            self.link.send("event", message, keep_all=kind == "control")
         self.publish_state()
         return message
 
@@ -134,9 +134,9 @@ class Agent:
             self.registrations[account.name] = reg
         self.publish_state()
 
-    def on_reconnected(self, dropped: int, offline_s: float) -> None:
-        self.event("control", what="reconnected", dropped=dropped,
-                   offline_s=round(offline_s, 3))
+    def on_reconnected(self, connects: int, dropped: int, offline_s: float) -> None:
+        self.event("control", what="reconnected" if connects > 1 else "connected",
+                   dropped=dropped, offline_s=round(offline_s, 3))
 
     async def stop(self) -> None:
         self.event("agent", what="stopping")

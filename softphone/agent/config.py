@@ -54,7 +54,7 @@ __all__ = ["Account", "AgentConfig", "ConfigError", "MqttSettings", "load", "par
 AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _AGENT_KEYS = ("id", "listen", "rtp_ports", "codecs", "quality_interval_s")
 _MQTT_KEYS = ("host", "port", "username", "password", "tls", "ca_file", "keepalive_s", "queue",
-              "backoff_max_s", "client_id")
+              "backoff_max_s", "client_id", "homeassistant", "discovery_prefix")
 _ACCOUNT_KEYS = ("name", "registrar", "user", "password", "expires", "emergency", "country",
                  "outside_line_prefix", "display_name")
 
@@ -84,6 +84,8 @@ class MqttSettings:
     queue: int = 1000
     backoff_max_s: float = 30.0
     client_id: str = ""
+    homeassistant: bool = False     # Home Assistant MQTT discovery (softphone.agent.homeassistant)
+    discovery_prefix: str = "homeassistant"
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,18 @@ def _mqtt(doc: ConfigText, raw: object) -> MqttSettings:
         raise sec.error("password", "given without a username")
     client_id = sec.text("client_id", "")
     backoff = sec.integer("backoff_max_s", 30, lo=1, hi=3600)
+    prefix = sec.text("discovery_prefix", "homeassistant")
+    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") \
+            or prefix.endswith("/"):
+        raise sec.error("discovery_prefix", f"must be a topic without wildcards or outer "
+                                            f"slashes, got {prefix!r}")
     return MqttSettings(host=host, port=sec.integer("port", 8883 if tls else 1883, lo=1, hi=65535),
                         username=username, password=password, tls=tls, ca_file=ca_file,
                         keepalive_s=sec.integer("keepalive_s", 30, lo=5, hi=3600),
                         queue=sec.integer("queue", 1000, lo=1, hi=1_000_000),
-                        backoff_max_s=float(backoff), client_id=client_id)
+                        backoff_max_s=float(backoff), client_id=client_id,
+                        homeassistant=sec.boolean("homeassistant", False),
+                        discovery_prefix=prefix)
 
 
 def _read(doc: ConfigText) -> AgentConfig:

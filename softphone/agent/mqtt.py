@@ -30,6 +30,7 @@ from typing import Any
 import aiomqtt
 
 from softphone.agent.config import MqttSettings
+from softphone.agent.homeassistant import discovery
 from softphone.agent.messages import dumps, status
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class MqttLink:
         self._stopping = False
         self._client: aiomqtt.Client | None = None
         self._lost_at: float | None = None
+        self._ha_status = f"{settings.discovery_prefix}/status"
+        self.discovery_sent = 0
 
     # -- what the agent hands in ------------------------------------------------------------
 
@@ -109,6 +112,9 @@ class MqttLink:
                     await client.subscribe(self.topic("cmd"), qos=1)
                     await client.publish(self.topic("status"), dumps(status(True)), qos=1,
                                          retain=True)
+                    if self.settings.homeassistant:
+                        await self._discovery(client)
+                        await client.subscribe(self._ha_status, qos=1)
                     self.connected = True
                     self.connects += 1
                     backoff = BACKOFF_FIRST_S
@@ -158,8 +164,17 @@ class MqttLink:
             if exc is not None:
                 raise exc
 
+    async def _discovery(self, client: aiomqtt.Client) -> None:
+        for topic, payload in discovery(self.agent_id, self.settings.discovery_prefix):
+            await client.publish(topic, payload, qos=1, retain=True)
+        self.discovery_sent += 1
+
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if message.topic.value == self._ha_status:
+                if message.payload in (b"online", "online"):
+                    await self._discovery(client)  # Home Assistant (re)started: tell it again
+                continue
             payload = message.payload
             if isinstance(payload, bytes | bytearray):
                 await self.on_command(bytes(payload))

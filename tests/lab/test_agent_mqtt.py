@@ -14,6 +14,7 @@ dropped (the edge's call log has one call, ended by the agent's BYE after the ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from lab.agent_mqtt import AgentProcess, Watcher
 from lab.edge_proc import EdgeProcess
@@ -395,5 +397,50 @@ async def test_tls_and_a_password_to_the_broker(tmp_path: Path, lab: Any) -> Non
             if proc is not None:
                 proc.stop()
         await watcher.stop()
+        edge.stop()
+        broker.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_home_assistant_discovery_retained_and_sent_again_on_its_birth(
+        tmp_path: Path, lab: Any) -> None:
+    sip, mqtt_port = lab.take_ports(2)
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    config = write_config(tmp_path, sip, mqtt_port)
+    config.write_text(config.read_text().replace("queue = 100", "queue = 100\n"
+                                                 "homeassistant = true"))
+    agent = AgentProcess(config, "null")
+    seen: list[tuple[str, bool]] = []
+
+    async def home_assistant() -> None:
+        async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier="ha-test") as ha:
+            await ha.subscribe("homeassistant/+/+/+/config", qos=1)
+            ready.set()
+            async for m in ha.messages:
+                seen.append((m.topic.value, bool(m.retain)))
+                if len(seen) == 3:
+                    await ha.publish("homeassistant/status", b"online", qos=1)  # its birth
+
+    ready = asyncio.Event()
+    task = asyncio.create_task(home_assistant())
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        agent.start()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(seen) < 6:
+            await asyncio.sleep(0.1)
+        topics = sorted({t for t, _ in seen})
+        assert topics == [f"homeassistant/button/softphone_{AGENT_ID}/answer/config",
+                          f"homeassistant/button/softphone_{AGENT_ID}/hangup/config",
+                          f"homeassistant/sensor/softphone_{AGENT_ID}/call_state/config"], seen
+        assert len(seen) == 6, seen  # once at connect, once more after the birth message
+        assert agent.stop() == 0, agent.log()[-3000:]
+        assert "Traceback" not in agent.log(), agent.log()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await task
+        agent.stop()
         edge.stop()
         broker.stop()

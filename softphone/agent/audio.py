@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from softphone.agent.notice import NOTICE_RATE
 from softphone.codecs.frame import FrameCodec, codec_for
 from softphone.media.dtmf import DtmfEvent, DtmfKind
 from softphone.media.session import RtpSession
@@ -83,7 +84,12 @@ class CallAudio:
     """The media of one established call (see the module docstring)."""
 
     def __init__(self, call: Call, spec: AudioSpec, *,
-                 on_dtmf: Callable[[str], object] | None = None) -> None:
+                 on_dtmf: Callable[[str], object] | None = None,
+                 notice: bytes = b"", objection_digit: str = "",
+                 on_recording: Callable[[str], object] | None = None) -> None:
+        """``notice`` (16 kHz PCM) is played first when recording (R-REC-2): recording starts
+        once it has been sent; ``objection_digit`` received stops it and deletes what was
+        kept. ``on_recording`` hears "started" and "objected"."""
         neg = call.negotiated
         if neg is None or call.port_pair is None:
             raise ValueError(f"{call.call_id}: no negotiated media")
@@ -101,6 +107,15 @@ class CallAudio:
             if rate != self.codec.clock_rate:
                 pcm = Resampler(rate, self.codec.clock_rate).process(pcm)
             self._source = pcm
+        self._notice = b""
+        if spec.record is not None and notice:
+            self._notice = notice if self.codec.clock_rate == NOTICE_RATE else Resampler(
+                NOTICE_RATE, self.codec.clock_rate).process(notice)
+        self._notice_pos = 0
+        self.recording = spec.record is not None and not self._notice
+        self.objected = False
+        self.objection_digit = objection_digit
+        self.on_recording = on_recording
         self._recorded: list[bytes] = []
         self._digits: deque[str] = deque()
         self._gap = 3  # frames since the last digit ended (the first one goes at once)
@@ -126,7 +141,17 @@ class CallAudio:
         self.session.sending = neg is None or neg.direction in ("sendrecv", "sendonly")
 
     def _dtmf(self, _session: RtpSession, ev: DtmfEvent) -> None:
-        if ev.kind is DtmfKind.END and self.on_dtmf is not None:
+        if ev.kind is not DtmfKind.END:
+            return
+        if (ev.digit == self.objection_digit and self.spec.record is not None
+                and not self.objected):
+            # R-REC-2: the other party objects: stop, and keep nothing
+            self.objected = True
+            self.recording = False
+            self._recorded.clear()
+            if self.on_recording is not None:
+                self.on_recording("objected")
+        if self.on_dtmf is not None:
             self.on_dtmf(ev.digit)
 
     def queue_digits(self, digits: str) -> None:
@@ -135,6 +160,14 @@ class CallAudio:
 
     def _next_source(self) -> bytes:
         n = 2 * self.frame
+        if self._notice_pos < len(self._notice):  # the notice first, even when muted
+            out = self._notice[self._notice_pos:self._notice_pos + n]
+            self._notice_pos += n
+            if self._notice_pos >= len(self._notice) and not self.objected:
+                self.recording = True
+                if self.on_recording is not None:
+                    self.on_recording("started")
+            return out + bytes(n - len(out))
         if self.muted or not self._source:
             return self._silence
         if self._pos + n > len(self._source):
@@ -150,7 +183,6 @@ class CallAudio:
         start = loop.time()
         n = 0
         jitter = self.session.jitter
-        keep = self.spec.record is not None
         while not self.closed:
             if self._digits and not self.session.dtmf_out.active:
                 if self._gap >= 3:
@@ -167,7 +199,7 @@ class CallAudio:
                     pcm = self.codec.decode(None)
                 else:
                     pcm = self._silence
-                if keep:
+                if self.recording:
                     self._recorded.append(pcm)
             n += 1
             await asyncio.sleep(max(0.0, start + n * PTIME_MS / 1000 - loop.time()))
@@ -182,7 +214,11 @@ class CallAudio:
         self.session.close("call ended")
         if self.spec.record is not None:
             try:
-                write_wav(self.spec.record, b"".join(self._recorded), self.codec.clock_rate)
+                if self.objected:
+                    self.spec.record.unlink(missing_ok=True)  # an earlier call's is not this one's
+                else:
+                    write_wav(self.spec.record, b"".join(self._recorded),
+                              self.codec.clock_rate)
             except OSError as exc:
                 log.error("cannot write %s: %s", self.spec.record, exc)
 

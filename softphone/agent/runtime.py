@@ -20,6 +20,7 @@ from softphone.agent.audio import AudioSpec, CallAudio
 from softphone.agent.config import Account, AgentConfig
 from softphone.agent.guard import DialDecision, PhoneGuard
 from softphone.agent.messages import VERSION, Command, CommandError, parse_command, reply, token_of
+from softphone.agent.notice import notice_text, speak
 from softphone.agent.quality import QualityMeter
 from softphone.phone import (
     Call,
@@ -62,7 +63,10 @@ class Agent:
                  policy: PolicyConfig | None = None) -> None:
         self.config = config
         self.audio = audio
-        self.guard = PhoneGuard(policy or load_default())
+        self.policy = policy or load_default()
+        self.guard = PhoneGuard(self.policy)
+        self.notice = b""  # R-REC-2: played before the agent records (when it records)
+        self.notice_source = ""
         first = config.accounts[0]
         self.ua = UserAgent(listen=config.listen, user=first.user, username=first.user,
                             password=first.password or None, codecs=config.codecs,
@@ -123,6 +127,8 @@ class Agent:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.audio.record is not None:
+            self.notice, self.notice_source = speak(notice_text(self.policy))
         await self.ua.start()
         self.event("agent", what="started", agent_id=self.config.agent_id,
                    control="mqtt" if self.config.mqtt is not None else "off",
@@ -231,7 +237,8 @@ class Agent:
                 f"{call.status} {call.reason}".strip() if call.status else "ended"),
                 duration_s=round(time.monotonic() - ac.answered_at, 3)
                 if ac.answered_at is not None else 0.0,
-                recording=str(self.audio.record) if self.audio.record and ac.audio else None)
+                recording=str(self.audio.record) if self.audio.record and ac.audio
+                and not ac.audio.objected else None)
             if summary is not None:
                 fields["quality"] = summary
         self.event("call", state=state.value, **fields)
@@ -242,7 +249,9 @@ class Agent:
             return
         try:
             audio = CallAudio(call, self.audio, on_dtmf=lambda d: self.event(
-                "dtmf", call=ac.ref, digit=d))
+                "dtmf", call=ac.ref, digit=d), notice=self.notice,
+                objection_digit=self.policy.recording.objection_digit,
+                on_recording=lambda what: self._recording_event(ac, what))
         except Exception as exc:  # a codec that cannot run here: say so, end the call
             log.error("no media for %s: %s", ac.ref, exc)
             call.hangup()
@@ -268,6 +277,17 @@ class Agent:
             if ac.call.ended or ac.audio is None:
                 return
             self.event("quality", call=ac.ref, **self._quality(ac, interval))
+
+    def _recording_event(self, ac: AgentCall, what: str) -> None:
+        rule = "R-REC-2"
+        clause = self.policy.rules.get(rule, "")
+        if what == "started":
+            self.event("policy", rule=rule, decision="allowed", call=ac.ref, clause=clause,
+                       reason=f"recording notice played ({self.notice_source}), recording",
+                       notice=notice_text(self.policy))
+        else:
+            self.event("policy", rule=rule, decision="refused", call=ac.ref, clause=clause,
+                       reason="the other party objected: recording stopped and deleted")
 
     def _policy_event(self, decision: DialDecision, **fields: Any) -> None:
         extra: dict[str, Any] = {}

@@ -202,7 +202,15 @@ async def run_scripted(args: argparse.Namespace) -> int:
         summary["codec"] = neg.codec.name if neg is not None else None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        audio = CallAudio(call, spec)
+        from softphone.agent.notice import notice_text, speak
+        from softphone.policy.config import load_default
+
+        policy = load_default()
+        notice = b""
+        if spec.record is not None:  # R-REC-2: the other party is told before we record
+            notice, summary["recording_notice"] = speak(notice_text(policy))
+        audio = CallAudio(call, spec, notice=notice,
+                          objection_digit=policy.recording.objection_digit)
         await audio.start()
         try:
             await call.wait_state(CallState.TERMINATED, timeout=args.duration)
@@ -220,7 +228,8 @@ async def run_scripted(args: argparse.Namespace) -> int:
         summary.update(duration_s=round(loop.time() - started, 3),
                        end_cause="remote hangup" if ended_by_peer else "local hangup",
                        bye_status=call.bye_status, quality=quality.as_dict(),
-                       recording=None if args.record is None else str(args.record))
+                       recording=None if args.record is None or audio.objected
+                       else str(args.record))
         return code
     except (SipError, ValueError, OSError) as exc:
         summary.update(outcome="failed", reason=f"error: {exc}")

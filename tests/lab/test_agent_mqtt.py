@@ -174,14 +174,18 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         status = (await watcher.wait_reply("status-1"))["result"]
         assert status["call"]["call"] == call and status["call"]["held"] is False, status
         assert status["registrations"][0]["state"] == "registered", status
+        # R-REC-2: the agent records, so the other party hears the notice first; recording
+        # starts once it has been sent
+        notice = await watcher.wait_event(15, type="policy", rule="R-REC-2")
+        assert notice["decision"] == "allowed" and "press 9" in notice["notice"], notice
         await asyncio.sleep(3.0)
         await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})
         assert (await watcher.wait_reply("hang-1"))["ok"]
         ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
-        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 2.5, ended
+        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 9, ended
         quality = ended["quality"]
         assert quality["packets_received"] > 100 and quality["loss_percent"] < 5, quality
-        assert quality["interval_s"] > 2.5 and 4.0 < quality["mos"] <= 4.5, quality
+        assert quality["interval_s"] > 9 and 4.0 < quality["mos"] <= 4.5, quality
         print(json.dumps({"codec": quality["codec"], "quality": quality}))
         assert len(watcher.on("cmd_resp/dial-1")) == 1, "a duplicate token was answered again"
         states = [e["state"] for e in watcher.events() if e["type"] == "call"
@@ -304,8 +308,9 @@ def test_without_a_broker_the_agent_is_a_phone_and_says_control_is_off(tmp_path:
 async def test_an_incoming_call_is_announced_and_answered_over_mqtt(tmp_path: Path,
                                                                     lab: Any) -> None:
     """1002 (``softphone call`` with a 440 Hz tone) calls 1001, the agent: the incoming event
-    names the caller, the answer command connects it, the caller hears in.wav's tone and the
-    agent's out.wav holds the caller's."""
+    names the caller, the answer command connects it, the caller hears the recording notice
+    (7 s) then in.wav's tone (judged by the median of 100 ms windows over 20 s) and the
+    agent's out.wav, begun after the notice, holds the caller's."""
     sip, mqtt_port = lab.take_ports(2)
     make_tone(tmp_path / "in.wav")
     out = tmp_path / "out.wav"
@@ -322,7 +327,7 @@ async def test_an_incoming_call_is_announced_and_answered_over_mqtt(tmp_path: Pa
         caller = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "softphone", "call", f"sip:1001@127.0.0.1:{sip}",
             "--user", "1002", "--password", "demo-1002", "--tone", str(TONE_HZ),
-            "--expect-tone", "--duration", "3", "--rtp-ports", "23400-23499",
+            "--expect-tone", "--duration", "20", "--rtp-ports", "23400-23499",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL)
         incoming = await watcher.wait_event(15, type="call", state="incoming")
@@ -444,3 +449,66 @@ async def test_home_assistant_discovery_retained_and_sent_again_on_its_birth(
         agent.stop()
         edge.stop()
         broker.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_the_other_party_objects_to_the_recording_and_nothing_is_kept(
+        tmp_path: Path, lab: Any) -> None:
+    """R-REC-2 between two agents through the edge: desk-7 (1001, recording) calls desk-8
+    (1002, answering over MQTT); desk-8 hears the notice, presses 9 (RFC 4733 through the
+    edge); desk-7 stops recording, publishes the objection with its rule, and keeps no file."""
+    sip, mqtt_port = lab.take_ports(2)
+    make_tone(tmp_path / "in.wav")
+    out = tmp_path / "out.wav"
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    caller = AgentProcess(write_config(tmp_path, sip, mqtt_port),
+                          f"file:{tmp_path / 'in.wav'},{out}")
+    callee_dir = tmp_path / "callee"
+    callee_dir.mkdir()
+    callee_config = write_config(callee_dir, sip, mqtt_port)
+    callee_config.write_text(callee_config.read_text().replace(f'"{AGENT_ID}"', '"desk-8"')
+                             .replace('"1001"', '"1002"').replace("demo-1001", "demo-1002")
+                             .replace(AGENT_RTP, "23400-23499"))
+    callee = AgentProcess(callee_config, "null")
+    watcher = Watcher(mqtt_port, AGENT_ID, f"test-{os.getpid()}-e")
+    other = Watcher(mqtt_port, "desk-8", f"test-{os.getpid()}-f")
+    try:
+        await watcher.start()
+        await other.start()
+        caller.start()
+        callee.start()
+        await other.wait_for(lambda: registered(other), 15)
+        await watcher.wait_for(lambda: registered(watcher), 15)
+        await watcher.publish("cmd", {"version": 1, "token": "d1", "command": "dial",
+                                      "target": "1002"})
+        call = (await watcher.wait_reply("d1"))["result"]["call"]
+        incoming = await other.wait_event(10, type="call", state="incoming")
+        await other.publish("cmd", {"version": 1, "token": "a1", "command": "answer"})
+        assert (await other.wait_reply("a1"))["ok"]
+        await watcher.wait_event(10, type="call", call=call, state="established")
+        await watcher.wait_event(15, type="policy", rule="R-REC-2", decision="allowed")
+        await asyncio.sleep(1.0)
+        await other.publish("cmd", {"version": 1, "token": "k1", "command": "dtmf",
+                                    "digits": "9"})
+        assert (await other.wait_reply("k1"))["ok"]
+        objection = await watcher.wait_event(10, type="policy", rule="R-REC-2",
+                                             decision="refused")
+        assert "objected" in objection["reason"] and objection["call"] == call, objection
+        digit = await watcher.wait_event(5, type="dtmf", call=call)
+        assert digit["digit"] == "9", digit
+        await watcher.publish("cmd", {"version": 1, "token": "h1", "command": "hangup"})
+        ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
+        assert ended["recording"] is None, ended
+        await other.wait_event(10, type="call", call=incoming["call"], state="terminated")
+        assert caller.stop() == 0 and callee.stop() == 0
+        check_schemas(watcher)
+        check_schemas(other)
+    finally:
+        caller.stop()
+        callee.stop()
+        await watcher.stop()
+        await other.stop()
+        edge.stop()
+        broker.stop()
+    assert not out.exists(), "the recording was kept after the objection"

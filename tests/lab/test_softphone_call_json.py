@@ -39,11 +39,13 @@ def test_answered_refused_and_failed_against_the_edge(tmp_path: Path, lab: Any) 
     auth = ["--user", "1001", "--password", "demo-1001", "--register"]
     try:
         rc, summary, err = call([f"sip:600@127.0.0.1:{sip}", *auth, "--play", str(play),
-                                 "--record", str(record), "--duration", "3"])
+                                 "--record", str(record), "--duration", "10"])
         assert rc == 0 and summary["outcome"] == "answered", (summary, err)
         assert summary["codec"] == "opus" and summary["exit"] == 0, summary
         assert summary["end_cause"] == "local hangup" and summary["bye_status"] == 200, summary
-        assert summary["duration_s"] >= 2.9 and summary["quality"]["mos"] > 4.0, summary
+        assert summary["duration_s"] >= 9.9 and summary["quality"]["mos"] > 4.0, summary
+        # R-REC-2: the notice went first (spoken, or beeps without espeak-ng), then recording
+        assert summary["recording_notice"] in ("espeak-ng", "beeps"), summary
         pcm, rate = read_wav(record)
         assert median_tone_ratio(pcm[rate:], rate, 440) > 0.8  # the echo of in.wav
         rc, summary, err = call([f"sip:9999@127.0.0.1:{sip}", *auth, "--json"])

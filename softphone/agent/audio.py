@@ -114,6 +114,7 @@ class CallAudio:
         self._notice_pos = 0
         self.recording = spec.record is not None and not self._notice
         self.objected = False
+        self.notice_done = not self._notice
         self.objection_digit = objection_digit
         self.on_recording = on_recording
         self._recorded: list[bytes] = []
@@ -164,6 +165,7 @@ class CallAudio:
             out = self._notice[self._notice_pos:self._notice_pos + n]
             self._notice_pos += n
             if self._notice_pos >= len(self._notice) and not self.objected:
+                self.notice_done = True
                 self.recording = True
                 if self.on_recording is not None:
                     self.on_recording("started")

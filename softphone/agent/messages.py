@@ -19,7 +19,8 @@ VERSION = 1
 TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 CALL_REF = re.compile(r"^c[0-9]{1,9}$")
-COMMANDS = ("dial", "answer", "reject", "hangup", "dtmf", "hold", "resume", "mute", "status")
+COMMANDS = ("dial", "answer", "reject", "hangup", "dtmf", "hold", "resume", "mute", "record",
+            "status")
 # the fields each command takes beside version, token and command (required, optional)
 FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dial": (("target",), ("account",)),
@@ -30,6 +31,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hold": ((), ("call",)),
     "resume": ((), ("call",)),
     "mute": (("on",), ()),
+    "record": (("on",), ("call",)),
     "status": ((), ()),
 }
 MAX_COMMAND_BYTES = 4096

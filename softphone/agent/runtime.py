@@ -282,9 +282,10 @@ class Agent:
         rule = "R-REC-2"
         clause = self.policy.rules.get(rule, "")
         if what == "started":
+            elapsed = time.monotonic() - ac.answered_at if ac.answered_at is not None else 0.0
             self.event("policy", rule=rule, decision="allowed", call=ac.ref, clause=clause,
                        reason=f"recording notice played ({self.notice_source}), recording",
-                       notice=notice_text(self.policy))
+                       notice=notice_text(self.policy), notice_elapsed_s=round(elapsed, 3))
         else:
             self.event("policy", rule=rule, decision="refused", call=ac.ref, clause=clause,
                        reason="the other party objected: recording stopped and deleted")
@@ -406,6 +407,22 @@ class Agent:
                 if call.negotiated is None or call.negotiated.telephone_event_pt is None:
                     raise CommandError("failed", "the peer did not accept telephone-events")
                 ac.audio.queue_digits(cmd.args["digits"])
+            case "record":
+                audio = ac.audio
+                if audio is None or self.audio.record is None:
+                    raise CommandError("wrong_state", "nothing to record to: the agent "
+                                       "records with --audio file:in.wav,out.wav")
+                on = bool(cmd.args["on"])
+                if on and audio.objected:
+                    clause = self.policy.rules.get("R-REC-2", "")
+                    raise CommandError("refused", "the other party objected to the recording "
+                                       "of this call", rule="R-REC-2", clause=clause)
+                if on and not audio.notice_done:
+                    raise CommandError("wrong_state", "the recording notice is still playing: "
+                                       "recording starts after it")
+                audio.recording = on
+                self.event("recording", call=ac.ref, on=on)
+                return {"call": ac.ref, "on": on}
             case "hold" | "resume":
                 if call.state is not CallState.ESTABLISHED:
                     raise CommandError("wrong_state", f"{ac.ref} is not established",

@@ -31,6 +31,7 @@ VALID: list[dict[str, Any]] = [
     {"version": 1, "token": "t8", "command": "resume", "call": "c1"},
     {"version": 1, "token": "t9", "command": "mute", "on": True},
     {"version": 1, "token": "t10", "command": "status"},
+    {"version": 1, "token": "t11", "command": "record", "on": False, "call": "c2"},
 ]
 
 # (message, the field the error names)
@@ -51,6 +52,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"version": 1, "token": "t", "command": "dtmf"}, "digits"),
     ({"version": 1, "token": "t", "command": "mute", "on": "yes"}, "on"),
     ({"version": 1, "token": "t", "command": "mute"}, "on"),
+    ({"version": 1, "token": "t", "command": "record"}, "on"),
+    ({"version": 1, "token": "t", "command": "record", "on": 1}, "on"),
     ({"version": 1, "token": "t", "command": "reject", "status": 200}, "status"),
     ({"version": 1, "token": "t", "command": "reject", "status": True}, "status"),
     ({"version": 1, "token": "t", "command": "hangup", "call": "x1"}, "call"),

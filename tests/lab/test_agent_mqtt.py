@@ -92,6 +92,11 @@ def make_tone(path: Path) -> None:
     write_wav(path, tone(TONE_HZ, 8000, 8000 * 3), 8000)
 
 
+def notice_s(event: dict[str, Any]) -> float:
+    """How long the notice took: from the call's establishment to the R-REC-2 event."""
+    return float(event["notice_elapsed_s"])
+
+
 def recorded_ratio(path: Path) -> float:
     pcm, rate = read_wav(path)
     skip = 2 * rate // 2  # the first half second: the echo's path filling up
@@ -178,14 +183,25 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         # starts once it has been sent
         notice = await watcher.wait_event(15, type="policy", rule="R-REC-2")
         assert notice["decision"] == "allowed" and "press 9" in notice["notice"], notice
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(1.0)
+        # record off for 2 s, then on again: out.wav is that much shorter than the call
+        await watcher.publish("cmd", {"version": 1, "token": "rec-off", "command": "record",
+                                      "on": False})
+        assert (await watcher.wait_reply("rec-off"))["ok"]
+        await asyncio.sleep(2.0)
+        await watcher.publish("cmd", {"version": 1, "token": "rec-on", "command": "record",
+                                      "on": True})
+        assert (await watcher.wait_reply("rec-on"))["ok"]
+        recording = [e["on"] for e in watcher.events() if e["type"] == "recording"]
+        assert recording == [False, True], recording
+        await asyncio.sleep(2.0)
         await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})
         assert (await watcher.wait_reply("hang-1"))["ok"]
         ended = await watcher.wait_event(10, type="call", call=call, state="terminated")
-        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 9, ended
+        assert ended["end_cause"] == "local hangup" and ended["duration_s"] > 10, ended
         quality = ended["quality"]
         assert quality["packets_received"] > 100 and quality["loss_percent"] < 5, quality
-        assert quality["interval_s"] > 9 and 4.0 < quality["mos"] <= 4.5, quality
+        assert quality["interval_s"] > 10 and 4.0 < quality["mos"] <= 4.5, quality
         print(json.dumps({"codec": quality["codec"], "quality": quality}))
         assert len(watcher.on("cmd_resp/dial-1")) == 1, "a duplicate token was answered again"
         states = [e["state"] for e in watcher.events() if e["type"] == "call"
@@ -207,7 +223,13 @@ async def test_dial_600_over_mqtt_events_in_order_schemas_guard_and_the_tone_rec
         edge.stop()
         broker.stop()
     ratio = recorded_ratio(out)
-    print(json.dumps({"tone_ratio": round(ratio, 3)}))
+    pcm, rate = read_wav(out)
+    kept = len(pcm) / 2 / rate
+    print(json.dumps({"tone_ratio": round(ratio, 3), "recorded_s": round(kept, 2),
+                      "call_s": ended["duration_s"], "notice_s": notice_s(notice)}))
+    # recorded: the call less the notice and the 2 s off (one second of slack each way)
+    expected = ended["duration_s"] - notice_s(notice) - 2.0
+    assert expected - 1.0 < kept < expected + 1.0, (kept, expected)
     assert ratio > 0.8, ratio
 
 
@@ -495,6 +517,10 @@ async def test_the_other_party_objects_to_the_recording_and_nothing_is_kept(
         objection = await watcher.wait_event(10, type="policy", rule="R-REC-2",
                                              decision="refused")
         assert "objected" in objection["reason"] and objection["call"] == call, objection
+        await watcher.publish("cmd", {"version": 1, "token": "r1", "command": "record",
+                                      "on": True})
+        again = await watcher.wait_reply("r1")
+        assert again["error"]["code"] == "refused" and again["error"]["rule"] == "R-REC-2"
         digit = await watcher.wait_event(5, type="dtmf", call=call)
         assert digit["digit"] == "9", digit
         await watcher.publish("cmd", {"version": 1, "token": "h1", "command": "hangup"})

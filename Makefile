@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Real peers the lab tests start on loopback, and the libraries the codecs load.
-APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime
+APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime mosquitto
 NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
 
 .PHONY: run test venv system-deps lab-deps lint typecheck pytest bench clean

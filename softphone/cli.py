@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status_app.add_arguments(p)
     p.set_defaults(handler=status_app.main)
+    p = sub.add_parser("agent", help="the headless phone: accounts from a file, driven over MQTT")
+    from softphone.apps import agent as agent_app
+
+    agent_app.add_arguments(p)
+    p.set_defaults(handler=agent_app.main)
     return parser
 
 

@@ -10,12 +10,21 @@ local errors (a port already in use, say).
 ``--expect-tone`` makes the exit status depend on hearing it back (an echo service, sipp's
 ``-rtp_echo``): the received audio is decoded and the tone found with a Goertzel filter. This
 small RTP loop is the app's own; the UA itself carries no media.
+
+For scripts: ``--play in.wav`` / ``--record out.wav`` (the agent's file audio,
+:mod:`softphone.agent.audio`) or ``--json`` print one JSON summary on stdout (``outcome``,
+``status``, ``reason``, ``codec``, ``duration_s``, ``end_cause``, ``bye_status``, ``quality``
+with the E-model MOS of :mod:`softphone.agent.quality`, ``recording``, ``exit``) and exit by
+outcome: 0 answered, 1 failed (no answer in time, timeout, transport failure, 408, 5xx),
+3 busy (486, 600), 4 refused (any other 4xx-6xx; its reason in the summary), 2 bad arguments
+or a local error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import secrets
 import sys
@@ -50,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="send a sine of this frequency in the negotiated codec")
     p.add_argument("--expect-tone", action="store_true",
                    help="exit 1 unless the tone comes back (against an echo service)")
+    p.add_argument("--play", default=None, metavar="IN.WAV",
+                   help="play this WAV (mono 16-bit, 8/16/48 kHz) into the call, looped")
+    p.add_argument("--record", default=None, metavar="OUT.WAV",
+                   help="write what the peer sends (decoded) to this WAV when the call ends")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON summary on stdout (outcome, status, codec, duration, end "
+                        "cause, quality) and the exit status by outcome: 0 answered, 1 failed, "
+                        "3 busy, 4 refused (the reason in the summary); implied by --play "
+                        "and --record")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -129,6 +147,111 @@ def _listen_for(target: str, listen: Sequence[str]) -> list[ListenSpec]:
     return [ListenSpec(dest.transport, host, 0)]
 
 
+EXIT_ANSWERED, EXIT_FAILED, EXIT_BUSY, EXIT_REFUSED = 0, 1, 3, 4
+BUSY = (486, 600)
+
+
+def outcome_of(call: Any, answered: bool) -> tuple[str, int]:
+    """(outcome, exit status) of a call: answered, busy (486/600), refused (another final
+    answer of 4xx-6xx, whose reason the summary carries) or failed (no final answer, a
+    timeout, a transport failure, 408/5xx)."""
+    if answered:
+        return "answered", EXIT_ANSWERED
+    status = call.status
+    if status in BUSY:
+        return "busy", EXIT_BUSY
+    if status is not None and 400 <= status < 700 and status != 408 and not 500 <= status < 600:
+        return "refused", EXIT_REFUSED
+    return "failed", EXIT_FAILED
+
+
+async def run_scripted(args: argparse.Namespace) -> int:
+    """``--json`` (or ``--play``/``--record``): the call with file audio, one JSON summary."""
+    from softphone.agent.audio import AudioSpec, CallAudio
+    from softphone.agent.quality import QualityMeter
+
+    spec = AudioSpec.files(args.play, args.record)
+    first, _, last = str(args.rtp_ports).partition("-")
+    ua = UserAgent(listen=_listen_for(args.target, args.listen), user=args.user or "softphone",
+                   username=args.user, password=args.password,
+                   rtp_ports=(int(first), int(last)))
+    await ua.start()
+    summary: dict[str, Any] = {"target": args.target}
+    reg = None
+    code = EXIT_FAILED
+    try:
+        if args.register:
+            reg = await ua.register(_registrar_for(args), expires=300, wait=10)
+            if reg.state is not RegState.REGISTERED:
+                summary.update(outcome="failed", status=reg.status,
+                               reason=f"register failed: {reg.status}")
+                return EXIT_FAILED
+        call = await ua.call(args.target)
+        answered = await call.wait_answered(args.answer_timeout)
+        if not answered and not call.ended:
+            await call.hangup_and_wait(10)  # our CANCEL: not a refusal of the peer's
+            summary.update(outcome="failed", status=call.status,
+                           reason=f"not answered within {args.answer_timeout:g} s")
+            return EXIT_FAILED
+        outcome, code = outcome_of(call, answered)
+        summary.update(outcome=outcome, status=call.status,
+                       reason=call.reason or call.end_reason)
+        if not answered:
+            return code
+        neg = call.negotiated
+        summary["codec"] = neg.codec.name if neg is not None else None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        from softphone.agent.notice import notice_text, speak
+        from softphone.policy.config import load_default
+
+        policy = load_default()
+        notice = b""
+        if spec.record is not None:  # R-REC-2: the other party is told before we record
+            notice, summary["recording_notice"] = speak(notice_text(policy))
+        audio = CallAudio(call, spec, notice=notice,
+                          objection_digit=policy.recording.objection_digit)
+        await audio.start()
+        try:
+            await call.wait_state(CallState.TERMINATED, timeout=args.duration)
+        except TimeoutError:
+            pass
+        ended_by_peer = call.ended
+        if not call.ended:
+            await call.hangup_and_wait(35)
+        audio.close()
+        st = audio.session.stats
+        quality = QualityMeter(audio.codec_name).sample(
+            interval_s=loop.time() - started, received=st.packets_received,
+            expected=st.expected, lost=st.lost, jitter_ms=st.jitter_ms, rtt_ms=st.rtt_ms,
+            remote_fraction_lost=st.remote_fraction_lost)
+        summary.update(duration_s=round(loop.time() - started, 3),
+                       end_cause="remote hangup" if ended_by_peer else "local hangup",
+                       bye_status=call.bye_status, quality=quality.as_dict(),
+                       recording=None if args.record is None or audio.objected
+                       else str(args.record))
+        return code
+    except (SipError, ValueError, OSError) as exc:
+        summary.update(outcome="failed", reason=f"error: {exc}")
+        code = 2
+        return code
+    finally:
+        if reg is not None and reg.state is RegState.REGISTERED:
+            await reg.unregister(5.0)
+        await ua.close()
+        summary.setdefault("outcome", "failed")
+        summary["exit"] = code
+        print(json.dumps(summary, sort_keys=True), flush=True)
+
+
+def _registrar_for(args: argparse.Namespace) -> str:
+    target = SipUri.parse(args.target)
+    return args.registrar or str(SipUri(scheme=target.scheme, host=target.host,
+                                        port=target.port, params={
+                                            k: v for k, v in target.params.items()
+                                            if k == "transport"}))
+
+
 async def run_call(args: argparse.Namespace) -> int:
     first, _, last = str(args.rtp_ports).partition("-")
     ua = UserAgent(listen=_listen_for(args.target, args.listen), user=args.user or "softphone",
@@ -198,8 +321,12 @@ async def run_call(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    scripted = args.json or args.play is not None or args.record is not None
+    if scripted and args.tone is not None:
+        print("error: --tone goes with neither --json, --play nor --record", file=sys.stderr)
+        return 2
     try:
-        return asyncio.run(run_call(args))
+        return asyncio.run(run_scripted(args) if scripted else run_call(args))
     except (SipError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from softphone.codecs.offer_answer import (
@@ -31,6 +31,7 @@ from softphone.phone.account import (
     SDP,
     SUPPORTED,
     Credentials,
+    UaError,
     request_destination,
     uri_destination,
 )
@@ -80,6 +81,9 @@ class Call:
         self._changed = asyncio.Event()
         self._bye_txn: ClientTransaction | None = None
         self._answer_handle: asyncio.TimerHandle | None = None
+        # run when the call ends, before its RTP ports go back: media that uses the
+        # call's sockets stops reading them first (the fds are never closed under it)
+        self.on_end: list[Callable[[Call], None]] = []
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.call_id} {self.state.value}>"
@@ -131,6 +135,16 @@ class Call:
         unanswered incoming call."""
         self.engine._hangup(self)
 
+    async def reoffer(self, direction: str = "sendrecv", timeout: float = 10.0) -> bool:
+        """A re-INVITE with a new offer on the same port: ``sendonly`` puts the peer on hold,
+        ``sendrecv`` resumes (RFC 3264 §8.4). True once a 2xx with a usable answer came."""
+        fut = self.engine._reinvite(self, direction)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            return False
+
     async def hangup_and_wait(self, timeout: float = 10.0) -> None:
         self.hangup()
         await self.wait_ended(timeout)
@@ -145,6 +159,11 @@ class CallEngine:
 
     def _call_ended(self, call: Call) -> None:
         self.ua.stats["ended"] += 1
+        for hook in call.on_end:
+            try:
+                hook(call)
+            except Exception:
+                log.exception("end hook of %s failed", call.call_id)
         self.ua.ports.release(call)
         if call._answer_handle is not None:
             call._answer_handle.cancel()
@@ -326,6 +345,53 @@ class CallEngine:
             call._set_state(CallState.TERMINATED)
 
         self.ua._client[txn] = done
+
+    def _reinvite(self, call: Call, direction: str) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        dialog = call.dialog
+        if call.state is not CallState.ESTABLISHED or dialog is None or call.rtp_port is None:
+            raise UaError(f"no established call to re-offer on ({call.state.value})")
+        previous = call.negotiated.local_sdp if call.negotiated is not None else call.local_offer
+        assert self.ua.media_host is not None
+        offer = build_offer(address=self.ua.media_host, port=call.rtp_port, order=self.ua.codecs,
+                            direction=direction, username=self.ua.user,
+                            session_id=previous.origin.session_id if previous else None,
+                            session_version=previous.origin.session_version + 1
+                            if previous else None)
+        contact = self.ua.contact_uri(self._call_transport(call))
+        request = dialog.create_request("INVITE", body=offer.to_bytes(), content_type=SDP,
+                                        extra=[("Contact", f"<{contact}>"), ("Allow", ALLOW)])
+        dest = self._dialog_dest(call, dialog)
+        core = self.ua._core()
+        txn = core.send_request(request, dest, self.ua._now())
+
+        def done(ev: TransactionOutcome) -> None:
+            if fut.done():
+                return
+            if not isinstance(ev, ResponseReceived):
+                fut.set_result(False)
+                return
+            resp = ev.response
+            if resp.status < 200:
+                return
+            dialog.receive_response(txn.request, resp)
+            if resp.status >= 300:
+                fut.set_result(False)
+                return
+            core.send_ack_2xx(dialog.create_ack(txn.request.cseq.number), dest, self.ua._now())
+            self.ua._flush()
+            try:
+                call.negotiated = process_answer(offer, parse_sdp(resp.body))
+            except (SdpError, OfferAnswerError) as exc:
+                log.warning("unusable answer to our re-INVITE on %s: %s", call.call_id, exc)
+                fut.set_result(False)
+                return
+            call.local_offer = offer
+            fut.set_result(True)
+
+        self.ua._client[txn] = done
+        self.ua._flush()
+        return fut
 
     def _hangup(self, call: Call) -> None:
         if call.ended:

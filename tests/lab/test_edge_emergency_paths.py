@@ -10,9 +10,7 @@ that crossed the edge.
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 from lab.audio import strongest_window
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import register, start_callee
+from lab.flooder import flood
 from lab.rtp_phone import RtpPhone
 from lab.sip_phone import SipPhone, pcma_sdp
 from lab.test_edge_emergency import audit, edge_config, invite_of
@@ -241,31 +240,13 @@ def test_a_retry_on_the_same_call_id_is_decided_afresh(tmp_path: Path, lab: Any,
     assert len(routed) == 2 and routed[0]["call_id"] != routed[1]["call_id"], routed
 
 
-def flood(port: int, seconds: float, stop: threading.Event, sent: list[int]) -> None:
-    """A misbehaving phone of the site: about 2,000 INVITEs a second from 127.0.0.2 to an
-    ordinary number, without credentials (bounded in time)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.2", 0))
-    s.setblocking(False)
-    src = s.getsockname()[1]
-    end = time.monotonic() + seconds
-    n = 0
-    try:
-        while time.monotonic() < end and not stop.is_set():
-            s.sendto((f"INVITE sip:1002@127.0.0.1:{port} SIP/2.0\r\n"
-                      f"Via: SIP/2.0/UDP 127.0.0.2:{src};branch=z9hG4bK-fl{n}\r\n"
-                      f"From: <sip:1003@127.0.0.2>;tag=f{n}\r\nTo: <sip:1002@127.0.0.1>\r\n"
-                      f"Call-ID: fl{n}@127.0.0.2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
-                      f"Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", port))
-            n += 1
-            with contextlib.suppress(BlockingIOError):
-                while s.recv(4096):
-                    pass
-            if n % 20 == 0:
-                time.sleep(0.01)
-    finally:
-        sent[0] = n
-        s.close()
+def misbehaving_phone(port: int, src: int, n: int) -> bytes:
+    """INVITEs to an ordinary number without credentials, about 2,000 a second."""
+    return (f"INVITE sip:1002@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.2:{src};branch=z9hG4bK-fl{n}\r\n"
+            f"From: <sip:1003@127.0.0.2>;tag=f{n}\r\nTo: <sip:1002@127.0.0.1>\r\n"
+            f"Call-ID: fl{n}@127.0.0.2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
 
 
 @pytest.mark.timeout(120)
@@ -282,7 +263,9 @@ def test_a_flood_from_the_same_address_never_stops_an_emergency_call(tmp_path: P
     caller_media = RtpPhone(1000, seconds=3)
     phone = SipPhone(edge_port, "1001", "demo-1001", host="127.0.0.2")
     stop, sent = threading.Event(), [0]
-    flooder = threading.Thread(target=flood, args=(edge_port, 20, stop, sent), daemon=True)
+    flooder = threading.Thread(target=flood, args=(edge_port, 20, stop, sent, [0],
+                                                   misbehaving_phone), kwargs={"pace": 20},
+                               daemon=True)
     try:
         gateway = psap(sipp, lab, psap_port, psap_media)
         flooder.start()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import call, register, start_callee
+from lab.flooder import flood
 
 pytestmark = pytest.mark.lab
 
@@ -23,33 +23,9 @@ OPTIONS = (
 )
 
 
-def flood(port: int, seconds: float, stop: threading.Event, sent: list[int],
-          answered: list[int]) -> None:
-    """About 3,000 OPTIONS a second from 127.0.0.2, a scanner's pace (bounded in time).
-
-    Much faster and the kernel's receive queue of the edge's one UDP socket overflows before
-    the application sees anything: that is a job for the host's packet filter, not the edge."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.2", 0))
-    s.setblocking(False)
-    src = s.getsockname()[1]
-    end = time.monotonic() + seconds
-    n = 0
-    try:
-        while time.monotonic() < end and not stop.is_set():
-            s.sendto(OPTIONS.format(port=port, src=src, n=n).encode(), ("127.0.0.1", port))
-            n += 1
-            try:
-                while True:
-                    s.recv(4096)
-                    answered[0] += 1
-            except BlockingIOError:
-                pass
-            if n % 30 == 0:
-                time.sleep(0.01)
-    finally:
-        sent[0] = n
-        s.close()
+def scan(port: int, src: int, n: int) -> bytes:
+    """A scanner's OPTIONS (about 3,000 a second: ``lab.flooder``)."""
+    return OPTIONS.format(port=port, src=src, n=n).encode()
 
 
 @pytest.mark.timeout(120)
@@ -62,7 +38,7 @@ def test_flood_from_one_source_does_not_starve_calls(tmp_path: Path, lab: Any, s
     try:
         start_callee(sipp, lab, "uas", "edge_uas_answer.xml", uas_port, wall=90)
         register(sipp, lab, target, "1002", uas_port, reg_port)
-        scanner = threading.Thread(target=flood, args=(edge_port, 20.0, stop, sent, answered))
+        scanner = threading.Thread(target=flood, args=(edge_port, 20.0, stop, sent, answered, scan))
         scanner.start()
         time.sleep(0.5)
         calls = call(sipp, lab, "calls", "edge_uac_quick.xml", target, "1001", "1002", uac_port,

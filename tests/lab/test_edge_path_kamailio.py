@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from lab.edge_proc import EdgeProcess
 from lab.edge_sipp import call
+from lab.kamailio import header
 from lab.sip_phone import SipPhone
 
 from softphone.sip.message import Headers, SipRequest
@@ -25,31 +26,8 @@ pytestmark = pytest.mark.lab
 
 RTP = (21200, 21399)
 
-CONFIG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=2
-tcp_children=1
-listen=udp:127.0.0.1:{port}
-auto_aliases=no
-alias="127.0.0.1:{port}"
-dns=no
-rev_dns=no
-use_dns_cache=off
-dns_try_ipv6=no
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
-loadmodule "path.so"
-loadmodule "dispatcher.so"
+CONFIG = header(
+    ("rr", "pv", "maxfwd", "textops", "siputils", "xlog", "path", "dispatcher")) + """\
 modparam("rr", "enable_full_lr", 1)
 modparam("dispatcher", "list_file", "{dispatcher}")
 request_route {{

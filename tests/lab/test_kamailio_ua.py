@@ -16,37 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab.kamailio import header
 
 from softphone.phone import CallState, IncomingCall, RegState, UserAgent
 from softphone.sip.transport import ListenSpec
 
 pytestmark = pytest.mark.lab
 
-CONFIG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=2
-tcp_children=1
-listen=udp:127.0.0.1:{port}
-auto_aliases=no
-alias="127.0.0.1:{port}"
-dns=no
-rev_dns=no
-use_dns_cache=off
-dns_try_ipv6=no
-mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "rr.so"
-loadmodule "pv.so"
-loadmodule "maxfwd.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
-loadmodule "xlog.so"
+CONFIG = header(
+    ("rr", "pv", "maxfwd", "usrloc", "registrar", "textops", "siputils", "xlog")) + """\
 modparam("usrloc", "db_mode", 0)
 modparam("rr", "enable_full_lr", 1)
 request_route {{

@@ -8,7 +8,6 @@ challenge with nc=00000002 is accepted without a new challenge. A wrong password
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lab.kamailio import KAMAILIO, MODULES, header
 from lab.netutil import free_port
 
 from softphone.sip.auth import DigestClient, parse_auth_params
@@ -23,38 +23,14 @@ from softphone.sip.core import Address, SipCore
 from softphone.sip.events import ResponseReceived
 from softphone.sip.message import Headers, SipRequest, SipResponse
 
-KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
-MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
-
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(not Path(KAMAILIO).exists() or not (MODULES / "auth.so").exists(),
                        reason="kamailio with the auth module not installed"),
 ]
 
-CONFIG = """#!KAMAILIO
-debug=2
-log_stderror=yes
-children=1
-listen=udp:127.0.0.1:{port}
-auto_aliases=no
-alias="127.0.0.1:{port}"
-dns=no
-rev_dns=no
-use_dns_cache=off
-dns_try_ipv6=no
-mpath="{modules}/"
-loadmodule "kex.so"
-loadmodule "corex.so"
-loadmodule "tm.so"
-loadmodule "sl.so"
-loadmodule "pv.so"
-loadmodule "usrloc.so"
-loadmodule "registrar.so"
-loadmodule "auth.so"
-loadmodule "xlog.so"
-loadmodule "textops.so"
-loadmodule "siputils.so"
+CONFIG = header(
+    ("pv", "usrloc", "registrar", "auth", "xlog", "textops", "siputils"), children=1, tcp_children=None) + """\
 modparam("usrloc", "db_mode", 0)
 modparam("auth", "secret", "labsecret0123456789")
 modparam("auth", "algorithm", "SHA-256")

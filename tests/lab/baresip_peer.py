@@ -178,3 +178,25 @@ def account(user: str, password: str, edge: str, *, codecs: str = "opus/48000/2,
     if auto_answer:
         line += ";answermode=auto"
     return line
+
+
+def echo_call(tmp_path: Path, lab: Any, edge: Any, media_base: int, *, user: str = "1003",
+              freq: float = 1000, seconds: float = 3) -> Baresip:
+    """baresip registers as ``user`` at the running ``edge``, calls the echo extension (600)
+    with its tone for ``seconds`` and hangs up; the stopped phone, whose decoded WAVs hold
+    what came back."""
+    sip, _, ctl = lab.take_ports(3)  # baresip also takes the port after its SIP port
+    where = f"127.0.0.1:{edge.sip_port}"
+    phone = Baresip(tmp_path, "echo", sip, ctl, media_base,
+                    account(user, f"demo-{user}", where), freq=freq)
+    try:
+        phone.start()
+        assert phone.wait_registered(10), phone.log() + edge.log()
+        phone.send("dial", f"sip:600@{where}", token="dial")
+        assert phone.wait_event("CALL_ESTABLISHED", 10), phone.log() + edge.log()
+        time.sleep(seconds)
+        phone.send("hangup", token="hup")
+        assert phone.wait_event("CALL_CLOSED", 10)
+    finally:
+        phone.stop()
+    return phone

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from lab.audio import best_tone_ratio
-from lab.baresip_peer import Baresip, account, available
+from lab.baresip_peer import Baresip, account, available, echo_call
 from lab.edge_proc import EdgeProcess
 
 pytestmark = [pytest.mark.lab,
@@ -59,21 +59,9 @@ def test_baresip_calls_baresip_through_edge_with_opus(tmp_path: Path, lab: Any) 
 
 @pytest.mark.timeout(90)
 def test_echo_extension_returns_the_tone(tmp_path: Path, lab: Any) -> None:
-    sip, a_sip, _, a_ctl = lab.take_ports(4)
+    (sip,) = lab.take_ports(1)
     edge = EdgeProcess(tmp_path / "edge", sip, RTP).start()
-    where = f"127.0.0.1:{sip}"
-    a = Baresip(tmp_path, "a", a_sip, a_ctl, 34200, account("1003", "demo-1003", where),
-                freq=1000)
-    try:
-        a.start()
-        assert a.wait_registered(10), a.log() + edge.log()
-        a.send("dial", f"sip:600@{where}", token="dial")
-        assert a.wait_event("CALL_ESTABLISHED", 10), a.log() + edge.log()
-        time.sleep(3)
-        a.send("hangup", token="hup")
-        assert a.wait_event("CALL_CLOSED", 10)
-    finally:
-        a.stop()
+    a = echo_call(tmp_path, lab, edge, 34200)
     calls = edge.wait_calls(1)
     edge.stop()
     assert calls and calls[0]["callee"] == "600", edge.log()

@@ -15,13 +15,12 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from lab.audio import best_tone_ratio
-from lab.baresip_peer import Baresip, account, available
+from lab.baresip_peer import available, echo_call
 from lab.edge_proc import EdgeProcess
 from lab.rtp_phone import RtpPhone
 from lab.sip_phone import SipPhone, pcma_sdp
@@ -67,21 +66,9 @@ def test_echo_with_opus_when_the_system_libopus_is_hidden(tmp_path: Path, lab: A
                             f"import ctypes; ctypes.CDLL({hidden!r})"],
                            capture_output=True, text=True, timeout=30)
     assert probe.returncode != 0 and "too short" in probe.stderr, probe.stderr
-    sip, a_sip, _, a_ctl = lab.take_ports(4)
+    (sip,) = lab.take_ports(1)
     edge = EdgeProcess(tmp_path / "edge", sip, RTP, wrap=wrap).start()
-    where = f"127.0.0.1:{sip}"
-    a = Baresip(tmp_path, "a", a_sip, a_ctl, 34300, account("1003", "demo-1003", where),
-                freq=1000)
-    try:
-        a.start()
-        assert a.wait_registered(10), a.log() + edge.log()
-        a.send("dial", f"sip:600@{where}", token="dial")
-        assert a.wait_event("CALL_ESTABLISHED", 10), a.log() + edge.log()
-        time.sleep(3)
-        a.send("hangup", token="hup")
-        assert a.wait_event("CALL_CLOSED", 10)
-    finally:
-        a.stop()
+    a = echo_call(tmp_path, lab, edge, 34300)
     calls = edge.wait_calls(1)
     edge.stop()
     assert "not offered" not in edge.log(), edge.log()

@@ -87,6 +87,7 @@ class CallsConfig:
     outbound_busy_status: int
     outbound_busy_reason: str
     stale_after_s: int
+    ended_keep_s: int = 7200  # how long an ended call id is remembered (replays, retries)
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,7 @@ def _read(doc: PolicyText) -> PolicyConfig:
         outbound_busy_status=r.status(c, ["calls", "outbound_busy_status"]),
         outbound_busy_reason=r.text_(c, ["calls", "outbound_busy_reason"]),
         stale_after_s=r.int_(c, ["calls", "stale_after_s"], 90, 86400),
+        ended_keep_s=r.int_(c, ["calls", "ended_keep_s"], 3600, 2 * 86400),
     )
 
     a = r.table(data, ["accounts"])

@@ -1043,12 +1043,13 @@ class PolicyGuard:
         keep_days = max(self.config.limits.fair_use.window_days, 1) + 1
         before_day = (self._local(now).date() - timedelta(days=keep_days)).isoformat()
         before_month = self.month(now)
+        ended_before = now - self.config.calls.ended_keep_s
         if not any(k[1] < before_day for k in self.state.short_account_day) and not any(
                 k[1] < before_month for k in self.state.contacts) and not any(
-                t < now - 2 * DAY for t in self.state.ended.values()):
+                t < ended_before for t in self.state.ended.values()):
             return
         self._emit("pruned", f"prune:{now!r}", now, before_day=before_day,
-                   before_month=before_month, ended_before=now - 2 * DAY)
+                   before_month=before_month, ended_before=ended_before)
 
     # ------------------------------------------------------------------ queries
 

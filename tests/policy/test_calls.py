@@ -175,3 +175,21 @@ def test_a_call_id_of_another_user_is_an_input_error(guard: PolicyGuard, facts) 
         guard.on_call_attempt(replace(facts.call(facts.user("bob")), call_id=""))
     with pytest.raises(PolicyInputError, match="POSIX"):
         guard.on_call_attempt(facts.call(facts.user("bob"), now=float("nan")))
+
+
+def test_ended_call_ids_are_forgotten_after_ended_keep_s(guard: PolicyGuard, facts,
+                                                         config) -> None:
+    """The guard's memory of ended calls is bounded in time (``[calls] ended_keep_s``, two
+    hours: past the hourly compaction, a replay cannot reach them), so an edge carrying calls
+    for months keeps a flat memory instead of every call id of the last two days."""
+    u = facts.user()
+    for n in range(200):
+        guard.on_call_attempt(facts.call(u, call_id=f"c{n}", now=T0 + n))
+        guard.on_call_end(f"c{n}", T0 + n + 0.5)
+    assert len(guard.state.ended) == 200
+    keep = config.calls.ended_keep_s
+    assert keep == 7200
+    guard.purge_due(T0 + 100 + keep)  # the hourly job: only the first hundred are old enough
+    assert sorted(guard.state.ended) == sorted(f"c{n}" for n in range(100, 200))
+    guard.purge_due(T0 + 300 + keep)
+    assert guard.state.ended == {}

@@ -12,6 +12,9 @@ the states (idle, ringing, in call, refused) are written next to the test's arti
 from __future__ import annotations
 
 import asyncio
+import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +88,44 @@ async def registered(window: MainWindow) -> None:
     await until(lambda: "registered as 1001" in window.reg_label.text(), 2, "label")
 
 
+class DtmfCapture:
+    """tshark on lo: the RFC 4733 event ids our RTP port sends (bounded by -a duration)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], out: Path) -> None:
+        self.proc = proc
+        self.out = out
+
+    def read(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+async def dtmf_capture(tmp: Path, port: int, pt: int) -> DtmfCapture:
+    out, err = tmp / "dtmf.txt", tmp / "dtmf.err"
+    with out.open("wb") as o, err.open("wb") as e:
+        proc = subprocess.Popen(
+            ["tshark", "-i", "lo", "-f", f"udp src port {port}", "-d", f"udp.port=={port},rtp",
+             "-o", f"rtpevent.event_payload_type_value:{pt}", "-a", "duration:20", "-l",
+             "-Y", "rtpevent", "-T", "fields", "-e", "rtpevent.event_id"],
+            stdout=o, stderr=e, stdin=subprocess.DEVNULL)
+    capture = DtmfCapture(proc, out)
+    end = time.monotonic() + 10
+    while "Capturing on" not in err.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > end:
+            capture.stop()
+            raise AssertionError(f"tshark did not start: {err.read_text()[-500:]}")
+        await asyncio.sleep(0.05)
+    return capture
+
+
 def history_rows(window: MainWindow) -> list[list[str]]:
     t = window.history
     return [[(t.item(r, c).text() if t.item(r, c) else "") for c in range(t.columnCount())]
@@ -135,6 +176,34 @@ def test_register_call_the_echo_with_file_audio_and_the_tone_comes_back(
         await until(lambda: window.call_state.text().startswith("in call with 600"), 10,
                     f"the call back: {window.call_state.text()!r} {window.number.text()!r} "
                     f"{window.refusal.text()!r}")
+        # mute, hold (a re-INVITE the edge answers), DTMF from the dial pad
+        cur = window.phone.current
+        assert cur is not None
+        await until(lambda: cur.audio is not None, 5, "the call's audio")
+        assert cur.audio is not None
+        click(window.mute_button)
+        assert cur.audio.muted and "(muted)" in window.call_state.text()
+        click(window.mute_button)
+        assert not cur.audio.muted
+        click(window.hold_button)
+        await until(lambda: "(on hold)" in window.call_state.text(), 10, "on hold")
+        neg = cur.call.negotiated
+        assert neg is not None and neg.direction == "sendonly", neg
+        assert not cur.audio.session.sending
+        click(window.hold_button)
+        await until(lambda: "(on hold)" not in window.call_state.text(), 10, "resumed")
+        neg = cur.call.negotiated
+        assert neg is not None and neg.direction == "sendrecv" and cur.audio.session.sending
+        if shutil.which("tshark") is not None:  # the digit on the wire, as RFC 4733 events
+            assert cur.call.rtp_port is not None and neg.telephone_event_pt is not None
+            capture = await dtmf_capture(tmp_path, cur.call.rtp_port,
+                                         neg.telephone_event_pt)
+            try:
+                click(window.pad_buttons["5"])
+                await until(lambda: "5" in capture.read(), 8, "RFC 4733 events for 5")
+            finally:
+                capture.stop()
+        assert window.number.text() == "600"  # in a call the pad sends, it does not type
         click(window.hangup_button)
         await until(lambda: window.history.rowCount() == 2, 10, "the second row")
         await window.phone.stop()

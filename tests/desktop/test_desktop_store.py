@@ -79,3 +79,40 @@ def test_the_emergency_acknowledgement_is_kept_with_its_date(tmp_path: Path) -> 
     store.acknowledge_emergency(1_800_000_000)
     store.close()
     assert DesktopStore(tmp_path).emergency_ack() == "2027-01-15T08:00:00Z"
+
+
+def test_with_a_usable_keyring_the_password_goes_there_and_no_file_is_written(
+        tmp_path: Path) -> None:
+    keyring = pytest.importorskip("keyring")
+    from keyring.backend import KeyringBackend
+
+    class Memory(KeyringBackend):
+        """A keyring backend of its own (keyring's plugin interface), in memory."""
+
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.kept: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.kept.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.kept[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.kept.pop((service, username), None)
+
+    before = keyring.get_keyring()
+    memory = Memory()
+    keyring.set_keyring(memory)
+    try:
+        secrets = Secrets(tmp_path)
+        assert secrets.where == "keyring" and secrets.warning == ""
+        secrets.set("1001", "s3cret")
+        assert memory.kept == {("softphone-desktop", "1001"): "s3cret"}
+        assert Secrets(tmp_path).get("1001") == "s3cret"
+        assert not (tmp_path / "password").exists()
+    finally:
+        keyring.set_keyring(before)

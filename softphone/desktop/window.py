@@ -494,7 +494,7 @@ class MainWindow(QMainWindow):
         await self.phone.stop()
         self.phone.account = account
         self.phone.password = password
-        self.phone.reg_text = "not registered"
+        self.phone.reg_text = "starting…"
         self.phone.reg_warnings = []
         await self.phone.start()
         self.refresh()

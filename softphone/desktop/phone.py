@@ -99,6 +99,7 @@ class CurrentCall:
     mos: float | None = None
     recording: bool = False
     recording_note: str = ""
+    transfer_note: str = ""
 
 
 class DesktopPhone:
@@ -444,6 +445,38 @@ class DesktopPhone:
                     cur.audio.session.sending = False
         self.on_change("call")
         return ok
+
+    async def transfer(self, text: str, timeout: float = 10.0) -> bool:
+        """Blind transfer of the call to ``text`` (REFER, RFC 3515 / RFC 5589 §6): once the
+        peer reports the new call answered (its NOTIFY), we hang up; otherwise the call stays
+        and ``refusal`` says why."""
+        cur = self.current
+        if cur is None or cur.call.state is not CallState.ESTABLISHED:
+            self.refusal = "No call to transfer."
+            self.on_change("refused")
+            return False
+        try:
+            number = dialable(text)
+            target = self.target_uri(number)
+        except (NumberError, SipError) as exc:
+            self.refusal = f"Not a number to transfer to: {exc}"
+            self.on_change("refused")
+            return False
+        cur.transfer_note = f"transferring to {number}…"
+        self.on_change("call")
+        status = await cur.call.refer(target, timeout)
+        outcome = await cur.call.wait_refer_outcome(timeout) if 200 <= status < 300 else None
+        cur.transfer_note = ""
+        if outcome is None or not 200 <= outcome < 300:
+            why = f"{status}" if not 200 <= status < 300 else (
+                f"{outcome}" if outcome is not None else "no report from the other party")
+            self.refusal = f"The transfer to {number} did not go through ({why}): the call " \
+                           "is still yours."
+            self.on_change("refused")
+            return False
+        cur.call.end_reason = f"transferred to {number}"
+        cur.call.hangup()
+        return True
 
     def dtmf(self, digits: str) -> bool:
         cur = self.current

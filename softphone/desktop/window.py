@@ -6,8 +6,9 @@ changed, so no click waits on the network.
 
 Sizes come from layouts and the font, never from pixels, so that the window stays readable at
 125 % (``QT_SCALE_FACTOR=1.25`` or the desktop's own scaling). Shortcuts: Ctrl+Return call /
-answer, Escape hang up / reject, Ctrl+M mute, Ctrl+H hold, Ctrl+F search the history, Ctrl+L
-the number field, Ctrl+, account; digits typed during a call go out as DTMF from the dial pad.
+answer, Escape hang up / reject, Ctrl+M mute, Ctrl+H hold, Ctrl+T transfer (blind, to the number
+in the field), Ctrl+F search the history, Ctrl+L the number field, Ctrl+, account; during a
+call the dial pad sends DTMF.
 """
 
 from __future__ import annotations
@@ -232,7 +233,13 @@ class MainWindow(QMainWindow):
         self.hold_button.setObjectName("holdButton")
         self.hold_button.setCheckable(True)
         self.hold_button.clicked.connect(self._hold_clicked)
-        for b in (self.call_button, self.hangup_button, self.mute_button, self.hold_button):
+        self.transfer_button = QPushButton("Transfer")
+        self.transfer_button.setObjectName("transferButton")
+        self.transfer_button.setToolTip("Blind transfer of the call to the number in the field "
+                                        "(Ctrl+T)")
+        self.transfer_button.clicked.connect(self.transfer)
+        for b in (self.call_button, self.hangup_button, self.mute_button, self.hold_button,
+                  self.transfer_button):
             row.addWidget(b)
         dl.addLayout(row)
         state_row = QHBoxLayout()
@@ -281,6 +288,7 @@ class MainWindow(QMainWindow):
                            ("Escape", self.hangup_or_reject),
                            ("Ctrl+M", self.mute_button.toggle),
                            ("Ctrl+H", self.hold_button.click),
+                           ("Ctrl+T", self.transfer),
                            ("Ctrl+F", self.search.setFocus),
                            ("Ctrl+L", self.number.setFocus),
                            ("Ctrl+,", self.edit_account)):
@@ -372,6 +380,7 @@ class MainWindow(QMainWindow):
         if state is CallState.ESTABLISHED:
             extra = " (on hold)" if cur.held else ""
             extra += " (muted)" if self.phone.muted else ""
+            extra += f" ({cur.transfer_note})" if cur.transfer_note else ""
             neg = cur.call.negotiated
             codec = f" [{neg.codec.name}]" if neg is not None else ""
             return f"in call with {cur.peer}{codec}{extra}"
@@ -442,6 +451,9 @@ class MainWindow(QMainWindow):
         if self.ringing is not None:
             self.ringing.close()
             self.ringing = None
+
+    def transfer(self) -> None:
+        self.run(self.phone.transfer(self.number.text()))
 
     def _hold_clicked(self, checked: bool) -> None:
         self.run(self.phone.set_hold(checked))

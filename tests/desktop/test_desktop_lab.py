@@ -300,3 +300,47 @@ def test_an_incoming_call_rings_and_is_answered_then_busy_and_emergency_refusals
                                                   ("→", "1003", "refused"),
                                                   ("←", "1002", "answered")], rows
     assert "on another call" in rows[1][4] and "not available" in rows[0][4]
+
+
+@pytest.mark.timeout(90)
+def test_blind_transfer_refers_the_peer_and_hangs_up_when_the_new_call_is_answered(
+        qloop: asyncio.AbstractEventLoop, qtbot: Any, sipp: Any, lab: Any,
+        tmp_path: Path) -> None:
+    sip, peer_port = lab.take_ports(2)
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    window = make_app(tmp_path, sip, AudioSpec("null"))
+    qtbot.addWidget(window)
+
+    async def scenario() -> None:
+        await registered(window)
+        peer = sipp.start("xfer", ["-sf", str(lab.scenarios / "desktop_uas_refer.xml"),
+                                   "-i", "127.0.0.1", "-p", str(peer_port), "-mi", "127.0.0.1",
+                                   "-m", "1"],
+                          wall=40, trace_msg=True)
+        lab.wait_udp_listening(peer_port)
+        # a call straight to the peer (a SIP address), then Transfer to 1003
+        window.number.setText(f"sip:xfer@127.0.0.1:{peer_port}")
+        click(window.call_button)
+        await until(lambda: window.call_state.text().startswith("in call with sip:xfer"), 10,
+                    window.call_state.text() + window.refusal.text())
+        window.number.setText("1003")
+        click(window.transfer_button)
+        await until(lambda: window.call_state.text() == "idle", 15,
+                    window.call_state.text() + window.refusal.text())
+        assert await peer.wait_async(15) == 0, peer.errors()
+        messages = peer.messages()
+        assert f"Refer-To: <sip:1003@127.0.0.1:{sip}>" in messages, messages[-3000:]
+        assert "Referred-By: <sip:1001@" in messages
+        await window.phone.stop()
+
+    try:
+        qloop.run_until_complete(scenario())
+    finally:
+        qloop.run_until_complete(window.phone.stop())
+        window.close()
+        edge.stop()
+    assert window.refusal.text() == ""
+    (row,) = history_rows(window)
+    assert row[3] == "answered", row
+    (record,) = window.phone.store.calls()
+    assert record.reason == "transferred to 1003", record

@@ -257,6 +257,18 @@ def test_an_incoming_call_rings_and_is_answered_then_busy_and_emergency_refusals
         assert await caller.wait_async(15) == 0, caller.errors()
         assert "SIP/2.0 200 OK" in caller.messages()
         await until(lambda: window.call_state.text() == "idle", 5, "idle after the call")
+        # a second call from 1002, rejected from the ringing window: 486 reaches the caller
+        rejected = sipp.start("rejected", [
+            target, "-sf", str(lab.scenarios / "edge_uac_busy.xml"), "-s", "1001",
+            "-i", "127.0.0.1", "-p", str(uac), "-au", "1002", "-ap", "demo-1002",
+            "-set", "user", "1002", "-auth_uri", f"1001@{target}", "-m", "1",
+            "-timeout_error"], wall=30)
+        await until(lambda: window.ringing is not None and window.ringing.isVisible(), 10,
+                    "the ringing window again")
+        click(window.ringing.reject_button)
+        assert await rejected.wait_async(15) == 0, rejected.errors()
+        await until(lambda: window.call_state.text() == "idle" and window.ringing is None, 5,
+                    "idle after the rejection")
 
         # 1003 is on a call with 1004: the edge refuses our call to 1003 with its Warning
         await until(lambda: edge.status().get("live_calls") == 0, 10, "the edge idle")
@@ -298,6 +310,7 @@ def test_an_incoming_call_rings_and_is_answered_then_busy_and_emergency_refusals
     rows = history_rows(window)
     assert [(r[1], r[2], r[3]) for r in rows] == [("→", "112", "refused"),
                                                   ("→", "1003", "refused"),
+                                                  ("←", "1002", "rejected"),
                                                   ("←", "1002", "answered")], rows
     assert "on another call" in rows[1][4] and "not available" in rows[0][4]
 

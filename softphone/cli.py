@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent_app.add_arguments(p)
     p.set_defaults(handler=agent_app.main)
+    p = sub.add_parser("desktop", help="the desktop softphone window (Qt; the desktop extra)")
+    from softphone.apps import desktop as desktop_app
+
+    desktop_app.add_arguments(p)
+    p.set_defaults(handler=desktop_app.main)
     return parser
 
 

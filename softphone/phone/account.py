@@ -15,7 +15,7 @@ from softphone.sip.message import SipRequest
 from softphone.sip.transport import sip_host
 from softphone.sip.uri import NameAddr, SipUri
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY"
 ACCEPT = "application/sdp"
 SUPPORTED = ""  # no extensions (100rel, timer, replaces) implemented yet
 SDP = "application/sdp"

@@ -84,6 +84,9 @@ class Call:
         # run when the call ends, before its RTP ports go back: media that uses the
         # call's sockets stops reading them first (the fds are never closed under it)
         self.on_end: list[Callable[[Call], None]] = []
+        # a blind transfer (RFC 3515): the status lines the peer's NOTIFYs reported
+        self.refer_progress: list[int] = []
+        self._refer_changed = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.call_id} {self.state.value}>"
@@ -144,6 +147,32 @@ class Call:
                 return await fut
         except TimeoutError:
             return False
+
+    async def refer(self, target: str, timeout: float = 10.0) -> int:
+        """Blind transfer (RFC 3515, RFC 5589 §6): REFER the peer to ``target``; the final
+        status of the REFER (202: accepted), 408 on no answer."""
+        fut = self.engine._refer(self, target)
+        try:
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            return 408
+
+    async def wait_refer_outcome(self, timeout: float = 10.0) -> int | None:
+        """The final status the transfer target gave, from the peer's NOTIFYs (sipfrag,
+        RFC 3515 §2.4.5); None if none came in time."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not any(s >= 200 for s in self.refer_progress):
+                    await self._refer_changed.wait()
+        except TimeoutError:
+            return None
+        return next(s for s in self.refer_progress if s >= 200)
+
+    def _refer_notified(self, status: int) -> None:
+        self.refer_progress.append(status)
+        self._refer_changed.set()
+        self._refer_changed = asyncio.Event()
 
     async def hangup_and_wait(self, timeout: float = 10.0) -> None:
         self.hangup()
@@ -393,6 +422,45 @@ class CallEngine:
         self.ua._flush()
         return fut
 
+    def _refer(self, call: Call, target: str) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        dialog = call.dialog
+        if call.state is not CallState.ESTABLISHED or dialog is None:
+            raise UaError(f"no established call to transfer ({call.state.value})")
+        refer_to = NameAddr(uri=SipUri.parse(target))
+        contact = self.ua.contact_uri(self._call_transport(call))
+        request = dialog.create_request("REFER", extra=[
+            ("Refer-To", str(refer_to)), ("Referred-By", f"<{self.ua._from().uri}>"),
+            ("Contact", f"<{contact}>"), ("Allow", ALLOW)])
+        txn = self.ua._core().send_request(request, self._dialog_dest(call, dialog),
+                                           self.ua._now())
+
+        def done(ev: TransactionOutcome) -> None:
+            if fut.done():
+                return
+            if isinstance(ev, ResponseReceived):
+                if ev.response.status >= 200:
+                    fut.set_result(ev.response.status)
+            else:
+                fut.set_result(408 if isinstance(ev, TransactionTimeout) else 503)
+
+        self.ua._client[txn] = done
+        self.ua._flush()
+        return fut
+
+    def _notify(self, call: Call, req: SipRequest, txn: ServerTransaction) -> None:
+        """A NOTIFY of the implicit refer subscription (RFC 3515 §2.4.4): 200, and the
+        sipfrag's status line kept on the call; any other event package: 489."""
+        event = (req.headers.get("event") or "").split(";", 1)[0].strip().lower()
+        if event != "refer":
+            self.ua._respond(txn, 489, "Bad Event")
+            return
+        self.ua._respond(txn, 200, "OK")
+        line = req.body.decode("utf-8", "replace").strip().splitlines()
+        parts = line[0].split() if line else []
+        if len(parts) >= 2 and parts[0].upper() == "SIP/2.0" and parts[1].isdigit():
+            call._refer_notified(int(parts[1]))
+
     def _hangup(self, call: Call) -> None:
         if call.ended:
             return
@@ -438,6 +506,8 @@ class CallEngine:
             self._reoffer(call, dialog, req, txn)
         elif method == "INFO":
             self.ua._respond(txn, 200, "OK")
+        elif method == "NOTIFY":
+            self._notify(call, req, txn)
         else:
             self.ua._respond(txn, 405, "Method Not Allowed", extra=[("Allow", ALLOW)])
 

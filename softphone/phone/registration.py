@@ -21,7 +21,7 @@ from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address
 from softphone.sip.errors import SipError
 from softphone.sip.events import ResponseReceived, TransactionTimeout, TransportFailure
-from softphone.sip.message import SipRequest
+from softphone.sip.message import SipRequest, SipResponse
 from softphone.sip.registration import ClientRegistration, RefreshPolicy, RegState
 from softphone.sip.transaction import ClientTransaction
 
@@ -54,6 +54,8 @@ class Registration:
         self._armed_at: float | None = None
         self._changed = asyncio.Event()
         self._seen = self._snapshot()
+        # the last final response (its Warnings say what the registrar wants the user told)
+        self.last_response: SipResponse | None = None
 
     # -- what the machine knows -------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Registration:
             case ResponseReceived(response=response):
                 if response.status < 200:
                     return
+                self.last_response = response
                 retry = self.machine.receive(response, now)
                 if retry is not None:
                     self._send(retry)

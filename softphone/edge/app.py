@@ -38,7 +38,7 @@ from softphone.codecs.frame import runnable
 from softphone.codecs.registry import Codec, codec_order_from_names
 from softphone.configfile import ConfigError, ConfigText
 from softphone.counters import open_guard
-from softphone.edge.b2bua import B2BUA, MediaSettings
+from softphone.edge.b2bua import B2BUA
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import (
     Durability,
@@ -54,6 +54,7 @@ from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.restart import record_dead_calls
 from softphone.edge.retention import RetentionJob
+from softphone.edge.room import MediaSettings
 from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.media.bridge import FrameSource

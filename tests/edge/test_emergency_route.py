@@ -27,8 +27,8 @@ from softphone.edge.app import (
     policy_users,
     sit_tone,
 )
-from softphone.edge.b2bua import multipart_mixed
 from softphone.edge.config import EdgeConfig, load_edge_config
+from softphone.edge.emergency import multipart_mixed
 from softphone.media.bridge import FrameSource
 from softphone.media.tone import read_wav, rms, tone, tone_power_ratio
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -1055,7 +1054,3 @@ class PolicyGuard:
     def held(self, user_id: str) -> int:
         with self._lock:
             return self.state.held(user_id)
-
-    def active_calls(self) -> Iterable[str]:
-        with self._lock:
-            return sorted(self.state.calls)

@@ -1,7 +1,7 @@
 """``PolicyGuard``: the provider's terms applied at every decision point of a call.
 
 Facts in, ``Decision`` out, no I/O: the guard mutates only its ``Ledger`` (channels and
-counters), through events the caller drains and persists (softphone.counters) after each call,
+counters), through events the caller drains and persists (softphone.ledgerstore) after each call,
 and the caller writes each decision to the audit log (softphone.audit).
 
 Order of the rules on a new outbound call (the first that refuses decides):

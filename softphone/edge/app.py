@@ -37,8 +37,8 @@ from softphone.audit import AuditLog, FsyncPolicy
 from softphone.codecs.frame import runnable
 from softphone.codecs.registry import Codec, codec_order_from_names
 from softphone.configfile import ConfigError, ConfigText
-from softphone.counters import open_guard
 from softphone.edge.b2bua import B2BUA
+from softphone.edge.bindings import LocationService
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import (
     Durability,
@@ -50,13 +50,13 @@ from softphone.edge.config import (
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.datalock import DataDirBusy, lock_data_dir
 from softphone.edge.emergency_lane import EmergencyLane
-from softphone.edge.location import LocationService
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.restart import record_dead_calls
 from softphone.edge.retention import RetentionJob
 from softphone.edge.room import MediaSettings
 from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
+from softphone.ledgerstore import open_guard
 from softphone.media.bridge import FrameSource
 from softphone.media.call import CallMedia
 from softphone.media.echo import PcmSource

@@ -23,11 +23,11 @@ from softphone.codecs.offer_answer import (
     process_answer,
 )
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
-from softphone.edge.call import Call, CallState, Fork
-from softphone.edge.calllog import LegRecord
-from softphone.edge.location import (
+from softphone.edge.bindings import (
     Binding,
 )
+from softphone.edge.call import Call, CallState, Fork
+from softphone.edge.calllog import LegRecord
 from softphone.edge.registrar import binding_destination
 from softphone.edge.room import ALLOW, SDP, Room, quoted
 from softphone.media.call import CallMedia

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from softphone.edge.authentication import AuthenticationRoom
-from softphone.edge.location import (
+from softphone.edge.bindings import (
     DEFAULT_EXPIRES,
     Binding,
     RegistrationError,

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from softphone.codecs.registry import Codec
+from softphone.edge.bindings import (
+    LocationService,
+)
 from softphone.edge.call import Call, CallState
 from softphone.edge.calllog import CallLog
 from softphone.edge.emergency_lane import EmergencyLane
-from softphone.edge.location import (
-    LocationService,
-)
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.security import Security
 from softphone.edge.trunk import Trunk

@@ -11,12 +11,12 @@ from dataclasses import replace
 
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.authentication import AuthenticationRoom
+from softphone.edge.bindings import (
+    Binding,
+)
 from softphone.edge.call import Call
 from softphone.edge.calllog import CallRecord
 from softphone.edge.emergency import EmergencyRoom
-from softphone.edge.location import (
-    Binding,
-)
 from softphone.edge.room import SDP
 from softphone.edge.service_urn import (
     ServiceUrnError,

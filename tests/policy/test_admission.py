@@ -8,7 +8,7 @@ from softphone.policy import Account, PolicyGuard, User
 from softphone.policy.admission import CallAdmission
 
 from softphone.audit import AuditLog
-from softphone.counters import CounterStore
+from softphone.ledgerstore import CounterStore
 
 T0 = 1_768_989_600.0
 ACCT = Account("acct-1", "FR", seats=3)

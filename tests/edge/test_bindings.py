@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from softphone.edge.location import LocationService, RegistrationError
+from softphone.edge.bindings import LocationService, RegistrationError
 
 SRC = ("udp", "127.0.0.1", 5062, None)
 

@@ -61,7 +61,7 @@ from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine, User
+from softphone.policy.facts import Account, AccountState, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
 from softphone.sip.auth import NO_CREDENTIALS, DigestServer, own_uri_check
 from softphone.sip.core import SipCore
@@ -99,69 +99,6 @@ class FloodGuard:
         """A response from ``host`` that matched no transaction costs a request's token."""
         if host not in self.trusted:
             self.limiter.charge(host, now)
-
-
-class WallClockGuard:
-    """The policy counts days and months: it gets wall-clock time, the SIP core monotonic."""
-
-    def __init__(self, admission: CallAdmission) -> None:
-        self.admission = admission
-
-    def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-              now: float) -> tuple[int, str] | None:
-        return self.admission.admit(call_id, caller, callee, inbound_local=inbound_local,
-                                    now=time.time())
-
-    def released(self, call_id: str, *, answered: bool, duration: float,
-                 now: float) -> list[Decision]:
-        return self.admission.released(call_id, answered=answered, duration=duration,
-                                       now=time.time())
-
-    def refused(self, call_id: str, *, now: float) -> list[Decision]:
-        return self.admission.refused(call_id, now=time.time())
-
-    def answered(self, call_id: str, now: float) -> list[Decision]:
-        return self.admission.answered(call_id, time.time())
-
-    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
-        return self.admission.notice_played(guard_call_id, notice_id, time.time())
-
-    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
-        return self.admission.dtmf(call_id, media_leg, digit, time.time())
-
-    def correspondent_leg(self, guard_call_id: str) -> str:
-        return self.admission.correspondent_leg(guard_call_id)
-
-    def is_emergency(self, caller: str, dialed: str) -> bool:
-        return self.admission.is_emergency(caller, dialed)
-
-    def emergency_code(self, caller: str, dialed: str) -> str | None:
-        return self.admission.emergency_code(caller, dialed)
-
-    def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float, media: tuple[MediaLine, ...] = (),
-                       presented: str | None = None) -> Decision | None:
-        return self.admission.admit_decision(call_id, caller, callee,
-                                             inbound_local=inbound_local, now=time.time(),
-                                             media=media, presented=presented)
-
-    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                        now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None,
-                        caller_local: bool = True, user_agent: str = "",
-                        psap_callback: bool = False) -> list[Decision]:
-        return self.admission.admit_decisions(call_id, caller, callee,
-                                              inbound_local=inbound_local, now=time.time(),
-                                              media=media, presented=presented,
-                                              caller_local=caller_local, user_agent=user_agent,
-                                              psap_callback=psap_callback)
-
-    def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
-                   user_agent: str, webrtc: bool, now: float) -> Decision | None:
-        return self.admission.registered(
-            user, device=device, source_ip=source_ip, expires_s=expires_s,
-            user_agent=user_agent, now=time.time(),
-            device_class=DeviceClass.WEBRTC if webrtc else DeviceClass.SIP)
 
 
 PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
@@ -559,7 +496,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout, latch=cfg.latch),
         codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=auth, guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after, auth=auth, guard=admission,
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,

@@ -33,7 +33,7 @@ Contact (or its Record-Route). A phone may dial the service URN itself (INVITE
 urn:service:sos.fire): that is the caller's country's code for the service, decided and
 refused exactly the same; a service URN outside the sos tree gets 404, another URN 416.
 
-The policy guard (``CallGuard``) decides every REGISTER binding before it is stored and every
+The policy guard (``CallAdmission``) decides every REGISTER binding before it is stored and every
 new call before anything is routed, with the offer's m-lines and the caller ID to present. A
 refusal goes out with the guard's status and reason phrase, a Warning (399, RFC 3261 §20.43)
 carrying the text the person should see, and Retry-After when the guard says when to try

@@ -91,7 +91,7 @@ class CallsRoom(Room):
             extra = [("Warning", f'399 {self.domain} "{exc}"')]
         media.close()
         if release:
-            self._release_guard(req.call_id, now)
+            self._release_guard(req.call_id)
         self._respond(txn, status, reason, extra=extra)
         return None
 
@@ -243,7 +243,7 @@ class CallsRoom(Room):
         call.record.answered = time.time()
         self.stats["answered"] += 1
         if self.guard is not None and not call.app:
-            self._on_answered(call, self.guard.answered(call.key, call.answered_at))
+            self._on_answered(call, self.guard.answered(call.key))
 
     def _apply_answer_limits(self, call: Call, decisions: Iterable[Decision]) -> None:
         """The guard's time limit for an answered call (``max_duration_s``: the trial minutes
@@ -488,7 +488,7 @@ class CallsRoom(Room):
         duration = (now - call.answered_at) if call.answered_at is not None else 0.0
         if self.guard is not None and not call.app:
             self._apply_recording(call, self.guard.released(call.key, answered=answered,
-                                                            duration=duration, now=now))
+                                                            duration=duration))
         if self.recordings is not None:
             for rid in sorted(call.recordings):  # whatever the guard said, the file is closed
                 self.recordings.stop(rid)

@@ -56,7 +56,7 @@ class EmergencyRoom(CallsRoom):
         # a dialled service URN is decided as the caller's country's code for that service,
         # "0112" (outside-line prefix) and "+112" as 112
         code = self.guard.emergency_code(caller, dialed) or dialed
-        d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False, now=now)
+        d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False)
         if d is not None and d.action is Action.ROUTE_EMERGENCY:
             self._route_emergency(req, txn, source, caller, dialed, offer, now, d, by_value)
             return
@@ -109,7 +109,7 @@ class EmergencyRoom(CallsRoom):
             # nothing to send it to: say so plainly rather than ring nowhere
             log.error("emergency call %s from %s: no usable route (%r)", req.call_id, caller,
                       route)
-            self._release_guard(req.call_id, now)
+            self._release_guard(req.call_id)
             self._respond(txn, 503, "Service Unavailable: no emergency route",
                           extra=[("Warning", f'399 {self.domain} "The emergency route is '
                                   'not reachable. Call from a mobile phone or a landline."')])

@@ -81,7 +81,7 @@ class NoticesRoom(CallsRoom):
         if call.state is CallState.ENDED or self.guard is None:
             return
         try:
-            decision = self.guard.notice_played(guard_id, notice_id, self.clock())
+            decision = self.guard.notice_played(guard_id, notice_id)
             self._apply_recording(call, [decision])
             self._next_notice(call, leg)
         except Exception:
@@ -138,7 +138,7 @@ class NoticesRoom(CallsRoom):
     def _on_digit(self, call: Call | None, leg: str, digit: str) -> None:
         if call is None or call.app or self.guard is None or call.state is CallState.ENDED:
             return
-        self._apply_recording(call, self.guard.dtmf(call.key, leg, digit, self.clock()))
+        self._apply_recording(call, self.guard.dtmf(call.key, leg, digit))
 
     def _on_info(self, req: SipRequest, txn: ServerTransaction) -> None:
         """SIP INFO in a call: 200; an application/dtmf-relay body (``Signal=9``) is a key

@@ -12,6 +12,7 @@ from softphone.edge.bindings import (
     Binding,
     RegistrationError,
 )
+from softphone.policy.facts import DeviceClass
 from softphone.sip.core import Address
 from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
@@ -112,7 +113,8 @@ class RegistrarRoom(AuthenticationRoom):
         for contact, expires in contacts:
             d = self.guard.registered(user, device=contact, source_ip=source.host,
                                       expires_s=expires, user_agent=agent,
-                                      webrtc=source.transport in ("ws", "wss"), now=self.clock())
+                                      device_class=DeviceClass.WEBRTC
+                                      if source.transport in ("ws", "wss") else DeviceClass.SIP)
             if d is None:
                 continue
             if not d.allowed:

@@ -1,6 +1,7 @@
 """What every room of the edge's B2BUA shares: the configuration and the tables of live calls
-(``Room.__init__``), the interfaces it is given (digest ``Authenticator``, policy ``CallGuard``,
-``Prompts``), and how a room answers on the wire (``_respond``, ``_refuse``, Warnings).
+(``Room.__init__``), the interfaces it is given (digest ``Authenticator``, the policy's
+``CallAdmission``, which dates its decisions by its own wall clock, ``Prompts``), and how a
+room answers on the wire (``_respond``, ``_refuse``, Warnings).
 
 The rooms (``registrar``, ``authentication``, ``routing``, ``emergency``, ``calls``,
 ``dialogs``, ``notices``) each add the methods of one concern to ``Room``; ``B2BUA``
@@ -31,11 +32,11 @@ from softphone.media.bridge import FrameSource, TickScheduler
 from softphone.media.call import CallMedia
 from softphone.media.dtmf import DtmfEvent
 from softphone.media.ports import PortAllocator
+from softphone.policy.admission import CallAdmission
 from softphone.policy.decision import (
     Audience,
     Decision,
 )
-from softphone.policy.facts import MediaLine
 from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address, SipCore
 from softphone.sip.dialog import Dialog
@@ -49,11 +50,11 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
 
 
 SDP = "application/sdp"
-
-
 NOTICE_GUARD_S = 2.0   # the final answer follows a notice even if its end is never reported
 
 
+# A spoken (or signalled) announcement by its id, at the bridge rate, and how long it lasts in
+# seconds; None when the edge has nothing to play for that id.
 Prompts = Callable[[str, int], "tuple[FrameSource, float] | None"]
 
 
@@ -69,70 +70,6 @@ class Authenticator(Protocol):
     def failure(self, request: SipRequest) -> str | None:
         """Why ``verify`` refused the credentials of ``request``; None when it carried none
         of ours or only a stale nonce (a challenge, not a failure)."""
-        ...
-
-
-class CallGuard(Protocol):
-    """What the edge asks the policy guard (``softphone.policy``) at each decision point."""
-
-    def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-              now: float) -> tuple[int, str] | None:
-        """None to let the call proceed, else (status, reason) to refuse it."""
-        ...
-
-    def released(self, call_id: str, *, answered: bool, duration: float,
-                 now: float) -> list[Decision]:
-        """The call is over: the decisions, with what to do with its recordings."""
-        ...
-
-    def refused(self, call_id: str, *, now: float) -> list[Decision]:
-        """The edge refused an admitted call before placing it: channels back, no count."""
-        ...
-
-    def answered(self, call_id: str, now: float) -> list[Decision]:
-        """The call is answered: per side, the notices to play first (``Notice``)."""
-        ...
-
-    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
-        """A notice has been heard in full (a recording may start)."""
-        ...
-
-    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
-        """A key pressed on media leg "a" or "b" (an objection stops the recording)."""
-        ...
-
-    def correspondent_leg(self, guard_call_id: str) -> str:
-        """The media leg ("a" or "b") where the other party of that side is."""
-        ...
-
-    def is_emergency(self, caller: str, dialed: str) -> bool:
-        """Whether ``dialed`` is an emergency code for this local caller (no side effect)."""
-        ...
-
-    def emergency_code(self, caller: str, dialed: str) -> str | None:
-        """The emergency code ``dialed`` (a code or a service URN) stands for, or None."""
-        ...
-
-    def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float, media: tuple[MediaLine, ...] = (),
-                       presented: str | None = None) -> Decision | None:
-        """The guard's decision to act on (refusal or emergency route), None to go ahead."""
-        ...
-
-    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                        now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None,
-                        caller_local: bool = True, user_agent: str = "",
-                        psap_callback: bool = False) -> list[Decision]:
-        """Every decision on a new call, caller's side first, a refusal last; the allowed
-        ones say what goes with the call (billable, m-lines to refuse, warnings).
-        ``caller_local`` False (from the trunk): From names no local user's call.
-        ``user_agent``: the caller's User-Agent (a PBX is refused as at REGISTER)."""
-        ...
-
-    def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
-                   user_agent: str, webrtc: bool, now: float) -> Decision | None:
-        """A REGISTER binding of a local user: refused, or allowed with warnings."""
         ...
 
 
@@ -159,7 +96,7 @@ class Room:
                  allocator: PortAllocator, media_settings: MediaSettings,
                  codecs: Iterable[Codec], users: Callable[[str], bool], domain: str,
                  echo_ext: str = "600", tone_ext: str = "601", retry_after: int = 5,
-                 auth: Authenticator | None = None, guard: CallGuard | None = None,
+                 auth: Authenticator | None = None, guard: CallAdmission | None = None,
                  call_log: CallLog | None = None,
                  scheduler: TickScheduler | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -277,10 +214,10 @@ class Room:
                     out.append(header)
         return out
 
-    def _release_guard(self, call_id: str, now: float) -> None:
+    def _release_guard(self, call_id: str) -> None:
         """An admitted call refused here (488, 503, 480) was never placed: not a short call."""
         if self.guard is not None:
-            self.guard.refused(call_id, now=now)
+            self.guard.refused(call_id)
 
     def _prompt(self, announcement: str) -> tuple[FrameSource, float] | None:
         try:

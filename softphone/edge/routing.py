@@ -119,7 +119,7 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
         allowed: list[Decision] = []
         if self.guard is not None and not is_app:
             allowed = self.guard.admit_decisions(
-                req.call_id, caller, target, inbound_local=direction == "local", now=now,
+                req.call_id, caller, target, inbound_local=direction == "local",
                 media=media_lines(offer),
                 presented=self._presented(caller, from_trunk or from_gateway),
                 caller_local=not (from_trunk or from_gateway),  # where it came from decides
@@ -134,7 +134,7 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
         if direction in ("local", "inbound") and not is_app:
             bindings = [b for b in self.location.lookup(target, now)]
             if not bindings:
-                self._release_guard(req.call_id, now)
+                self._release_guard(req.call_id)
                 self._respond(txn, 480, "Temporarily Unavailable")
                 return
         if is_app and self._app_calls_full(txn, caller):

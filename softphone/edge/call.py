@@ -13,6 +13,7 @@ from softphone.codecs.offer_answer import (
 )
 from softphone.codecs.sdp import SessionDescription
 from softphone.edge.calllog import CallRecord
+from softphone.edge.legs import Leg
 from softphone.media.call import CallMedia
 from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address
@@ -80,4 +81,7 @@ class Call:
     # OK on leg "a" and its answer comes in the ACK
     a_offer: SessionDescription | None = None
     a_answered: asyncio.Event = field(default_factory=asyncio.Event)  # set at that ACK (or end)
+    # the parties the edge itself plays in this call (app legs: echo 600, tone 601), by name;
+    # the SIP legs are the fields above (a_*, b_*, forks)
+    legs: dict[str, Leg] = field(default_factory=dict)
 

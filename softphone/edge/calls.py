@@ -31,7 +31,6 @@ from softphone.edge.calllog import LegRecord
 from softphone.edge.registrar import binding_destination
 from softphone.edge.room import ALLOW, SDP, Room, quoted
 from softphone.media.call import CallMedia
-from softphone.media.echo import ToneSource
 from softphone.media.ports import PortsExhausted
 from softphone.media.session import RtpSession
 from softphone.policy.decision import (
@@ -106,11 +105,9 @@ class CallsRoom(Room):
         if call.state is CallState.ENDED:
             return
         call.media.connect()  # one leg: always the bridge
-        if call.app == "echo":
-            call.media.bridge_legs["a"].echo = True
-        else:
-            call.media.inject("a", ToneSource(self.media_settings.tone_hz,
-                                              self.media_settings.bridge_rate))
+        for leg in call.legs.values():  # the app leg (routing) joins the caller's bridge leg
+            leg.answer()
+            leg.attach(call.media, "a")
 
     async def _connect(self, call: Call, b_neg: Negotiated) -> None:
         media = call.media
@@ -465,6 +462,8 @@ class CallsRoom(Room):
             if not call.a_txn.terminated:
                 self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
         call.state = CallState.ENDED
+        for leg in call.legs.values():
+            leg.hang_up(cause)
         call.a_answered.set()  # wakes a task still waiting for a delayed offer's answer
         if call.limit_timer is not None:
             call.limit_timer.cancel()

@@ -17,6 +17,7 @@ from softphone.edge.bindings import (
 from softphone.edge.call import Call
 from softphone.edge.calllog import CallRecord
 from softphone.edge.emergency import EmergencyRoom
+from softphone.edge.legs import app_leg
 from softphone.edge.room import SDP
 from softphone.edge.service_urn import (
     ServiceUrnError,
@@ -159,6 +160,8 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
         self.stats["calls"] += 1
         if is_app:
             call.app = "echo" if target == self.echo_ext else "tone"
+            call.legs["b"] = app_leg(call.app, tone_hz=self.media_settings.tone_hz,
+                                     rate=self.media_settings.bridge_rate)
             self._answer_a(call)
             self._spawn(self._start_app(call), call)
             return

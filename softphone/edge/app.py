@@ -53,7 +53,6 @@ from softphone.edge.room import MediaSettings
 from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
 from softphone.ledgerstore import open_guard
-from softphone.media.call import CallMedia
 from softphone.media.ports import PortAllocator
 from softphone.media.prompts import EdgePrompts
 from softphone.policy.admission import CallAdmission
@@ -197,7 +196,7 @@ class Edge:
         """What an operator (or a leak test) wants to see at a glance."""
         return {
             "live_calls": self.b2bua.live_calls,
-            "media_objects": len(CallMedia.live),
+            "media_objects": self.b2bua.allocator.media_objects,
             "ports_in_use": self.allocator.in_use,
             "ports_by_user": self.allocator.users(),
             "ports_refused": {"emergency_share": self.allocator.refused_reserve,

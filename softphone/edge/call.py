@@ -14,6 +14,7 @@ from softphone.codecs.offer_answer import (
 from softphone.codecs.sdp import SessionDescription
 from softphone.edge.calllog import CallRecord
 from softphone.edge.legs import Leg
+from softphone.edge.trunk import Cancellable
 from softphone.media.call import CallMedia
 from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address
@@ -75,7 +76,7 @@ class Call:
     notices: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     playing: set[str] = field(default_factory=set)
     recordings: set[str] = field(default_factory=set)
-    limit_timer: asyncio.TimerHandle | None = None  # ends the call at max_duration_s (trial)
+    limit_timer: Cancellable | None = None  # ends the call at max_duration_s (trial)
     warnings: list[tuple[str, str]] = field(default_factory=list)  # for the caller, on 18x/200
     # RFC 3261 §13.2.1 delayed offer: the caller's INVITE had no SDP, our offer goes in the 200
     # OK on leg "a" and its answer comes in the ACK

@@ -250,8 +250,8 @@ class CallsRoom(Room):
             return
         seconds = max(0, min(limits))
         log.info("%s: the guard allows %d s of conversation", call.key, seconds)
-        call.limit_timer = asyncio.get_running_loop().call_later(
-            seconds, self._time_up, call.key, seconds)
+        call.limit_timer = self._call_later(
+            seconds, functools.partial(self._time_up, call.key, seconds))
 
     def _time_up(self, key: str, seconds: int) -> None:
         call = self.calls.get(key)

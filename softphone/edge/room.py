@@ -27,7 +27,7 @@ from softphone.edge.calllog import CallLog
 from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.security import Security
-from softphone.edge.trunk import Trunk
+from softphone.edge.trunk import Cancellable, Scheduler, Trunk
 from softphone.media.bridge import FrameSource, TickScheduler
 from softphone.media.call import CallMedia
 from softphone.media.dtmf import DtmfEvent
@@ -106,7 +106,7 @@ class Room:
                  recordings: RecordingStore | None = None,
                  emergency_lane: EmergencyLane | None = None,
                  emergency_callback_s: float = 3600.0, app_calls_per_user: int = 1,
-                 security: Security | None = None) -> None:
+                 security: Security | None = None, timers: Scheduler | None = None) -> None:
         self.core = core
         self.flush = flush
         self.location = location
@@ -124,6 +124,9 @@ class Room:
         self.call_log = call_log or CallLog(None)
         self.scheduler = scheduler or TickScheduler()
         self.clock = clock
+        # the call-level timers (the trial cut-off): the loop's call_later unless injected
+        # (a fake in tests, with the fake clock)
+        self.timers = timers
         self.user_agent = user_agent
         self.trunk = trunk
         self.emergency_route = emergency_route
@@ -175,6 +178,11 @@ class Room:
         resp.headers.add("Server", self.user_agent)
         self.core.send_response(txn, resp, now)
         return resp
+
+    def _call_later(self, delay: float, fn: Callable[[], None]) -> Cancellable:
+        if self.timers is not None:
+            return self.timers(delay, fn)
+        return asyncio.get_running_loop().call_later(delay, fn)
 
     def _spawn(self, coro: Awaitable[Any], call: Call | None) -> None:
         async def runner() -> None:

@@ -61,7 +61,7 @@ class CallsRoom(Room):
                          user=user, emergency=emergency, latch=ms.latch)
 
     def _anchor(self, req: SipRequest, txn: ServerTransaction,
-                offer: SessionDescription | None, now: float, *, legs: tuple[str, ...],
+                offer: SessionDescription | None, *, legs: tuple[str, ...],
                 release: bool, user: str = "", emergency: bool = False,
                 ) -> tuple[CallMedia, Negotiated | None] | None:
         """The call's media with ``legs`` reserved and our answer to the caller's offer (None

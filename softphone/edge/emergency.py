@@ -114,7 +114,7 @@ class EmergencyRoom(CallsRoom):
                           extra=[("Warning", f'399 {self.domain} "The emergency route is '
                                   'not reachable. Call from a mobile phone or a landline."')])
             return
-        made = self._anchor(req, txn, offer, now, legs=("a", "b"), release=True, user=caller,
+        made = self._anchor(req, txn, offer, legs=("a", "b"), release=True, user=caller,
                             emergency=True)
         if made is None:
             return

@@ -141,7 +141,7 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
         if is_app and self._app_calls_full(txn, caller):
             return
         key = req.call_id
-        made = self._anchor(req, txn, offer, now, legs=("a",) if is_app else ("a", "b"),
+        made = self._anchor(req, txn, offer, legs=("a",) if is_app else ("a", "b"),
                             release=not is_app,
                             user=target if direction == "inbound" else caller)
         if made is None:

@@ -477,7 +477,7 @@ async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
     from softphone.codecs.offer_answer import answer_offer, build_offer
     from softphone.codecs.registry import OPUS, PCMA, Codec
 
-    from softphone.edge.b2bua import MediaSettings
+    from softphone.edge.room import MediaSettings
     from softphone.media.bridge import TickScheduler
     from softphone.media.call import CallMedia
     from softphone.media.ports import PortAllocator

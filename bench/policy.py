@@ -34,7 +34,7 @@ from softphone.policy import (
 )
 
 from softphone.audit import AuditLog, FsyncPolicy
-from softphone.counters import CounterStore
+from softphone.ledgerstore import CounterStore
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_768_989_600.0

@@ -14,7 +14,6 @@ Accessors cover what the media path needs: rtpmap/fmtp (RFC 8866 §6.6/§6.15), 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -219,9 +218,6 @@ class MediaDescription:
 
     def has_attribute(self, name: str) -> bool:
         return any(a.name == name for a in self.attributes)
-
-    def remove_attributes(self, *names: str) -> None:
-        self.attributes = [a for a in self.attributes if a.name not in names]
 
     # -- RTP payload formats ------------------------------------------------------------------
 
@@ -612,14 +608,3 @@ def _media_line(media: MediaDescription, kind: str, value: str, where: str) -> N
         media.key = value
     else:
         media.attributes.append(_parse_attribute(value, where))
-
-
-def build_media(
-    *,
-    port: int,
-    payload_types: Iterable[int],
-    media: str = "audio",
-    proto: str = "RTP/AVP",
-) -> MediaDescription:
-    """A bare RTP media section; attributes are added by the caller."""
-    return MediaDescription(media, port, proto, [str(pt) for pt in payload_types])

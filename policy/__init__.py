@@ -3,7 +3,7 @@
 Facts in (``softphone.policy.facts``), a ``Decision`` out (``softphone.policy.decision``), from
 rules and tables that are data (configs/policy.toml, ``softphone.policy.config``). The guard
 (``softphone.policy.guard.PolicyGuard``) keeps channels and counters in a ``Ledger`` changed
-only by events, which softphone.counters persists; softphone.audit writes each decision.
+only by events, which softphone.ledgerstore persists; softphone.audit writes each decision.
 """
 
 from softphone.policy.config import PolicyConfig, PolicyConfigError, load, load_default, parse

@@ -1,5 +1,5 @@
-"""``CallAdmission``: the edge's two-call guard protocol (``admit`` / ``released``, see
-softphone.edge.b2bua.CallGuard) on top of ``PolicyGuard``.
+"""``CallAdmission``: the one interface the edge asks the policy through (``admit`` /
+``released`` and the other decision points), on top of ``PolicyGuard``.
 
 A call between two local users is two calls for the terms: an outbound call of the caller and
 an inbound call of the callee, each taking one of its user's channels. ``admit`` asks for both,
@@ -12,11 +12,15 @@ caller is, and ``admit_decision`` hands back the guard's whole decision (``ROUTE
 with the route and the PIDF-LO payload, or the ``REJECT`` with its spoken notice).
 
 Still pure: persisting the ledger and writing the audit log are effects the edge passes in
-(``commit``, ``on_decision``), called after every decision in that order (write-ahead).
+(``commit``, ``on_decision``), called after every decision in that order (write-ahead). The
+policy counts days and months, so it is dated by the wall clock it is given (``clock``,
+``time.time`` by default), read when a caller passes no ``now``; the edge never passes one
+(its own clock is monotonic), tests pass theirs.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from softphone.policy.decision import Action, Decision
@@ -48,8 +52,10 @@ class CallAdmission:
     def __init__(self, guard: PolicyGuard, users: UserLookup, *,
                  commit: Callable[[], None] = _nothing,
                  on_decision: Callable[[Decision], None] = _ignore,
-                 device_class: DeviceClass = DeviceClass.SIP) -> None:
+                 device_class: DeviceClass = DeviceClass.SIP,
+                 clock: Callable[[], float] = time.time) -> None:
         self.guard = guard
+        self.clock = clock  # wall-clock time: what a decision is dated when no ``now`` is given
         self.users = users
         self.commit = commit
         self.on_decision = on_decision
@@ -58,6 +64,9 @@ class CallAdmission:
         # retries a refused or failed call on the same Call-ID, RFC 3261 allows it): the
         # guard's id of this attempt, "<Call-ID>#<n>", so that it is decided afresh
         self._attempts: dict[str, str] = {}
+
+    def _now(self, now: float | None) -> float:
+        return self.clock() if now is None else now
 
     MAX_RETRIES = 1000  # attempts on one Call-ID before the guard keeps refusing it (481)
 
@@ -127,7 +136,7 @@ class CallAdmission:
         return emergency_digits(digits, country, user.account.outside_line_prefix, config)
 
     def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-              now: float) -> tuple[int, str] | None:
+              now: float | None = None) -> tuple[int, str] | None:
         """None to let the call proceed, else (status, reason phrase) to refuse it."""
         d = self.admit_decision(call_id, caller, callee, inbound_local=inbound_local, now=now)
         if d is None or d.allowed:
@@ -137,7 +146,7 @@ class CallAdmission:
         return d.sip_status or fallback[0], d.reason_phrase or fallback[1]
 
     def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float, media: tuple[MediaLine, ...] = (),
+                       now: float | None = None, media: tuple[MediaLine, ...] = (),
                        presented: str | None = None) -> Decision | None:
         """The decision the edge must act on, or None for a plain go-ahead.
 
@@ -153,7 +162,7 @@ class CallAdmission:
         return None
 
     def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                        now: float, media: tuple[MediaLine, ...] = (),
+                        now: float | None = None, media: tuple[MediaLine, ...] = (),
                         presented: str | None = None,
                         caller_local: bool = True, user_agent: str = "",
                         psap_callback: bool = False) -> list[Decision]:
@@ -172,7 +181,8 @@ class CallAdmission:
         emergency call (the callee's side is then never refused).
         """
         self._fresh_attempt(call_id)
-        taken = self._admit(call_id, caller, callee, inbound_local=inbound_local, now=now,
+        taken = self._admit(call_id, caller, callee, inbound_local=inbound_local,
+                            now=self._now(now),
                             media=media, presented=presented, caller_local=caller_local,
                             user_agent=user_agent, psap_callback=psap_callback)
         if not taken or not taken[-1].allowed:
@@ -205,7 +215,7 @@ class CallAdmission:
         return taken
 
     def registered(self, user_name: str, *, device: str, source_ip: str, expires_s: int,
-                   user_agent: str, now: float,
+                   user_agent: str, now: float | None = None,
                    device_class: DeviceClass | None = None) -> Decision | None:
         """A REGISTER binding (``device``: its contact) of a local user; None for a name that
         is no user. Committed, then audited, like the decisions on calls."""
@@ -213,13 +223,14 @@ class CallAdmission:
         if user is None:
             return None
         return self.record(self.guard.on_registration(Registration(
-            user, device, device_class or self.device_class, source_ip, now,
+            user, device, device_class or self.device_class, source_ip, self._now(now),
             expires_s=expires_s, user_agent=user_agent)))
 
-    def answered(self, call_id: str, now: float) -> list[Decision]:
+    def answered(self, call_id: str, now: float | None = None) -> list[Decision]:
         """The call is answered: per side that holds a channel, the notices its correspondent
         must hear first (recording, AI disclosure) and the time left (trial)."""
         out = []
+        now = self._now(now)
         for leg in self.leg_ids(call_id):
             d = self.guard.on_answer(leg, now)
             if d.audited:
@@ -232,15 +243,19 @@ class CallAdmission:
         the callee's leg "b", the callee's is the caller's leg "a"."""
         return "b" if guard_call_id.endswith("/caller") else "a"
 
-    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
+    def notice_played(self, guard_call_id: str, notice_id: str,
+                      now: float | None = None) -> Decision:
         """A notice has finished playing to the correspondent of that side (recording may
         start now, and only now)."""
-        return self.record(self.guard.on_notice_played(guard_call_id, notice_id, now))
+        return self.record(self.guard.on_notice_played(guard_call_id, notice_id,
+                                                       self._now(now)))
 
-    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
+    def dtmf(self, call_id: str, media_leg: str, digit: str,
+             now: float | None = None) -> list[Decision]:
         """A key pressed on media leg "a" or "b": for each side, it comes from our user or
         from the correspondent. Only decisions that matter (an objection) are returned."""
         out = []
+        now = self._now(now)
         for leg in self.leg_ids(call_id):
             party = Party.CORRESPONDENT if self.correspondent_leg(leg) == media_leg \
                 else Party.USER
@@ -258,11 +273,12 @@ class CallAdmission:
                 self.guard.on_keepalive(leg, now)
         return [self.record(d) for d in self.guard.sweep(now)]
 
-    def refused(self, call_id: str, *, now: float) -> list[Decision]:
+    def refused(self, call_id: str, *, now: float | None = None) -> list[Decision]:
         """The edge refused the call after the guard admitted it (488 no common codec, 503
         no media port, 480 nobody to ring): both sides' channels are given back at once and
         nothing is counted (no short call: the call was never placed)."""
         out = []
+        now = self._now(now)
         for leg in self.leg_ids(call_id):
             d = self.guard.on_call_end(leg, now, EndReason.NOT_PLACED)
             if d.audited:
@@ -271,11 +287,12 @@ class CallAdmission:
         return out
 
     def released(self, call_id: str, *, answered: bool, duration: float,
-                 now: float) -> list[Decision]:
+                 now: float | None = None) -> list[Decision]:
         """The edge call is over. ``answered``/``duration`` are the edge's view; the guard
         measures from its own ledger (attempt and answer times), so they are not needed.
         Returns the decisions (with the recording commands the end implies)."""
         out = []
+        now = self._now(now)
         for leg in self.leg_ids(call_id):
             d = self.guard.on_call_end(leg, now, EndReason.HANGUP)
             if d.audited:

@@ -1,7 +1,7 @@
 """``PolicyGuard``: the provider's terms applied at every decision point of a call.
 
 Facts in, ``Decision`` out, no I/O: the guard mutates only its ``Ledger`` (channels and
-counters), through events the caller drains and persists (softphone.counters) after each call,
+counters), through events the caller drains and persists (softphone.ledgerstore) after each call,
 and the caller writes each decision to the audit log (softphone.audit).
 
 Order of the rules on a new outbound call (the first that refuses decides):
@@ -20,7 +20,6 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -1056,7 +1055,3 @@ class PolicyGuard:
     def held(self, user_id: str) -> int:
         with self._lock:
             return self.state.held(user_id)
-
-    def active_calls(self) -> Iterable[str]:
-        with self._lock:
-            return sorted(self.state.calls)

@@ -44,10 +44,6 @@ class LedgerEvent:
         return {"event_id": self.event_id, "kind": self.kind, "at": self.at,
                 "fields": dict(self.fields)}
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LedgerEvent:
-        return cls(str(d["event_id"]), str(d["kind"]), float(d["at"]), dict(d["fields"]))
-
 
 @dataclass
 class ActiveCall:

@@ -15,30 +15,25 @@ the edge plays the ITU-T E.180 special information tone instead (and says so in 
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import functools
 import json
 import logging
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from softphone.audit import AuditLog, FsyncPolicy
 from softphone.codecs.frame import runnable
 from softphone.codecs.registry import Codec, codec_order_from_names
 from softphone.configfile import ConfigError, ConfigText
-from softphone.counters import open_guard
-from softphone.edge.b2bua import B2BUA, MediaSettings
+from softphone.edge.b2bua import B2BUA
+from softphone.edge.bindings import LocationService
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import (
     Durability,
@@ -49,289 +44,33 @@ from softphone.edge.config import (
 )
 from softphone.edge.config import load_edge_config as load_config
 from softphone.edge.datalock import DataDirBusy, lock_data_dir
+from softphone.edge.digest import EdgeAuth
 from softphone.edge.emergency_lane import EmergencyLane
-from softphone.edge.location import LocationService
+from softphone.edge.flood import FloodGuard
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.restart import record_dead_calls
 from softphone.edge.retention import RetentionJob
+from softphone.edge.room import MediaSettings
 from softphone.edge.security import Security, SecurityLog, SecuritySettings
 from softphone.edge.trunk import Trunk, TrunkError, TrunkUri, accounts_from_users
-from softphone.media.bridge import FrameSource
-from softphone.media.call import CallMedia
-from softphone.media.echo import PcmSource
+from softphone.ledgerstore import open_guard
 from softphone.media.ports import PortAllocator
-from softphone.media.tone import ToneError, ToneGenerator, read_wav, write_wav
+from softphone.media.prompts import EdgePrompts
 from softphone.policy.admission import CallAdmission
 from softphone.policy.config import PolicyConfig, PolicyConfigError
 from softphone.policy.config import load as load_policy
 from softphone.policy.config import load_default as load_default_policy
 from softphone.policy.decision import Decision
-from softphone.policy.facts import Account, AccountState, DeviceClass, MediaLine, User
+from softphone.policy.facts import Account, AccountState, User
 from softphone.policy.numbers import emergency_codes, emergency_urn
-from softphone.sip.auth import NO_CREDENTIALS, DigestServer, own_uri_check
 from softphone.sip.core import SipCore
-from softphone.sip.errors import SipParseError
-from softphone.sip.message import SipRequest
-from softphone.sip.ratelimit import RequestRateLimiter
 from softphone.sip.transport import ListenSpec, TransportLayer
 
 log = logging.getLogger("softphone.edge")
 
-
-class FloodGuard:
-    """The per-source request budget of ``sip.flood_rate_per_s``, except for the trunk: the
-    provider sends every inbound call of the site from one address. Emergency requests have a
-    lane of their own (``edge.emergency_lane``): a budget of their own per source for the
-    INVITE/ACK/CANCEL of a dialled emergency call, none at all in a live emergency dialog."""
-
-    def __init__(self, cfg: EdgeConfig, lane: EmergencyLane | None = None) -> None:
-        self.limiter = RequestRateLimiter(max(1, cfg.flood_rate), cfg.flood_burst)
-        self.emergency = RequestRateLimiter(max(1, cfg.flood_rate), cfg.flood_burst)
-        self.lane = lane
-        self.trusted: set[str] = set()
-
-    def admit(self, data: bytes, host: str, now: float) -> bool:
-        if host in self.trusted:
-            return True
-        kind = self.lane.kind(data) if self.lane is not None else None
-        if kind == "dialog":
-            return True
-        if kind == "dialled":
-            return self.emergency.allow(host, now)
-        return self.limiter.allow_packet(data, host, now)
-
-    def charge(self, host: str, now: float) -> None:
-        """A response from ``host`` that matched no transaction costs a request's token."""
-        if host not in self.trusted:
-            self.limiter.charge(host, now)
-
-
-class WallClockGuard:
-    """The policy counts days and months: it gets wall-clock time, the SIP core monotonic."""
-
-    def __init__(self, admission: CallAdmission) -> None:
-        self.admission = admission
-
-    def admit(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-              now: float) -> tuple[int, str] | None:
-        return self.admission.admit(call_id, caller, callee, inbound_local=inbound_local,
-                                    now=time.time())
-
-    def released(self, call_id: str, *, answered: bool, duration: float,
-                 now: float) -> list[Decision]:
-        return self.admission.released(call_id, answered=answered, duration=duration,
-                                       now=time.time())
-
-    def refused(self, call_id: str, *, now: float) -> list[Decision]:
-        return self.admission.refused(call_id, now=time.time())
-
-    def answered(self, call_id: str, now: float) -> list[Decision]:
-        return self.admission.answered(call_id, time.time())
-
-    def notice_played(self, guard_call_id: str, notice_id: str, now: float) -> Decision:
-        return self.admission.notice_played(guard_call_id, notice_id, time.time())
-
-    def dtmf(self, call_id: str, media_leg: str, digit: str, now: float) -> list[Decision]:
-        return self.admission.dtmf(call_id, media_leg, digit, time.time())
-
-    def correspondent_leg(self, guard_call_id: str) -> str:
-        return self.admission.correspondent_leg(guard_call_id)
-
-    def is_emergency(self, caller: str, dialed: str) -> bool:
-        return self.admission.is_emergency(caller, dialed)
-
-    def emergency_code(self, caller: str, dialed: str) -> str | None:
-        return self.admission.emergency_code(caller, dialed)
-
-    def admit_decision(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                       now: float, media: tuple[MediaLine, ...] = (),
-                       presented: str | None = None) -> Decision | None:
-        return self.admission.admit_decision(call_id, caller, callee,
-                                             inbound_local=inbound_local, now=time.time(),
-                                             media=media, presented=presented)
-
-    def admit_decisions(self, call_id: str, caller: str, callee: str, *, inbound_local: bool,
-                        now: float, media: tuple[MediaLine, ...] = (),
-                        presented: str | None = None,
-                        caller_local: bool = True, user_agent: str = "",
-                        psap_callback: bool = False) -> list[Decision]:
-        return self.admission.admit_decisions(call_id, caller, callee,
-                                              inbound_local=inbound_local, now=time.time(),
-                                              media=media, presented=presented,
-                                              caller_local=caller_local, user_agent=user_agent,
-                                              psap_callback=psap_callback)
-
-    def registered(self, user: str, *, device: str, source_ip: str, expires_s: int,
-                   user_agent: str, webrtc: bool, now: float) -> Decision | None:
-        return self.admission.registered(
-            user, device=device, source_ip=source_ip, expires_s=expires_s,
-            user_agent=user_agent, now=time.time(),
-            device_class=DeviceClass.WEBRTC if webrtc else DeviceClass.SIP)
-
-
-SIT_HZ = (950.0, 1400.0, 1800.0)   # ITU-T E.180 special information tone, 330 ms each
-PLAYED_PROMPTS = ("emergency-unavailable", "recording-notice", "ai-disclosure")
-BEEP_HZ = 1400.0                   # the recorder warning tone's pitch (two short beeps)
 PURGE_EVERY_S = 3600.0             # the recordings purge job runs at start, then hourly
 DRAIN_TIMEOUT_S = 60.0             # SIGTERM: how long calls in progress may go on
 SWEEP_EVERY_S = 60.0               # live calls refresh their channels; orphans are released
-PROMPT_RATE = 16000                # prompts are kept at a rate the native resampler takes
-
-
-class EdgePrompts:
-    """The announcements the edge plays itself (``softphone.edge.b2bua.Prompts``)."""
-
-    def __init__(self, folder: Path, texts: Mapping[str, str]) -> None:
-        self.folder = folder
-        self.texts = texts
-        self.spoken: dict[str, bytes] = {}   # PCM at PROMPT_RATE
-
-    def prepare(self, ids: tuple[str, ...] = PLAYED_PROMPTS) -> None:
-        """Speak each prompt into ``<id>.wav`` (16 kHz) unless it is there; load it."""
-        espeak = shutil.which("espeak-ng")
-        for aid in ids:
-            path = self.folder / f"{aid}.wav"
-            text = self.texts.get(aid, "")
-            if not path.exists() and espeak is not None and text:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp.wav")
-                try:
-                    subprocess.run([espeak, "-v", "en", "-s", "150", "-w", str(tmp), text],
-                                   check=True, capture_output=True, timeout=30)
-                    pcm, rate = read_wav(tmp)
-                    write_wav(path, linear_resample(pcm, rate, PROMPT_RATE), PROMPT_RATE)
-                except (OSError, subprocess.SubprocessError, ToneError) as exc:
-                    log.warning("prompt %s not spoken (espeak-ng failed: %s)", aid, exc)
-                finally:
-                    tmp.unlink(missing_ok=True)
-            try:
-                pcm, rate = read_wav(path)
-                self.spoken[aid] = linear_resample(pcm, rate, PROMPT_RATE)
-            except (OSError, ToneError) as exc:
-                log.warning("prompt %s: no speech (%s); the special information tone plays "
-                            "instead", aid, exc if path.exists() else
-                            "espeak-ng failed" if espeak else "espeak-ng not installed")
-
-    def __call__(self, aid: str, rate: int) -> tuple[FrameSource, float] | None:
-        pcm = self.spoken.get(aid)
-        if pcm is not None:
-            try:
-                if rate != PROMPT_RATE:
-                    from softphone.native.resampler import Resampler
-
-                    pcm = Resampler(PROMPT_RATE, rate).process(pcm)
-                return PcmSource(pcm), len(pcm) / 2 / rate
-            except Exception as exc:  # a notice that cannot play must not cost the refusal
-                log.warning("prompt %s not playable at %d Hz (%s): tone instead", aid, rate, exc)
-        if aid not in PLAYED_PROMPTS:
-            return None
-        return sit_tone(rate) if aid == "emergency-unavailable" else beeps(rate)
-
-
-def linear_resample(pcm: bytes, rate: int, to: int) -> bytes:
-    """16-bit mono PCM from ``rate`` to ``to`` by linear interpolation: once per prompt at
-    start, for espeak-ng's 22050 Hz, which the native resampler does not take. A spoken
-    notice has little above 5 kHz, so the missing anti-alias filter is not heard."""
-    if rate == to or not pcm:
-        return pcm
-    src = array.array("h", pcm)
-    n = len(src) * to // rate
-    out = array.array("h", bytes(2 * n))
-    step = rate / to
-    last = len(src) - 1
-    for i in range(n):
-        x = i * step
-        j = int(x)
-        k = min(j + 1, last)
-        out[i] = int(src[j] + (src[k] - src[j]) * (x - j))
-    return out.tobytes()
-
-
-def sit_tone(rate: int, repeats: int = 2) -> tuple[FrameSource, float]:
-    """The E.180 special information tone (950, 1400, 1800 Hz, 330 ms each, then 1 s of
-    silence), ``repeats`` times: what networks play for a call that cannot be completed."""
-    seg = rate * 330 // 1000
-    pcm = b"".join(ToneGenerator(f, rate, 8000).frame(seg) for f in SIT_HZ) + bytes(2 * rate)
-    return PcmSource(pcm * repeats), repeats * len(pcm) / 2 / rate
-
-
-def beeps(rate: int) -> tuple[FrameSource, float]:
-    """Two 0.5-s beeps at 1400 Hz, 0.5 s apart: the recorder warning tone, played instead of
-    a spoken notice when espeak-ng is missing."""
-    half = rate // 2
-    beep = ToneGenerator(BEEP_HZ, rate, 8000).frame(half)
-    pcm = (beep + bytes(2 * half)) * 2
-    return PcmSource(pcm), len(pcm) / 2 / rate
-
-
-class EdgeAuth:
-    """Digest for local users over :class:`DigestServer`.
-
-    The algorithms offered come from ``sip.digest_algorithms``: MD5 alone by default, because
-    phones built on libre (baresip 1.0) give up on a 401 that also carries a challenge with an
-    algorithm they lack; add "SHA-256" (RFC 8760) where every phone supports it.
-    """
-
-    def __init__(self, cfg: EdgeConfig, ports: Iterable[int] = ()) -> None:
-        self.passwords = {u.ext: u.password for u in cfg.users}
-        # a digest-uri naming the edge itself (domain or address, our listening ports) is
-        # accepted as well as the Request-URI, as Kamailio, Asterisk and FreeSWITCH do
-        own = own_uri_check((cfg.domain, cfg.bind),
-                            {cfg.udp_port, cfg.tcp_port, cfg.tls_port, *ports} - {0})
-        self.server = DigestServer(cfg.realm, self._password, algorithms=cfg.digest_algorithms,
-                                   own_uri=own)
-        self._stale: set[int] = set()
-        self._failures: dict[int, str] = {}
-        self.failures = 0  # credentials sent and refused (not the first, unauthenticated try)
-
-    def _password(self, user: str) -> str | None:
-        return self.passwords.get(user)
-
-    def update(self, cfg: EdgeConfig) -> None:
-        """New users and passwords (SIGHUP): the next digest is checked against them."""
-        self.passwords = {u.ext: u.password for u in cfg.users}
-
-    def verify(self, request: SipRequest, now: float, *, proxy: bool) -> str | None:
-        result = self.server.verify(request, now, proxy=proxy)
-        if result.stale:
-            self._stale.add(id(request))
-        elif not result.ok and result.reason != NO_CREDENTIALS:
-            self._failures[id(request)] = result.reason
-            credentials = request.headers.get("proxy-authorization" if proxy
-                                              else "authorization")
-            if credentials:
-                self.failures += 1
-                # the line fail2ban's filter matches (docs/DEPLOY.md): one per refusal
-                log.warning("digest refused for user %s from %s: %s",
-                            _digest_user(credentials), _source_host(request),
-                            result.reason or "bad credentials")
-        return result.user
-
-    def failure(self, request: SipRequest) -> str | None:
-        return self._failures.pop(id(request), None)
-
-    def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
-        stale = id(request) in self._stale
-        self._stale.discard(id(request))
-        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        return [(name, v) for v in self.server.challenge(now, stale=stale)]
-
-
-def _digest_user(credentials: str) -> str:
-    """The username of a digest Authorization value, for the log (printable, bounded)."""
-    _, _, rest = credentials.partition('username="')
-    name = rest.partition('"')[0] if rest else "?"
-    return "".join(c for c in name[:64] if c.isprintable() and not c.isspace()) or "?"
-
-
-def _source_host(request: SipRequest) -> str:
-    """Where a request came from: the address the core stamped in its top Via (``received``,
-    RFC 3261 §18.2.1), else the Via's host, which then is that address."""
-    try:
-        via = request.top_via
-    except SipParseError:
-        return "?"
-    return via.params.get("received") or via.host
 
 
 @dataclass
@@ -355,7 +94,7 @@ class Edge:
         """What an operator (or a leak test) wants to see at a glance."""
         return {
             "live_calls": self.b2bua.live_calls,
-            "media_objects": len(CallMedia.live),
+            "media_objects": self.b2bua.allocator.media_objects,
             "ports_in_use": self.allocator.in_use,
             "ports_by_user": self.allocator.users(),
             "ports_refused": {"emergency_share": self.allocator.refused_reserve,
@@ -494,7 +233,6 @@ def policy_users(cfg: EdgeConfig) -> dict[str, User]:
                         location=u.location, emergency_activated=u.emergency,
                         recording=u.recording)
             for u in cfg.users}
-
 
 
 class LedgerWriter:
@@ -655,7 +393,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
                                      rtp_timeout=cfg.rtp_timeout, latch=cfg.latch),
         codecs=codecs, users=users.__contains__,
         domain=cfg.domain, echo_ext=cfg.echo_ext, tone_ext=cfg.tone_ext,
-        retry_after=cfg.retry_after, auth=auth, guard=WallClockGuard(admission),
+        retry_after=cfg.retry_after, auth=auth, guard=admission,
         call_log=CallLog(cfg.data_dir / "calls.jsonl"),
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,

@@ -21,7 +21,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from softphone.media.call import CallMedia
 from softphone.media.session import RtpSession
 
 if TYPE_CHECKING:
@@ -202,7 +201,7 @@ def live_state(edge: Edge) -> dict[str, Any]:
         "ports": {"first": alloc.first, "last": alloc.last, "pairs": alloc.capacity,
                   "in_use": alloc.in_use, "free": alloc.capacity - alloc.in_use},
         "policy": [{"rule": r, "outcome": o, "count": n} for (r, o), n in sorted(counts.items())],
-        "totals": {**b2bua.stats, "media_objects": len(CallMedia.live),
+        "totals": {**b2bua.stats, "media_objects": b2bua.allocator.media_objects,
                    "transactions": len(edge.core.transactions),
                    "auth_failures": getattr(b2bua.auth, "failures", 0),
                    "rate_limited": edge.transport.stats.rate_limited},

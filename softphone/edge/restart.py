@@ -2,7 +2,7 @@
 
 A crash (SIGKILL, power cut, OOM) leaves no ``calls.jsonl`` line for the calls that were up
 and a ``status.json`` that still shows them. Before the policy guard recovers their channels
-(``softphone.counters.open_guard``), the edge:
+(``softphone.ledgerstore.open_guard``), the edge:
 
 - writes ``status.json`` at once, with no calls (``starting``: true until the first real
   status replaces it a moment later);
@@ -23,8 +23,8 @@ import logging
 import os
 from pathlib import Path
 
-from softphone.counters import FILENAME, CounterStore
 from softphone.edge.calllog import CallLog, CallRecord, LegRecord
+from softphone.ledgerstore import FILENAME, CounterStore
 from softphone.policy.ledger import ActiveCall
 
 log = logging.getLogger("softphone.edge")

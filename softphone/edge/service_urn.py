@@ -88,3 +88,14 @@ def dial_string_uri(dialed: str, domain: str) -> str:
     if is_urn(dialed):
         return f"<{dialed}>"
     return f"<sip:{dialed}@{domain};user=dialstring>"
+
+
+def dialled(ruri: str) -> str:
+    """What a local caller dialled: a service URN (RFC 5031, checked, in lower case), also
+    from a phone that can only send SIP URIs and escapes it into the user part
+    (``sip:urn%3Aservice%3Asos@edge``); else the user part of the SIP or tel Request-URI (a
+    dial string keeps its RFC 4967 phone-context). Raises ServiceUrnError or SipParseError."""
+    if is_urn(ruri):
+        return str(ServiceUrn.parse(ruri))
+    user = SipUri.parse(ruri).user or ""
+    return str(ServiceUrn.parse(user)) if is_urn(user) else user

@@ -15,15 +15,15 @@ The edge (B2BUA) talks to this one object per call:
    more than two legs) -> a ``Bridge`` on the shared ``TickScheduler``. ``inject()`` and
    ``set_recorder()`` switch a relayed call to the bridge on the fly.
 4. ``close()``, whatever ended the call (BYE, CANCEL, error, RTP timeout): every session
-   closed, every pair back in the allocator; idempotent. ``CallMedia.live`` counts the objects
-   not yet closed so a test can prove that nothing leaked.
+   closed, every pair back in the allocator; idempotent. The allocator counts the objects
+   not yet closed (``PortAllocator.media_objects``) so a test can prove that nothing leaked.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from softphone.media.bridge import Bridge, BridgeLeg, FrameSource, TickScheduler
 from softphone.media.dtmf import DtmfEvent
@@ -45,8 +45,6 @@ class CallMediaError(RuntimeError):
 
 class CallMedia:
     """One call's media (see the module docstring)."""
-
-    live: ClassVar[set[CallMedia]] = set()
 
     def __init__(self, call_id: str, allocator: PortAllocator, scheduler: TickScheduler, *,
                  bridge_rate: int = 8000, jitter_min_ms: int = 20, jitter_max_ms: int = 200,
@@ -76,7 +74,7 @@ class CallMedia:
         self.recorder: Callable[[bytes], None] | None = None
         self.closed = False
         self.relaying = False
-        CallMedia.live.add(self)
+        allocator.media_objects += 1
 
     # ------------------------------------------------------------------ set-up
 
@@ -276,7 +274,7 @@ class CallMedia:
         if self.closed:
             return
         self.closed = True
-        CallMedia.live.discard(self)
+        self.allocator.media_objects -= 1
         try:
             self._stop_bridge()
         finally:

@@ -130,6 +130,9 @@ class PortAllocator:
         self.skipped_foreign = 0  # pairs passed over because another process holds a port
         self.refused_reserve = 0  # ordinary calls refused to keep the emergency share
         self.refused_user = 0     # ordinary calls refused by the per-user cap
+        # the call media objects (``media.call.CallMedia``) on this allocator not yet closed:
+        # zero once every call has ended, whatever ended it (status.json, leak checks)
+        self.media_objects = 0
 
     @property
     def in_use(self) -> int:

@@ -20,16 +20,11 @@ from softphone.policy.config import load_default
 from softphone.policy.decision import Action
 
 from softphone.configfile import ConfigError
-from softphone.edge.app import (
-    EdgePrompts,
-    check_extensions,
-    linear_resample,
-    policy_users,
-    sit_tone,
-)
-from softphone.edge.b2bua import multipart_mixed
+from softphone.edge.app import check_extensions, policy_users
 from softphone.edge.config import EdgeConfig, load_edge_config
+from softphone.edge.emergency import multipart_mixed
 from softphone.media.bridge import FrameSource
+from softphone.media.prompts import EdgePrompts, linear_resample, sit_tone
 from softphone.media.tone import read_wav, rms, tone, tone_power_ratio
 
 T0 = 1_768_989_600.0

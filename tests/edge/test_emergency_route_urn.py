@@ -24,9 +24,10 @@ from softphone.policy.decision import Decision
 
 from softphone.configfile import ConfigError
 from softphone.edge.app import policy_users
-from softphone.edge.b2bua import B2BUA, MediaSettings
+from softphone.edge.b2bua import B2BUA
+from softphone.edge.bindings import LocationService
 from softphone.edge.config import load_edge_config
-from softphone.edge.location import LocationService
+from softphone.edge.room import MediaSettings
 from softphone.edge.service_urn import (
     ServiceUrn,
     ServiceUrnError,

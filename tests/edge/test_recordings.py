@@ -12,9 +12,9 @@ from softphone.policy.config import load_default
 from softphone.policy.decision import Decision, RecordingAction
 from softphone.policy.facts import Account, RecordingOptionChange, User
 
-from softphone.counters import open_guard
 from softphone.edge.recordings import RecordingStore
 from softphone.edge.retention import RetentionJob
+from softphone.ledgerstore import open_guard
 
 T0 = 1_768_989_600.0  # 2026-01-21 10:00 UTC
 DAY = 86400.0

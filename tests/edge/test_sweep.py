@@ -10,7 +10,7 @@ from softphone.policy.config import load_default
 from softphone.policy.decision import Decision
 from softphone.policy.facts import Account, User
 
-from softphone.counters import open_guard
+from softphone.ledgerstore import open_guard
 
 T0 = 1_768_989_600.0
 

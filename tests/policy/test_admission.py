@@ -8,7 +8,7 @@ from softphone.policy import Account, PolicyGuard, User
 from softphone.policy.admission import CallAdmission
 
 from softphone.audit import AuditLog
-from softphone.counters import CounterStore
+from softphone.ledgerstore import CounterStore
 
 T0 = 1_768_989_600.0
 ACCT = Account("acct-1", "FR", seats=3)
@@ -143,3 +143,23 @@ def test_a_refused_retry_keeps_nothing_and_the_next_one_is_decided_too(config) -
     adm.released("busy", answered=True, duration=2.0, now=T0 + 3)
     assert adm.admit("k1", "alice", "bob", inbound_local=True, now=T0 + 4) is None
     assert guard.held("alice") == guard.held("bob") == 1
+
+
+def test_what_the_edge_asks_without_a_time_is_dated_by_the_injected_wall_clock(config) -> None:
+    """The edge passes no ``now`` (its own clock is monotonic): the admission dates every
+    decision point by the wall clock it was given, as the policy counts days and months."""
+    guard = PolicyGuard(config)
+    wall = [T0]
+    adm = CallAdmission(guard, USERS.get, clock=lambda: wall[0])
+    taken = adm.admit_decisions("k1", "alice", "bob", inbound_local=True)
+    assert [d.allowed for d in taken] == [True, True]
+    assert {guard.state.calls[leg].acquired_at for leg in ("k1/caller", "k1/callee")} == {T0}
+    wall[0] = T0 + 5
+    adm.answered("k1")
+    assert {guard.state.calls[leg].answered_at for leg in ("k1/caller", "k1/callee")} == {T0 + 5}
+    wall[0] = T0 + 65
+    adm.released("k1", answered=True, duration=60.0)
+    assert guard.held("alice") == guard.held("bob") == 0
+    # a time given still wins: tests and replays date their own decisions
+    adm.admit_decisions("k2", "alice", "carol", inbound_local=True, now=T0 + 100)
+    assert guard.state.calls["k2/caller"].acquired_at == T0 + 100

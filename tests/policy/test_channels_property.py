@@ -35,7 +35,7 @@ from softphone.policy import (
     load,
 )
 
-from softphone.counters import CounterStore, open_guard
+from softphone.ledgerstore import CounterStore, open_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load(ROOT / "configs" / "policy.toml")

@@ -1,4 +1,4 @@
-"""softphone.counters: the ledger survives restarts without double counting, and a crash
+"""softphone.ledgerstore: the ledger survives restarts without double counting, and a crash
 mid-call releases the user's channel on restart (audited)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from softphone.policy import PolicyGuard
 
 from softphone.audit import AuditLog
-from softphone.counters import FILENAME, CounterStore, CounterStoreError, open_guard
+from softphone.ledgerstore import FILENAME, CounterStore, CounterStoreError, open_guard
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_768_989_600.0
@@ -75,7 +75,7 @@ def test_crash_mid_call_releases_on_restart_and_audits(tmp_path, config) -> None
     """A real process takes channels, commits, and dies without closing anything."""
     child = textwrap.dedent(f"""
         import os, sys
-        from softphone.counters import CounterStore
+        from softphone.ledgerstore import CounterStore
         from softphone.policy import *
         cfg = load({str(ROOT / 'configs' / 'policy.toml')!r})
         store = CounterStore(sys.argv[1])

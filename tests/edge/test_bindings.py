@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from softphone.edge.location import LocationService, RegistrationError
+from softphone.edge.bindings import LocationService, RegistrationError
 
 SRC = ("udp", "127.0.0.1", 5062, None)
 
@@ -67,7 +67,7 @@ def test_path_is_kept_with_the_binding_and_routes_requests_to_its_first_hop() ->
     """RFC 3327 §5.3: the Path of a REGISTER is stored per binding; requests to that contact
     go to its first hop (a TCP hop that is where the REGISTER came from reuses that
     connection); a refresh without Path drops it."""
-    from softphone.edge.b2bua import binding_destination, path_echo
+    from softphone.edge.registrar import binding_destination, path_echo
     from softphone.sip.core import Address
     from softphone.sip.message import Headers, SipRequest
 

@@ -41,6 +41,7 @@ from softphone.sip.uri import SipUri
 log = logging.getLogger(__name__)
 
 SEEN_TOKENS = 4096  # tokens remembered to answer a duplicate (QoS 1 redelivery) once
+TRANSFER_WAIT_S = 60.0  # how long a transferred call waits for the NOTIFY of the new call
 
 
 @dataclass
@@ -445,7 +446,50 @@ class Agent:
                 self.event("call", call=ac.ref, state="held" if hold else "resumed",
                            direction=call.direction, peer=ac.peer,
                            media=call.negotiated.direction if call.negotiated else None)
+            case "transfer":
+                return await self._transfer(ac, str(cmd.args["target"]))
         return {"call": ac.ref}
+
+    async def _transfer(self, ac: AgentCall, target: str) -> dict[str, Any]:
+        """Blind transfer (REFER, RFC 3515 / RFC 5589 §6): answered once the peer accepted the
+        REFER; the call is hung up when the peer's NOTIFY reports the new call answered, and
+        kept (a ``transfer`` event ``failed``) when it reports a failure or nothing comes."""
+        call = ac.call
+        if call.state is not CallState.ESTABLISHED:
+            raise CommandError("wrong_state", f"{ac.ref} is not established", field="call")
+        uri = self._target_uri(ac.account, target)
+        try:
+            status = await call.refer(uri)
+        except UaError as exc:
+            raise CommandError("wrong_state", str(exc), field="call") from None
+        if not 200 <= status < 300:
+            self.event("transfer", call=ac.ref, target=uri, state="failed", status=status,
+                       reason=f"the peer answered the REFER {status}: the call stays")
+            raise CommandError("failed", f"the peer did not accept the transfer ({status}): "
+                               "the call stays")
+        self.event("transfer", call=ac.ref, target=uri, state="accepted", status=status)
+        self._spawn(self._transfer_outcome(ac, uri, target))
+        return {"call": ac.ref, "target": uri, "status": status}
+
+    async def _transfer_outcome(self, ac: AgentCall, uri: str, target: str) -> None:
+        call = ac.call
+        outcome: int | None = None
+        deadline = time.monotonic() + TRANSFER_WAIT_S
+        while outcome is None and not call.ended and time.monotonic() < deadline:
+            outcome = await call.wait_refer_outcome(1.0)
+        if outcome is None:  # the NOTIFY and the end of the call came together
+            outcome = next((s for s in call.refer_progress if s >= 200), None)
+        if outcome is not None and 200 <= outcome < 300:
+            self.event("transfer", call=ac.ref, target=uri, state="completed", status=outcome)
+            if not call.ended:
+                call.end_reason = f"transferred to {target}"
+                call.hangup()
+            return
+        reason = (f"the new call failed ({outcome})" if outcome is not None else
+                  "the call ended before the peer reported the new call" if call.ended else
+                  f"no report of the new call within {TRANSFER_WAIT_S:.0f} s")
+        self.event("transfer", call=ac.ref, target=uri, state="failed", status=outcome,
+                   reason=reason + ("" if call.ended else ": the call stays"))
 
     async def _dial(self, cmd: Command) -> dict[str, Any]:
         account = self._account(cmd.args.get("account"))

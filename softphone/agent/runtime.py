@@ -18,6 +18,7 @@ from typing import Any
 
 from softphone.agent.audio import AudioSpec, CallAudio
 from softphone.agent.config import Account, AgentConfig
+from softphone.agent.device import DeviceInfo
 from softphone.agent.guard import DialDecision, PhoneGuard
 from softphone.agent.messages import VERSION, Command, CommandError, parse_command, reply, token_of
 from softphone.agent.notice import notice_text, speak
@@ -61,9 +62,14 @@ class AgentCall:
 
 class Agent:
     def __init__(self, config: AgentConfig, audio: AudioSpec, *,
-                 policy: PolicyConfig | None = None) -> None:
+                 policy: PolicyConfig | None = None, device: DeviceInfo | None = None,
+                 audio_note: str = "") -> None:
+        """``device``: the sound device of ``--audio device:NAME``; ``audio_note``: why the
+        audio is null when a device was asked for (published in ``state``)."""
         self.config = config
         self.audio = audio
+        self.device = device
+        self.audio_note = audio_note
         self.policy = policy or load_default()
         self.guard = PhoneGuard(self.policy)
         self.notice = b""  # R-REC-2: played before the agent records (when it records)
@@ -110,9 +116,14 @@ class Agent:
                     "emergency": current.emergency}
         regs = [{"account": name, "aor": reg.aor, "state": reg.state.value,
                  "expires": reg.granted} for name, reg in self.registrations.items()]
-        return {"version": VERSION, "agent_id": self.config.agent_id,
-                "time": round(time.time(), 3), "registrations": regs, "call": call,
-                "mute": self.muted, "audio": self.audio.describe()}
+        out = {"version": VERSION, "agent_id": self.config.agent_id,
+               "time": round(time.time(), 3), "registrations": regs, "call": call,
+               "mute": self.muted, "audio": self.audio.describe(), "devices": {
+                   "input": self.device.name if self.device is not None else None,
+                   "output": self.device.name if self.device is not None else None}}
+        if self.audio_note:
+            out["audio_note"] = self.audio_note
+        return out
 
     def publish_state(self) -> None:
         if self.link is not None:
@@ -133,7 +144,8 @@ class Agent:
         await self.ua.start()
         self.event("agent", what="started", agent_id=self.config.agent_id,
                    control="mqtt" if self.config.mqtt is not None else "off",
-                   audio=self.audio.describe())
+                   audio=self.audio.describe(),
+                   **({"audio_note": self.audio_note} if self.audio_note else {}))
         for account in self.config.accounts:
             reg = await self.ua.register(account.registrar, username=account.user,
                                          password=account.password or None,
@@ -252,7 +264,7 @@ class Agent:
             audio = CallAudio(call, self.audio, on_dtmf=lambda d: self.event(
                 "dtmf", call=ac.ref, digit=d), notice=self.notice,
                 objection_digit=self.policy.recording.objection_digit,
-                on_recording=lambda what: self._recording_event(ac, what))
+                on_recording=lambda what: self._recording_event(ac, what), device=self.device)
         except Exception as exc:  # a codec that cannot run here: say so, end the call
             log.error("no media for %s: %s", ac.ref, exc)
             call.hangup()

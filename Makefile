@@ -4,8 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Real peers the lab tests start on loopback, the libraries the codecs load, and what Qt's
-# offscreen platform loads for the desktop window (GL/EGL, xkbcommon, fontconfig, D-Bus, a font).
-APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime mosquitto \
+# offscreen platform loads for the desktop window (GL/EGL, xkbcommon, fontconfig, D-Bus, a font);
+# PortAudio for the agent's sound devices.
+APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime mosquitto libportaudio2 \
                 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core
 NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
 

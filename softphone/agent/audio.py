@@ -2,7 +2,9 @@
 is received.
 
 ``--audio null``: silence is sent (the peer's RTP timers and NAT bindings stay alive) and what
-is received is decoded and dropped. ``--audio file:in.wav,out.wav``: in.wav (mono 16-bit, any
+is received is decoded and dropped. ``--audio device:NAME``: the sound device's microphone is
+sent and what is received is played on its speaker (``softphone.agent.device``).
+``--audio file:in.wav,out.wav``: in.wav (mono 16-bit, any
 rate the resampler knows) is played into the call, from its start and again from the start
 when it ends; what is received is decoded through the jitter buffer (lost frames concealed)
 and written to out.wav at the codec's rate when the call ends (one file per call: the next
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from softphone.agent.device import DeviceAudio, DeviceError, DeviceInfo
 from softphone.agent.notice import NOTICE_RATE
 from softphone.codecs.frame import FrameCodec, codec_for
 from softphone.media.dtmf import DtmfEvent, DtmfKind
@@ -44,11 +47,13 @@ class AudioSpecError(ValueError):
 
 @dataclass(frozen=True)
 class AudioSpec:
-    """What ``--audio`` says: ``null`` or ``file`` with the WAV to play and the one to write."""
+    """What ``--audio`` says: ``null``, ``file`` with the WAV to play and the one to write, or
+    ``device`` with the sound device's name."""
 
-    kind: str  # "null" | "file"
+    kind: str  # "null" | "file" | "device"
     play: Path | None = None
     record: Path | None = None
+    device: str = ""
 
     @classmethod
     def parse(cls, text: str) -> AudioSpec:
@@ -59,7 +64,13 @@ class AudioSpec:
             if not comma or not play_s or not record_s:
                 raise AudioSpecError(f"must look like file:in.wav,out.wav, got {text!r}")
             return cls.files(play_s, record_s)
-        raise AudioSpecError(f"must be null or file:in.wav,out.wav, got {text!r}")
+        if text.startswith("device:"):
+            name = text[7:]
+            if not name.strip() or any(ord(c) < 0x20 for c in name):
+                raise AudioSpecError(f"must look like device:NAME (softphone agent "
+                                     f"--list-devices lists them), got {text!r}")
+            return cls("device", device=name)
+        raise AudioSpecError(f"must be null, file:in.wav,out.wav or device:NAME, got {text!r}")
 
     @classmethod
     def files(cls, play: str | None, record: str | None) -> AudioSpec:
@@ -77,6 +88,8 @@ class AudioSpec:
                    None if record is None else Path(record))
 
     def describe(self) -> str:
+        if self.kind == "device":
+            return f"device:{self.device}"
         return "null" if self.kind == "null" else f"file:{self.play},{self.record}"
 
 
@@ -86,7 +99,8 @@ class CallAudio:
     def __init__(self, call: Call, spec: AudioSpec, *,
                  on_dtmf: Callable[[str], object] | None = None,
                  notice: bytes = b"", objection_digit: str = "",
-                 on_recording: Callable[[str], object] | None = None) -> None:
+                 on_recording: Callable[[str], object] | None = None,
+                 device: DeviceInfo | None = None) -> None:
         """``notice`` (16 kHz PCM) is played first when recording (R-REC-2): recording starts
         once it has been sent; ``objection_digit`` received stops it and deletes what was
         kept. ``on_recording`` hears "started" and "objected"."""
@@ -128,12 +142,19 @@ class CallAudio:
             clock_rate=self.codec.rtp_clock_rate,
             frame_samples=self.codec.rtp_samples(PTIME_MS), inactivity_timeout=None,
             on_dtmf=self._dtmf, name=f"agent-{call.call_id[:8]}")
+        self.device = None if device is None else DeviceAudio(device, self.codec.clock_rate)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         call.on_end.append(lambda _c: self.close())
 
     async def start(self) -> None:
         await self.session.start()
+        if self.device is not None:
+            try:
+                self.device.start()
+            except DeviceError as exc:  # busy or gone since the start: this call in silence
+                log.error("%s: %s: the call goes on without the device", self.call.call_id, exc)
+                self.device = None
         self._task = asyncio.create_task(self._run(), name=f"audio {self.call.call_id}")
 
     def update_direction(self) -> None:
@@ -170,6 +191,8 @@ class CallAudio:
                 if self.on_recording is not None:
                     self.on_recording("started")
             return out + bytes(n - len(out))
+        if self.device is not None and not self.muted:
+            return self.device.take(n)
         if self.muted or not self._source:
             return self._silence
         if self._pos + n > len(self._source):
@@ -203,6 +226,8 @@ class CallAudio:
                     pcm = self._silence
                 if self.recording:
                     self._recorded.append(pcm)
+                if self.device is not None:
+                    self.device.give(pcm)
             n += 1
             await asyncio.sleep(max(0.0, start + n * PTIME_MS / 1000 - loop.time()))
 
@@ -214,6 +239,8 @@ class CallAudio:
         if self._task is not None:
             self._task.cancel()
         self.session.close("call ended")
+        if self.device is not None:
+            self.device.close()
         if self.spec.record is not None:
             try:
                 if self.objected:

@@ -20,7 +20,7 @@ TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
 CALL_REF = re.compile(r"^c[0-9]{1,9}$")
 COMMANDS = ("dial", "answer", "reject", "hangup", "dtmf", "hold", "resume", "mute", "record",
-            "status")
+            "status", "transfer")
 # the fields each command takes beside version, token and command (required, optional)
 FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dial": (("target",), ("account",)),
@@ -33,6 +33,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mute": (("on",), ()),
     "record": (("on",), ("call",)),
     "status": ((), ()),
+    "transfer": (("target",), ("call",)),
 }
 MAX_COMMAND_BYTES = 4096
 SCHEMAS = ("command", "cmd_resp", "event", "state", "status")

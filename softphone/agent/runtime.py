@@ -18,6 +18,7 @@ from typing import Any
 
 from softphone.agent.audio import AudioSpec, CallAudio
 from softphone.agent.config import Account, AgentConfig
+from softphone.agent.device import DeviceInfo
 from softphone.agent.guard import DialDecision, PhoneGuard
 from softphone.agent.messages import VERSION, Command, CommandError, parse_command, reply, token_of
 from softphone.agent.notice import notice_text, speak
@@ -41,6 +42,7 @@ from softphone.sip.uri import SipUri
 log = logging.getLogger(__name__)
 
 SEEN_TOKENS = 4096  # tokens remembered to answer a duplicate (QoS 1 redelivery) once
+TRANSFER_WAIT_S = 60.0  # how long a transferred call waits for the NOTIFY of the new call
 
 
 @dataclass
@@ -60,9 +62,14 @@ class AgentCall:
 
 class Agent:
     def __init__(self, config: AgentConfig, audio: AudioSpec, *,
-                 policy: PolicyConfig | None = None) -> None:
+                 policy: PolicyConfig | None = None, device: DeviceInfo | None = None,
+                 audio_note: str = "") -> None:
+        """``device``: the sound device of ``--audio device:NAME``; ``audio_note``: why the
+        audio is null when a device was asked for (published in ``state``)."""
         self.config = config
         self.audio = audio
+        self.device = device
+        self.audio_note = audio_note
         self.policy = policy or load_default()
         self.guard = PhoneGuard(self.policy)
         self.notice = b""  # R-REC-2: played before the agent records (when it records)
@@ -109,9 +116,14 @@ class Agent:
                     "emergency": current.emergency}
         regs = [{"account": name, "aor": reg.aor, "state": reg.state.value,
                  "expires": reg.granted} for name, reg in self.registrations.items()]
-        return {"version": VERSION, "agent_id": self.config.agent_id,
-                "time": round(time.time(), 3), "registrations": regs, "call": call,
-                "mute": self.muted, "audio": self.audio.describe()}
+        out = {"version": VERSION, "agent_id": self.config.agent_id,
+               "time": round(time.time(), 3), "registrations": regs, "call": call,
+               "mute": self.muted, "audio": self.audio.describe(), "devices": {
+                   "input": self.device.name if self.device is not None else None,
+                   "output": self.device.name if self.device is not None else None}}
+        if self.audio_note:
+            out["audio_note"] = self.audio_note
+        return out
 
     def publish_state(self) -> None:
         if self.link is not None:
@@ -132,7 +144,8 @@ class Agent:
         await self.ua.start()
         self.event("agent", what="started", agent_id=self.config.agent_id,
                    control="mqtt" if self.config.mqtt is not None else "off",
-                   audio=self.audio.describe())
+                   audio=self.audio.describe(),
+                   **({"audio_note": self.audio_note} if self.audio_note else {}))
         for account in self.config.accounts:
             reg = await self.ua.register(account.registrar, username=account.user,
                                          password=account.password or None,
@@ -251,7 +264,7 @@ class Agent:
             audio = CallAudio(call, self.audio, on_dtmf=lambda d: self.event(
                 "dtmf", call=ac.ref, digit=d), notice=self.notice,
                 objection_digit=self.policy.recording.objection_digit,
-                on_recording=lambda what: self._recording_event(ac, what))
+                on_recording=lambda what: self._recording_event(ac, what), device=self.device)
         except Exception as exc:  # a codec that cannot run here: say so, end the call
             log.error("no media for %s: %s", ac.ref, exc)
             call.hangup()
@@ -445,7 +458,50 @@ class Agent:
                 self.event("call", call=ac.ref, state="held" if hold else "resumed",
                            direction=call.direction, peer=ac.peer,
                            media=call.negotiated.direction if call.negotiated else None)
+            case "transfer":
+                return await self._transfer(ac, str(cmd.args["target"]))
         return {"call": ac.ref}
+
+    async def _transfer(self, ac: AgentCall, target: str) -> dict[str, Any]:
+        """Blind transfer (REFER, RFC 3515 / RFC 5589 §6): answered once the peer accepted the
+        REFER; the call is hung up when the peer's NOTIFY reports the new call answered, and
+        kept (a ``transfer`` event ``failed``) when it reports a failure or nothing comes."""
+        call = ac.call
+        if call.state is not CallState.ESTABLISHED:
+            raise CommandError("wrong_state", f"{ac.ref} is not established", field="call")
+        uri = self._target_uri(ac.account, target)
+        try:
+            status = await call.refer(uri)
+        except UaError as exc:
+            raise CommandError("wrong_state", str(exc), field="call") from None
+        if not 200 <= status < 300:
+            self.event("transfer", call=ac.ref, target=uri, state="failed", status=status,
+                       reason=f"the peer answered the REFER {status}: the call stays")
+            raise CommandError("failed", f"the peer did not accept the transfer ({status}): "
+                               "the call stays")
+        self.event("transfer", call=ac.ref, target=uri, state="accepted", status=status)
+        self._spawn(self._transfer_outcome(ac, uri, target))
+        return {"call": ac.ref, "target": uri, "status": status}
+
+    async def _transfer_outcome(self, ac: AgentCall, uri: str, target: str) -> None:
+        call = ac.call
+        outcome: int | None = None
+        deadline = time.monotonic() + TRANSFER_WAIT_S
+        while outcome is None and not call.ended and time.monotonic() < deadline:
+            outcome = await call.wait_refer_outcome(1.0)
+        if outcome is None:  # the NOTIFY and the end of the call came together
+            outcome = next((s for s in call.refer_progress if s >= 200), None)
+        if outcome is not None and 200 <= outcome < 300:
+            self.event("transfer", call=ac.ref, target=uri, state="completed", status=outcome)
+            if not call.ended:
+                call.end_reason = f"transferred to {target}"
+                call.hangup()
+            return
+        reason = (f"the new call failed ({outcome})" if outcome is not None else
+                  "the call ended before the peer reported the new call" if call.ended else
+                  f"no report of the new call within {TRANSFER_WAIT_S:.0f} s")
+        self.event("transfer", call=ac.ref, target=uri, state="failed", status=outcome,
+                   reason=reason + ("" if call.ended else ": the call stays"))
 
     async def _dial(self, cmd: Command) -> dict[str, Any]:
         account = self._account(cmd.args.get("account"))

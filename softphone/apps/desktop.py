@@ -64,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
     except AudioSpecError as exc:
         print(f"softphone desktop: --audio {exc}", file=sys.stderr)
         return 2
+    if audio.kind == "device":  # the parser is shared with softphone agent, which has devices
+        print("softphone desktop: --audio must be null or file:in.wav,out.wav (device audio is "
+              "softphone agent's)", file=sys.stderr)
+        return 2
     first_s, _, last_s = args.rtp_ports.partition("-")
     if not (first_s.isdigit() and last_s.isdigit()):
         print(f"softphone desktop: --rtp-ports must look like 20000-22000, got "

@@ -32,6 +32,9 @@ VALID: list[dict[str, Any]] = [
     {"version": 1, "token": "t9", "command": "mute", "on": True},
     {"version": 1, "token": "t10", "command": "status"},
     {"version": 1, "token": "t11", "command": "record", "on": False, "call": "c2"},
+    {"version": 1, "token": "t12", "command": "transfer", "target": "1003"},
+    {"version": 1, "token": "t13", "command": "transfer", "target": "sip:1003@127.0.0.1",
+     "call": "c4"},
 ]
 
 # (message, the field the error names)
@@ -58,6 +61,10 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"version": 1, "token": "t", "command": "reject", "status": True}, "status"),
     ({"version": 1, "token": "t", "command": "hangup", "call": "x1"}, "call"),
     ({"version": 1, "token": "t", "command": "status", "extra": 1}, "extra"),
+    ({"version": 1, "token": "t", "command": "transfer"}, "target"),
+    ({"version": 1, "token": "t", "command": "transfer", "target": "<sip:1003@h>"}, "target"),
+    ({"version": 1, "token": "t", "command": "transfer", "target": "1003", "account": "main"},
+     "account"),
 ]
 
 

@@ -24,16 +24,19 @@ import aiomqtt
 
 
 class AgentProcess:
-    def __init__(self, config: Path, audio: str, *, lifetime: int = 300) -> None:
+    def __init__(self, config: Path, audio: str, *, lifetime: int = 300,
+                 env: dict[str, str] | None = None) -> None:
         self.argv = ["timeout", "-k", "5", str(lifetime), sys.executable, "-m", "softphone",
                      "agent", "--config", str(config), "--audio", audio, "--log-level", "INFO"]
+        self.env = env  # None: ours (a test's ALSA configuration goes here)
         self.proc: subprocess.Popen[str] | None = None
         self.output: list[str] = []
         self._ready = threading.Event()
 
     def start(self, timeout: float = 20.0) -> AgentProcess:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                     env=self.env)
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._ready.wait(timeout):
             self.stop()

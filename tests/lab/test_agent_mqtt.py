@@ -541,3 +541,69 @@ async def test_the_other_party_objects_to_the_recording_and_nothing_is_kept(
         edge.stop()
         broker.stop()
     assert not out.exists(), "the recording was kept after the objection"
+
+
+@pytest.mark.timeout(120)
+async def test_blind_transfer_over_mqtt_refer_on_the_wire_call_let_go_on_the_notify(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """The agent calls a sipp party straight (a sip: target) and is told to transfer it to
+    1003: the REFER sipp received carries Refer-To 1003 at the agent's registrar; the answer
+    comes once the REFER is accepted (202); when sipp's NOTIFY reports the new call answered
+    (sipfrag 200) the agent hangs up (sipp then sees the BYE) and the events say so, in order:
+    transfer accepted, transfer completed, call terminated "transferred to 1003". Before that,
+    a transfer of a call that does not exist and one to an invalid target are answered with
+    the field and send nothing (sipp takes exactly one REFER)."""
+    sip, mqtt_port, peer_port = lab.take_ports(3)
+    broker = Mosquitto(tmp_path / "mq", mqtt_port).start()
+    edge = EdgeProcess(tmp_path / "edge", sip, EDGE_RTP).start()
+    agent = AgentProcess(write_config(tmp_path, sip, mqtt_port), "null")
+    watcher = Watcher(mqtt_port, AGENT_ID, f"test-{os.getpid()}-x")
+    try:
+        await watcher.start()
+        agent.start()
+        await watcher.wait_for(lambda: registered(watcher), 15)
+        peer = sipp.start("xfer", ["-sf", str(lab.scenarios / "desktop_uas_refer.xml"),
+                                   "-i", "127.0.0.1", "-p", str(peer_port), "-mi", "127.0.0.1",
+                                   "-m", "1"], wall=40, trace_msg=True)
+        lab.wait_udp_listening(peer_port)
+        await watcher.publish("cmd", {"version": 1, "token": "d1", "command": "dial",
+                                      "target": f"sip:xfer@127.0.0.1:{peer_port}"})
+        reply = await watcher.wait_reply("d1")
+        assert reply["ok"], reply
+        call = reply["result"]["call"]
+        await watcher.wait_event(10, type="call", call=call, state="established")
+        await watcher.publish("cmd", {"version": 1, "token": "x0", "command": "transfer",
+                                      "target": "1003", "call": "c99"})
+        wrong = await watcher.wait_reply("x0")
+        assert wrong["error"]["code"] == "unknown_call", wrong
+        assert wrong["error"]["field"] == "call", wrong
+        await watcher.publish("cmd", {"version": 1, "token": "x1", "command": "transfer",
+                                      "target": "10 03"})
+        bad = await watcher.wait_reply("x1")
+        assert bad["error"]["code"] == "invalid" and bad["error"]["field"] == "target", bad
+        await watcher.publish("cmd", {"version": 1, "token": "x2", "command": "transfer",
+                                      "target": "1003"})
+        done = await watcher.wait_reply("x2", 15)
+        assert done["ok"], done
+        assert done["result"] == {"call": call, "status": 202,
+                                  "target": f"sip:1003@127.0.0.1:{sip}"}, done
+        ended = await watcher.wait_event(15, type="call", call=call, state="terminated")
+        assert ended["end_cause"] == "transferred to 1003", ended
+        assert await peer.wait_async(15) == 0, peer.errors()
+        messages = peer.messages()
+        assert f"Refer-To: <sip:1003@127.0.0.1:{sip}>" in messages, messages[-3000:]
+        assert "Referred-By: <sip:1001@" in messages, messages[-3000:]
+        assert messages.count("REFER sip:") == 1, messages[-3000:]
+        transfer = [(e["seq"], e["state"], e.get("status")) for e in watcher.events()
+                    if e["type"] == "transfer"]
+        assert [t[1:] for t in transfer] == [("accepted", 202), ("completed", 200)], transfer
+        assert transfer[-1][0] < ended["seq"], (transfer, ended)
+        assert agent.stop() == 0, agent.log()[-3000:]
+        assert "Traceback" not in agent.log(), agent.log()[-3000:]
+        in_order(watcher.events())
+        check_schemas(watcher)
+    finally:
+        agent.stop()
+        await watcher.stop()
+        edge.stop()
+        broker.stop()

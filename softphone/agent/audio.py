@@ -100,9 +100,11 @@ class CallAudio:
                  on_dtmf: Callable[[str], object] | None = None,
                  notice: bytes = b"", objection_digit: str = "",
                  on_recording: Callable[[str], object] | None = None,
-                 device: DeviceInfo | None = None) -> None:
-        """``notice`` (16 kHz PCM) is played first when recording (R-REC-2): recording starts
-        once it has been sent; ``objection_digit`` received stops it and deletes what was
+                 device: DeviceInfo | None = None,
+                 output_device: DeviceInfo | None = None) -> None:
+        """``device``: the sound device (microphone, and speaker unless ``output_device``
+        names another). ``notice`` (16 kHz PCM) is played first when recording (R-REC-2):
+        recording starts once it has been sent; ``objection_digit`` received stops it and deletes what was
         kept. ``on_recording`` hears "started" and "objected"."""
         neg = call.negotiated
         if neg is None or call.port_pair is None:
@@ -142,7 +144,8 @@ class CallAudio:
             clock_rate=self.codec.rtp_clock_rate,
             frame_samples=self.codec.rtp_samples(PTIME_MS), inactivity_timeout=None,
             on_dtmf=self._dtmf, name=f"agent-{call.call_id[:8]}")
-        self.device = None if device is None else DeviceAudio(device, self.codec.clock_rate)
+        self.device = None if device is None else DeviceAudio(device, self.codec.clock_rate,
+                                                             output_device)
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         call.on_end.append(lambda _c: self.close())

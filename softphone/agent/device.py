@@ -9,6 +9,10 @@ absolute 20 ms schedule: it never spins, and a device that blocks simply makes t
 The queues between the thread and the call hold at most 10 blocks (200 ms) each way; older
 blocks are dropped, so a slow side cannot build up delay.
 
+The input and the output may be two devices (``output``; the desktop app chooses them
+apart). ``in_level`` and ``out_level`` are the RMS (0..1 of full scale) of the last block the
+thread moved each way, computed in that thread, so that a meter only reads a number.
+
 Without PortAudio or without any device the agent says so at start and runs with null audio
 (``state`` says why); a NAME that matches no device, or more than one, is an error naming the
 devices there are.
@@ -24,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from softphone.media.tone import rms
 from softphone.native.resampler import Resampler
 
 log = logging.getLogger(__name__)
@@ -97,8 +102,9 @@ def find_device(name: str) -> DeviceInfo:
 class DeviceAudio:
     """One call's device stream (see the module docstring); ``rate`` is the codec's."""
 
-    def __init__(self, device: DeviceInfo, rate: int) -> None:
+    def __init__(self, device: DeviceInfo, rate: int, output: DeviceInfo | None = None) -> None:
         self.device = device
+        self.output = device if output is None else output
         self.rate = rate
         self.block = DEVICE_RATE * BLOCK_MS // 1000
         self._up = None if rate == DEVICE_RATE else Resampler(DEVICE_RATE, rate)
@@ -110,16 +116,20 @@ class DeviceAudio:
         self._thread: threading.Thread | None = None
         self.error = ""
         self.blocks = 0
+        self.in_level = 0.0
+        self.out_level = 0.0
 
     def start(self) -> None:
         sd = _sounddevice()
         try:
-            stream = sd.RawStream(device=(self.device.index, self.device.index),
+            stream = sd.RawStream(device=(self.device.index, self.output.index),
                                   samplerate=DEVICE_RATE, blocksize=self.block, channels=1,
                                   dtype="int16")
             stream.start()
         except sd.PortAudioError as exc:
-            raise DeviceError(f"cannot open {self.device.name!r}: {exc}") from None
+            names = repr(self.device.name) if self.output is self.device else \
+                f"{self.device.name!r} / {self.output.name!r}"
+            raise DeviceError(f"cannot open {names}: {exc}") from None
         self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True,
                                         name=f"device {self.device.name}")
         self._thread.start()
@@ -135,6 +145,8 @@ class DeviceAudio:
                 stream.write(out)
                 data, _overflow = stream.read(self.block)
                 self._captured.append(bytes(data))
+                self.out_level = rms(out) / 32768.0
+                self.in_level = rms(data) / 32768.0
                 self.blocks += 1
                 n += 1
                 late = time.monotonic() - (start + n * period)
@@ -150,6 +162,7 @@ class DeviceAudio:
                 stream.stop()
             with contextlib.suppress(Exception):
                 stream.close()
+            self.in_level = self.out_level = 0.0
 
     def take(self, nbytes: int) -> bytes:
         """``nbytes`` of captured audio at the codec's rate (silence when none came)."""

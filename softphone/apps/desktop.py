@@ -11,8 +11,11 @@ call; the spoken recording notice is made in a worker thread.
 
 ``--audio null`` (the default) sends silence and drops what is received; ``--audio
 file:in.wav,out.wav`` plays in.wav into the call and writes what is received to out.wav (the
-agent's file audio, :mod:`softphone.agent.audio`). Without a server or a sound card the window
-still opens and says what is missing.
+agent's file audio, :mod:`softphone.agent.audio`); ``--audio device:NAME`` chooses the sound
+device NAME (input and output, as ``softphone agent`` does; also remembered) for the calls, and
+the window's Sound lists choose and remember others. A NAME that is no device exits 2 naming
+those there are. Without a server or a sound card the window still opens and says what is
+missing (with no sound card, calls use null audio).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the account, the history and (without a keyring) the "
                         "password are kept")
     p.add_argument("--audio", default="null",
-                   help="null (silence out, received audio dropped) or file:in.wav,out.wav")
+                   help="null (silence out, received audio dropped), file:in.wav,out.wav or "
+                        "device:NAME (a sound device's microphone and speaker)")
     p.add_argument("--rtp-ports", default="20000-22000", help="RTP port range")
     p.add_argument("--scale", type=float, default=None,
                    help="UI scale factor, e.g. 1.25 (QT_SCALE_FACTOR)")
@@ -41,21 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep the password in a 0600 file even when a keyring exists")
 
 
-def sound_status() -> str:
-    """What the app can do with a sound card here, in words."""
+def sound_status(note: str | None = None) -> str:
+    """What the app can do with a sound card here, in words ("" when it has devices):
+    ``note`` is :attr:`softphone.desktop.sound.Devices.note` when the devices were scanned."""
     if importlib.util.find_spec("sounddevice") is None:
         return ("No sound card support: the sounddevice package (PortAudio) is not installed. "
                 "Calls use the --audio setting (null: silence).")
-    try:
-        import sounddevice
+    if note is None:
+        from softphone.desktop.sound import scan
 
-        devices = sounddevice.query_devices()
-    except Exception as exc:  # PortAudio missing or no device
-        return f"No sound card: {exc}. Calls use the --audio setting (null: silence)."
-    if not len(devices):
-        return "No sound card found. Calls use the --audio setting (null: silence)."
-    return ("Sound cards are present, but device audio is not supported yet: calls use the "
-            "--audio setting.")
+        note = scan().note
+    return note
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,10 +64,20 @@ def main(args: argparse.Namespace) -> int:
     except AudioSpecError as exc:
         print(f"softphone desktop: --audio {exc}", file=sys.stderr)
         return 2
-    if audio.kind == "device":  # the parser is shared with softphone agent, which has devices
-        print("softphone desktop: --audio must be null or file:in.wav,out.wav (device audio is "
-              "softphone agent's)", file=sys.stderr)
-        return 2
+    chosen, device_note = "", ""  # the device --audio names; why it cannot be used
+    if audio.kind == "device":
+        from softphone.agent.device import DeviceError, find_device
+
+        try:
+            device = find_device(audio.device)
+        except DeviceError as exc:  # no sound card: the window says so, calls are silent
+            device_note = f"--audio device:{audio.device}: {exc}; calls use null audio."
+        except LookupError as exc:
+            print(f"softphone desktop: --audio {exc}", file=sys.stderr)
+            return 2
+        else:
+            chosen = device.name
+        audio = AudioSpec("null")  # the device goes to the window's choice below
     first_s, _, last_s = args.rtp_ports.partition("-")
     if not (first_s.isdigit() and last_s.isdigit()):
         print(f"softphone desktop: --rtp-ports must look like 20000-22000, got "
@@ -83,6 +93,7 @@ def main(args: argparse.Namespace) -> int:
               f"{exc}", file=sys.stderr)
         return 2
     from softphone.desktop.phone import DesktopPhone
+    from softphone.desktop.sound import scan
     from softphone.desktop.store import DesktopStore, Secrets
     from softphone.desktop.window import MainWindow
 
@@ -92,7 +103,11 @@ def main(args: argparse.Namespace) -> int:
     account = store.account()
     phone = DesktopPhone(store, account, secrets.get(account.user) if account.user else "",
                          audio=audio, rtp_ports=(int(first_s), int(last_s)))
-    window = MainWindow(phone, secrets, sound=sound_status())
+    devices = scan()
+    if chosen:
+        store.save_sound_devices(chosen, chosen)  # the next call uses it, as the lists say
+    window = MainWindow(phone, secrets, sound=device_note or sound_status(devices.note),
+                        devices=devices)
     window.resize(window.sizeHint())
     window.show()
     window.ask_emergency_ack()

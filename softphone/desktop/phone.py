@@ -5,7 +5,10 @@ registration, calls, hold by re-offer, end hooks), the call's audio on the call'
 (:class:`~softphone.agent.audio.CallAudio`: null or WAV in/out, mute, RFC 4733 DTMF, the
 recording notice of R-REC-2), the guard's one-phone share (:class:`~softphone.agent.guard.
 PhoneGuard`: R-CALLS-1 and the emergency rules of R-EMERG-1) and the quality meter with its
-MOS (:mod:`softphone.agent.quality`). The window (:mod:`softphone.desktop.window`) reads its
+MOS (:mod:`softphone.agent.quality`). With an input and an output sound device chosen
+(``input_device``, ``output_device``) the next call's audio goes through them (the agent's
+:class:`~softphone.agent.device.DeviceAudio`), otherwise through the ``--audio`` setting; the
+devices' levels are read by :meth:`DesktopPhone.levels`. The window (:mod:`softphone.desktop.window`) reads its
 state and is told of every change through ``on_change``; nothing here blocks.
 
 A refusal is told in words: the guard's reason for what the phone refuses itself, otherwise
@@ -26,6 +29,7 @@ from typing import Any
 
 from softphone.agent.audio import AudioSpec, CallAudio
 from softphone.agent.config import Account
+from softphone.agent.device import DeviceInfo
 from softphone.agent.guard import DialDecision, PhoneGuard
 from softphone.agent.notice import notice_text, speak
 from softphone.agent.quality import QualityMeter
@@ -130,6 +134,8 @@ class DesktopPhone:
         self.on_change: Callable[[str], None] = lambda _what: None
         self.on_incoming: Callable[[CurrentCall], None] = lambda _c: None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.input_device: DeviceInfo | None = None   # both set: device audio for the next call
+        self.output_device: DeviceInfo | None = None
 
     # -- the guard's view of the line ------------------------------------------------------------
 
@@ -314,9 +320,13 @@ class DesktopPhone:
         if call.ended or call.negotiated is None:
             return
         try:
+            dev_in, dev_out = self.input_device, self.output_device
+            both = dev_in is not None and dev_out is not None
             audio = CallAudio(call, self.audio, notice=self.notice,
                               objection_digit=self.policy.recording.objection_digit,
-                              on_recording=lambda what: self._recording(cur, what))
+                              on_recording=lambda what: self._recording(cur, what),
+                              device=dev_in if both else None,
+                              output_device=dev_out if both else None)
         except Exception as exc:  # a codec that cannot run here: say so, end the call
             log.error("no media for the call: %s", exc)
             self.refusal = f"no audio for this call: {exc}"
@@ -353,6 +363,13 @@ class DesktopPhone:
         self.on_change("recording")
 
     # -- what the window asks --------------------------------------------------------------------
+
+    def levels(self) -> tuple[float, float]:
+        """(input, output) RMS of the blocks the call's sound device last moved (0..1); zeros
+        without a device. Computed in the device's thread: reading them costs nothing."""
+        cur = self.current
+        dev = cur.audio.device if cur is not None and cur.audio is not None else None
+        return (dev.in_level, dev.out_level) if dev is not None else (0.0, 0.0)
 
     def calls_up(self) -> int:
         cur = self.current

@@ -2,7 +2,8 @@
 the one-time emergency risk acknowledgement (R-EMERG-5).
 
 Everything but the password lives in one SQLite file (``desktop.db`` in the data directory):
-``settings`` (key/value: the account as JSON, the acknowledgement with its date) and
+``settings`` (key/value: the account as JSON, the acknowledgement with its date, the chosen
+input and output sound devices by name) and
 ``history`` (one row per call: when, direction, the other party, outcome and the refusal reason
 in words, duration, MOS). The password goes to the operating system's keyring (``keyring``)
 when a usable backend exists; otherwise to ``password`` in the data directory, created 0600
@@ -130,6 +131,14 @@ class DesktopStore:
         return stamp
 
     # -- history ----------------------------------------------------------------------------
+
+    def sound_devices(self) -> tuple[str, str]:
+        """The chosen (input, output) device names; "" for none (file/null audio)."""
+        return self.get("sound.input") or "", self.get("sound.output") or ""
+
+    def save_sound_devices(self, input_name: str, output_name: str) -> None:
+        self.put("sound.input", input_name)
+        self.put("sound.output", output_name)
 
     def add_call(self, *, started: float, direction: str, peer: str, outcome: str,
                  reason: str, duration_s: float, mos: float | None) -> int:

@@ -9,6 +9,12 @@ Sizes come from layouts and the font, never from pixels, so that the window stay
 answer, Escape hang up / reject, Ctrl+M mute, Ctrl+H hold, Ctrl+T transfer (blind, to the number
 in the field), Ctrl+F search the history, Ctrl+L the number field, Ctrl+, account; during a
 call the dial pad sends DTMF.
+
+Sound: an input and an output device (from PortAudio, :mod:`softphone.desktop.sound`), applied
+to the next call and remembered in the settings; "none" (or no sound card, said with the
+reason) means the ``--audio`` setting. Two level meters show the RMS of what the call's device
+thread last moved each way; a 50 ms timer (20 times a second) only reads two numbers and sets
+the bars.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
@@ -33,6 +39,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QProgressBar,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -42,6 +49,7 @@ from PySide6.QtWidgets import (
 
 from softphone.desktop.numbers import NumberError, dialable
 from softphone.desktop.phone import CurrentCall, DesktopPhone
+from softphone.desktop.sound import NONE_CHOICE, Devices, meter_percent, scan
 from softphone.desktop.store import TRANSPORTS, AccountError, AccountSettings, Secrets
 from softphone.phone import CallState
 
@@ -159,11 +167,15 @@ class EmergencyAckDialog(QDialog):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, phone: DesktopPhone, secrets: Secrets, *, sound: str) -> None:
+    def __init__(self, phone: DesktopPhone, secrets: Secrets, *, sound: str,
+                 devices: Devices | None = None) -> None:
+        """``sound``: what is missing about sound, in words; ``devices``: what PortAudio
+        offers (scanned now when not given)."""
         super().__init__()
         self.phone = phone
         self.secrets = secrets
         self.sound = sound
+        self.devices = scan() if devices is None else devices
         self.ringing: RingingDialog | None = None
         self.ack_dialog: EmergencyAckDialog | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -265,6 +277,7 @@ class MainWindow(QMainWindow):
         self.rec_notice.setWordWrap(True)
         dl.addWidget(self.rec_notice)
         root.addWidget(dial)
+        root.addWidget(self._sound_box())
 
         hist = QGroupBox("History (double-click or Return to call back)")
         hl = QVBoxLayout(hist)
@@ -295,6 +308,81 @@ class MainWindow(QMainWindow):
             QShortcut(QKeySequence(keys), self, slot)
         self.refresh()
         self.load_history()
+
+    # -- sound devices and level meters ---------------------------------------------------------
+
+    def _sound_box(self) -> QGroupBox:
+        box = QGroupBox("Sound (applies to the next call)")
+        form = QFormLayout(box)
+        self.input_choice = QComboBox()
+        self.input_choice.setObjectName("inputDevice")
+        self.output_choice = QComboBox()
+        self.output_choice.setObjectName("outputDevice")
+        self.input_meter = QProgressBar()
+        self.input_meter.setObjectName("inputLevel")
+        self.output_meter = QProgressBar()
+        self.output_meter.setObjectName("outputLevel")
+        for meter in (self.input_meter, self.output_meter):
+            meter.setRange(0, 100)
+            meter.setValue(0)
+            meter.setTextVisible(False)
+        self.sound_note = QLabel(self.devices.note)
+        self.sound_note.setObjectName("soundNote")
+        self.sound_note.setWordWrap(True)
+        form.addRow("Input", self.input_choice)
+        form.addRow("Input level", self.input_meter)
+        form.addRow("Output", self.output_choice)
+        form.addRow("Output level", self.output_meter)
+        form.addRow(self.sound_note)
+        saved_in, saved_out = self.phone.store.sound_devices()
+        for combo, devices, saved in ((self.input_choice, self.devices.inputs, saved_in),
+                                      (self.output_choice, self.devices.outputs, saved_out)):
+            combo.addItem(NONE_CHOICE, "")
+            for d in devices:
+                combo.addItem(f"{d.name} ({d.host_api})", d.name)
+            combo.setEnabled(bool(devices))
+            at = combo.findData(saved) if saved else 0
+            if saved and at < 0:  # remembered, but not here now: said, not forgotten
+                self.sound_note.setText(" ".join(filter(None, (
+                    self.devices.note, f"The sound device {saved!r} chosen before is not "
+                    "present: calls use the --audio setting until it is back or another is "
+                    "chosen."))))
+            combo.setCurrentIndex(max(at, 0))
+        self._apply_devices(save=False)
+        self.input_choice.currentIndexChanged.connect(lambda _i: self._apply_devices())
+        self.output_choice.currentIndexChanged.connect(lambda _i: self._apply_devices())
+        self.meter_timer = QTimer(self)
+        self.meter_timer.setInterval(50)  # at most 20 updates a second
+        self.meter_timer.timeout.connect(self._update_meters)
+        self.meter_timer.start()
+        return box
+
+    def choose_devices(self, input_name: str, output_name: str) -> None:
+        """Select devices by name ("" for none), as a person would in the two lists."""
+        for combo, name in ((self.input_choice, input_name), (self.output_choice, output_name)):
+            at = combo.findData(name)
+            if at < 0:
+                raise LookupError(f"no sound device {name!r} in the list")
+            combo.setCurrentIndex(at)
+
+    def _apply_devices(self, *, save: bool = True) -> None:
+        in_name = str(self.input_choice.currentData() or "")
+        out_name = str(self.output_choice.currentData() or "")
+        self.phone.input_device = self.devices.find(in_name, output=False) if in_name else None
+        self.phone.output_device = self.devices.find(out_name, output=True) if out_name \
+            else None
+        if save:
+            self.phone.store.save_sound_devices(in_name, out_name)
+            if bool(in_name) != bool(out_name):
+                self.sound_note.setText("Choose both an input and an output device: until "
+                                        "then calls use the --audio setting.")
+            else:
+                self.sound_note.setText(self.devices.note)
+
+    def _update_meters(self) -> None:
+        level_in, level_out = self.phone.levels()
+        self.input_meter.setValue(meter_percent(level_in))
+        self.output_meter.setValue(meter_percent(level_out))
 
     # -- async glue ------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def test_bad_audio_setting_is_a_clear_error_before_any_window(tmp_path: Path) ->
                           str(tmp_path), "--audio", "speakers"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2
-    assert "must be null or file:in.wav,out.wav" in out.stderr
+    assert "must be null, file:in.wav,out.wav or device:NAME" in out.stderr
     assert not (tmp_path / "desktop.db").exists()
 
 

@@ -4,10 +4,11 @@ of two ``file`` plugins over ``null``, capture from in.raw, playback to out.raw,
 one). PortAudio reads the ALSA configuration when it starts, so the test restarts it after
 pointing HOME (or ALSA_CONFIG_PATH) elsewhere, and again afterwards.
 
-Checked: the input and output lists show the test devices; the one chosen in them is stored in
-the settings, shown again by a new window on the same store, and used by the next call to the
-edge's echo (600): the 440 Hz tone written to in.raw comes back in out.raw (Goertzel, median
-over 100 ms windows) and both level meters moved above zero during the call.
+Checked: the input and output lists show the test devices; the microphone and the speaker chosen
+in them (two devices: capture from in.raw, playback to speaker.raw) are stored in the settings,
+shown again by a new window on the same store, and used by the next call to the edge's echo
+(600): the 440 Hz tone written to in.raw comes back in speaker.raw (Goertzel, median over
+100 ms windows) and both level meters moved above zero during the call.
 ``softphone desktop --audio device:NAME`` with a NAME that is no device exits 2 naming those
 there are. With an ALSA configuration whose only device cannot be opened (no sound card), the
 window says so, its lists offer only "none", and a call to the echo still works with null audio.
@@ -38,6 +39,7 @@ from softphone.media.tone import median_tone_ratio
 pytestmark = [pytest.mark.lab]
 
 EDGE_RTP = (23800, 23899)
+MIC, SPEAKER = "softphone_test_mic", "softphone_test_speaker"
 
 
 def restart_portaudio() -> None:
@@ -68,7 +70,32 @@ def items(combo: Any) -> list[str]:
 def test_chosen_device_is_stored_and_the_next_call_to_the_echo_uses_it_with_moving_meters(
         qloop: asyncio.AbstractEventLoop, qtbot: Any, lab: Any, tmp_path: Path,
         alsa_env: pytest.MonkeyPatch) -> None:
-    env, _inp, out = alsa_home(tmp_path)
+    env, inp, _out = alsa_home(tmp_path)
+    out = tmp_path / "speaker.raw"
+    with (Path(env["HOME"]) / ".asoundrc").open("a") as rc:  # a microphone and a speaker apart
+        rc.write(f"""
+pcm.{MIC} {{
+    type asym
+    capture.pcm {{
+        type file
+        slave.pcm "null"
+        file "/dev/null"
+        infile "{inp}"
+        format "raw"
+    }}
+    playback.pcm "null"
+}}
+pcm.{SPEAKER} {{
+    type asym
+    playback.pcm {{
+        type file
+        slave.pcm "null"
+        file "{out}"
+        format "raw"
+    }}
+    capture.pcm "null"
+}}
+""")
     alsa_env.setenv("HOME", env["HOME"])
     restart_portaudio()
     # a NAME that is no device: exit 2, the devices there are named, no window
@@ -86,19 +113,19 @@ def test_chosen_device_is_stored_and_the_next_call_to_the_echo_uses_it_with_movi
     qtbot.addWidget(window)
     for combo in (window.input_choice, window.output_choice):
         assert combo.isEnabled() and combo.itemText(0) == NONE_CHOICE
-        assert DEVICE in items(combo) and "softphone_test_null" in items(combo), items(combo)
+        assert {DEVICE, MIC, SPEAKER, "softphone_test_null"} <= set(items(combo)), items(combo)
     assert window.phone.input_device is None  # nothing chosen yet: the --audio setting
-    window.input_choice.setCurrentIndex(window.input_choice.findData(DEVICE))
-    window.output_choice.setCurrentIndex(window.output_choice.findData(DEVICE))
+    window.input_choice.setCurrentIndex(window.input_choice.findData(MIC))
+    window.output_choice.setCurrentIndex(window.output_choice.findData(SPEAKER))
     store = window.phone.store
-    assert store.sound_devices() == (DEVICE, DEVICE)
+    assert store.sound_devices() == (MIC, SPEAKER)
     # remembered: a new window on the same settings shows the choice and uses it
     again = MainWindow(DesktopPhone(store, window.phone.account, "", audio=AudioSpec("null")),
                        Secrets(tmp_path / "desktop", use_keyring=False), sound="")
     qtbot.addWidget(again)
-    assert again.input_choice.currentData() == DEVICE == again.output_choice.currentData()
-    assert again.phone.input_device is not None and again.phone.input_device.name == DEVICE
-    assert again.phone.output_device is not None and again.phone.output_device.name == DEVICE
+    assert (again.input_choice.currentData(), again.output_choice.currentData()) == (MIC, SPEAKER)
+    assert again.phone.input_device is not None and again.phone.input_device.name == MIC
+    assert again.phone.output_device is not None and again.phone.output_device.name == SPEAKER
     again.close()
 
     seen: dict[str, int] = {"in": 0, "out": 0}

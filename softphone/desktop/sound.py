@@ -42,9 +42,9 @@ def scan() -> Devices:
     inputs = [d for d in devices if d.inputs > 0]
     outputs = [d for d in devices if d.outputs > 0]
     if not inputs or not outputs:
-        missing = "input" if not inputs else "output"
-        return Devices(inputs, outputs, note=f"No sound card: PortAudio found no {missing} "
-                                             "device. Calls use the --audio setting (file or "
+        missing = "output device" if inputs else "input device" if outputs else "device"
+        return Devices(inputs, outputs, note=f"No sound card: PortAudio found no {missing}. "
+                                             "Calls use the --audio setting (file or "
                                              "null audio).")
     return Devices(inputs, outputs)
 

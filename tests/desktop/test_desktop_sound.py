@@ -8,7 +8,8 @@ Checked: the input and output lists show the test devices; the microphone and th
 in them (two devices: capture from in.raw, playback to speaker.raw) are stored in the settings,
 shown again by a new window on the same store, and used by the next call to the edge's echo
 (600): the 440 Hz tone written to in.raw comes back in speaker.raw (Goertzel, median over
-100 ms windows) and both level meters moved above zero during the call.
+100 ms windows) and both level meters moved above zero during the call (a screenshot of the
+window then is left with the test's artifacts).
 ``softphone desktop --audio device:NAME`` with a NAME that is no device exits 2 naming those
 there are. With an ALSA configuration whose only device cannot be opened (no sound card), the
 window says so, its lists offer only "none", and a call to the echo still works with null audio.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from desktop.test_desktop_lab import click, history_rows, make_app, registered, until
+from desktop.test_desktop_lab import click, history_rows, make_app, registered, shot, until
 from lab.edge_proc import EdgeProcess
 from lab.test_agent_sound import DEVICE, RATE, TONE_HZ, alsa_home
 
@@ -146,6 +147,7 @@ pcm.{SPEAKER} {{
         assert cur.audio is not None and cur.audio.device is not None, "no device audio"
         start = asyncio.get_running_loop().time()
         await asyncio.sleep(5.0)
+        shot(window, tmp_path / "desktop-sound-in-call.png")  # the meters during the call
         assert cur.audio.device is not None and not cur.audio.device.error
         click(window.hangup_button)
         await until(lambda: window.call_state.text() == "idle", 10, "the call to end")
@@ -187,7 +189,8 @@ def test_without_a_sound_card_the_window_says_so_and_a_call_works_with_null_audi
     for combo in (window.input_choice, window.output_choice):
         assert items(combo) == [""] and combo.itemText(0) == NONE_CHOICE
         assert not combo.isEnabled()
-    assert "No sound card" in window.sound_note.text(), window.sound_note.text()
+    assert "No sound card: PortAudio found no device" in window.sound_note.text(), \
+        window.sound_note.text()
     assert window.phone.input_device is None and window.phone.output_device is None
 
     async def scenario() -> None:

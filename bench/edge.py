@@ -79,8 +79,10 @@ _procs: list[subprocess.Popen[Any]] = []
 # ---------------------------------------------------------------------------- processes
 
 def start(argv: Sequence[str], out: TextIO | int | None = subprocess.DEVNULL) -> subprocess.Popen[Any]:
+    # from the work folder: "python -m softphone" must find the interpreter's installed
+    # softphone, not a source tree that happens to be the current directory (--edge-python)
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, cwd=WORK)
     _procs.append(proc)
     return proc
 
@@ -195,7 +197,10 @@ def bench_configs() -> tuple[Path, Path, list[Path], Path]:
     """Edge config (the shipped one, bench users instead of the demo ones), bench policy, and
     the sipp injection files: one caller list per UAC instance, and the callees."""
     edge_text = (ROOT / "configs" / "edge.toml").read_text()
-    edge_text = edge_text[:edge_text.index("[[users]]")]
+    first_user = re.search(r"(?m)^\[\[users\]\]", edge_text)  # a table, not a comment's words
+    if first_user is None:
+        raise RuntimeError("configs/edge.toml has no [[users]] table: update bench/edge.py")
+    edge_text = edge_text[:first_user.start()]
     # every bench request comes from 127.0.0.1, which the per-source flood guard (default 200
     # requests/s, then 5 s of silence) would take for a scanner: keep the guard in the path,
     # with a limit no bench rate reaches
@@ -477,7 +482,10 @@ async def serve(mode: str, ncalls: int, first: int, last: int, secs: float,
     from softphone.codecs.offer_answer import answer_offer, build_offer
     from softphone.codecs.registry import OPUS, PCMA, Codec
 
-    from softphone.edge.room import MediaSettings
+    try:
+        from softphone.edge.room import MediaSettings
+    except ImportError:  # an install from before the edge's split (--edge-python before=...)
+        from softphone.edge.b2bua import MediaSettings  # type: ignore[attr-defined,no-redef]
     from softphone.media.bridge import TickScheduler
     from softphone.media.call import CallMedia
     from softphone.media.ports import PortAllocator
@@ -725,11 +733,12 @@ def print_media(rows: list[dict[str, Any]], secs: float) -> None:
               f"{r['p99_ms']:>7.2f} {r['cpu_pct']:>6.1f} {r['wait_pct']:>6.1f} "
               f"{r['us_per_pkt']:>6.2f} {r['loadgen_cpu_pct']:>8.1f}  {r['why']}")
     labels = list(dict.fromkeys(r["label"] for r in rows))
-    ref_n, _ = knee(rows, "bare uvloop")
-    ref_us = {r["ncalls"]: r["us_per_pkt"] for r in rows if r["label"] == "bare uvloop" and r["ok"]}
     print("knee (largest N with 0.00 % loss, CPU <= 85 %, p50 within 1 ms), '+' = did not fail "
           "in the range tried:")
     for label in labels:
+        ref = "bare uvloop" + label[label.index("@"):] if "@" in label else "bare uvloop"
+        ref_n, _ = knee(rows, ref)  # the bare relay of the same install (--edge-python)
+        ref_us = {r["ncalls"]: r["us_per_pkt"] for r in rows if r["label"] == ref and r["ok"]}
         n, top = knee(rows, label)
         ratio = f"{n / ref_n:.2f}" if ref_n else "n/a"
         # CPU per packet only where both rows were healthy (a saturated row measures queueing)

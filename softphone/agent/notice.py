@@ -9,13 +9,13 @@ been sent; the objection key received at any time stops it and deletes what was 
 
 from __future__ import annotations
 
-import array
 import logging
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from softphone.media.prompts import linear_resample
 from softphone.media.tone import ToneError, ToneGenerator, read_wav
 from softphone.policy.config import PolicyConfig
 
@@ -23,23 +23,6 @@ log = logging.getLogger(__name__)
 
 NOTICE_RATE = 16000
 BEEP_HZ = 1400.0
-
-
-def _linear(pcm: bytes, rate: int, to: int) -> bytes:
-    """espeak-ng's 22050 Hz to ``to`` by linear interpolation (speech: no audible aliasing)."""
-    if rate == to or not pcm:
-        return pcm
-    src = array.array("h", pcm)
-    n = len(src) * to // rate
-    out = array.array("h", bytes(2 * n))
-    step = rate / to
-    last = len(src) - 1
-    for i in range(n):
-        x = i * step
-        j = int(x)
-        k = min(j + 1, last)
-        out[i] = int(src[j] + (src[k] - src[j]) * (x - j))
-    return out.tobytes()
 
 
 def beeps(rate: int = NOTICE_RATE) -> bytes:
@@ -63,7 +46,7 @@ def speak(text: str) -> tuple[bytes, str]:
                 subprocess.run([espeak, "-v", "en", "-s", "160", "-w", str(path), text],
                                check=True, capture_output=True, timeout=30)
                 pcm, rate = read_wav(path)
-                return _linear(pcm, rate, NOTICE_RATE), "espeak-ng"
+                return linear_resample(pcm, rate, NOTICE_RATE), "espeak-ng"
             except (OSError, subprocess.SubprocessError, ToneError) as exc:
                 log.warning("recording notice not spoken (espeak-ng: %s): beeps instead", exc)
     return beeps(), "beeps"

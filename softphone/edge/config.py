@@ -113,6 +113,9 @@ class EdgeConfig:
     auth_lockout_s: int = 600
     http_bind: str = "127.0.0.1"  # the operator's HTTP listener: /metrics, /healthz, /api/status
     http_port: int = 8080         # 0 = no HTTP listener
+    # the web phone's https/wss: required off loopback; empty = the SIP TLS listener's own
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
     users: tuple[LocalUser, ...] = field(default_factory=tuple)
     source: str = "configs/edge.toml"
 
@@ -300,7 +303,7 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
                         known=("route", "request_uri", "callback_window_s"))
     security = Section(doc, ("security",), d.get("security", {}),
                        known=("max_auth_failures", "window_s", "lockout_s"))
-    http = Section(doc, ("http",), d.get("http", {}), known=("bind", "port"))
+    http = Section(doc, ("http",), d.get("http", {}), known=("bind", "port", "tls_cert", "tls_key"))
     prefix = acct.text("outside_line_prefix", "")
     if not (prefix.isdigit() and prefix.isascii() and len(prefix) <= 2) and prefix:
         raise acct.error("outside_line_prefix",
@@ -453,7 +456,12 @@ def load_edge_config(path: str | Path | None = None) -> EdgeConfig:
         source=doc.path,
         http_bind=_check_ip(http, "bind", http.text("bind", "127.0.0.1")),
         http_port=http.integer("port", 8080, lo=0, hi=65535),
+        http_tls_cert=http.text("tls_cert", ""),
+        http_tls_key=http.text("tls_key", ""),
     )
+    if bool(cfg.http_tls_cert) != bool(cfg.http_tls_key):
+        raise http.error("tls_cert" if not cfg.http_tls_cert else "tls_key",
+                         "tls_cert and tls_key go together (a PEM certificate chain and its key)")
     return cfg
 
 
@@ -520,8 +528,16 @@ def apply_overrides(cfg: EdgeConfig, o: Overrides) -> EdgeConfig:
 
 def check_exposure(cfg: EdgeConfig) -> None:
     """Demo passwords (the prefix's, or any password of the shipped configuration) never
-    leave loopback."""
-    for key, addr in (("sip.bind", cfg.bind), ("media.bind", cfg.media_bind)):
+    leave loopback; nor does the web phone's plain http/ws (a browser sends its SIP password
+    over that WebSocket: off loopback it is https/wss or nothing)."""
+    if cfg.http_port and not ipaddress.ip_address(cfg.http_bind).is_loopback \
+            and not cfg.http_tls_cert and not cfg.tls_port:
+        raise ConfigError(cfg.source, "http.bind",
+                          f"refusing to serve the web phone on {cfg.http_bind} over plain http/ws: "
+                          "off loopback it is https/wss only; set [http] tls_cert and tls_key, or "
+                          "turn on sip.tls_port to use the SIP listener's certificate")
+    for key, addr in (("sip.bind", cfg.bind), ("media.bind", cfg.media_bind),
+                      ("http.bind", cfg.http_bind if cfg.http_port else "127.0.0.1")):
         if cfg.has_demo_passwords and not ipaddress.ip_address(addr).is_loopback:
             prefix = f"starting with {cfg.demo_prefix!r} or " if cfg.demo_prefix else ""
             raise ConfigError(cfg.source, key,

@@ -5,10 +5,15 @@
 | ``/metrics`` | Prometheus text exposition (``softphone.edge.metrics.EdgeCollector``) |
 | ``/healthz`` | 200 when the SIP core answers an OPTIONS on its own UDP listener and the ledger takes a write lock; 503 naming what failed (or "draining" after SIGTERM) |
 | ``/api/status`` | the live state as JSON (``softphone.edge.metrics.live_state``): what ``softphone status`` prints |
+| ``/ws`` | SIP over WebSocket (RFC 7118, subprotocol ``sip``): the web phone's signalling, served by the SIP transport (``TransportLayer.serve_websocket``) with its limits |
+| ``/`` and its files | the web phone (``softphone.edge.webphone``) |
 
-Why ``websockets`` and not another server: the browser phone will be served from this same
-listener later, SIP over WebSocket (RFC 7118) at ``/ws`` and its page at ``/``. The edge
-already depends on ``websockets`` for its WebSocket transport, and its asyncio server answers
+On loopback the listener speaks plain http/ws (a secure context for browsers); bound to any
+other address it speaks https/wss only (``[http] tls_cert``/``tls_key``, or the SIP TLS
+listener's certificate), and ``check_exposure`` refuses to start otherwise.
+
+Why ``websockets`` and not another server: the browser phone is served from this same
+listener, SIP over WebSocket at ``/ws`` and its page at ``/``. The edge already depends on ``websockets`` for its WebSocket transport, and its asyncio server answers
 plain HTTP GETs from ``process_request`` (a ``Response`` before any handshake) and upgrades
 the others, on the edge's own event loop (uvloop included), with no thread and no second
 framework. Every request here is a GET of a few hundred bytes to a few kB; each connection
@@ -19,11 +24,14 @@ loopback).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import secrets
 import time
 from http import HTTPStatus
+from pathlib import Path
+from ssl import SSLContext
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.exposition import generate_latest
@@ -32,9 +40,12 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from softphone.edge.metrics import live_state, registry_for
+from softphone.edge.webphone import WebPhoneFiles
+from softphone.sip.core import Address
 
 if TYPE_CHECKING:
     from softphone.edge.app import Edge
+    from softphone.edge.config import EdgeConfig
 
 __all__ = ["HttpListener", "start_http"]
 
@@ -83,6 +94,8 @@ class HttpListener:
         self.edge = edge
         self.registry = registry_for(edge)
         self.server: Server | None = None
+        self.ws_transport = "ws"  # "wss" when the listener speaks TLS
+        self.webphone = WebPhoneFiles()
 
     @property
     def port(self) -> int:
@@ -90,9 +103,16 @@ class HttpListener:
         sockets = list(self.server.sockets)
         return int(sockets[0].getsockname()[1])
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> None:
+        self.ws_transport = "wss" if ssl is not None else "ws"
+        # the same framing limits as the SIP transport's own WebSocket server
         self.server = await serve(self._upgrade, host, port, process_request=self._route,
-                                  logger=_quiet, server_header=self.edge.cfg.user_agent)
+                                  logger=_quiet, server_header=self.edge.cfg.user_agent,
+                                  subprotocols=["sip"],  # type: ignore[list-item]
+                                  compression=None, max_size=65536, ssl=ssl)
+        self.edge.transport.adopt_websocket_listener(
+            Address(self.ws_transport, host, self.port))
+        self.edge.core.add_local(Address(self.ws_transport, host, self.port))
 
     async def close(self) -> None:
         if self.server is not None:
@@ -101,11 +121,18 @@ class HttpListener:
             self.server = None
 
     async def _upgrade(self, connection: ServerConnection) -> None:
-        # no WebSocket endpoint yet: ``_route`` answers every path before a handshake
-        await connection.close(1008, "no WebSocket endpoint here")
+        # ``_route`` lets only /ws through to a handshake
+        await self.edge.transport.serve_websocket(connection, self.ws_transport)
 
-    async def _route(self, connection: ServerConnection, request: Request) -> Response:
+    async def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if path == "/ws":
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return None  # the handshake goes on: SIP over WebSocket
+            return _text(426, "SIP over WebSocket (RFC 7118) here: connect with the sip "
+                         "subprotocol")
+        if request.headers.get("Upgrade"):
+            return _text(404, "the only WebSocket endpoint is /ws")
         try:
             if path == "/metrics":
                 return _response(200, generate_latest(self.registry), METRICS_CONTENT_TYPE)
@@ -114,10 +141,14 @@ class HttpListener:
                 return _json(200 if ok else 503, {"ok": ok, "checks": checks})
             if path == "/api/status":
                 return _json(200, live_state(self.edge))
+            page = self.webphone.get(path)
+            if page is not None:
+                status, body, content_type = page
+                return _response(status, body, content_type)
         except Exception as exc:  # a broken page must not take the listener down
             log.exception("HTTP %s failed", path)
             return _text(500, f"internal error: {type(exc).__name__}")
-        return _text(404, "not found: /metrics, /healthz, /api/status")
+        return _text(404, "not found: / (the web phone), /ws, /metrics, /healthz, /api/status")
 
     async def health(self) -> tuple[bool, dict[str, str]]:
         """Each check: "ok" or what is wrong."""
@@ -176,5 +207,18 @@ async def start_http(edge: Edge) -> HttpListener | None:
     if not cfg.http_port:
         return None
     listener = HttpListener(edge)
-    await listener.start(cfg.http_bind, cfg.http_port)
+    await listener.start(cfg.http_bind, cfg.http_port, http_tls(cfg))
     return listener
+
+
+def http_tls(cfg: EdgeConfig) -> SSLContext | None:
+    """TLS for the listener: ``[http] tls_cert``/``tls_key`` when set; off loopback without
+    them, the SIP TLS listener's certificate; on loopback, none (plain http/ws)."""
+    from softphone.sip.tls import DEMO_HOSTS, ensure_demo_cert, server_context
+
+    if cfg.http_tls_cert:
+        return server_context(Path(cfg.http_tls_cert), Path(cfg.http_tls_key))
+    if ipaddress.ip_address(cfg.http_bind).is_loopback:
+        return None
+    cert, key = ensure_demo_cert(cfg.data_dir, hosts=(*DEMO_HOSTS, cfg.bind))
+    return server_context(cert, key)

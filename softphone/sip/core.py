@@ -445,6 +445,10 @@ class SipCore:
         self.stats["rejected_400"] += 1
 
     # ------------------------------------------------------------------ TU input
+    def add_local(self, addr: Address) -> None:
+        """A transport that started after the core (the edge's WebSocket on its HTTP port)."""
+        self.local.setdefault(addr.transport, addr)
+
     def _local_for(self, dest: Address) -> Address:
         local = self.local.get(dest.transport)
         if local is None:

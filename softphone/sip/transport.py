@@ -765,6 +765,19 @@ class TransportLayer:
 
     # -- WebSocket (RFC 7118) ---------------------------------------------------------------
 
+    def adopt_websocket_listener(self, addr: Address) -> None:
+        """A WebSocket endpoint served by another listener (the edge's HTTP ``/ws``): its
+        connections come in through ``serve_websocket``; ``addr`` is what Via/Contact say."""
+        if addr.transport not in WS_TRANSPORTS:
+            raise ValueError(f"not a WebSocket transport: {addr.transport!r}")
+        self.listening.append(addr)
+        self.local.setdefault(addr.transport, addr)
+
+    async def serve_websocket(self, ws: Any, name: str = "ws") -> None:
+        """One SIP-over-WebSocket connection accepted elsewhere (already upgraded), served
+        until it closes: the same limits, flow and message handling as our own WS server."""
+        await self._ws_session(ws, name)
+
     async def _ws_session(self, ws: Any, name: str) -> None:
         if ws.subprotocol != "sip":
             # RFC 7118 §4.1: the "sip" subprotocol is mandatory.

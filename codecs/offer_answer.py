@@ -535,3 +535,28 @@ def hold_offer(previous: SessionDescription) -> SessionDescription:
 def resume_offer(previous: SessionDescription) -> SessionDescription:
     """Our next offer taking the call off hold: the audio stream back to sendrecv."""
     return _redirect(previous, hold=False)
+
+
+# -- an exchange made by another stack --------------------------------------------------------
+
+
+def outcome_of(local: SessionDescription, remote: SessionDescription, *,
+               we_answered: bool, agent: str = "-") -> Negotiated:
+    """What an offer/answer made elsewhere agreed (a browser's, done by aiortc: DTLS-SRTP
+    profiles this module does not answer itself), read from both descriptions: the answer's
+    first audio format, the remote's address, our direction from the remote's."""
+    answer = local if we_answered else remote
+    index, media = next(((i, m) for i, m in enumerate(answer.media)
+                         if m.media == "audio" and m.port), (-1, None))
+    if media is None or not media.formats:
+        raise NoCommonCodec("no audio stream was agreed", warn_code=WARN_MEDIA_TYPE,
+                            agent=agent)
+    pt = int(media.formats[0])
+    rtpmap = media.rtpmaps(skip_malformed=True).get(pt)
+    if rtpmap is None:
+        raise OfferAnswerError(f"the answer's first format {pt} has no rtpmap")
+    codec = Codec(rtpmap.encoding, rtpmap.clock_rate, rtpmap.channels, pt, media.fmtp(pt))
+    theirs = remote.media[index] if index < len(remote.media) else media
+    they_send, they_receive = _flags(remote, theirs)
+    return _negotiated(codec, None, remote, theirs, index, _NAMES[(they_receive, they_send)],
+                       local=local)

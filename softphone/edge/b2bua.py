@@ -136,6 +136,8 @@ class B2BUA(RegistrarRoom, RoutingRoom, NoticesRoom, DialogsRoom):
                 if call is not None and call.state in (CallState.ROUTING, CallState.EARLY):
                     self._respond(call.a_txn, 487, "Request Terminated", to_tag=call.a_tag)
                     self._end(call, "cancelled", status=487)
+                elif call is None:  # a browser's INVITE still being answered by aiortc
+                    self.browsers.cancel(cancel.call_id)
             case TransactionTimeout(transaction=t) | TransportFailure(transaction=t):
                 reason = "timeout" if isinstance(ev, TransactionTimeout) else \
                     f"unreachable: {ev.reason}"

@@ -41,6 +41,9 @@ class Fork:
     dialog: Dialog | None = None
     final: int = 0
     auth_tries: int = 0
+    # a browser rung (``softphone.edge.browser``): aiortc's offer it got, on this media leg
+    offer: SessionDescription | None = None
+    leg: str = "b"
 
 
 @dataclass
@@ -85,4 +88,5 @@ class Call:
     # the parties the edge itself plays in this call (app legs: echo 600, tone 601), by name;
     # the SIP legs are the fields above (a_*, b_*, forks)
     legs: dict[str, Leg] = field(default_factory=dict)
+    ringing_browsers: bool = False  # aiortc's offer for the callee's browsers is being made
 

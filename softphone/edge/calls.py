@@ -11,7 +11,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from softphone.codecs.offer_answer import (
@@ -26,6 +26,7 @@ from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.bindings import (
     Binding,
 )
+from softphone.edge.browser import WEB_FORK_LEG, BrowserLegs, is_browser, is_browser_offer
 from softphone.edge.call import Call, CallState, Fork
 from softphone.edge.calllog import LegRecord
 from softphone.edge.registrar import binding_destination
@@ -60,13 +61,19 @@ class CallsRoom(Room):
                          on_dtmf=functools.partial(self._media_dtmf, key),
                          user=user, emergency=emergency, latch=ms.latch)
 
+    @functools.cached_property
+    def browsers(self) -> BrowserLegs:
+        """Offer/answer of the browser legs (aiortc): ``softphone.edge.browser``."""
+        return BrowserLegs(self)
+
     def _anchor(self, req: SipRequest, txn: ServerTransaction,
                 offer: SessionDescription | None, *, legs: tuple[str, ...],
-                release: bool, user: str = "", emergency: bool = False,
-                ) -> tuple[CallMedia, Negotiated | None] | None:
+                release: bool, then: Callable[[CallMedia, Negotiated | None], None],
+                user: str = "", emergency: bool = False) -> None:
         """The call's media with ``legs`` reserved and our answer to the caller's offer (None
-        for an INVITE without one: ``_our_offer`` goes in the 200 OK); None when the caller
-        was refused (503 no ports, 488 no codec), its guard channel given back if ``release``.
+        for an INVITE without one: ``_our_offer`` goes in the 200 OK), given to ``then`` (at
+        once, or once aiortc answered a browser's offer); nothing when the caller was refused
+        (503 no ports, 488 no codec), its guard channel given back if ``release``.
         The ports count against ``user``'s share (none for ``emergency``, which may take the
         range's emergency share); leg a's RTP may latch to the address the INVITE came from."""
         ms = self.media_settings
@@ -75,11 +82,11 @@ class CallsRoom(Room):
         status, reason, extra = 0, "", []
         try:
             pair_a = media.reserve("a")
-            a_neg = None if offer is None else \
-                answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
             for leg in legs[1:]:
                 media.reserve(leg)
-            return media, a_neg
+            browser = offer is not None and is_browser_offer(offer)
+            a_neg = None if offer is None or browser else \
+                answer_offer(offer, address=ms.host, port=pair_a.rtp, order=self.codecs)
         except PortsExhausted:
             status, reason = 503, "Service Unavailable: no media ports"
             extra = [("Retry-After", str(self.retry_after))]
@@ -88,11 +95,17 @@ class CallsRoom(Room):
         except OfferAnswerError as exc:
             status, reason = 488, "Not Acceptable Here"
             extra = [("Warning", f'399 {self.domain} "{exc}"')]
+        else:
+            if browser:
+                assert offer is not None
+                self.browsers.answer(media, txn, offer, release=release, then=then)
+            else:
+                then(media, a_neg)
+            return
         media.close()
         if release:
             self._release_guard(req.call_id)
         self._respond(txn, status, reason, extra=extra)
-        return None
 
     async def _start_app(self, call: Call) -> None:
         """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone.
@@ -181,7 +194,8 @@ class CallsRoom(Room):
 
     def _send_b_invite(self, call: Call, ruri: str, dest: Address, from_value: str,
                        to_value: str, body: bytes, *, content_type: str = SDP,
-                       extra: Iterable[tuple[str, str]] = ()) -> None:
+                       extra: Iterable[tuple[str, str]] = (),
+                       offer: SessionDescription | None = None, leg: str = "b") -> None:
         h = Headers()
         h.add("Max-Forwards", "70")
         h.add("From", from_value)
@@ -196,17 +210,54 @@ class CallsRoom(Room):
         h.add("Content-Type", content_type)
         req = SipRequest("INVITE", ruri, h, body)
         txn = self.core.send_request(req, dest, self.clock())
-        call.forks.append(Fork(binding_source=dest, request=req, txn=txn))
+        call.forks.append(Fork(binding_source=dest, request=req, txn=txn, offer=offer, leg=leg))
 
     def _fork(self, call: Call, bindings: list[Binding]) -> None:
+        """Leg b to every device of the callee: desk phones with our SDP offer now, browsers
+        with aiortc's once made (its own port beside desk phones: leg "w")."""
         body = self._prepare_b(call)
         display = self._caller_display(call)
         from_uri = f"sip:{call.caller}@{self.domain}"
         from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
+        web = [b for b in bindings if is_browser(b)]
         for b in bindings:
+            if b not in web:
+                self._send_b_invite(call, b.contact, binding_destination(b), from_value,
+                                    f"<sip:{call.callee}@{self.domain}>", body,
+                                    extra=[("Route", hop) for hop in b.path])
+        if web:
+            call.ringing_browsers = True
+            self._spawn(self._ring_browsers(call, web, from_value,
+                                            WEB_FORK_LEG if len(web) < len(bindings) else "b"),
+                        call)
+
+    async def _ring_browsers(self, call: Call, web: list[Binding], from_value: str,
+                             leg: str) -> None:
+        try:
+            body = await self.browsers.offer(call, leg)
+        except Exception as exc:
+            call.ringing_browsers = False
+            if call.state is CallState.ENDED:
+                return
+            log.warning("call %s: no offer for the callee's browsers: %s", call.key, exc)
+            if not call.forks:
+                self._end(call, "media-error", status=503,
+                          reason="Service Unavailable: the browser leg could not be made",
+                          extra=[("Retry-After", str(self.retry_after))])
+            elif all(f.final != 0 for f in call.forks):
+                last = call.forks[-1]
+                self._on_fork_failed(call, last, last.final, "Call Failed")
+            self.flush()
+            return
+        call.ringing_browsers = False
+        if call.state not in (CallState.ROUTING, CallState.EARLY):
+            return
+        offer = parse_sdp(body)
+        for b in web:
             self._send_b_invite(call, b.contact, binding_destination(b), from_value,
                                 f"<sip:{call.callee}@{self.domain}>", body,
-                                extra=[("Route", hop) for hop in b.path])
+                                extra=[("Route", hop) for hop in b.path], offer=offer, leg=leg)
+        self.flush()
 
     def _caller_display(self, call: Call) -> str:
         """The display name of our INVITE's From: a local caller's name from the user table
@@ -305,7 +356,9 @@ class CallsRoom(Room):
         fork.txn = self.core.send_request(retry, fork.binding_source, self.clock())
         return True
 
-    def _b_negotiate(self, call: Call, resp: SipResponse) -> Negotiated | None:
+    def _b_negotiate(self, call: Call, fork: Fork, resp: SipResponse) -> Negotiated | None:
+        if fork.offer is not None and resp.body:
+            return self.browsers.negotiated(fork, resp.body)
         if not resp.body or call.b_offer is None:
             return None
         try:
@@ -323,7 +376,8 @@ class CallsRoom(Room):
             except DialogError:
                 pass
         call.state = CallState.EARLY
-        neg = self._b_negotiate(call, resp)
+        # a browser's early answer waits for its 200 (its port may still be leg "w")
+        neg = self._b_negotiate(call, fork, resp) if fork.offer is None else None
         if neg is not None and not call.early_sdp_sent and call.a_neg is not None:
             # early media (183): anchor it and give the caller our answer now
             call.b_neg = neg
@@ -362,7 +416,9 @@ class CallsRoom(Room):
         for other in call.forks:
             if other is not fork and other.final == 0:
                 self._cancel_fork(other, now)
-        neg = self._b_negotiate(call, resp) or call.b_neg
+        if fork.offer is not None or WEB_FORK_LEG in call.media.pairs:
+            self.browsers.won(call, fork)
+        neg = self._b_negotiate(call, fork, resp) or call.b_neg
         if neg is None:
             self._end(call, "bad-answer-sdp", bye_b=True, status=502,
                       reason="Bad Gateway: the callee's SDP is unusable")
@@ -383,8 +439,8 @@ class CallsRoom(Room):
     def _on_fork_failed(self, call: Call, fork: Fork, status: int, reason: str) -> None:
         if call.state not in (CallState.ROUTING, CallState.EARLY):
             return
-        if any(f.final == 0 for f in call.forks):
-            return  # other devices still ringing
+        if any(f.final == 0 for f in call.forks) or call.ringing_browsers:
+            return  # other devices still ringing (or browsers about to)
         best = min((f.final for f in call.forks if f.final > 0), default=status)
         if best in (401, 407) and call.direction == "outbound":
             best, reason = 403, "Forbidden: the provider refused the upstream credentials"

@@ -15,6 +15,8 @@ from softphone.codecs.offer_answer import (
 from softphone.codecs.sdp import SdpError, parse_sdp
 from softphone.edge.call import Call, CallState
 from softphone.edge.calls import CallsRoom
+from softphone.edge.room import quoted
+from softphone.media.webrtc import WebRtcError
 from softphone.sip.core import Address
 from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
@@ -93,6 +95,9 @@ class DialogsRoom(CallsRoom):
         if not req.body:
             self._respond(txn, 200, "OK", to_tag=tag, body=current.sdp, contact=True)
             return
+        if leg in call.media.endpoints:  # a browser: aiortc answers its new offer
+            self._spawn(self._browser_reinvite(call, leg, req, txn, tag), call)
+            return
         try:
             offer = parse_sdp(req.body)
             # keep the codec in use first so a hold does not force a transcoder change
@@ -116,6 +121,26 @@ class DialogsRoom(CallsRoom):
         self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
         if leg in call.media.sessions:
             call.media.update(leg, neg)
+
+    async def _browser_reinvite(self, call: Call, leg: str, req: SipRequest,
+                                txn: ServerTransaction, tag: str) -> None:
+        try:
+            neg = await self.browsers.renegotiate(call.media, leg, req.body)
+        except (WebRtcError, OfferAnswerError, SdpError) as exc:
+            self._respond(txn, 488, "Not Acceptable Here",
+                          extra=[("Warning", f'399 {self.domain} "{quoted(str(exc))}"')])
+            self.flush()
+            return
+        if call.state is CallState.ENDED:
+            return
+        if leg == "a":
+            call.a_neg = neg
+        else:
+            call.b_neg = neg
+        self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
+        if leg in call.media.sessions:
+            call.media.update(leg, neg)
+        self.flush()
 
 
 def match_dialog(a_call: Call | None, b_call: Call | None,

@@ -6,6 +6,7 @@ early media, then the refusal."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -114,11 +115,18 @@ class EmergencyRoom(CallsRoom):
                           extra=[("Warning", f'399 {self.domain} "The emergency route is '
                                   'not reachable. Call from a mobile phone or a landline."')])
             return
-        made = self._anchor(req, txn, offer, legs=("a", "b"), release=True, user=caller,
-                            emergency=True)
-        if made is None:
-            return
-        media, a_neg = made
+        self._anchor(req, txn, offer, legs=("a", "b"), release=True, user=caller,
+                     emergency=True, then=functools.partial(
+                         self._place_emergency, req, txn, source, caller, dialed, now, d,
+                         route, dest, by_value))
+
+    def _place_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                         caller: str, dialed: str, now: float, d: Decision, route: str,
+                         dest: Address, by_value: tuple[BodyPart, ...], media: CallMedia,
+                         a_neg: Negotiated | None) -> None:
+        """The emergency call, its media anchored: the INVITE to the emergency route, with
+        the location."""
+        assert d.location is not None  # checked by _route_emergency
         key = req.call_id
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
         call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,

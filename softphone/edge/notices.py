@@ -23,6 +23,9 @@ from softphone.sip.transaction import ServerTransaction
 
 log = logging.getLogger(__name__)
 
+DTMF_KEYS = "0123456789*#ABCD"
+INFO_DIGIT_MS = 160  # a key pressed as SIP INFO, played as RFC 4733 for this long
+
 
 
 class NoticesRoom(CallsRoom):
@@ -155,4 +158,14 @@ class NoticesRoom(CallsRoom):
             for line in req.body.decode("utf-8", "replace").splitlines():
                 name, _, value = line.partition("=")
                 if name.strip().lower() == "signal" and len(value.strip()) == 1:
-                    self._on_digit(call, leg, value.strip().upper())
+                    digit = value.strip().upper()
+                    if digit in DTMF_KEYS:
+                        self._relay_digit(call, leg, digit)
+                    self._on_digit(call, leg, digit)
+
+    def _relay_digit(self, call: Call, leg: str, digit: str) -> None:
+        """A key pressed as SIP INFO (a browser's) goes on as RFC 4733 to the other party
+        when it negotiated telephone-event (desk phones, IVRs on the trunk)."""
+        other = call.media.sessions.get("b" if leg == "a" else "a")
+        if other is not None and other.dtmf_payload_type is not None and not other.closed:
+            other.send_digit(digit, INFO_DIGIT_MS)

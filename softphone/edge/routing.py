@@ -5,10 +5,12 @@ else. The guard decides every call before it is placed (``admit_decisions``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import replace
 
+from softphone.codecs.offer_answer import Negotiated
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.authentication import AuthenticationRoom
 from softphone.edge.bindings import (
@@ -25,6 +27,7 @@ from softphone.edge.service_urn import (
     is_urn,
 )
 from softphone.edge.trunk import TrunkError, is_external_number
+from softphone.media.call import CallMedia
 from softphone.policy.decision import (
     Decision,
 )
@@ -140,13 +143,17 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
                 return
         if is_app and self._app_calls_full(txn, caller):
             return
+        self._anchor(req, txn, offer, legs=("a",) if is_app else ("a", "b"),
+                     release=not is_app, user=target if direction == "inbound" else caller,
+                     then=functools.partial(self._place, req, txn, source, caller, target,
+                                            direction, digest, allowed, bindings, is_app))
+
+    def _place(self, req: SipRequest, txn: ServerTransaction, source: Address, caller: str,
+               target: str, direction: str, digest: DigestClient | None,
+               allowed: list[Decision], bindings: list[Binding], is_app: bool,
+               media: CallMedia, a_neg: Negotiated | None) -> None:
+        """The call, its media anchored: the app answers, or leg b is placed."""
         key = req.call_id
-        made = self._anchor(req, txn, offer, legs=("a",) if is_app else ("a", "b"),
-                            release=not is_app,
-                            user=target if direction == "inbound" else caller)
-        if made is None:
-            return
-        media, a_neg = made
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target,
                             billable=any(d.billable for d in allowed),
                             policy=sorted({w.rule_id for d in allowed for w in d.warnings}))

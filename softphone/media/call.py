@@ -14,6 +14,10 @@ The edge (B2BUA) talks to this one object per call:
    (header rewrite, no decoding); anything else (transcoding, a prompt or notice, recording,
    more than two legs) -> a ``Bridge`` on the shared ``TickScheduler``. ``inject()`` and
    ``set_recorder()`` switch a relayed call to the bridge on the fly.
+A browser's leg (``webrtc(leg)``, after ``reserve``): aiortc terminates its ICE/DTLS-SRTP on
+the leg's reserved port (``softphone.media.webrtc``); ``attach`` then starts its PCM session,
+which always joins the bridge.
+
 4. ``close()``, whatever ended the call (BYE, CANCEL, error, RTP timeout): every session
    closed, every pair back in the allocator; idempotent. The allocator counts the objects
    not yet closed (``PortAllocator.media_objects``) so a test can prove that nothing leaked.
@@ -33,6 +37,7 @@ from softphone.media.session import RtpSession, SessionStats
 if TYPE_CHECKING:
     from softphone.codecs.frame import FrameCodec
     from softphone.codecs.offer_answer import Negotiated
+    from softphone.media.webrtc import WebRtcEndpoint
 
 __all__ = ["CallMedia", "CallMediaError"]
 
@@ -71,6 +76,7 @@ class CallMedia:
         self.codecs: dict[str, FrameCodec] = {}
         self.bridge: Bridge | None = None
         self.bridge_legs: dict[str, BridgeLeg] = {}
+        self.endpoints: dict[str, WebRtcEndpoint] = {}  # browser legs (aiortc), by leg
         self.recorder: Callable[[bytes], None] | None = None
         self.closed = False
         self.relaying = False
@@ -100,6 +106,48 @@ class CallMedia:
         if session is not None:
             session.allow_hosts(self.sources[leg])
 
+    def webrtc(self, leg: str, codecs: Iterable[str]) -> WebRtcEndpoint:
+        """The leg is a browser's: its peer connection, ICE on the leg's reserved port."""
+        from softphone.media.webrtc import WebRtcEndpoint
+
+        if self.closed:
+            raise CallMediaError(f"{self.call_id}: closed")
+        endpoint = self.endpoints.get(leg)
+        if endpoint is None:
+            def on_timeout(_s: RtpSession) -> None:
+                self._timeout(leg)
+
+            endpoint = WebRtcEndpoint(self.reserve(leg), allocator=self.allocator,
+                                      name=f"{self.call_id}/{leg}", codecs=codecs,
+                                      inactivity_timeout=self.rtp_timeout,
+                                      on_timeout=on_timeout)
+            self.endpoints[leg] = endpoint
+        return endpoint
+
+    def move(self, leg: str, to: str) -> None:
+        """Leg ``leg``'s port (and browser endpoint) become leg ``to``'s, whose own port is
+        given back (a call forked to a desk phone and a browser, the browser answered)."""
+        if leg in self.sessions or to in self.sessions:
+            raise CallMediaError(f"{self.call_id}: {leg} or {to} already has a session")
+        old = self.pairs.pop(to, None)
+        if old is not None:
+            self.allocator.release(old)
+        self.pairs[to] = self.pairs.pop(leg)
+        endpoint = self.endpoints.pop(leg, None)
+        if endpoint is not None:
+            self.endpoints[to] = endpoint
+
+    def drop(self, leg: str) -> None:
+        """A reserved leg that will not be used (a fork that lost): its port back now."""
+        if leg in self.sessions:
+            raise CallMediaError(f"{self.call_id}: {leg} has a session")
+        endpoint = self.endpoints.pop(leg, None)
+        pair = self.pairs.pop(leg, None)
+        if endpoint is not None:
+            endpoint.close()  # gives the pair back once aiortc let go of it
+        elif pair is not None:
+            self.allocator.release(pair)
+
     async def attach(self, leg: str, negotiated: Negotiated,
                      codec: FrameCodec | None = None) -> RtpSession:
         """Start the leg's RTP session for what offer/answer agreed."""
@@ -108,6 +156,9 @@ class CallMedia:
         if leg in self.sessions:
             self.update(leg, negotiated)
             return self.sessions[leg]
+        endpoint = self.endpoints.get(leg)
+        if endpoint is not None:
+            return await self._attach_webrtc(leg, endpoint, negotiated)
         if codec is None:
             from softphone.codecs.frame import codec_for
 
@@ -142,10 +193,29 @@ class CallMedia:
             raise CallMediaError(f"{self.call_id}: closed")
         return session
 
+    async def _attach_webrtc(self, leg: str, endpoint: WebRtcEndpoint,
+                             negotiated: Negotiated) -> RtpSession:
+        from softphone.media.webrtc import PcmCodec
+
+        if endpoint.pc.remoteDescription is None:  # our offer: the browser's answer now
+            await endpoint.accept(negotiated.remote_sdp.to_bytes())
+        if self.closed:
+            raise CallMediaError(f"{self.call_id}: closed")
+        session = endpoint.session
+        session.sending = negotiated.sends
+        self.sessions[leg] = session
+        self.codecs[leg] = PcmCodec(endpoint.codec or negotiated.codec.name)
+        await session.start()
+        return session
+
     def update(self, leg: str, negotiated: Negotiated, codec: FrameCodec | None = None) -> None:
         """A re-INVITE: the peer's new address, hold (no timeout while it does not send), and
         a new codec or payload numbering (the call is re-joined: relay or bridge again)."""
         session = self._session(leg)
+        if leg in self.endpoints:  # a browser: aiortc renegotiated; hold is ours to apply
+            session.set_inactivity_timeout(self.rtp_timeout if negotiated.receives else None)
+            session.sending = negotiated.sends
+            return
         current = self.codecs[leg]
         changed = (negotiated.codec.name.lower() != current.name.lower()
                    or negotiated.codec.payload_type not in session.payload_types
@@ -185,6 +255,8 @@ class CallMedia:
     def needs_bridge(self) -> bool:
         if len(self.sessions) != 2 or self.recorder is not None:
             return True
+        if not all(s.relayable for s in self.sessions.values()):
+            return True  # a browser leg: aiortc decodes, the bridge mixes
         if self.bridge is not None and any(b.source is not None
                                            for b in self.bridge.legs):
             return True
@@ -283,5 +355,9 @@ class CallMedia:
                     s.close()
                 except Exception:
                     log.exception("%s: closing %s failed", self.call_id, s.name)
-            for pair in self.pairs.values():
-                self.allocator.release(pair)
+            for leg, pair in self.pairs.items():
+                endpoint = self.endpoints.get(leg)
+                if endpoint is not None:
+                    endpoint.close()  # the pair goes back once aiortc let go of it
+                else:
+                    self.allocator.release(pair)

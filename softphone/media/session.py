@@ -137,6 +137,8 @@ class RtpSession:
     ``payload_types`` are the audio PTs accepted from the peer (all decoded by the leg's one
     codec); ``send_payload_type`` is what we stamp on audio we send (default the first)."""
 
+    relayable = True  # the relay fast path may forward its packets undecoded
+
     def __init__(self, pair: PortPair, *, allocator: PortAllocator | None = None,
                  remote: Address | None = None, remote_rtcp: Address | None = None,
                  payload_types: Iterable[int] = (8,), send_payload_type: int | None = None,

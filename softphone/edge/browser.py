@@ -1,0 +1,152 @@
+"""The browser leg: a SIP leg over WebSocket (the web phone, RFC 7118) whose media is WebRTC.
+
+Its signalling is the SIP leg's (dialogs, forks, BYE, CANCEL, INFO, the guard), so what differs
+is only where offer/answer happens: not in ``softphone.codecs.offer_answer`` but in aiortc
+(``softphone.media.webrtc``: ICE, DTLS-SRTP, OPUS or G.711), on a port of the call's media
+(``CallMedia.webrtc``). The calls room hands this object the three moments that need it:
+
+- a caller's INVITE with a DTLS-SRTP offer (``answer``): aiortc's answer is made (a few ms:
+  host candidate only, on the leg's reserved port) before the call goes on; a CANCEL meanwhile
+  is answered 487 and the port given back (``cancel``);
+- a call to a user with a browser registered (``offer``): the browser's INVITE carries
+  aiortc's offer, from its own port when desk phones of the same user ring too (leg "w"),
+  moved to leg "b" if the browser answers (``won``), given back if it does not (``lost``);
+- a browser's re-INVITE (hold, resume: ``renegotiate``).
+
+A binding is a browser's when it registered over WebSocket (``Binding.device_class``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from softphone.codecs.offer_answer import Negotiated, OfferAnswerError, outcome_of
+from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
+from softphone.edge.bindings import Binding
+from softphone.media.call import CallMedia
+from softphone.media.webrtc import WebRtcError, is_webrtc_offer
+from softphone.sip.transaction import ServerTransaction
+
+if TYPE_CHECKING:
+    from softphone.edge.call import Call, Fork
+    from softphone.edge.calls import CallsRoom
+
+__all__ = ["BrowserLegs", "is_browser", "is_browser_offer"]
+
+log = logging.getLogger(__name__)
+
+WEB_FORK_LEG = "w"  # the browser's port while desk phones of the same user ring too
+
+
+def is_browser(binding: Binding) -> bool:
+    return binding.device_class == "webrtc"
+
+
+def is_browser_offer(offer: SessionDescription) -> bool:
+    return any(m.media == "audio" and m.port and m.proto.upper().endswith("/SAVPF")
+               for m in offer.media) and is_webrtc_offer(offer.to_bytes())
+
+
+@dataclass
+class _Pending:
+    txn: ServerTransaction
+    media: CallMedia
+    release: bool
+
+
+class BrowserLegs:
+    """Offer/answer of the browser legs of one edge's calls (see the module docstring)."""
+
+    def __init__(self, room: CallsRoom) -> None:
+        self.room = room
+        self._pending: dict[str, _Pending] = {}  # Call-ID -> the INVITE being answered
+
+    def _codecs(self) -> list[str]:
+        return [c.name for c in self.room.codecs]
+
+    # ------------------------------------------------------------------ a browser calls
+
+    def answer(self, media: CallMedia, txn: ServerTransaction, offer: SessionDescription,
+               *, release: bool,
+               then: Callable[[CallMedia, Negotiated | None], None]) -> None:
+        """Answer the browser's offer with aiortc on leg "a" (reserved), then ``then`` as a
+        plain SIP caller's would; refused 488 with the reason when it cannot be used."""
+        room = self.room
+        call_id = txn.request.call_id
+        endpoint = media.webrtc("a", self._codecs())
+        self._pending[call_id] = _Pending(txn, media, release)
+
+        async def negotiate() -> None:
+            try:
+                sdp = await endpoint.answer(offer.to_bytes())
+                neg = outcome_of(parse_sdp(sdp), offer, we_answered=True, agent=room.domain)
+            except Exception as exc:
+                if self._pending.pop(call_id, None) is None:
+                    return  # cancelled meanwhile: answered, closed, released already
+                media.close()
+                if release:
+                    room._release_guard(call_id)
+                if not isinstance(exc, WebRtcError | OfferAnswerError | SdpError):
+                    log.exception("%s: the browser's offer could not be answered", call_id)
+                room._respond(txn, 488, "Not Acceptable Here", extra=[
+                    ("Warning", f'399 {room.domain} "{_quoted(str(exc))}"')])
+                room.flush()
+                return
+            if self._pending.pop(call_id, None) is None:
+                return
+            then(media, neg)
+            room.flush()
+
+        room._spawn(negotiate(), None)
+
+    def cancel(self, call_id: str) -> bool:
+        """A CANCEL for an INVITE still being answered: 487, port and channel given back."""
+        pending = self._pending.pop(call_id, None)
+        if pending is None:
+            return False
+        pending.media.close()
+        if pending.release:
+            self.room._release_guard(call_id)
+        self.room._respond(pending.txn, 487, "Request Terminated")
+        return True
+
+    # ------------------------------------------------------------------ a browser is called
+
+    async def offer(self, call: Call, leg: str) -> bytes:
+        """aiortc's offer for the browsers rung on ``leg`` ("b", or "w" beside desk phones)."""
+        return await call.media.webrtc(leg, self._codecs()).offer()
+
+    def negotiated(self, fork: Fork, answer: bytes) -> Negotiated | None:
+        """What the browser's answer agreed (None when unusable: the caller gets 502)."""
+        if fork.offer is None:
+            return None
+        try:
+            return outcome_of(fork.offer, parse_sdp(answer), we_answered=False,
+                              agent=self.room.domain)
+        except (SdpError, OfferAnswerError) as exc:
+            log.warning("bad SDP answer from a browser: %s", exc)
+            return None
+
+    @staticmethod
+    def won(call: Call, fork: Fork) -> None:
+        """The answering fork's port is leg "b"'s from now on; any other browser port goes."""
+        if fork.leg != "b":
+            call.media.move(fork.leg, "b")
+        elif WEB_FORK_LEG in call.media.pairs:
+            call.media.drop(WEB_FORK_LEG)
+
+    # ------------------------------------------------------------------ re-INVITE
+
+    async def renegotiate(self, media: CallMedia, leg: str, offer: bytes) -> Negotiated:
+        """A browser's new offer (hold, resume) answered by aiortc on the same connection."""
+        endpoint = media.endpoints[leg]
+        sdp = await endpoint.renegotiate(offer)
+        return outcome_of(parse_sdp(sdp), parse_sdp(offer), we_answered=True,
+                          agent=self.room.domain)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")

@@ -1,0 +1,170 @@
+"""Browser legs through the shipped edge, without a browser: SIP over WebSocket at ``/ws`` of
+the HTTP listener and aiortc media (``lab.webrtc_phone``), against the edge's own aiortc.
+
+What is checked is on the wire and on the audio: the edge's answer (ICE host candidates only,
+ports in the RTP range, DTLS fingerprint, OPUS first), the sockets the edge process holds
+(``ss``), the tone the phone sends coming back from 600, and a desk phone (an RTP phone over
+UDP SIP) and the browser phone hearing each other's tones, transcoded OPUS <-> PCMA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from lab.audio import best_tone_ratio, strongest_window
+from lab.baresip_peer import Baresip, account
+from lab.baresip_peer import available as baresip_available
+from lab.conftest import take_ports
+from lab.edge_proc import EdgeProcess
+from lab.webrtc_phone import RATE, WebRtcPhone
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
+
+RTP = (20700, 20799)
+PHONE_RTP = (20800, 20839)
+
+
+@pytest.fixture
+async def edge(tmp_path: Path) -> AsyncIterator[EdgeProcess]:
+    sip, http = take_ports(2)
+    proc = EdgeProcess(tmp_path / "edge", sip, RTP, http_port=http)
+    await asyncio.to_thread(proc.start)
+    try:
+        yield proc
+    finally:
+        await asyncio.to_thread(proc.stop)
+
+
+def ws_url(edge: EdgeProcess) -> str:
+    return f"ws://127.0.0.1:{edge.http_port}/ws"
+
+
+def candidates(sdp: bytes) -> list[tuple[str, int, str]]:
+    """(address, port, type) of every a=candidate line."""
+    out = []
+    for line in sdp.decode().splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            out.append((parts[4], int(parts[5]), parts[7]))
+    return out
+
+
+def udp_ports_of(pid: int) -> set[int]:
+    """The local UDP ports the process ``pid`` holds, from ``ss``."""
+    out = subprocess.run(["ss", "-Hunap"], capture_output=True, text=True, timeout=10).stdout
+    ports = set()
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            local = line.split()[3]
+            ports.add(int(local.rsplit(":", 1)[1]))
+    return ports
+
+
+def edge_pid(edge: EdgeProcess) -> int:
+    """The edge itself (the child of timeout(1))."""
+    assert edge.proc is not None
+    out = subprocess.run(["pgrep", "-P", str(edge.proc.pid)], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    assert out, "the edge process is not running"
+    return int(out[0])
+
+
+async def test_a_browser_calls_600_and_hears_itself_on_ports_of_the_range(
+        edge: EdgeProcess) -> None:
+    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
+                           tone_hz=1000) as phone:
+        reg = await phone.register()
+        assert reg.status == 200, reg
+        resp, invite = await phone.call("600")
+        assert resp.status == 200, resp
+        answer = resp.body.decode()
+        # DTLS-SRTP with ICE, OPUS first, one bundled port with rtcp-mux
+        assert re.search(r"^m=audio \d+ UDP/TLS/RTP/SAVPF \d+", answer, re.M), answer
+        assert "a=fingerprint:sha-256" in answer and "a=rtcp-mux" in answer, answer
+        assert re.search(r"^a=rtpmap:\d+ opus/48000/2", answer, re.M), answer
+        found = candidates(resp.body)
+        assert found, answer
+        for host, port, kind in found:
+            assert kind == "host" and host == "127.0.0.1", found
+            assert RTP[0] <= port <= RTP[1], found
+        await asyncio.sleep(3.0)
+        held = udp_ports_of(edge_pid(edge))
+        sip_port = edge.sip_port
+        outside = {p for p in held if not RTP[0] <= p <= RTP[1] and p != sip_port}
+        assert not outside, f"edge UDP sockets outside {RTP}: {sorted(outside)}"
+        bye = await phone.hang_up(invite, resp)
+        assert bye.status == 200, bye
+    heard = bytes(phone.heard)
+    assert len(heard) > RATE * 2, f"only {len(heard) / 2 / RATE:.2f} s heard"
+    assert strongest_window(heard, 1000, rate=RATE) > 0.6
+
+
+@pytest.mark.skipif(not baresip_available(), reason="baresip with opus.so not installed")
+async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
+                                                        tmp_path: Path) -> None:
+    """1001 in the browser calls 1002, a baresip desk phone on PCMA only: each hears the
+    other's tone, transcoded between OPUS and PCMA by the edge's bridge. Then the desk phone
+    calls the browser, which answers, and the tones cross again."""
+    b_sip, _, b_ctl = take_ports(3)
+    where = f"127.0.0.1:{edge.sip_port}"
+    desk = Baresip(tmp_path, "desk", b_sip, b_ctl, 34700,
+                   account("1002", "demo-1002", where, codecs="PCMA/8000/1",
+                           auto_answer=True), freq=440)
+    try:
+        await asyncio.to_thread(desk.start)
+        assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
+        async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
+                               tone_hz=1000) as phone:
+            assert (await phone.register()).status == 200
+            resp, invite = await phone.call("1002")
+            assert resp.status == 200, (resp, edge.log())
+            await asyncio.sleep(3.0)
+            assert (await phone.hang_up(invite, resp)).status == 200
+            heard_out = bytes(phone.heard)
+            assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10)
+            phone.heard.clear()
+            # the desk phone calls the browser
+            answering = asyncio.create_task(phone.answer_next(15))
+            desk.send("dial", f"sip:1001@{where}", token="dial")
+            incoming = await answering
+            assert b"UDP/TLS/RTP/SAVPF" in incoming.body, incoming.body
+            for host, port, kind in candidates(incoming.body):
+                assert (host, kind) == ("127.0.0.1", "host") and RTP[0] <= port <= RTP[1]
+            assert await asyncio.to_thread(desk.wait_event, "CALL_ESTABLISHED", 10), desk.log()
+            await asyncio.sleep(3.0)
+            desk.send("hangup", token="hup")
+            assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10)
+            heard_in = bytes(phone.heard)
+    finally:
+        await asyncio.to_thread(desk.stop)
+    assert strongest_window(heard_out, 440, rate=RATE) > 0.6, "browser did not hear the desk"
+    assert strongest_window(heard_in, 440, rate=RATE) > 0.6, "browser did not hear the desk"
+    assert best_tone_ratio(desk.decoded_wavs(), 1000) > 0.5, desk.decoded_wavs()
+    calls = await asyncio.to_thread(edge.wait_calls, 2)
+    assert len(calls) == 2, edge.log()
+    for call in calls:
+        codecs = sorted(leg["codec"].lower() for leg in call["legs"])
+        assert codecs == ["opus", "pcma"], call
+        assert call["transcoded"], call
+
+
+async def test_a_stranger_cannot_call_over_the_websocket_without_credentials(
+        edge: EdgeProcess) -> None:
+    """A WebSocket anyone can open: an INVITE with a browser's offer but a wrong password
+    gets 407 then 403/407 and no media port is taken."""
+    async with WebRtcPhone(ws_url(edge), "1001", "wrong", rtp=PHONE_RTP) as phone:
+        resp, _invite = await phone.call("600")
+        assert resp.status in (401, 403, 407), resp
+        assert not phone.answer_sdp
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2:
+        if not {p for p in udp_ports_of(edge_pid(edge)) if RTP[0] <= p <= RTP[1]}:
+            break
+        await asyncio.sleep(0.1)
+    assert not {p for p in udp_ports_of(edge_pid(edge)) if RTP[0] <= p <= RTP[1]}

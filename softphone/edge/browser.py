@@ -71,9 +71,11 @@ class BrowserLegs:
 
     def answer(self, media: CallMedia, txn: ServerTransaction, offer: SessionDescription,
                *, release: bool,
-               then: Callable[[CallMedia, Negotiated | None], None]) -> None:
+               then: Callable[[CallMedia, Negotiated | None], None],
+               refused: Callable[[str], None] | None = None) -> None:
         """Answer the browser's offer with aiortc on leg "a" (reserved), then ``then`` as a
-        plain SIP caller's would; refused 488 with the reason when it cannot be used."""
+        plain SIP caller's would; when it cannot be used, ``refused(reason)`` or else 488
+        with the reason."""
         room = self.room
         call_id = txn.request.call_id
         endpoint = media.webrtc("a", self._codecs())
@@ -91,8 +93,11 @@ class BrowserLegs:
                     room._release_guard(call_id)
                 if not isinstance(exc, WebRtcError | OfferAnswerError | SdpError):
                     log.exception("%s: the browser's offer could not be answered", call_id)
-                room._respond(txn, 488, "Not Acceptable Here", extra=[
-                    ("Warning", f'399 {room.domain} "{_quoted(str(exc))}"')])
+                if refused is not None:
+                    refused(str(exc))
+                else:
+                    room._respond(txn, 488, "Not Acceptable Here", extra=[
+                        ("Warning", f'399 {room.domain} "{_quoted(str(exc))}"')])
                 room.flush()
                 return
             if self._pending.pop(call_id, None) is None:

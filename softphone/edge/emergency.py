@@ -10,7 +10,7 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from softphone.codecs.offer_answer import (
     Negotiated,
@@ -18,6 +18,7 @@ from softphone.codecs.offer_answer import (
     answer_offer,
 )
 from softphone.codecs.sdp import SessionDescription
+from softphone.edge.browser import is_browser_offer
 from softphone.edge.call import Call, CallState
 from softphone.edge.calllog import CallRecord
 from softphone.edge.calls import CallsRoom
@@ -200,13 +201,25 @@ class EmergencyRoom(CallsRoom):
         answer in a 183 (an INVITE without SDP: early media would need reliable 18x)."""
         warning = [("Warning", f'399 {self.domain} "{quoted(text)}"')]
         prompt = self._prompt(announcement) if offer is not None else None
-        made = None
-        if prompt is not None and offer is not None:
-            made = self._anchor_quietly(req, offer, user=caller, source=source.host)
-        if prompt is None or made is None:
+        if prompt is None or offer is None:
             self._respond(txn, status, reason, extra=warning)
             return
-        media, a_neg = made
+
+        def refuse(_why: str = "") -> None:
+            self._respond(txn, status, reason, extra=warning)
+
+        def play(media: CallMedia, a_neg: Negotiated | None) -> None:
+            assert prompt is not None
+            self._notice_call(req, txn, source, caller, dialed, media, a_neg, prompt,
+                              announcement, status, reason, warning)
+
+        self._anchor_quietly(req, txn, offer, user=caller, source=source.host, then=play,
+                             refused=refuse)
+
+    def _notice_call(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                     caller: str, dialed: str, media: CallMedia, a_neg: Negotiated | None,
+                     prompt: tuple[FrameSource, float], announcement: str, status: int,
+                     reason: str, warning: list[tuple[str, str]]) -> None:
         key = req.call_id
         record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
         call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
@@ -255,20 +268,29 @@ class EmergencyRoom(CallsRoom):
 
         self._spawn(play(), call)
 
-    def _anchor_quietly(self, req: SipRequest, offer: SessionDescription, *, user: str = "",
-                        source: str = "") -> tuple[CallMedia, Negotiated] | None:
-        """Leg "a" media for a notice, or None (no port, no codec): the refusal goes on alone.
-        Not an emergency call's share: a refused caller's notices count against ``user``."""
+    def _anchor_quietly(self, req: SipRequest, txn: ServerTransaction,
+                        offer: SessionDescription, *, user: str, source: str,
+                        then: Callable[[CallMedia, Negotiated | None], None],
+                        refused: Callable[[str], None]) -> None:
+        """Leg "a" media for a notice, to ``then``; ``refused`` when there is none (no port,
+        no codec): the refusal goes on alone. A browser's offer is answered by aiortc. Not an
+        emergency call's share: a refused caller's notices count against ``user``."""
         ms = self.media_settings
         media = self._new_media(req.call_id, user=user)
         media.allow_sources("a", (source,))
         try:
             pair = media.reserve("a")
-            return media, answer_offer(offer, address=ms.host, port=pair.rtp, order=self.codecs)
+            if is_browser_offer(offer):
+                self.browsers.answer(media, txn, offer, release=False, then=then,
+                                     refused=refused)
+                return
+            neg = answer_offer(offer, address=ms.host, port=pair.rtp, order=self.codecs)
         except (PortsExhausted, OfferAnswerError) as exc:
             log.warning("notice not played on %s: %s", req.call_id, exc)
             media.close()
-            return None
+            refused(str(exc))
+            return
+        then(media, neg)
 
     def _emergency_failed(self, call: Call, status: int, reason: str) -> None:
         """The emergency gateway refused or never answered: the caller is told, as when the

@@ -24,6 +24,8 @@ from lab.conftest import take_ports
 from lab.edge_proc import EdgeProcess
 from lab.webrtc_phone import RATE, WebRtcPhone
 
+from softphone.media.tone import rms
+
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
 RTP = (20700, 20799)
@@ -168,3 +170,19 @@ async def test_a_stranger_cannot_call_over_the_websocket_without_credentials(
             break
         await asyncio.sleep(0.1)
     assert not {p for p in udp_ports_of(edge_pid(edge)) if RTP[0] <= p <= RTP[1]}
+
+
+async def test_112_from_a_browser_without_the_service_plays_the_notice_then_refuses(
+        edge: EdgeProcess) -> None:
+    """The shipped configuration has no emergency service: the browser hears the notice as
+    early media (aiortc's answer in a 183), then gets 403 with the notice's words."""
+    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
+                           tone_hz=0) as phone:
+        assert (await phone.register()).status == 200
+        resp, _invite = await phone.call("112")
+    assert resp.status == 403, resp
+    assert "mobile" in (resp.headers.get("warning") or ""), resp
+    assert phone.early is not None and b"UDP/TLS/RTP/SAVPF" in phone.early.body
+    heard = bytes(phone.heard)
+    assert len(heard) > RATE * 2, f"{len(heard) / 2 / RATE:.2f} s of notice heard"
+    assert rms(heard) > 300, "the notice was silent"

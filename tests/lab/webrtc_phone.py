@@ -79,6 +79,7 @@ class WebRtcPhone:
         self.offer_sdp = b""
         self._reader: asyncio.Task[None] | None = None
         self._cseq = 0
+        self.early: SipResponse | None = None  # an 18x that brought early media
         self.last_request: SipRequest | None = None  # the last one sent (after a challenge)
         self._pairs: list[Any] = []
 
@@ -135,13 +136,22 @@ class WebRtcPhone:
         return SipRequest(method, uri, h, body)
 
     async def final(self, req: SipRequest, wait: float = 15.0) -> SipResponse:
+        """Send ``req``; its final answer. An 18x with an SDP answer to our INVITE's offer
+        starts early media (``early`` keeps it)."""
         await self.send(req)
         async with asyncio.timeout(wait):
             while True:
                 msg = await self.inbox.get()
-                if isinstance(msg, SipResponse) and msg.call_id == req.call_id \
-                        and msg.cseq.number == req.cseq.number and msg.status >= 200:
+                if not isinstance(msg, SipResponse) or msg.call_id != req.call_id \
+                        or msg.cseq.number != req.cseq.number:
+                    continue
+                if msg.status >= 200:
                     return msg
+                if msg.body and req.method == "INVITE" and self.pc is not None \
+                        and self.pc.remoteDescription is None:
+                    self.early = msg
+                    await self.pc.setRemoteDescription(
+                        RTCSessionDescription(msg.body.decode(), "answer"))
 
     async def _authorized(self, req: SipRequest) -> SipResponse:
         resp = await self.final(req)
@@ -228,7 +238,8 @@ class WebRtcPhone:
             return resp, invite
         self.answer_sdp = resp.body
         await self._ack(invite, resp, str(resp.contacts[0].uri))
-        await pc.setRemoteDescription(RTCSessionDescription(resp.body.decode(), "answer"))
+        if pc.remoteDescription is None:
+            await pc.setRemoteDescription(RTCSessionDescription(resp.body.decode(), "answer"))
         return resp, invite
 
     async def hang_up(self, invite: SipRequest, resp: SipResponse) -> SipResponse:

@@ -186,3 +186,40 @@ async def test_112_from_a_browser_without_the_service_plays_the_notice_then_refu
     heard = bytes(phone.heard)
     assert len(heard) > RATE * 2, f"{len(heard) / 2 / RATE:.2f} s of notice heard"
     assert rms(heard) > 300, "the notice was silent"
+
+
+@pytest.mark.skipif(not baresip_available(), reason="baresip with opus.so not installed")
+async def test_one_call_per_user_across_desk_phone_and_browser(edge: EdgeProcess,
+                                                               tmp_path: Path) -> None:
+    """1001's desk phone (baresip) is on a call with 1002 in a browser; 1001 in a browser
+    then calls 1003: refused with the rule's words, and the first call goes on."""
+    a_sip, _, a_ctl = take_ports(3)
+    where = f"127.0.0.1:{edge.sip_port}"
+    desk = Baresip(tmp_path, "desk", a_sip, a_ctl, 34750,
+                   account("1001", "demo-1001", where), freq=440)
+    try:
+        await asyncio.to_thread(desk.start)
+        assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
+        async with WebRtcPhone(ws_url(edge), "1002", "demo-1002", rtp=PHONE_RTP,
+                               tone_hz=1000) as callee, \
+                WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=(20840, 20859),
+                            tone_hz=1000) as second:
+            assert (await callee.register()).status == 200
+            assert (await second.register()).status == 200
+            answering = asyncio.create_task(callee.answer_next(15))
+            desk.send("dial", f"sip:1002@{where}", token="dial")
+            await answering
+            assert await asyncio.to_thread(desk.wait_event, "CALL_ESTABLISHED", 10), desk.log()
+            resp, _invite = await second.call("1003")
+            assert resp.status in (403, 486), resp
+            warning = resp.headers.get("warning") or ""
+            assert "399" in warning and "call" in warning.lower(), resp
+            await asyncio.sleep(1.0)
+            callee.heard.clear()
+            await asyncio.sleep(2.0)
+            desk.send("hangup", token="hup")
+            assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10)
+            still = bytes(callee.heard)
+    finally:
+        await asyncio.to_thread(desk.stop)
+    assert strongest_window(still, 440, rate=RATE) > 0.6, "the first call did not go on"

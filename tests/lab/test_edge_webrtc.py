@@ -223,3 +223,28 @@ async def test_one_call_per_user_across_desk_phone_and_browser(edge: EdgeProcess
     finally:
         await asyncio.to_thread(desk.stop)
     assert strongest_window(still, 440, rate=RATE) > 0.6, "the first call did not go on"
+
+
+async def test_rtp_sprayed_at_a_browser_leg_is_neither_heard_nor_answered(
+        edge: EdgeProcess) -> None:
+    """A stranger sprays RTP (a 3 kHz tone, in sequence) from 127.0.0.2 at every port of the
+    range while a browser talks to 600: what the browser hears back is its own tone only
+    (DTLS-SRTP: forged packets fail authentication), and nothing is sent to the stranger."""
+    from lab.rtp_spray import RtpSpray
+
+    spray = RtpSpray(RTP, freq=3000, seconds=20)
+    try:
+        async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
+                               tone_hz=1000) as phone:
+            assert (await phone.register()).status == 200
+            resp, invite = await phone.call("600")
+            assert resp.status == 200, resp
+            await asyncio.sleep(4.0)
+            assert (await phone.hang_up(invite, resp)).status == 200
+    finally:
+        await asyncio.to_thread(spray.stop)
+    heard = bytes(phone.heard)
+    assert spray.sent > 1000
+    assert strongest_window(heard, 1000, rate=RATE) > 0.6
+    assert strongest_window(heard, 3000, rate=RATE) < 0.05, "the stranger's tone was heard"
+    assert not spray.received, f"{len(spray.received)} packets sent to the stranger"

@@ -126,7 +126,12 @@ async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
             assert (await phone.register()).status == 200
             resp, invite = await phone.call("1002")
             assert resp.status == 200, (resp, edge.log())
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(1.5)
+            # a key pressed in the browser (SIP INFO) reaches the desk phone as RFC 4733
+            assert (await phone.press(invite, resp, "5")).status == 200
+            key = await asyncio.to_thread(desk.wait_event, "CALL_DTMF_START", 5)
+            assert key is not None and key.get("param") == "5", desk.events
+            await asyncio.sleep(1.5)
             assert (await phone.hang_up(invite, resp)).status == 200
             heard_out = bytes(phone.heard)
             assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10)

@@ -242,16 +242,28 @@ class WebRtcPhone:
             await pc.setRemoteDescription(RTCSessionDescription(resp.body.decode(), "answer"))
         return resp, invite
 
-    async def hang_up(self, invite: SipRequest, resp: SipResponse) -> SipResponse:
+    def _in_dialog(self, method: str, invite: SipRequest, resp: SipResponse,
+                   body: bytes = b"", content_type: str = "") -> SipRequest:
+        self._dialog_cseq = max(getattr(self, "_dialog_cseq", 0), invite.cseq.number) + 1
         h = Headers()
         h.add("Via", f"SIP/2.0/WS {self.instance}.invalid;branch=z9hG4bK{uuid.uuid4().hex[:16]}")
         h.add("Max-Forwards", "70")
         h.add("From", invite.headers.get("from") or "")
         h.add("To", resp.headers.get("to") or "")
         h.add("Call-ID", invite.call_id)
-        h.add("CSeq", f"{invite.cseq.number + 1} BYE")
-        bye = SipRequest("BYE", str(resp.contacts[0].uri), h, b"")
-        return await self.final(bye)
+        h.add("CSeq", f"{self._dialog_cseq} {method}")
+        if content_type:
+            h.add("Content-Type", content_type)
+        return SipRequest(method, str(resp.contacts[0].uri), h, body)
+
+    async def hang_up(self, invite: SipRequest, resp: SipResponse) -> SipResponse:
+        return await self.final(self._in_dialog("BYE", invite, resp))
+
+    async def press(self, invite: SipRequest, resp: SipResponse, key: str) -> SipResponse:
+        """A key as JsSIP sends it by default: SIP INFO, application/dtmf-relay."""
+        body = f"Signal={key}\r\nDuration=160\r\n".encode()
+        return await self.final(self._in_dialog("INFO", invite, resp, body,
+                                                "application/dtmf-relay"))
 
     async def answer_next(self, wait: float = 15.0) -> SipRequest:
         """Answer the next INVITE to us (ringing first) with aiortc; the INVITE."""

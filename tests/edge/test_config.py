@@ -172,3 +172,26 @@ def test_durability_is_full_unless_relaxed_and_a_bad_value_is_named(tmp_path: Pa
     assert err.value.key == "data.durability" and err.value.line == 18
     with pytest.raises(ConfigError, match="--durability"):
         apply_overrides(relaxed, Overrides(durability="never"))
+
+
+def test_the_web_phone_is_https_only_off_loopback(tmp_path: Path) -> None:
+    """A browser sends its SIP password over /ws: off loopback the HTTP listener needs TLS
+    (its own certificate, or the SIP TLS listener's), or the edge does not start."""
+    own = GOOD.replace('"demo-1001"', '"s3cret-own-1001"').replace('"secret-2"', '"s3cret-2"')
+    cfg = load_edge_config(write(tmp_path, own + '\n[http]\nbind = "192.0.2.10"\n'))
+    with pytest.raises(ConfigError, match="https/wss only") as err:
+        check_exposure(apply_overrides(cfg, Overrides(tls_port=0)))
+    assert "http.bind" in str(err.value)
+    check_exposure(cfg)  # the SIP TLS listener is on (5061): its certificate serves
+    check_exposure(apply_overrides(cfg, Overrides(tls_port=0, http_port=0)))  # no listener
+    with_cert = load_edge_config(write(tmp_path, own + '\n[http]\nbind = "192.0.2.10"\n'
+                                       'tls_cert = "/etc/ssl/edge.pem"\n'
+                                       'tls_key = "/etc/ssl/edge.key"\n'))
+    check_exposure(apply_overrides(with_cert, Overrides(tls_port=0)))
+    with pytest.raises(ConfigError, match="go together") as err:
+        load_edge_config(write(tmp_path, own + '\n[http]\ntls_cert = "/etc/ssl/edge.pem"\n'))
+    assert "edge.toml:17: http.tls_key" in str(err.value)  # the key and its line
+    # demo passwords never leave loopback through the web phone either
+    demo = load_edge_config(write(tmp_path, GOOD + '\n[http]\nbind = "192.0.2.10"\n'))
+    with pytest.raises(ConfigError, match="demo passwords"):
+        check_exposure(demo)

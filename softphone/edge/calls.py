@@ -28,7 +28,7 @@ from softphone.edge.bindings import (
 )
 from softphone.edge.browser import WEB_FORK_LEG, BrowserLegs, is_browser, is_browser_offer
 from softphone.edge.call import Call, CallState, Fork
-from softphone.edge.calllog import LegRecord
+from softphone.edge.calllog import CallRecord, LegRecord
 from softphone.edge.registrar import binding_destination
 from softphone.edge.room import ALLOW, SDP, Room, quoted
 from softphone.media.call import CallMedia
@@ -106,6 +106,23 @@ class CallsRoom(Room):
         if release:
             self._release_guard(req.call_id)
         self._respond(txn, status, reason, extra=extra)
+
+    def _open_call(self, req: SipRequest, txn: ServerTransaction, source: Address,
+                   caller: str, callee: str, media: CallMedia, a_neg: Negotiated | None, *,
+                   direction: str, digest: DigestClient | None = None, app: str = "",
+                   warnings: Iterable[tuple[str, str]] = (), billable: bool = False,
+                   policy: Iterable[str] = ()) -> Call:
+        """The one place a call is made, its media anchored: its record for the call log,
+        our offer on leg "a" when the caller sent none, and the live calls' table."""
+        record = CallRecord(call_id=req.call_id, started=time.time(), caller=caller,
+                            callee=callee, billable=billable, policy=sorted(set(policy)))
+        call = Call(key=req.call_id, caller=caller, callee=callee, a_invite=req, a_txn=txn,
+                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
+                    direction=direction, digest=digest, app=app,
+                    a_offer=self._our_offer(media, a_neg), warnings=list(warnings))
+        self.calls[call.key] = call
+        self.stats["calls"] += 1
+        return call
 
     async def _start_app(self, call: Call) -> None:
         """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone.

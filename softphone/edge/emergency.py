@@ -9,7 +9,6 @@ import asyncio
 import functools
 import ipaddress
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 from softphone.codecs.offer_answer import (
@@ -20,7 +19,6 @@ from softphone.codecs.offer_answer import (
 from softphone.codecs.sdp import SessionDescription
 from softphone.edge.browser import is_browser_offer
 from softphone.edge.call import Call, CallState
-from softphone.edge.calllog import CallRecord
 from softphone.edge.calls import CallsRoom
 from softphone.edge.room import NOTICE_GUARD_S, SDP, quoted
 from softphone.edge.service_urn import (
@@ -36,7 +34,7 @@ from softphone.policy.decision import (
     Decision,
     LocationPayload,
 )
-from softphone.sip.core import Address, new_tag
+from softphone.sip.core import Address
 from softphone.sip.dialog import Dialog
 from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
@@ -128,14 +126,9 @@ class EmergencyRoom(CallsRoom):
         """The emergency call, its media anchored: the INVITE to the emergency route, with
         the location."""
         assert d.location is not None  # checked by _route_emergency
-        key = req.call_id
-        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
-        call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
-                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction="emergency", a_offer=self._our_offer(media, a_neg),
-                    warnings=self._warning_headers([d]))
-        self.calls[key] = call
-        self.stats["calls"] += 1
+        call = self._open_call(req, txn, source, caller, dialed, media, a_neg,
+                               direction="emergency", warnings=self._warning_headers([d]))
+        key = call.key
         self.stats["emergency_routed"] += 1
         self._last_emergency[caller] = now
         log.info("emergency call %s from %s to %s (%s) routed to %s", key, caller, dialed,
@@ -220,13 +213,8 @@ class EmergencyRoom(CallsRoom):
                      caller: str, dialed: str, media: CallMedia, a_neg: Negotiated | None,
                      prompt: tuple[FrameSource, float], announcement: str, status: int,
                      reason: str, warning: list[tuple[str, str]]) -> None:
-        key = req.call_id
-        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=dialed)
-        call = Call(key=key, caller=caller, callee=dialed, a_invite=req, a_txn=txn,
-                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction="emergency", app="notice")
-        self.calls[key] = call
-        self.stats["calls"] += 1
+        call = self._open_call(req, txn, source, caller, dialed, media, a_neg,
+                               direction="emergency", app="notice")
         self._notice_then_final(call, prompt, announcement, status, reason, warning)
 
     def _notice_then_final(self, call: Call, prompt: tuple[FrameSource, float],

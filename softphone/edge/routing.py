@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from dataclasses import replace
 
 from softphone.codecs.offer_answer import Negotiated
@@ -16,8 +15,6 @@ from softphone.edge.authentication import AuthenticationRoom
 from softphone.edge.bindings import (
     Binding,
 )
-from softphone.edge.call import Call
-from softphone.edge.calllog import CallRecord
 from softphone.edge.emergency import EmergencyRoom
 from softphone.edge.legs import app_leg
 from softphone.edge.room import SDP
@@ -33,7 +30,7 @@ from softphone.policy.decision import (
 )
 from softphone.policy.facts import MediaLine
 from softphone.sip.auth import DigestClient
-from softphone.sip.core import Address, new_tag
+from softphone.sip.core import Address
 from softphone.sip.errors import SipParseError
 from softphone.sip.message import SipRequest
 from softphone.sip.multipart import BodyPart, parse_multipart
@@ -153,18 +150,12 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
                allowed: list[Decision], bindings: list[Binding], is_app: bool,
                media: CallMedia, a_neg: Negotiated | None) -> None:
         """The call, its media anchored: the app answers, or leg b is placed."""
-        key = req.call_id
-        record = CallRecord(call_id=key, started=time.time(), caller=caller, callee=target,
-                            billable=any(d.billable for d in allowed),
-                            policy=sorted({w.rule_id for d in allowed for w in d.warnings}))
-        call = Call(key=key, caller=caller, callee=target, a_invite=req, a_txn=txn,
-                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction=direction, digest=digest, a_offer=self._our_offer(media, a_neg),
-                    warnings=self._warning_headers(
-                        d for d in allowed if d.call_id is not None
-                        and d.call_id.endswith("/caller")))
-        self.calls[key] = call
-        self.stats["calls"] += 1
+        call = self._open_call(
+            req, txn, source, caller, target, media, a_neg, direction=direction, digest=digest,
+            warnings=self._warning_headers(d for d in allowed if d.call_id is not None
+                                           and d.call_id.endswith("/caller")),
+            billable=any(d.billable for d in allowed),
+            policy=(w.rule_id for d in allowed for w in d.warnings))
         if is_app:
             call.app = "echo" if target == self.echo_ext else "tone"
             call.legs["b"] = app_leg(call.app, tone_hz=self.media_settings.tone_hz,

@@ -500,9 +500,9 @@ async def run(cfg: EdgeConfig, policy: PolicyConfig, *,
             for w in waits:
                 w.cancel()
     finally:
+        await edge.close()  # its BYEs first: a browser's goes over the HTTP listener's /ws
         if http is not None:
             await http.close()
-        await edge.close()
     print("softphone edge stopped", flush=True)
     return 0
 

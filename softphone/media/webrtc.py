@@ -54,6 +54,9 @@ __all__ = ["PCM_RATE", "PcmCodec", "WebRtcEndpoint", "WebRtcError", "WebRtcSessi
            "is_webrtc_offer"]
 
 log = logging.getLogger(__name__)
+# aioice logs every ICE check and aiortc every state change at INFO: one line each per call
+for _name in ("aioice", "aiortc"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 PCM_RATE = 48000
 FRAME_SAMPLES = PCM_RATE // 50  # 20 ms

@@ -253,3 +253,18 @@ async def test_rtp_sprayed_at_a_browser_leg_is_neither_heard_nor_answered(
     assert strongest_window(heard, 1000, rate=RATE) > 0.6
     assert strongest_window(heard, 3000, rate=RATE) < 0.05, "the stranger's tone was heard"
     assert not spray.received, f"{len(spray.received)} packets sent to the stranger"
+
+
+async def test_an_edge_that_stops_says_bye_to_the_browser(edge: EdgeProcess) -> None:
+    """SIGTERM ends the calls with BYE before the HTTP listener (which carries /ws) closes."""
+    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP) as phone:
+        assert (await phone.register()).status == 200
+        resp, invite = await phone.call("600")
+        assert resp.status == 200, resp
+        assert await asyncio.to_thread(edge.stop) == 0
+        async with asyncio.timeout(5):
+            while True:
+                msg = await phone.inbox.get()
+                if getattr(msg, "method", "") == "BYE":
+                    break
+    assert msg.call_id == invite.call_id

@@ -11,12 +11,14 @@ A leg has a name in its call ("a" the caller, "b" the other party: also its medi
   that caller's bridge leg (``attach``): the tone and the prompt as its injected source, the
   echo as the bridge's own loop (decoded, mixed and encoded in the same tick);
 - the SIP leg (desk phones, the trunk, the emergency gateway), still the fields of
-  ``softphone.edge.call.Call`` (dialog, tag, forks, RTP pair) that the rooms act on.
+  ``softphone.edge.call.Call`` (dialog, tag, forks, RTP pair) that the rooms act on;
+- the browser leg: a SIP leg over WebSocket whose media endpoint is an aiortc peer connection
+  instead of an ``RtpSession`` (``softphone.edge.browser`` for its offer/answer,
+  ``softphone.media.webrtc`` for its media, on the same bridge as the others).
 
 ``FrameCall`` is a call made of legs with a frame endpoint only: it owns its legs, the relay
 between them (mix-minus, one frame per tick of its clock), the policy channel it gives back
-once, and its call-log line. It needs no socket and no loop: a clock and ``tick()``. A new kind
-of leg (the browser's next) is one module implementing ``Leg`` and one line in the routing.
+once, and its call-log line. It needs no socket and no loop: a clock and ``tick()``.
 """
 
 from __future__ import annotations

@@ -268,3 +268,35 @@ async def test_an_edge_that_stops_says_bye_to_the_browser(edge: EdgeProcess) -> 
                 if getattr(msg, "method", "") == "BYE":
                     break
     assert msg.call_id == invite.call_id
+
+
+async def test_a_browser_holds_and_resumes_with_a_new_offer(edge: EdgeProcess) -> None:
+    """JsSIP's hold: a re-INVITE with a sendonly offer, answered recvonly by the edge's
+    aiortc on the same connection; the edge stops sending (601's tone stops) and starts
+    again on resume."""
+    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
+                           tone_hz=0) as phone:
+        assert (await phone.register()).status == 200
+        resp, invite = await phone.call("601")
+        assert resp.status == 200, resp
+        await asyncio.sleep(2.0)
+        before = len(phone.heard)
+        held = await phone.reinvite(invite, resp, "sendonly")
+        assert held.status == 200, held
+        assert re.search(r"^a=recvonly", held.body.decode(), re.M), held.body
+        await asyncio.sleep(0.5)
+        during_from = len(phone.heard)
+        await asyncio.sleep(2.0)
+        during = len(phone.heard) - during_from
+        resumed = await phone.reinvite(invite, resp, "sendrecv")
+        assert resumed.status == 200, resumed
+        assert re.search(r"^a=sendrecv", resumed.body.decode(), re.M), resumed.body
+        await asyncio.sleep(0.5)
+        after_from = len(phone.heard)
+        await asyncio.sleep(2.0)
+        after = bytes(phone.heard[after_from:])
+        assert (await phone.hang_up(invite, resp)).status == 200
+    assert before > RATE  # the tone came before the hold
+    assert during < RATE * 2 * 0.2, f"{during / 2 / RATE:.2f} s heard while on hold"
+    assert len(after) > RATE * 2, f"{len(after) / 2 / RATE:.2f} s heard after resuming"
+    assert strongest_window(after, 1000, rate=RATE) > 0.6, "601's tone did not come back"

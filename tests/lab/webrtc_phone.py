@@ -256,6 +256,22 @@ class WebRtcPhone:
             h.add("Content-Type", content_type)
         return SipRequest(method, str(resp.contacts[0].uri), h, body)
 
+    async def reinvite(self, invite: SipRequest, resp: SipResponse,
+                       direction: str) -> SipResponse:
+        """A new offer in the call (``sendonly``: hold, ``sendrecv``: resume), as JsSIP's
+        hold() sends it; the answer applied."""
+        assert self.pc is not None
+        self.pc.getTransceivers()[0].direction = direction
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        req = self._in_dialog("INVITE", invite, resp, self.pc.localDescription.sdp.encode(),
+                              "application/sdp")
+        answer = await self.final(req)
+        if answer.status == 200:
+            await self._ack(req, answer, str(resp.contacts[0].uri))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(answer.body.decode(), "answer"))
+        return answer
+
     async def hang_up(self, invite: SipRequest, resp: SipResponse) -> SipResponse:
         return await self.final(self._in_dialog("BYE", invite, resp))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lab.conftest import take_ports
@@ -63,6 +64,18 @@ class WebEdge:
             state = json.loads(r.read())
         regs: list[dict[str, object]] = state["registrations"]
         return regs
+
+
+def sign_in(page: Any, ext: str, password: str, *, remember: bool = False) -> None:
+    page.fill("#ext", ext)
+    page.fill("#password", password)
+    if remember:
+        page.check("#remember")
+    page.click("#signin-button")
+
+
+def wait_registered(page: Any) -> None:
+    page.wait_for_function("phone.state().registration === 'registered'")
 
 
 @pytest.fixture

@@ -9,25 +9,12 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from browser.chromium import browser
-from browser.conftest import LOCATION_1001, WebEdge
+from browser.conftest import LOCATION_1001, WebEdge, sign_in, wait_registered
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
-
-
-def sign_in(page: Any, ext: str, password: str, *, remember: bool = False) -> None:
-    page.fill("#ext", ext)
-    page.fill("#password", password)
-    if remember:
-        page.check("#remember")
-    page.click("#signin-button")
-
-
-def wait_registered(page: Any) -> None:
-    page.wait_for_function("phone.state().registration === 'registered'")
 
 
 def registered_users(edge: WebEdge) -> dict[str, str]:

@@ -504,8 +504,11 @@
     });
     s.on("failed", (e) => {
       const text = inWords(e.cause, e.message);
-      if (e.cause === "Canceled" && e.originator === "local") {
-        finish("ended", "cancelled");
+      if (e.originator === "local" && (e.cause === "Canceled" || e.cause === "Rejected")) {
+        // we cancelled our call or rejected theirs: nothing went wrong
+        finish("ended", originator === "remote" ? "call rejected" : "cancelled");
+      } else if (originator === "remote" && e.cause === "Canceled") {
+        finish("ended", `missed call from ${$("incoming-name").textContent}`);
       } else {
         finish("failed", `call failed: ${text}`);
         setReason(`Call failed: ${text}`);

@@ -9,24 +9,18 @@ merged the edge answers the browser's offers 488, and these are strict expected 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser.chromium import TONE_HZ, browser
 from browser.conftest import WebEdge, sign_in, wait_registered
-from lab import baresip_peer
+from browser.peers import DESK_HZ, DESK_RTP, desk_phone
 from lab.audio import best_tone_ratio
-from lab.baresip_peer import Baresip, account
-from lab.conftest import take_ports
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(60),
               pytest.mark.xfail(strict=True, reason="the edge's WebRTC leg is not merged")]
 
-DESK_HZ = 440
-DESK_RTP = 22400  # the desk phone's own RTP ports (22400-22449), clear of the edge's
 
 
 def hears(page: Any, hz: float, within_s: float = 10.0, tolerance: float = 30.0) -> float:
@@ -47,24 +41,6 @@ def wait_call(page: Any, *states: str, timeout_ms: int = 15_000) -> None:
                            timeout=timeout_ms)
     state = page.evaluate("phone.state().call")
     assert state in states, page.evaluate("phone.lastReason()")
-
-
-@contextmanager
-def desk_phone(tmp_path: Path, edge: WebEdge, user: str = "1002", *,
-               auto_answer: bool = False, rtp: int = DESK_RTP) -> Iterator[Baresip]:
-    """baresip registered as ``user``, sending a 440 Hz sine, stopped by PID at the end."""
-    if not baresip_peer.available():
-        pytest.skip("baresip with opus.so not installed (apt-get install baresip-core)")
-    sip, _, ctl = take_ports(3)  # baresip also takes the port after its SIP port
-    where = f"127.0.0.1:{edge.sip_port}"
-    phone = Baresip(tmp_path, f"desk{user}", sip, ctl, rtp,
-                    account(user, f"demo-{user}", where, auto_answer=auto_answer), freq=DESK_HZ)
-    try:
-        phone.start()
-        assert phone.wait_registered(10), phone.log()
-        yield phone
-    finally:
-        phone.stop()
 
 
 def test_the_page_calls_the_echo_and_hears_itself(web_edge: WebEdge, tmp_path: Path) -> None:
@@ -164,3 +140,25 @@ def test_112_from_a_line_without_the_service_says_so(web_edge: WebEdge, tmp_path
         assert "Emergency calls are not available from this line" in reason, reason
         assert page.inner_text("#emergency") == (
             "Emergency calls are not available on this line: use a mobile or a landline")
+
+
+def test_rec_shows_while_recorded_and_the_pad_objects(web_edge: WebEdge, tmp_path: Path) -> None:
+    """1001 calls 1003, whose calls are recorded: after the notice the page shows REC (the
+    edge's INFO); 9 on the page's pad (SIP INFO dtmf-relay) objects, and REC goes off."""
+    with desk_phone(tmp_path, web_edge, user="1003", auto_answer=True), \
+            browser(tmp_path) as b:
+        page = b.page(web_edge.url)
+        sign_in(page, "1001", "demo-1001")
+        wait_registered(page)
+        page.fill("#number", "1003")
+        page.click("#call")
+        wait_call(page, "in-call")
+        assert not page.is_visible("#rec")
+        page.wait_for_function("phone.state().recording === true", timeout=40_000)
+        assert page.is_visible("#rec")
+        page.click('#pad button[data-key="9"]')
+        page.wait_for_function("phone.state().recording === false", timeout=10_000)
+        assert not page.is_visible("#rec")
+        assert list((web_edge.proc.data_dir / "recordings").iterdir()) == []
+        page.keyboard.press("Escape")
+        page.wait_for_function("phone.state().call === 'ended'")

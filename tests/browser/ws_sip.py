@@ -14,7 +14,13 @@ import uuid
 from websockets.sync.client import ClientConnection, connect
 
 from softphone.sip.auth import DigestClient
-from softphone.sip.message import Headers, SipRequest, SipResponse, parse_message
+from softphone.sip.message import (
+    Headers,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+)
 
 
 class WsSip:
@@ -32,6 +38,9 @@ class WsSip:
         self.cseq = 0
         self.tag = uuid.uuid4().hex[:8]
         self.received: list[SipRequest | SipResponse] = []
+        self.seen: list[SipRequest] = []  # requests ``wait_request`` returned
+        self.call_tag = self.call_call_id = self.call_to = self.call_target = ""
+        self.call_cseq = 0
 
     def close(self) -> None:
         self._open.close()
@@ -56,6 +65,8 @@ class WsSip:
         end = time.monotonic() + wait
         while (left := end - time.monotonic()) > 0:
             msg = self.next_message(left)
+            if isinstance(msg, SipRequest) and msg.method != "ACK":
+                self.ws.send(make_response(msg, 200, "OK").to_bytes().decode())
             if isinstance(msg, SipResponse) and msg.call_id == req.call_id \
                     and msg.cseq.number == req.cseq.number and msg.status >= 200:
                 return msg
@@ -83,3 +94,74 @@ class WsSip:
         h.add("Max-Forwards", "70")
         h.add("User-Agent", "ws-sip-test")
         return SipRequest("REGISTER", f"sip:{self.domain}", h, b"")
+
+    # ------------------------------------------------------------------ one call
+
+    def invite(self, number: str, sdp: bytes, wait: float = 15.0) -> SipResponse:
+        """Call ``number`` with ``sdp`` (answering one 407), ACK the final answer; the final
+        answer. On a 200 the dialog is kept for ``in_dialog``."""
+        self.call_tag = uuid.uuid4().hex[:8]
+        self.call_call_id = uuid.uuid4().hex
+        uri = f"sip:{number}@{self.domain}"
+        h = Headers()
+        h.add("From", f"<sip:{self.user}@{self.domain}>;tag={self.call_tag}")
+        h.add("To", f"<{uri}>")
+        h.add("Call-ID", self.call_call_id)
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"<sip:{self.user}@{self.host};transport=ws>")
+        h.add("Max-Forwards", "70")
+        h.add("Content-Type", "application/sdp")
+        req = SipRequest("INVITE", uri, h, sdp)
+        resp = self.final(req, wait)
+        if resp.status == 407:
+            self._ack(req, resp, uri)
+            req = self.digest.authorize(req, resp)
+            resp = self.final(req, wait)
+        self.call_cseq = req.cseq.number
+        if resp.status == 200:
+            self.call_to = resp.headers.get("to") or ""
+            self.call_target = str(resp.contacts[0].uri)
+            self._ack(req, resp, self.call_target)
+        else:
+            self._ack(req, resp, uri)
+        return resp
+
+    def _ack(self, req: SipRequest, resp: SipResponse, uri: str) -> None:
+        h = Headers()
+        for name in ("From", "Call-ID"):
+            h.add(name, req.headers.get(name) or "")
+        h.add("To", resp.headers.get("to") or "")
+        h.add("CSeq", f"{req.cseq.number} ACK")
+        h.add("Max-Forwards", "70")
+        self.send(SipRequest("ACK", uri, h, b""))
+
+    def in_dialog(self, method: str, body: bytes = b"", content_type: str = "") -> SipResponse:
+        """A request in the call's dialog (INFO, BYE) and its final answer."""
+        self.call_cseq += 1
+        h = Headers()
+        h.add("From", f"<sip:{self.user}@{self.domain}>;tag={self.call_tag}")
+        h.add("To", self.call_to)
+        h.add("Call-ID", self.call_call_id)
+        h.add("CSeq", f"{self.call_cseq} {method}")
+        h.add("Max-Forwards", "70")
+        if content_type:
+            h.add("Content-Type", content_type)
+        return self.final(SipRequest(method, self.call_target, h, body))
+
+    def wait_request(self, method: str, timeout: float) -> SipRequest | None:
+        """The next ``method`` request from the edge (answered 200, as JsSIP answers an INFO
+        it has a listener for); other requests are answered 200 too, responses skipped."""
+        for msg in self.received:
+            if isinstance(msg, SipRequest) and msg.method == method and msg not in self.seen:
+                self.seen.append(msg)
+                return msg
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            msg = self.next_message(left)
+            if isinstance(msg, SipRequest):
+                if msg.method != "ACK":
+                    self.ws.send(make_response(msg, 200, "OK").to_bytes().decode())
+                if msg.method == method:
+                    self.seen.append(msg)
+                    return msg
+        return None

@@ -146,3 +146,20 @@ def test_the_keyboard_dials_and_enter_calls(web_edge: WebEdge, tmp_path: Path) -
                     parties.setdefault(cid, {})[side] = d["user_id"]
             time.sleep(0.2)
         assert wanted in parties.values(), parties
+
+
+def test_a_lost_connection_says_reconnecting_then_registers_again(web_edge: WebEdge,
+                                                                  tmp_path: Path) -> None:
+    """The edge stops (its WebSocket closes): the page says it is reconnecting and when at
+    the latest; the edge comes back on the same ports: the page registers again by itself."""
+    with browser(tmp_path) as b:
+        page = b.page(web_edge.url)
+        sign_in(page, "1001", "demo-1001")
+        wait_registered(page)
+        web_edge.proc.stop()
+        page.wait_for_function("phone.state().registration === 'reconnecting'")
+        assert page.inner_text("#reg-state").startswith("connection lost: reconnecting in ")
+        web_edge.proc.start()
+        page.wait_for_function("phone.state().registration === 'registered'", timeout=40_000)
+        assert page.inner_text("#reg-state") == "registered as 1001"
+        assert registered_users(web_edge) == {"1001": "ws"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import resource
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,15 +27,16 @@ def desk_phone(tmp_path: Path, edge: WebEdge, user: str = "1002", *,
     where = f"127.0.0.1:{edge.sip_port}"
     phone = Baresip(tmp_path, f"desk{user}", sip, ctl, rtp,
                     account(user, f"demo-{user}", where, auto_answer=auto_answer), freq=DESK_HZ)
-    # baresip 1.0 may dump core when stopped after a call refused 488 (today's browser legs):
-    # no core file in the working tree from a peer's crash (the limit is inherited at start)
-    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+    # baresip 1.0 may dump core when stopped after a call refused 488 (today's browser legs),
+    # and raises its own core limit: started from the test's tmp dir, a core file lands there
+    # and not in the working tree (the kernel's core_pattern is relative to the cwd)
+    here = os.getcwd()
+    os.chdir(tmp_path)
     try:
         try:
             phone.start()
         finally:
-            resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+            os.chdir(here)
         assert phone.wait_registered(10), phone.log()
         yield phone
     finally:

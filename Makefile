@@ -5,19 +5,36 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Real peers the lab tests start on loopback, the libraries the codecs load, and what Qt's
 # offscreen platform loads for the desktop window (GL/EGL, xkbcommon, fontconfig, D-Bus, a font);
-# PortAudio for the agent's sound devices.
+# PortAudio for the agent's sound devices; node and npm build the web phone's JsSIP bundle, and
+# its tests drive Debian's chromium (headless, through Playwright).
 APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime mosquitto libportaudio2 \
-                libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core
+                libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core \
+                nodejs npm chromium chromium-driver
 NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
 
-.PHONY: run test venv system-deps lab-deps lint typecheck pytest bench clean
+.PHONY: run test venv webphone system-deps lab-deps lint typecheck pytest bench clean
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE_SRC)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -e '.[test,bench,desktop]'
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed webphone
+
+# The web phone's SIP stack: JsSIP at the version package-lock.json pins, from the npm registry,
+# bundled by esbuild into one file the edge serves at /jssip.js (never committed, never fetched
+# from a CDN by the browser). Without npm the edge still runs and answers /jssip.js with 503.
+WEBPHONE := softphone/webphone
+webphone: $(WEBPHONE)/dist/jssip.js
+
+$(WEBPHONE)/dist/jssip.js: $(WEBPHONE)/package-lock.json $(WEBPHONE)/entry.js
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	  cd $(WEBPHONE) && npm ci --no-audit --no-fund \
+	  && npx esbuild entry.js --bundle --minify --format=iife --outfile=dist/jssip.js; \
+	else \
+	  echo "npm not found: the web phone's JsSIP bundle is not built (the page at / will say so;"; \
+	  echo "  on Debian: apt-get install nodejs npm, then make webphone)"; \
+	fi
 
 # The edge on the embedded defaults (configs/edge.toml): loopback, SIP 5060 udp+tcp, TLS 5061,
 # RTP 20000-22000, demo users 1001-1004, echo 600, tone 601. Ctrl-C stops it cleanly.
@@ -77,4 +94,4 @@ bench-sip: venv
 	$(PY) bench/sip.py
 
 clean:
-	rm -rf $(VENV) $(PJ_VENV) build *.egg-info native/_native*.so
+	rm -rf $(VENV) $(PJ_VENV) build *.egg-info native/_native*.so $(WEBPHONE)/dist $(WEBPHONE)/node_modules

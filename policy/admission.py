@@ -226,6 +226,15 @@ class CallAdmission:
             user, device, device_class or self.device_class, source_ip, self._now(now),
             expires_s=expires_s, user_agent=user_agent)))
 
+    def emergency_location(self, user_name: str, now: float | None = None) -> str | None:
+        """The recorded location in one line when this local user's emergency calls can be
+        routed (``PolicyGuard.emergency_location``); None otherwise or for an unknown name.
+        No decision, nothing audited."""
+        user = self.users(user_name)
+        if user is None:
+            return None
+        return self.guard.emergency_location(user, self._now(now))
+
     def answered(self, call_id: str, now: float | None = None) -> list[Decision]:
         """The call is answered: per side that holds a channel, the notices its correspondent
         must hear first (recording, AI disclosure) and the time left (trial)."""

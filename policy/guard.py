@@ -48,7 +48,7 @@ from softphone.policy.facts import (
     User,
 )
 from softphone.policy.ledger import ActiveCall, Ledger, LedgerEvent, Scalar, to_snapshot
-from softphone.policy.location import LocationError, conveyance
+from softphone.policy.location import LocationError, conveyance, location_line
 from softphone.policy.numbers import NumberError, NumberInfo, NumberKind, classify
 
 DAY = 86400.0
@@ -593,6 +593,21 @@ class PolicyGuard:
         return billable
 
     # ------------------------------------------------------------------ emergency
+
+    def emergency_location(self, user: User, now: float) -> str | None:
+        """The line's recorded location in one line when an emergency call of this user would
+        be routed now (the checks of ``_emergency_ready`` and a location that conveys), else
+        None: what the registrar tells the phone with a successful REGISTER (R-EMERG-6 is
+        the other side: the Warning when the service is not available)."""
+        ok = self._emergency_ready(user)[0]
+        if not ok or user.location is None:
+            return None
+        try:
+            conveyance(user.location, user.user_id, "register", "register",
+                       self.config.emergency.entity_domain, now)
+        except LocationError:
+            return None
+        return location_line(user.location)
 
     def _emergency_ready(self, user: User) -> tuple[bool, str, str]:
         """(available, rule that fails, why) for routing an emergency call of this user."""

@@ -68,6 +68,29 @@ def _point(parent: ET.Element, point: GeoPoint) -> None:
         f"{point.radius_m:g}")
 
 
+def location_line(location: Location) -> str:
+    """The recorded location in one line, as a person reads it back ("2 Rue de Rivoli, floor
+    2, 75001 Paris, FR"; a point as "48.85660, 2.35220 ±30 m"): what a phone shows next to
+    "emergency calls: available" so the user can check the address the PSAP will get."""
+    parts: list[str] = []
+    civic = location.civic
+    if civic is not None:
+        street = " ".join(x for x in (civic.hno + civic.hns, civic.rd) if x)
+        town = " ".join(x for x in (civic.pc, civic.a3) if x)
+        parts += [x for x in (civic.nam, street) if x]
+        parts += [f"floor {civic.flr}"] if civic.flr else []
+        parts += [f"room {civic.room}"] if civic.room else []
+        parts += [x for x in (civic.loc, town, civic.a1, civic.country) if x]
+    text = ", ".join(parts)
+    point = location.point
+    if point is not None:
+        where = f"{point.latitude:.5f}, {point.longitude:.5f}"
+        if point.radius_m is not None:
+            where += f" ±{point.radius_m:g} m"
+        text = f"{text} ({where})" if text else where
+    return text or location.country
+
+
 def pidf_lo(location: Location, entity: str, device_id: str, now: float) -> str:
     """The PIDF-LO document: one <dm:device> (RFC 5491 section 3.4, the device is what is
     located), with civic and/or geodetic location and the usage rules."""

@@ -18,6 +18,7 @@ from softphone.policy.decision import (
     RecordingAction,
 )
 from softphone.policy.facts import Party
+from softphone.sip.dialog import DialogError, DialogState
 from softphone.sip.message import SipRequest
 from softphone.sip.transaction import ServerTransaction
 
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 
 DTMF_KEYS = "0123456789*#ABCD"
 INFO_DIGIT_MS = 160  # a key pressed as SIP INFO, played as RFC 4733 for this long
+# the recording state told to web phones in a SIP INFO (softphone/webphone/phone.js reads it)
+RECORDING_STATE_TYPE = "application/vnd.softphone.recording"
 
 
 
@@ -93,7 +96,10 @@ class NoticesRoom(CallsRoom):
         self.flush()
 
     def _apply_recording(self, call: Call, decisions: Iterable[Decision]) -> None:
-        """Carry out the guard's recording commands for this call."""
+        """Carry out the guard's recording commands for this call; the web phones in it are
+        told when its recording starts or stops (``_tell_recording``)."""
+        decisions = list(decisions)
+        was_recorded = bool(call.recordings)
         store = self.recordings
         for d in decisions:
             for cmd in d.recording:
@@ -113,6 +119,32 @@ class NoticesRoom(CallsRoom):
                     call.recordings.discard(rid)
                     log.info("%s: recording %s deleted (%s)", call.key, rid, d.rule_id)
         self._refresh_recorder(call)
+        if bool(call.recordings) != was_recorded:
+            objected = any(c.action is RecordingAction.STOP_AND_DELETE
+                           for d in decisions for c in d.recording)
+            self._tell_recording(call, bool(call.recordings), objected)
+
+    def _tell_recording(self, call: Call, on: bool, objected: bool) -> None:
+        """A SIP INFO (``application/vnd.softphone.recording``: ``state=on`` or ``state=off``,
+        ``reason=objection`` when a key stopped it) on each leg of the call that is a web
+        phone (registered over WebSocket), which shows REC while it is on. Desk phones hear
+        the notice and are not sent an INFO they have no use for; the answer is not awaited."""
+        body = f"state={'on' if on else 'off'}\r\n"
+        if objected and not on:
+            body += "reason=objection\r\n"
+        legs = [(call.a_dialog, call.a_source)]
+        if call.winner is not None:
+            legs.append((call.winner.dialog, call.winner.binding_source))
+        for dialog, dest in legs:
+            if dialog is None or dest.transport not in ("ws", "wss") \
+                    or dialog.state is DialogState.TERMINATED:
+                continue
+            try:
+                info = dialog.create_request("INFO", body=body.encode(),
+                                             content_type=RECORDING_STATE_TYPE)
+            except DialogError:
+                continue
+            self.core.send_request(info, dest, self.clock())
 
     def _refresh_recorder(self, call: Call) -> None:
         media = call.media

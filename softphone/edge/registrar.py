@@ -12,6 +12,8 @@ from softphone.edge.bindings import (
     Binding,
     RegistrationError,
 )
+from softphone.edge.room import quoted
+from softphone.policy.admission import CallAdmission
 from softphone.policy.facts import DeviceClass
 from softphone.sip.core import Address
 from softphone.sip.errors import SipParseError
@@ -98,6 +100,7 @@ class RegistrarRoom(AuthenticationRoom):
             return
         extra = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
         extra += path_echo(req)
+        extra += emergency_state(self.guard, user, bindings)
         self._respond(txn, 200, "OK", extra=extra + warnings)
 
     def _registration_refused(self, req: SipRequest, txn: ServerTransaction, source: Address,
@@ -124,6 +127,21 @@ class RegistrarRoom(AuthenticationRoom):
                 return True
             warnings += [h for h in self._warning_headers([d]) if h not in warnings]
         return False
+
+
+def emergency_state(guard: CallAdmission | None, user: str,
+                    bindings: list[Binding]) -> list[tuple[str, str]]:
+    """``X-Emergency: available; location="<the recorded address in one line>"`` on the 200 OK
+    of a REGISTER that leaves bindings, when the guard says an emergency call of this user
+    would be routed now: what a phone shows its user, who can check the address the PSAP
+    will get. When the service is not available, the guard's R-EMERG-6 Warning says so
+    instead (and this header is absent)."""
+    if guard is None or not bindings:
+        return []
+    where = guard.emergency_location(user)
+    if where is None:
+        return []
+    return [("X-Emergency", f'available; location="{quoted(where)}"')]
 
 
 def registered_path(req: SipRequest) -> tuple[str, ...]:

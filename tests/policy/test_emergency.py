@@ -209,3 +209,32 @@ def test_the_psap_calling_back_is_never_refused(guard: PolicyGuard, facts, state
     d = guard.on_call_attempt(back)
     assert d.action is Action.ALLOW and d.rule_id == "R-EMERG-1"
     assert ("psap_callback", "112") in d.details and guard.held("alice") == 1
+
+
+def test_emergency_location_is_the_line_in_one_line_only_when_the_service_is_ready(
+        guard: PolicyGuard, facts) -> None:
+    """What the registrar shows the phone (X-Emergency): the recorded address when a call to
+    112 would be routed now, None when R-EMERG-1/2/3 or R-LIFE-5 would refuse it."""
+    from softphone.policy import GeoPoint
+
+    at_home = Location("FR", civic=CivicAddress("FR", a3="Paris", rd="Rue de Rivoli", hno="1",
+                                                pc="75001", flr="2"))
+    assert guard.emergency_location(facts.user(
+        account=facts.account(emergency_activated=True), location=at_home), T0) == (
+        "1 Rue de Rivoli, floor 2, 75001 Paris, FR")
+    point = Location("FR", point=GeoPoint(48.8566, 2.3522, 30))
+    assert guard.emergency_location(facts.user(
+        account=facts.account(emergency_activated=True), location=point), T0) == (
+        "48.85660, 2.35220 ±30 m")
+    assert guard.emergency_location(facts.user(), T0) is None  # not activated
+    assert guard.emergency_location(facts.user(
+        account=facts.account(emergency_activated=True), location=None), T0) is None
+    assert guard.emergency_location(facts.user(
+        account=facts.account(emergency_activated=True),
+        location=Location("US", civic=CivicAddress("US", a3="Boston"))), T0) is None
+    assert guard.emergency_location(facts.user(account=facts.account(
+        emergency_activated=True, state=AccountState.TERMINATED)), T0) is None
+    # the same answer the call would get: routed exactly when a location is shown
+    for u in (facts.user(), ready(facts)):
+        routed = guard.on_call_attempt(facts.call(u, "112")).action is Action.ROUTE_EMERGENCY
+        assert (guard.emergency_location(u, T0) is not None) == routed

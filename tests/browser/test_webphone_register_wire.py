@@ -1,0 +1,37 @@
+"""What the web phone reads from the registrar, checked on the wire over the edge's /ws (no
+browser): the 200 OK of a REGISTER says whether emergency calls work on the line, with the
+recorded address when they do (X-Emergency), the guard's Warning when they do not."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from browser.conftest import LOCATION_1001, WebEdge
+from browser.ws_sip import WsSip
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
+
+
+def test_register_over_ws_tells_the_emergency_state(web_edge: WebEdge) -> None:
+    ready = WsSip(web_edge.http_port, "1001", "demo-1001")
+    without = WsSip(web_edge.http_port, "1002", "demo-1002")
+    try:
+        ok = ready.register()
+        assert ok.status == 200, ok
+        assert ok.headers.values("x-emergency") == [f'available; location="{LOCATION_1001}"']
+        assert not ok.headers.values("warning")
+
+        no = without.register()
+        assert no.status == 200, no
+        assert not no.headers.values("x-emergency")
+        (warning,) = no.headers.values("warning")
+        assert re.fullmatch(r'399 \S+ "Emergency calls are not available from this line\..*"',
+                            warning), warning
+
+        # taking the binding away again: nothing about emergency calls to show
+        gone = ready.register(expires=0)
+        assert gone.status == 200 and not gone.headers.values("x-emergency")
+    finally:
+        ready.close()
+        without.close()

@@ -703,6 +703,11 @@
     lastReason: () => view.reason,
     lastTarget: () => view.lastTarget || "",
     clean: (text) => cleanNumber(text),
+    // the edge's description of the call in progress (its ICE candidates): "" when none
+    remoteSdp: () => {
+      const pc = session && session.connection;
+      return pc && pc.remoteDescription ? pc.remoteDescription.sdp : "";
+    },
   };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+from typing import Any
 
 
 def bindable(port: int, kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> bool:
@@ -26,3 +28,23 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def udp_ports_of(pid: int) -> set[int]:
+    """The local UDP ports the process ``pid`` holds, from ``ss``."""
+    out = subprocess.run(["ss", "-Hunap"], capture_output=True, text=True, timeout=10).stdout
+    ports = set()
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            local = line.split()[3]
+            ports.add(int(local.rsplit(":", 1)[1]))
+    return ports
+
+
+def edge_pid(edge: Any) -> int:
+    """The edge itself (the child of timeout(1))."""
+    assert edge.proc is not None
+    out = subprocess.run(["pgrep", "-P", str(edge.proc.pid)], capture_output=True, text=True,
+                         timeout=10).stdout.split()
+    assert out, "the edge process is not running"
+    return int(out[0])

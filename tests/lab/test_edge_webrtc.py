@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from lab.baresip_peer import Baresip, account
 from lab.baresip_peer import available as baresip_available
 from lab.conftest import take_ports
 from lab.edge_proc import EdgeProcess
+from lab.netutil import edge_pid, udp_ports_of
 from lab.webrtc_phone import RATE, WebRtcPhone
 
 from softphone.media.tone import rms
@@ -55,26 +55,6 @@ def candidates(sdp: bytes) -> list[tuple[str, int, str]]:
             parts = line.split()
             out.append((parts[4], int(parts[5]), parts[7]))
     return out
-
-
-def udp_ports_of(pid: int) -> set[int]:
-    """The local UDP ports the process ``pid`` holds, from ``ss``."""
-    out = subprocess.run(["ss", "-Hunap"], capture_output=True, text=True, timeout=10).stdout
-    ports = set()
-    for line in out.splitlines():
-        if f"pid={pid}," in line:
-            local = line.split()[3]
-            ports.add(int(local.rsplit(":", 1)[1]))
-    return ports
-
-
-def edge_pid(edge: EdgeProcess) -> int:
-    """The edge itself (the child of timeout(1))."""
-    assert edge.proc is not None
-    out = subprocess.run(["pgrep", "-P", str(edge.proc.pid)], capture_output=True, text=True,
-                         timeout=10).stdout.split()
-    assert out, "the edge process is not running"
-    return int(out[0])
 
 
 async def test_a_browser_calls_600_and_hears_itself_on_ports_of_the_range(

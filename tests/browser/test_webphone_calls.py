@@ -8,6 +8,8 @@ its candidate on a port of the RTP range.
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,12 @@ def test_the_page_calls_the_echo_and_hears_itself(web_edge: WebEdge, tmp_path: P
         for c in found:
             assert (c[4], c[7]) == ("127.0.0.1", "host") and RTP[0] <= int(c[5]) <= RTP[1], c
         assert "a=fingerprint:" in sdp and "UDP/TLS/RTP/SAVPF" in sdp, sdp
+        shot = tmp_path / "webphone-in-call.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        wanted = os.environ.get("SOFTPHONE_SCREENSHOT")
+        if wanted:  # SOFTPHONE_SCREENSHOT=docs/webphone.png regenerates the README's picture
+            shutil.copyfile(shot, wanted)
         # and the edge process holds no UDP socket outside the range but its SIP port
         held = udp_ports_of(edge_pid(web_edge.proc))
         assert not {p for p in held if not RTP[0] <= p <= RTP[1] and p != web_edge.sip_port}, held

@@ -181,3 +181,28 @@ def test_rec_shows_while_recorded_and_the_pad_objects(web_edge: WebEdge, tmp_pat
         assert list((web_edge.proc.data_dir / "recordings").iterdir()) == []
         page.keyboard.press("Escape")
         page.wait_for_function("phone.state().call === 'ended'")
+
+
+def test_hold_and_resume_from_the_page(web_edge: WebEdge, tmp_path: Path) -> None:
+    """JsSIP's hold (a re-INVITE, sendonly) is renegotiated by the edge's aiortc: its answer
+    is recvonly, and sendrecv again on resume, when 601's tone comes back."""
+    with browser(tmp_path) as b:
+        page = b.page(web_edge.url)
+        sign_in(page, "1001", "demo-1001")
+        wait_registered(page)
+        page.fill("#number", "601")
+        page.click("#call")
+        wait_call(page, "in-call")
+        assert abs(hears(page, 1000) - 1000) < 30, "601's tone before the hold"
+        page.click("#hold")
+        page.wait_for_function("phone.state().held === true", timeout=10_000)
+        # the edge answered the new offer, on the wire as the browser got it: it now only
+        # receives (a browser on hold does not play what comes in: the audio cannot tell)
+        page.wait_for_function("/^a=recvonly/m.test(phone.remoteSdp())", timeout=5_000)
+        page.click("#hold")
+        page.wait_for_function("phone.state().held === false", timeout=10_000)
+        page.wait_for_function("/^a=sendrecv/m.test(phone.remoteSdp())", timeout=5_000)
+        assert abs(hears(page, 1000) - 1000) < 30, "601's tone after resuming"
+        page.keyboard.press("Escape")
+        page.wait_for_function("phone.state().call === 'ended'")
+        assert b.errors == [], b.errors

@@ -206,3 +206,23 @@ def test_hold_and_resume_from_the_page(web_edge: WebEdge, tmp_path: Path) -> Non
         page.keyboard.press("Escape")
         page.wait_for_function("phone.state().call === 'ended'")
         assert b.errors == [], b.errors
+
+
+def test_mute_silences_what_the_other_end_hears(web_edge: WebEdge, tmp_path: Path) -> None:
+    """Muted, the page sends silence: the echo (600) brings back nothing; unmuted, the tone."""
+    with browser(tmp_path) as b:
+        page = b.page(web_edge.url)
+        sign_in(page, "1001", "demo-1001")
+        wait_registered(page)
+        page.fill("#number", "600")
+        page.click("#call")
+        wait_call(page, "in-call")
+        assert abs(hears(page, TONE_HZ) - TONE_HZ) < 30
+        page.click("#mute")
+        page.wait_for_function("phone.state().muted === true", timeout=5_000)
+        page.wait_for_function("phone.remoteTone() === 0", timeout=5_000)
+        page.click("#mute")
+        page.wait_for_function("phone.state().muted === false", timeout=5_000)
+        assert abs(hears(page, TONE_HZ) - TONE_HZ) < 30, "the tone did not come back"
+        page.keyboard.press("Escape")
+        page.wait_for_function("phone.state().call === 'ended'")

@@ -8,21 +8,21 @@ import re
 
 import pytest
 from browser.conftest import LOCATION_1001, WebEdge
-from browser.ws_sip import WsSip
+from lab.webrtc_phone import WebRtcPhone
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(60)]
 
 
-def test_register_over_ws_tells_the_emergency_state(web_edge: WebEdge) -> None:
-    ready = WsSip(web_edge.http_port, "1001", "demo-1001")
-    without = WsSip(web_edge.http_port, "1002", "demo-1002")
-    try:
-        ok = ready.register()
+async def test_register_over_ws_tells_the_emergency_state(web_edge: WebEdge) -> None:
+    url = f"ws://127.0.0.1:{web_edge.http_port}/ws"
+    async with WebRtcPhone(url, "1001", "demo-1001") as ready, \
+            WebRtcPhone(url, "1002", "demo-1002") as without:
+        ok = await ready.register()
         assert ok.status == 200, ok
         assert ok.headers.values("x-emergency") == [f'available; location="{LOCATION_1001}"']
         assert not ok.headers.values("warning")
 
-        no = without.register()
+        no = await without.register()
         assert no.status == 200, no
         assert not no.headers.values("x-emergency")
         (warning,) = no.headers.values("warning")
@@ -30,8 +30,5 @@ def test_register_over_ws_tells_the_emergency_state(web_edge: WebEdge) -> None:
                             warning), warning
 
         # taking the binding away again: nothing about emergency calls to show
-        gone = ready.register(expires=0)
+        gone = await ready.register(expires=0)
         assert gone.status == 200 and not gone.headers.values("x-emergency")
-    finally:
-        ready.close()
-        without.close()

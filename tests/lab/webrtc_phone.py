@@ -25,7 +25,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from softphone.media.ice_ports import pin_host_candidates
 from softphone.media.ports import PortAllocator
 from softphone.sip.auth import AuthError, DigestClient
-from softphone.sip.message import Headers, SipRequest, SipResponse, parse_message
+from softphone.sip.message import (
+    Headers,
+    SipRequest,
+    SipResponse,
+    make_response,
+    parse_message,
+)
 
 RATE = 48000
 FRAME = RATE // 50
@@ -79,6 +85,7 @@ class WebRtcPhone:
         self.offer_sdp = b""
         self._reader: asyncio.Task[None] | None = None
         self._cseq = 0
+        self.reg_call_id = uuid.uuid4().hex
         self.early: SipResponse | None = None  # an 18x that brought early media
         self.last_request: SipRequest | None = None  # the last one sent (after a challenge)
         self._pairs: list[Any] = []
@@ -185,8 +192,9 @@ class WebRtcPhone:
     # ------------------------------------------------------------------ SIP
 
     async def register(self, expires: int = 300) -> SipResponse:
+        """REGISTER (``expires=0``: the binding taken away), on one Call-ID per phone."""
         req = self._request("REGISTER", f"sip:{self.domain}", to=f"<sip:{self.user}@{self.domain}>",
-                            from_tag=uuid.uuid4().hex[:8], call_id=uuid.uuid4().hex)
+                            from_tag=uuid.uuid4().hex[:8], call_id=self.reg_call_id)
         req.headers.add("Expires", str(expires))
         return await self._authorized(req)
 
@@ -300,6 +308,20 @@ class WebRtcPhone:
         self.answer_sdp = pc.localDescription.sdp.encode()
         await self.send(self._response(invite, 200, "OK", tag, self.answer_sdp))
         return invite
+
+    async def wait_request(self, method: str, timeout: float) -> SipRequest | None:
+        """The next ``method`` request from the edge, answered 200 (as JsSIP answers an INFO
+        it listens for); other requests meanwhile are answered 200 too."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    msg = await self.inbox.get()
+                    if isinstance(msg, SipRequest) and msg.method != "ACK":
+                        await self.send(make_response(msg, 200, "OK"))
+                        if msg.method == method:
+                            return msg
+        except TimeoutError:
+            return None
 
     def _response(self, req: SipRequest, status: int, reason: str, tag: str,
                   body: bytes = b"") -> SipResponse:

@@ -5,11 +5,14 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Real peers the lab tests start on loopback, the libraries the codecs load, and what Qt's
 # offscreen platform loads for the desktop window (GL/EGL, xkbcommon, fontconfig, D-Bus, a font);
-# PortAudio for the agent's sound devices; node and npm build the web phone's JsSIP bundle, and
-# its tests drive Debian's chromium (headless, through Playwright).
+# PortAudio for the agent's sound devices; the web phone's tests drive Debian's chromium
+# (headless, through Playwright). Node and npm build the web phone's JsSIP bundle: Debian's
+# nodejs and npm only where no npm is on the PATH (a Node.js from elsewhere, NodeSource's for
+# one, carries its own npm and conflicts with Debian's npm package).
 APT_PACKAGES := sip-tester baresip-core tshark kamailio libopus0 libspeexdsp1 gcc libc6-dev espeak-ng faketime mosquitto libportaudio2 \
                 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 libglib2.0-0 fonts-dejavu-core \
-                nodejs npm chromium chromium-driver
+                chromium chromium-driver
+NODE_PACKAGES := nodejs npm
 NATIVE_SRC   := $(wildcard native/src/*.c native/src/*.h) native/build_native.py
 
 .PHONY: run test venv webphone system-deps lab-deps lint typecheck pytest bench clean
@@ -56,6 +59,7 @@ lab-deps: $(PJ_VENV)/.installed
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  command -v npm >/dev/null || missing="$$missing $(NODE_PACKAGES)"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \

@@ -25,10 +25,9 @@ Everything is on 127.0.0.1, every process is started and stopped by its PID, eve
 bounded. Edge RTP (and its browser legs' ICE ports) in 23000-23999, the phones' ports in
 24000-24999.
 
-usage: python bench/webrtc.py [--quick] [--ns 1,2,5,10,20] [--secs S]
-       python bench/webrtc.py clients KIND N SIP_PORT HTTP_PORT FIRST_CALLER FIRST_CALLEE
-                              WARM SECS OUT_JSON
-       (internal: the phones; KIND browser or sip)
+usage: python bench/webrtc.py [--quick] [--ns 1,2,5,10,20] [--secs S] [--only browser|sip]
+       python bench/webrtc.py clients KIND N SIP_PORT HTTP_PORT WARM SECS OUT_JSON
+       (internal: the phones of one row; KIND browser or sip)
 """
 
 from __future__ import annotations
@@ -356,7 +355,6 @@ async def sip_phones(n: int, sip_port: int, http_port: int, warm: float,
 
         sender = asyncio.create_task(send_all())
 
-
         async def hang_up() -> list[bool]:
             assert sender is not None
             sender.cancel()
@@ -382,7 +380,15 @@ async def sip_phones(n: int, sip_port: int, http_port: int, warm: float,
 
 
 def clients_main(argv: list[str]) -> None:
-    kind, n, sip_port, http_port, warm, secs, out_path = argv
+    usage = ("usage: webrtc.py clients browser|sip N SIP_PORT HTTP_PORT WARM SECS OUT_JSON "
+             f"(N from 1 to {MAX_N})")
+    try:
+        kind, n, sip_port, http_port, warm, secs, out_path = argv
+        if kind not in ("browser", "sip") or not 1 <= int(n) <= MAX_N:
+            raise ValueError(kind)
+        float(warm), float(secs), int(sip_port), int(http_port)
+    except ValueError:
+        sys.exit(f"{usage}; got: {' '.join(argv)}")
     run = browsers if kind == "browser" else sip_phones
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
@@ -575,7 +581,10 @@ def main() -> None:
     args = ap.parse_args()
     ns = [1, 5] if args.quick else [1, 2, 5, 10, 20]
     if args.ns:
-        ns = [int(x) for x in args.ns.split(",")]
+        try:
+            ns = [int(x) for x in args.ns.split(",")]
+        except ValueError:
+            ap.error(f"--ns: comma-separated numbers, got {args.ns!r}")
     if not ns or min(ns) < 1 or max(ns) > MAX_N:
         ap.error(f"--ns: each N from 1 to {MAX_N}")
     secs = args.secs or (5.0 if args.quick else 10.0)
@@ -633,6 +642,7 @@ def main() -> None:
     finally:
         bench_edge.stop_all()
     print_table(rows, secs, idle)
+    print(f"load average after the run {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\n(total {time.monotonic() - t_start:.0f} s; raw rows as JSON on stderr, files in "
           f"{WORK})")
 

@@ -101,19 +101,24 @@ def judge(frames: list[tuple[float, int, np.ndarray]], start: float, end: float,
     position in units of ``step`` per 20-ms frame (RTP sequence: 1, timestamp: samples)."""
     win = [f for f in frames if start <= f[0] <= end]
     expected = round((end - start) / FRAME_S)
-    lost = 0
+    lost = events = 0
     for (_, a, _), (_, b, _) in zip(win, win[1:], strict=False):
         skipped = (b - a) // step - 1
-        lost += max(0, skipped)
+        if skipped > 0:
+            lost += skipped
+            events += 1
     rms = [float(np.sqrt(np.mean(p.astype(np.float64) ** 2))) if len(p) else 0.0
            for _, _, p in win]
     median = float(np.median(rms)) if rms else 0.0
     quiet = [k for k, r in enumerate(rms) if r < SILENT * median or r < 50.0]
     silent = len(quiet)
+    events += sum(1 for j, k in enumerate(quiet) if j == 0 or quiet[j - 1] != k - 1)
     short = max(0, expected - len(win) - lost - 2)  # 2: where the window's edges fall
     pcm = np.concatenate([p for _, _, p in win]) if win else np.zeros(0, np.int16)
+    events += 1 if short else 0
     return {"expected": expected, "frames": len(win), "lost": lost, "short": short,
-            "silent": silent, "gaps": lost + short + silent, "median_rms": round(median),
+            "silent": silent, "gaps": lost + short + silent, "events": events,
+            "median_rms": round(median),
             "tone": round(tone_share(pcm, hz, rate), 3),
             "rms_all": [round(r) for r in rms],  # in the work folder, for a look at a gap
             "silent_at_s": [round(win[k][0] - start, 2) for k in quiet[:20]],
@@ -242,6 +247,8 @@ async def window(out: dict[str, Any], phones: list[Any], heard: Callable[[Any], 
         per.append(judge(p.frames, start, end, p.step, p.tone_hz, p.rate))
     out["phones"] = per
     out["gaps"] = sum(x["gaps"] for x in per)
+    out["gap_events"] = sum(x["events"] for x in per)
+    out["expected"] = sum(x["expected"] for x in per)
     out["tone_ok"] = sum(1 for x in per if x["tone"] >= 0.5)
     return out
 
@@ -553,7 +560,8 @@ def fmt_row(n: int, b: dict[str, Any] | None, s: dict[str, Any] | None) -> str:
             return "error", "-", "-", "-"
         per = r["edge_cpu_pct"] / n
         calls = f"{r['answered']}/{n}"
-        return f"{per:.2f}", str(r["gaps"]), calls, f"{r['client_cpu_pct']:.0f}"
+        gaps = f"{r['gaps']}/{r['gap_events']}"
+        return f"{per:.2f}", gaps, calls, f"{r['client_cpu_pct']:.0f}"
     bp, bg, bc, bcl = part(b)
     sp, sg, sc, scl = part(s)
     ratio = "-"
@@ -563,7 +571,7 @@ def fmt_row(n: int, b: dict[str, Any] | None, s: dict[str, Any] | None) -> str:
     runq = "/".join(f"{r['edge_runq_pct']:.0f}" for r in (b, s)
                     if r is not None and "edge_runq_pct" in r) or "-"
     verdict = " / ".join("-" if r is None else r["why"] for r in (b, s))
-    return (f"{n:>3} {bp:>12} {bg:>5} {bc:>6} {bcl:>6} {sp:>12} {sg:>5} {sc:>6} {scl:>6} "
+    return (f"{n:>3} {bp:>13} {bg:>9} {bc:>6} {bcl:>6} {sp:>14} {sg:>9} {sc:>6} {scl:>6} "
             f"{ratio:>6} {runq:>7}  {verdict}")
 
 
@@ -635,8 +643,11 @@ def main() -> None:
                           file=sys.stderr, flush=True)
                     got[kind] = r
             rows.append((n, got["browser"], got["sip"]))
-            lead = got["browser"] or got["sip"]  # the browser side decides, when it runs
-            if lead is not None and not lead["ok"]:
+            # the browser side decides, when it runs: failed calls or a saturated edge end the
+            # climb; gaps do not (on a shared host a stall of another tenant makes a few at
+            # any N, and the CPU per leg at the next N is still worth having)
+            lead = got["browser"] or got["sip"]
+            if lead is not None and {"calls", "edge-cpu"} & set(lead["why"].split(",")):
                 break
         bench_edge.stop(uas, signal.SIGUSR1)
     finally:
@@ -651,8 +662,8 @@ def print_table(rows: list[tuple[int, dict[str, Any] | None, dict[str, Any] | No
                 secs: float, idle: float) -> None:
     print(f"\nN browser legs (aiortc, Opus) -> edge (CPU 0) -> PCMA echo callees, beside N "
           f"SIP Opus -> PCMA transcoded calls; phones and sipp on CPU 1; {secs:.0f} s window")
-    print(f"{'N':>3} {'browser %/leg':>12} {'gaps':>5} {'calls':>6} {'cli %':>6} "
-          f"{'SIP-SIP %/call':>12} {'gaps':>5} {'calls':>6} {'cli %':>6} {'ratio':>6} "
+    print(f"{'N':>3} {'browser %/leg':>13} {'gaps f/ev':>9} {'calls':>6} {'cli %':>6} "
+          f"{'SIP-SIP %/call':>14} {'gaps f/ev':>9} {'calls':>6} {'cli %':>6} {'ratio':>6} "
           f"{'runq %':>7}  verdict")
     for n, b, s in rows:
         print(fmt_row(n, b, s))
@@ -664,8 +675,10 @@ def print_table(rows: list[tuple[int, dict[str, Any] | None, dict[str, Any] | No
         top = no_gaps(ran[-1][1])
         print(f"largest N with no audio gaps, {label}: {max(clean, default=0)}"
               f"{'+ (none failed)' if top else ''}")
-    print(f"(edge idle {idle:.2f} %; ratio = browser CPU / SIP-SIP CPU at the same N; runq % = "
-          "share of the window the edge waited for its CPU, browser/SIP)")
+    print(f"(edge idle {idle:.2f} %; %/leg = edge CPU (% of one core) / N; gaps f/ev = 20-ms "
+          "frames missing or silent / runs of them, all phones; cli % = the phones' process on "
+          "CPU 1; ratio = browser CPU / SIP-SIP CPU at the same N; runq % = share of the window "
+          "the edge waited for its CPU, browser/SIP)")
 
 
 def no_gaps(r: dict[str, Any] | None) -> bool:

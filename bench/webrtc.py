@@ -10,7 +10,7 @@ bench/webrtc.py clients ...``, pinned to CPU 1 with the sipp UAS).
 
 Beside each row, in the same run and against the same edge and callees, the same number of
 SIP-to-SIP transcoded calls: plain SIP phones over UDP (the project's ``UserAgent``) offering
-only Opus, sending pre-encoded Opus frames of a tone, to the same PCMA echo callees (Opus <->
+only Opus, sending a tone encoded in Opus, to the same PCMA echo callees (Opus <->
 PCMA through the same bridge): what a browser leg costs beyond a transcoded SIP leg.
 
 Measured over a steady window (after every call of the row is answered and a warm-up):
@@ -267,13 +267,13 @@ async def sip_phones(n: int, sip_port: int, http_port: int, warm: float,
     loop = asyncio.get_running_loop()
 
     class Probe(asyncio.DatagramProtocol):
-        """Sends the pre-encoded tone, keeps (arrival, sequence, payload) of what comes back."""
+        """Sends the tone in Opus, keeps (arrival, sequence, payload) of what comes back."""
 
         def __init__(self, hz: float, pt: int, remote: tuple[str, int]) -> None:
-            codec = OpusFrameCodec(pt, internal_rate=RATE, complexity=5)
-            pcm = frame_of(hz)
-            # 50 packets of the encoder past its start-up, replayed in turn
-            self.packets = [codec.encode(pcm) for _ in range(60)][10:]
+            # encoded as it goes, as a phone does (a loop of pre-encoded packets clicks where
+            # it wraps: the decoder's state does not match the packet that follows)
+            self.codec = OpusFrameCodec(pt, internal_rate=RATE, complexity=5)
+            self.pcm = frame_of(hz)
             self.pt, self.remote, self.tone_hz = pt, remote, hz
             self.received: list[tuple[float, int, bytes]] = []
             self.transport: asyncio.DatagramTransport | None = None
@@ -295,7 +295,7 @@ async def sip_phones(n: int, sip_port: int, http_port: int, warm: float,
             if self.transport is None or self.transport.is_closing():
                 return
             header = build_header(self.pt, self.seq, self.ts, self.ssrc, marker=self.sent == 0)
-            self.transport.sendto(header + self.packets[self.sent % 50], self.remote)
+            self.transport.sendto(header + self.codec.encode(self.pcm), self.remote)
             self.seq = (self.seq + 1) & 0xFFFF
             self.ts = (self.ts + 960) & 0xFFFFFFFF
             self.sent += 1

@@ -36,12 +36,14 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import re
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -455,25 +457,33 @@ def wait_idle(data: Path, timeout: float = 20.0) -> bool:
     return False
 
 
-def read_line(proc: subprocess.Popen[str], want: str, timeout: float) -> None:
-    """Wait (bounded) for the line ``want`` on the driver's stdout."""
-    assert proc.stdout is not None
-    end = time.monotonic() + timeout
-    import selectors
+def line_reader(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The driver's stdout lines, read by a thread (a buffered reader under a selector could
+    hold a line the selector no longer sees)."""
+    lines: queue.Queue[str] = queue.Queue()
 
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        while time.monotonic() < end:
-            if not sel.select(max(0.0, end - time.monotonic())):
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.strip() == want:
-                return
-    finally:
-        sel.close()
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put("")  # EOF
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def read_line(lines: queue.Queue[str], want: str, timeout: float) -> None:
+    """Wait (bounded) for the line ``want`` from the driver."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if line == want:
+            return
+        if line == "":
+            break
     raise RuntimeError(f"the phones did not say {want} within {timeout:.0f} s")
 
 
@@ -486,15 +496,16 @@ def run_row(kind: str, n: int, edge: subprocess.Popen[Any], sip_port: int, http_
          str(http_port), str(warm), str(secs), str(out)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
     bench_edge._procs.append(proc)
+    lines = line_reader(proc)
     row: dict[str, Any] = {"kind": kind, "n": n}
     try:
-        read_line(proc, "START", 60 + warm)
+        read_line(lines, "START", 60 + warm)
         w0 = bench_edge.runq_wait_s(edge.pid)
         c0, t0 = bench_edge.cpu_ticks(edge.pid), time.perf_counter()
-        read_line(proc, "END", secs + 10)
+        read_line(lines, "END", secs + 10)
         c1, t1 = bench_edge.cpu_ticks(edge.pid), time.perf_counter()
         w1 = bench_edge.runq_wait_s(edge.pid)
-        read_line(proc, "DONE", 60)
+        read_line(lines, "DONE", 60)
         proc.wait(10)
         row.update(json.loads(out.read_text()))
         row["edge_cpu_pct"] = 100.0 * (c1 - c0) / bench_edge.TCK / (t1 - t0)
@@ -515,6 +526,8 @@ def run_row(kind: str, n: int, edge: subprocess.Popen[Any], sip_port: int, http_
         why.append("edge-cpu")
     if row.get("client_cpu_pct", 0.0) > CPU_LIMIT:
         why.append("load-cpu")  # the phones themselves fell behind: the row says little
+    if not row["idle"]:
+        why.append("not-idle")  # calls or ports still held 20 s after the row: the next is off
     row["ok"] = not why
     row["why"] = ",".join(why) or "ok"
     if "error" in row:
@@ -647,7 +660,7 @@ def main() -> None:
             # climb; gaps do not (on a shared host a stall of another tenant makes a few at
             # any N, and the CPU per leg at the next N is still worth having)
             lead = got["browser"] or got["sip"]
-            if lead is not None and {"calls", "edge-cpu"} & set(lead["why"].split(",")):
+            if lead is not None and {"calls", "edge-cpu", "not-idle"} & set(lead["why"].split(",")):
                 break
         bench_edge.stop(uas, signal.SIGUSR1)
     finally:

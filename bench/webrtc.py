@@ -685,9 +685,11 @@ def print_table(rows: list[tuple[int, dict[str, Any] | None, dict[str, Any] | No
         if not ran:
             continue
         clean = [n for n, r in ran if no_gaps(r)]
-        top = no_gaps(ran[-1][1])
+        dirty = [str(n) for n, r in ran if not no_gaps(r)]
+        # '+': every row was clean, so the real limit is above the largest N tried
         print(f"largest N with no audio gaps, {label}: {max(clean, default=0)}"
-              f"{'+ (none failed)' if top else ''}")
+              f"{'+' if not dirty else ''}"
+              f"{'; gaps at N = ' + ', '.join(dirty) if dirty else ' (no row had a gap)'}")
     print(f"(edge idle {idle:.2f} %; %/leg = edge CPU (% of one core) / N; gaps f/ev = 20-ms "
           "frames missing or silent / runs of them, all phones; cli % = the phones' process on "
           "CPU 1; ratio = browser CPU / SIP-SIP CPU at the same N; runq % = share of the window "

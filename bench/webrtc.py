@@ -483,7 +483,7 @@ def read_line(lines: queue.Queue[str], want: str, timeout: float) -> None:
         if line == want:
             return
         if line == "":
-            break
+            raise RuntimeError(f"the phones' process ended before {want} (its stderr below)")
     raise RuntimeError(f"the phones did not say {want} within {timeout:.0f} s")
 
 
@@ -666,6 +666,11 @@ def main() -> None:
     finally:
         bench_edge.stop_all()
     print_table(rows, secs, idle)
+    for n, *pair in rows:
+        for r in pair:
+            if r is not None and "error" in r:
+                tail = str(r.get("stderr", "")).strip().splitlines()[-1:]
+                print(f"{r['kind']} N={n}: {r['error']}{': ' + tail[0] if tail else ''}")
     print(f"load average after the run {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\n(total {time.monotonic() - t_start:.0f} s; raw rows as JSON on stderr, files in "
           f"{WORK})")

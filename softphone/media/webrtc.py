@@ -25,6 +25,7 @@ codecs already use, is its media layer); this module joins it to the edge's medi
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
@@ -136,6 +137,7 @@ class _BridgeTrack(MediaStreamTrack):
         super().__init__()
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_QUEUED)
         self.dropped = 0
+        self.stereo = False  # frames in stereo (what aiortc's Opus encoder takes)
         self._pts = 0
 
     def push(self, pcm: bytes) -> None:
@@ -148,8 +150,18 @@ class _BridgeTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         pcm = await self.queue.get()
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
+        if self.stereo:
+            # the same sample on both channels: aiortc's own upmix (for Opus, which it sends
+            # in stereo) is an equal-power one, 3 dB down, which the browser would hear
+            mono = array.array("h", pcm)
+            both = array.array("h", bytes(2 * len(pcm)))
+            both[0::2] = mono
+            both[1::2] = mono
+            frame = av.AudioFrame(format="s16", layout="stereo", samples=FRAME_SAMPLES)
+            frame.planes[0].update(both.tobytes())
+        else:
+            frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+            frame.planes[0].update(pcm)
         frame.sample_rate = PCM_RATE
         frame.pts = self._pts
         frame.time_base = fractions.Fraction(1, PCM_RATE)
@@ -326,6 +338,7 @@ class WebRtcEndpoint:
             codecs = getattr(transceiver, "_codecs", None) or []
             if codecs and self.pc.remoteDescription is not None:
                 self.codec = codecs[0].mimeType.split("/", 1)[1]
+                self.session.track.stereo = self.codec.lower() == "opus"
                 return
 
     def _filtered(self, sdp: bytes) -> str:

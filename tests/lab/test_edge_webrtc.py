@@ -10,6 +10,7 @@ UDP SIP) and the browser phone hearing each other's tones, transcoded OPUS <-> P
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from lab.baresip_peer import available as baresip_available
 from lab.conftest import take_ports
 from lab.edge_proc import EdgeProcess
 from lab.netutil import edge_pid, udp_ports_of
-from lab.webrtc_phone import RATE, WebRtcPhone
+from lab.webrtc_phone import AMPLITUDE, RATE, WebRtcPhone
 
 from softphone.media.tone import rms
 
@@ -85,6 +86,10 @@ async def test_a_browser_calls_600_and_hears_itself_on_ports_of_the_range(
     heard = bytes(phone.heard)
     assert len(heard) > RATE * 2, f"only {len(heard) / 2 / RATE:.2f} s heard"
     assert strongest_window(heard, 1000, rate=RATE) > 0.6
+    # at the level it was sent (within 2 dB), not 3 dB down by an upmix on the way back
+    sent = AMPLITUDE / math.sqrt(2)
+    level = rms(heard[len(heard) // 2:])
+    assert 0.79 * sent < level < 1.26 * sent, f"echo at {20 * math.log10(level / sent):.1f} dB"
 
 
 @pytest.mark.skipif(not baresip_available(), reason="baresip with opus.so not installed")

@@ -35,6 +35,7 @@ from softphone.sip.message import (
 
 RATE = 48000
 FRAME = RATE // 50
+AMPLITUDE = 8000  # the tone's peak: its RMS is AMPLITUDE / sqrt(2)
 
 
 class ToneTrack(MediaStreamTrack):
@@ -56,10 +57,14 @@ class ToneTrack(MediaStreamTrack):
         if due > loop.time():
             await asyncio.sleep(due - loop.time())
         samples = array.array("h", (
-            int(8000 * math.sin(2 * math.pi * self.hz * (self._n + i) / RATE)) if self.hz else 0
-            for i in range(FRAME)))
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME)
-        frame.planes[0].update(samples.tobytes())
+            int(AMPLITUDE * math.sin(2 * math.pi * self.hz * (self._n + i) / RATE))
+            if self.hz else 0 for i in range(FRAME)))
+        # in stereo, as a browser sends Opus: aiortc would upmix mono 3 dB down
+        both = array.array("h", bytes(4 * FRAME))
+        both[0::2] = samples
+        both[1::2] = samples
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=FRAME)
+        frame.planes[0].update(both.tobytes())
         frame.sample_rate = RATE
         frame.pts = self._n
         frame.time_base = fractions.Fraction(1, RATE)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 from softphone.codecs.offer_answer import Negotiated, OfferAnswerError, outcome_of
 from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.bindings import Binding
+from softphone.edge.call import CallState
+from softphone.edge.registrar import binding_destination
 from softphone.media.call import CallMedia
 from softphone.media.webrtc import WebRtcError, is_webrtc_offer
 from softphone.sip.transaction import ServerTransaction
@@ -123,6 +125,36 @@ class BrowserLegs:
     async def offer(self, call: Call, leg: str) -> bytes:
         """aiortc's offer for the browsers rung on ``leg`` ("b", or "w" beside desk phones)."""
         return await call.media.webrtc(leg, self._codecs()).offer()
+
+    async def ring(self, call: Call, web: list[Binding], from_value: str, leg: str) -> None:
+        """INVITE the callee's browsers with aiortc's offer on ``leg`` (made first: a few ms);
+        when it cannot be made, the call fails as if they had (503 when nobody else rings)."""
+        room = self.room
+        try:
+            body = await self.offer(call, leg)
+        except Exception as exc:
+            call.ringing_browsers = False
+            if call.state is CallState.ENDED:
+                return
+            log.warning("call %s: no offer for the callee's browsers: %s", call.key, exc)
+            if not call.forks:
+                room._end(call, "media-error", status=503,
+                          reason="Service Unavailable: the browser leg could not be made",
+                          extra=[("Retry-After", str(room.retry_after))])
+            elif all(f.final != 0 for f in call.forks):
+                last = call.forks[-1]
+                room._on_fork_failed(call, last, last.final, "Call Failed")
+            room.flush()
+            return
+        call.ringing_browsers = False
+        if call.state not in (CallState.ROUTING, CallState.EARLY):
+            return
+        offer = parse_sdp(body)
+        for b in web:
+            room._send_b_invite(call, b.contact, binding_destination(b), from_value,
+                                f"<sip:{call.callee}@{room.domain}>", body,
+                                extra=[("Route", hop) for hop in b.path], offer=offer, leg=leg)
+        room.flush()
 
     def negotiated(self, fork: Fork, answer: bytes) -> Negotiated | None:
         """What the browser's answer agreed (None when unusable: the caller gets 502)."""

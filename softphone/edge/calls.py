@@ -244,37 +244,9 @@ class CallsRoom(Room):
                                     extra=[("Route", hop) for hop in b.path])
         if web:
             call.ringing_browsers = True
-            self._spawn(self._ring_browsers(call, web, from_value,
-                                            WEB_FORK_LEG if len(web) < len(bindings) else "b"),
+            self._spawn(self.browsers.ring(call, web, from_value,
+                                           WEB_FORK_LEG if len(web) < len(bindings) else "b"),
                         call)
-
-    async def _ring_browsers(self, call: Call, web: list[Binding], from_value: str,
-                             leg: str) -> None:
-        try:
-            body = await self.browsers.offer(call, leg)
-        except Exception as exc:
-            call.ringing_browsers = False
-            if call.state is CallState.ENDED:
-                return
-            log.warning("call %s: no offer for the callee's browsers: %s", call.key, exc)
-            if not call.forks:
-                self._end(call, "media-error", status=503,
-                          reason="Service Unavailable: the browser leg could not be made",
-                          extra=[("Retry-After", str(self.retry_after))])
-            elif all(f.final != 0 for f in call.forks):
-                last = call.forks[-1]
-                self._on_fork_failed(call, last, last.final, "Call Failed")
-            self.flush()
-            return
-        call.ringing_browsers = False
-        if call.state not in (CallState.ROUTING, CallState.EARLY):
-            return
-        offer = parse_sdp(body)
-        for b in web:
-            self._send_b_invite(call, b.contact, binding_destination(b), from_value,
-                                f"<sip:{call.callee}@{self.domain}>", body,
-                                extra=[("Route", hop) for hop in b.path], offer=offer, leg=leg)
-        self.flush()
 
     def _caller_display(self, call: Call) -> str:
         """The display name of our INVITE's From: a local caller's name from the user table

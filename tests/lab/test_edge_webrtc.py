@@ -285,3 +285,65 @@ async def test_a_browser_holds_and_resumes_with_a_new_offer(edge: EdgeProcess) -
     assert during < RATE * 2 * 0.2, f"{during / 2 / RATE:.2f} s heard while on hold"
     assert len(after) > RATE * 2, f"{len(after) / 2 / RATE:.2f} s heard after resuming"
     assert strongest_window(after, 1000, rate=RATE) > 0.6, "601's tone did not come back"
+
+
+async def _range_idle(edge: EdgeProcess, within: float = 3.0) -> set[int]:
+    """The edge's UDP ports in the RTP range, once it has let them go (or after ``within``)."""
+    end = time.monotonic() + within
+    while True:
+        held = {p for p in udp_ports_of(edge_pid(edge)) if RTP[0] <= p <= RTP[1]}
+        if not held or time.monotonic() > end:
+            return held
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.skipif(not baresip_available(), reason="baresip with opus.so not installed")
+async def test_a_user_on_a_desk_phone_and_a_browser_rings_on_both(edge: EdgeProcess,
+                                                                  tmp_path: Path) -> None:
+    """1002 is registered on a baresip desk phone and in a browser. A call rings both (the
+    browser with aiortc's offer on a port of its own): first the browser answers, the desk
+    phone stops ringing and the two browsers hear each other; then the desk phone answers,
+    the browser is cancelled. After each call every port of the range is free again."""
+    b_sip, _, b_ctl = take_ports(3)
+    where = f"127.0.0.1:{edge.sip_port}"
+    desk = Baresip(tmp_path, "desk", b_sip, b_ctl, 34800, account("1002", "demo-1002", where),
+                   freq=440)
+    try:
+        await asyncio.to_thread(desk.start)
+        assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
+        url = ws_url(edge)
+        async with WebRtcPhone(url, "1001", "demo-1001", rtp=PHONE_RTP, tone_hz=1000) as a, \
+                WebRtcPhone(url, "1002", "demo-1002", rtp=(20840, 20859), tone_hz=700) as b:
+            assert (await a.register()).status == 200
+            assert (await b.register()).status == 200
+            # 1. the browser answers
+            answering = asyncio.create_task(b.answer_next(15))
+            resp, invite = await a.call("1002")
+            await answering
+            assert resp.status == 200, resp
+            assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10), desk.log()
+            await asyncio.sleep(3.0)
+            assert (await a.hang_up(invite, resp)).status == 200
+            heard_a, heard_b = bytes(a.heard), bytes(b.heard)
+            assert not await _range_idle(edge), "ports kept after the browser's call"
+            # 2. the desk phone answers; the browser only rings
+            desk.events.clear()
+            ringing = asyncio.create_task(b.wait_request("INVITE", 15))
+            calling = asyncio.create_task(a.call("1002"))
+            assert await ringing is not None
+            assert await asyncio.to_thread(desk.wait_event, "CALL_INCOMING", 10), desk.log()
+            desk.send("accept", token="acc")
+            resp2, invite2 = await calling
+            assert resp2.status == 200, resp2
+            cancel = await b.wait_request("CANCEL", 5)
+            assert cancel is not None, "the browser was not cancelled"
+            a.heard.clear()
+            await asyncio.sleep(3.0)
+            heard_desk = bytes(a.heard)
+            assert (await a.hang_up(invite2, resp2)).status == 200
+            assert not await _range_idle(edge), "ports kept after the desk phone's call"
+    finally:
+        await asyncio.to_thread(desk.stop)
+    assert strongest_window(heard_a, 700, rate=RATE) > 0.6, "1001 did not hear the browser"
+    assert strongest_window(heard_b, 1000, rate=RATE) > 0.6, "the browser did not hear 1001"
+    assert strongest_window(heard_desk, 440, rate=RATE) > 0.6, "1001 did not hear the desk"

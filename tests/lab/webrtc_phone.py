@@ -91,6 +91,7 @@ class WebRtcPhone:
         self._reader: asyncio.Task[None] | None = None
         self._cseq = 0
         self.reg_call_id = uuid.uuid4().hex
+        self._ringing: tuple[SipRequest, str] | None = None  # an INVITE rung, not answered
         self.early: SipResponse | None = None  # an 18x that brought early media
         self.last_request: SipRequest | None = None  # the last one sent (after a challenge)
         self._pairs: list[Any] = []
@@ -315,16 +316,26 @@ class WebRtcPhone:
         return invite
 
     async def wait_request(self, method: str, timeout: float) -> SipRequest | None:
-        """The next ``method`` request from the edge, answered 200 (as JsSIP answers an INFO
-        it listens for); other requests meanwhile are answered 200 too."""
+        """The next ``method`` request from the edge, answered as a phone that does not pick
+        up: an INVITE rings (180), a CANCEL ends that ringing (200, then 487 to the INVITE),
+        anything else gets 200 (as JsSIP answers an INFO it listens for)."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     msg = await self.inbox.get()
-                    if isinstance(msg, SipRequest) and msg.method != "ACK":
+                    if not isinstance(msg, SipRequest) or msg.method == "ACK":
+                        continue
+                    if msg.method == "INVITE":
+                        self._ringing = (msg, uuid.uuid4().hex[:8])
+                        await self.send(self._response(msg, 180, "Ringing", self._ringing[1]))
+                    else:
                         await self.send(make_response(msg, 200, "OK"))
-                        if msg.method == method:
-                            return msg
+                    if msg.method == "CANCEL" and self._ringing is not None:
+                        invite, tag = self._ringing
+                        self._ringing = None
+                        await self.send(self._response(invite, 487, "Request Terminated", tag))
+                    if msg.method == method:
+                        return msg
         except TimeoutError:
             return None
 

@@ -433,6 +433,7 @@
   // ------------------------------------------------------------------ calls
 
   const PC_CONFIG = { iceServers: [] }; // the edge terminates the media: no STUN/TURN needed
+  const ICE_GATHER_MS = 300; // candidate gathering ends this long after the first candidate
 
   function call() {
     if (!ua || session) return;
@@ -479,6 +480,13 @@
     }
     if (s.connection) watchPeer(s.connection);
     s.on("peerconnection", (e) => watchPeer(e.peerconnection));
+    // the edge answers with a host candidate and needs no more than ours: the INVITE (or
+    // the 200) leaves ICE_GATHER_MS after the first candidate, not when the browser has
+    // finished trying every interface
+    let iceReady = null;
+    s.on("icecandidate", (e) => {
+      if (iceReady === null) iceReady = setTimeout(e.ready, ICE_GATHER_MS);
+    });
     s.on("progress", () => {
       if (originator === "local") setCall("ringing", "ringing…");
     });

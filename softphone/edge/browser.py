@@ -8,9 +8,9 @@ is only where offer/answer happens: not in ``softphone.codecs.offer_answer`` but
 - a caller's INVITE with a DTLS-SRTP offer (``answer``): aiortc's answer is made (a few ms:
   host candidate only, on the leg's reserved port) before the call goes on; a CANCEL meanwhile
   is answered 487 and the port given back (``cancel``);
-- a call to a user with a browser registered (``offer``): the browser's INVITE carries
+- a call to a user with a browser registered (``ring``): the browser's INVITE carries
   aiortc's offer, from its own port when desk phones of the same user ring too (leg "w"),
-  moved to leg "b" if the browser answers (``won``), given back if it does not (``lost``);
+  moved to leg "b" if the browser answers, given back if a desk phone does (``won``);
 - a browser's re-INVITE (hold, resume: ``renegotiate``).
 
 A binding is a browser's when it registered over WebSocket (``Binding.device_class``).

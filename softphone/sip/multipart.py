@@ -71,10 +71,10 @@ def boundary_of(content_type: str) -> str:
 
 
 def _part(raw: bytes) -> BodyPart:
+    if raw.startswith(b"\r\n"):  # no headers at all: the body follows the empty line (and
+        return BodyPart((), raw[2:])  # may itself hold an empty line: b"\r\n" stays itself)
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
-        if raw.startswith(b"\r\n"):  # no headers at all: the body follows the empty line
-            return BodyPart((), raw[2:])
         raise MultipartError("a part has no empty line after its headers")
     headers: list[tuple[str, str]] = []
     for line in head.split(b"\r\n"):

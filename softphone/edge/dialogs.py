@@ -8,6 +8,7 @@ import ipaddress
 import logging
 
 from softphone.codecs.offer_answer import (
+    Negotiated,
     NoCommonCodec,
     OfferAnswerError,
     answer_offer,
@@ -114,6 +115,11 @@ class DialogsRoom(CallsRoom):
             self._respond(txn, 488, "Not Acceptable Here",
                           extra=[("Warning", f'399 {self.domain} "{exc}"')])
             return
+        self._reinvited(call, leg, txn, tag, neg)
+
+    def _reinvited(self, call: Call, leg: str, txn: ServerTransaction, tag: str,
+                   neg: Negotiated) -> None:
+        """The new offer answered: the leg's outcome kept, our 200, its media updated."""
         if leg == "a":
             call.a_neg = neg
         else:
@@ -133,13 +139,7 @@ class DialogsRoom(CallsRoom):
             return
         if call.state is CallState.ENDED:
             return
-        if leg == "a":
-            call.a_neg = neg
-        else:
-            call.b_neg = neg
-        self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
-        if leg in call.media.sessions:
-            call.media.update(leg, neg)
+        self._reinvited(call, leg, txn, tag, neg)
         self.flush()
 
 

@@ -28,8 +28,9 @@ from softphone.codecs.sdp import SdpError, SessionDescription, parse_sdp
 from softphone.edge.bindings import Binding
 from softphone.edge.call import CallState
 from softphone.edge.registrar import binding_destination
+from softphone.edge.room import quoted
 from softphone.media.call import CallMedia
-from softphone.media.webrtc import WebRtcError, is_webrtc_offer
+from softphone.media.webrtc import WebRtcError
 from softphone.sip.transaction import ServerTransaction
 
 if TYPE_CHECKING:
@@ -48,8 +49,9 @@ def is_browser(binding: Binding) -> bool:
 
 
 def is_browser_offer(offer: SessionDescription) -> bool:
-    return any(m.media == "audio" and m.port and m.proto.upper().endswith("/SAVPF")
-               for m in offer.media) and is_webrtc_offer(offer.to_bytes())
+    """An offer with DTLS-SRTP audio (``UDP/TLS/RTP/SAVPF``): a browser's, for aiortc."""
+    return any(m.media == "audio" and m.port and m.proto.upper() == "UDP/TLS/RTP/SAVPF"
+               for m in offer.media)
 
 
 @dataclass
@@ -99,7 +101,7 @@ class BrowserLegs:
                     refused(str(exc))
                 else:
                     room._respond(txn, 488, "Not Acceptable Here", extra=[
-                        ("Warning", f'399 {room.domain} "{_quoted(str(exc))}"')])
+                        ("Warning", f'399 {room.domain} "{quoted(str(exc))}"')])
                 room.flush()
                 return
             if self._pending.pop(call_id, None) is None:
@@ -184,6 +186,3 @@ class BrowserLegs:
         return outcome_of(parse_sdp(sdp), parse_sdp(offer), we_answered=True,
                           agent=self.room.domain)
 
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")

@@ -193,6 +193,21 @@ def sipp_files(name: str) -> list[str]:
             "-trace_screen", "-screen_file", str(WORK / f"{name}.screen")]
 
 
+def bench_policy() -> Path:
+    """The shipped policy with the automated-dialing heuristics and the daily short-call
+    average switched off, nothing else (a load generator dials like a machine), in WORK."""
+    policy = (ROOT / "configs" / "policy.toml").read_text()
+    # the largest values the policy loader accepts; a run places < 100 calls per caller
+    for key, value in (("max_attempts", "100000"), ("gap_streak", "1000"),
+                       ("threshold", "100000")):
+        policy, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", policy, count=1)
+        if n != 1:
+            raise RuntimeError(f"policy.toml has no {key} any more: update bench/edge.py")
+    pol = WORK / "policy.toml"
+    pol.write_text(policy)
+    return pol
+
+
 def bench_configs() -> tuple[Path, Path, list[Path], Path]:
     """Edge config (the shipped one, bench users instead of the demo ones), bench policy, and
     the sipp injection files: one caller list per UAC instance, and the callees."""
@@ -212,17 +227,7 @@ def bench_configs() -> tuple[Path, Path, list[Path], Path]:
                      f'password = "bench-{ext}"\nextra_channels = {extra}\n')
     cfg = WORK / "edge.toml"
     cfg.write_text(edge_text + "\n".join(users))
-    policy = (ROOT / "configs" / "policy.toml").read_text()
-    # a load generator dials like a machine: switch off the two automated-dialing heuristics
-    # and the daily short-call average, nothing else
-    # (the largest values the policy loader accepts; a run places < 100 calls per caller)
-    for key, value in (("max_attempts", "100000"), ("gap_streak", "1000"),
-                       ("threshold", "100000")):
-        policy, n = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", policy, count=1)
-        if n != 1:
-            raise RuntimeError(f"policy.toml has no {key} any more: update bench/edge.py")
-    pol = WORK / "policy.toml"
-    pol.write_text(policy)
+    pol = bench_policy()
 
     def auth(ext: int) -> str:
         # sipp expands a keyword found in an injected field, not a field inside a keyword

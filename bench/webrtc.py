@@ -134,35 +134,9 @@ async def browsers(n: int, sip_port: int, http_port: int, warm: float,
     import av
     from aiortc import MediaStreamTrack
     from aiortc.mediastreams import MediaStreamError
-    from lab import webrtc_phone
-    from lab.webrtc_phone import ToneTrack, WebRtcPhone
+    from lab.webrtc_phone import WebRtcPhone
 
     del sip_port
-
-    class Tone(ToneTrack):
-        """The lab phone's tone, one 20-ms frame computed once (its own track computes 960
-        sines per frame in Python, which N phones in one process cannot afford)."""
-
-        def __init__(self, hz: float) -> None:
-            super().__init__(hz)
-            self.pcm = frame_of(hz)
-
-        async def recv(self) -> av.AudioFrame:
-            loop = asyncio.get_running_loop()
-            if self._start is None:
-                self._start = loop.time()
-            due = self._start + self._n / RATE
-            if due > loop.time():
-                await asyncio.sleep(due - loop.time())
-            frame = av.AudioFrame(format="s16", layout="mono", samples=len(self.pcm) // 2)
-            frame.planes[0].update(self.pcm)
-            frame.sample_rate = RATE
-            frame.pts = self._n
-            frame.time_base = webrtc_phone.fractions.Fraction(1, RATE)
-            self._n += len(self.pcm) // 2
-            return frame
-
-    webrtc_phone.ToneTrack = Tone  # type: ignore[misc]  # what call() puts on its transceiver
 
     class Phone(WebRtcPhone):
         """Keeps each decoded frame with its arrival time and RTP timestamp (pts)."""
@@ -427,14 +401,7 @@ def bench_configs() -> tuple[Path, Path, Path]:
              for base in (BROWSERS, SIP_CALLERS, CALLEES) for ext in range(base, base + MAX_N)]
     cfg = WORK / "edge.toml"
     cfg.write_text(text + "\n".join(users))
-    policy = (ROOT / "configs" / "policy.toml").read_text()
-    for key, value in (("max_attempts", "100000"), ("gap_streak", "1000"),
-                       ("threshold", "100000")):
-        policy, k = re.subn(rf"(?m)^{key} = \d+", f"{key} = {value}", policy, count=1)
-        if k != 1:
-            raise RuntimeError(f"policy.toml has no {key} any more: update bench/webrtc.py")
-    pol = WORK / "policy.toml"
-    pol.write_text(policy)
+    pol = bench_edge.bench_policy()  # in our WORK (bench_edge.WORK is ours)
     callees = WORK / "callees.csv"
     callees.write_text("SEQUENTIAL\n" + "".join(
         f"{ext};[authentication username={ext} password=bench-{ext}];\n"

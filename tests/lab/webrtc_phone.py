@@ -48,6 +48,10 @@ class ToneTrack(MediaStreamTrack):
         self.hz = hz
         self._n = 0
         self._start: float | None = None
+        # a tone of a whole number of periods per frame (a multiple of 50 Hz) is the same
+        # frame every time: computed once (many phones in one process cannot afford 960
+        # sines per frame each)
+        self._frame = self._stereo(0) if hz * FRAME % RATE == 0 else None
 
     async def recv(self) -> av.AudioFrame:
         loop = asyncio.get_running_loop()
@@ -56,20 +60,25 @@ class ToneTrack(MediaStreamTrack):
         due = self._start + self._n / RATE
         if due > loop.time():
             await asyncio.sleep(due - loop.time())
-        samples = array.array("h", (
-            int(AMPLITUDE * math.sin(2 * math.pi * self.hz * (self._n + i) / RATE))
-            if self.hz else 0 for i in range(FRAME)))
-        # in stereo, as a browser sends Opus: aiortc would upmix mono 3 dB down
-        both = array.array("h", bytes(4 * FRAME))
-        both[0::2] = samples
-        both[1::2] = samples
+        pcm = self._frame if self._frame is not None else self._stereo(self._n)
         frame = av.AudioFrame(format="s16", layout="stereo", samples=FRAME)
-        frame.planes[0].update(both.tobytes())
+        frame.planes[0].update(pcm)
         frame.sample_rate = RATE
         frame.pts = self._n
         frame.time_base = fractions.Fraction(1, RATE)
         self._n += FRAME
         return frame
+
+    def _stereo(self, start: int) -> bytes:
+        """20 ms of the tone from sample ``start``, in stereo, as a browser sends Opus
+        (aiortc would upmix mono 3 dB down)."""
+        samples = array.array("h", (
+            int(AMPLITUDE * math.sin(2 * math.pi * self.hz * (start + i) / RATE))
+            if self.hz else 0 for i in range(FRAME)))
+        both = array.array("h", bytes(4 * FRAME))
+        both[0::2] = samples
+        both[1::2] = samples
+        return both.tobytes()
 
 
 class WebRtcPhone:

@@ -78,6 +78,15 @@ def wait_registered(page: Any) -> None:
     page.wait_for_function("phone.state().registration === 'registered'")
 
 
+def registered_page(b: Any, web_edge: WebEdge, ext: str) -> Any:
+    """A page of browser ``b`` on the edge, signed in as ``ext`` (its demo password) and
+    registered."""
+    page = b.page(web_edge.url)
+    sign_in(page, ext, f"demo-{ext}")
+    wait_registered(page)
+    return page
+
+
 @pytest.fixture
 def web_edge(tmp_path: Path) -> Iterator[WebEdge]:
     edge = WebEdge(tmp_path)

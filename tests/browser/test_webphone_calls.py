@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser.chromium import TONE_HZ, browser
-from browser.conftest import RTP, WebEdge, sign_in, wait_registered
+from browser.conftest import RTP, WebEdge, registered_page
 from browser.peers import DESK_HZ, DESK_RTP, desk_phone
 from lab.audio import best_tone_ratio
 from lab.netutil import edge_pid, udp_ports_of
@@ -37,6 +37,12 @@ def hears(page: Any, hz: float, within_s: float = 10.0, tolerance: float = 30.0)
     return last
 
 
+def dial(page: Any, number: str) -> None:
+    """Type ``number`` and press Call."""
+    page.fill("#number", number)
+    page.click("#call")
+
+
 def wait_call(page: Any, *states: str, timeout_ms: int = 15_000) -> None:
     """Until the page's call is in one of ``states``, or failed (said with the reason)."""
     page.wait_for_function(f"{list(states) + ['failed']!r}.includes(phone.state().call)",
@@ -47,11 +53,8 @@ def wait_call(page: Any, *states: str, timeout_ms: int = 15_000) -> None:
 
 def test_the_page_calls_the_echo_and_hears_itself(web_edge: WebEdge, tmp_path: Path) -> None:
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
-        page.fill("#number", "600")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1001")
+        dial(page, "600")
         wait_call(page, "in-call")
         heard = hears(page, TONE_HZ)
         assert abs(heard - TONE_HZ) < 30, f"the echo sent back {heard:.0f} Hz"
@@ -80,9 +83,7 @@ def test_the_page_calls_the_echo_and_hears_itself(web_edge: WebEdge, tmp_path: P
 
 def test_the_page_calls_a_desk_phone_tone_both_ways(web_edge: WebEdge, tmp_path: Path) -> None:
     with desk_phone(tmp_path, web_edge, auto_answer=True) as desk, browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
+        page = registered_page(b, web_edge, "1001")
         page.fill("#number", "1002")
         page.keyboard.press("Enter")
         wait_call(page, "in-call")
@@ -97,9 +98,7 @@ def test_the_page_calls_a_desk_phone_tone_both_ways(web_edge: WebEdge, tmp_path:
 
 def test_a_desk_phone_calls_the_page_which_answers(web_edge: WebEdge, tmp_path: Path) -> None:
     with desk_phone(tmp_path, web_edge) as desk, browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
+        page = registered_page(b, web_edge, "1001")
         desk.send("dial", f"sip:1001@127.0.0.1:{web_edge.sip_port}", token="dial")
         page.wait_for_function("phone.state().call === 'incoming'", timeout=10_000)
         assert "Desk 1002" in page.inner_text("#incoming")  # the caller's name from the edge
@@ -126,11 +125,8 @@ def test_a_call_from_a_user_already_in_a_call_is_refused_in_words(web_edge: WebE
             browser(tmp_path) as b:
         desk.send("dial", f"sip:1002@127.0.0.1:{web_edge.sip_port}", token="dial")
         assert desk.wait_event("CALL_ESTABLISHED", 10), desk.log()
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
-        page.fill("#number", "1003")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1001")
+        dial(page, "1003")
         page.wait_for_function("phone.state().call === 'failed'", timeout=15_000)
         reason = page.evaluate("phone.lastReason()")
         assert reason.startswith("Call failed: the call was refused (403 "), reason
@@ -145,11 +141,8 @@ def test_a_call_from_a_user_already_in_a_call_is_refused_in_words(web_edge: WebE
 
 def test_112_from_a_line_without_the_service_says_so(web_edge: WebEdge, tmp_path: Path) -> None:
     with browser(tmp_path, tone_hz=TONE_HZ) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1002", "demo-1002")
-        wait_registered(page)
-        page.fill("#number", "112")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1002")
+        dial(page, "112")
         # the spoken notice comes as early media, then the refusal with the notice's text
         wait_call(page, "ringing")
         page.wait_for_function("phone.remoteTone() > 0", timeout=15_000)
@@ -166,11 +159,8 @@ def test_rec_shows_while_recorded_and_the_pad_objects(web_edge: WebEdge, tmp_pat
     edge's INFO); 9 on the page's pad (SIP INFO dtmf-relay) objects, and REC goes off."""
     with desk_phone(tmp_path, web_edge, user="1003", auto_answer=True), \
             browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
-        page.fill("#number", "1003")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1001")
+        dial(page, "1003")
         wait_call(page, "in-call")
         assert not page.is_visible("#rec")
         page.wait_for_function("phone.state().recording === true", timeout=40_000)
@@ -187,11 +177,8 @@ def test_hold_and_resume_from_the_page(web_edge: WebEdge, tmp_path: Path) -> Non
     """JsSIP's hold (a re-INVITE, sendonly) is renegotiated by the edge's aiortc: its answer
     is recvonly, and sendrecv again on resume, when 601's tone comes back."""
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
-        page.fill("#number", "601")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1001")
+        dial(page, "601")
         wait_call(page, "in-call")
         assert abs(hears(page, 1000) - 1000) < 30, "601's tone before the hold"
         page.click("#hold")
@@ -211,11 +198,8 @@ def test_hold_and_resume_from_the_page(web_edge: WebEdge, tmp_path: Path) -> Non
 def test_mute_silences_what_the_other_end_hears(web_edge: WebEdge, tmp_path: Path) -> None:
     """Muted, the page sends silence: the echo (600) brings back nothing; unmuted, the tone."""
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
-        page.fill("#number", "600")
-        page.click("#call")
+        page = registered_page(b, web_edge, "1001")
+        dial(page, "600")
         wait_call(page, "in-call")
         assert abs(hears(page, TONE_HZ) - TONE_HZ) < 30
         page.click("#mute")

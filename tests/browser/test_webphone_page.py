@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser.chromium import browser
-from browser.conftest import LOCATION_1001, WebEdge, sign_in, wait_registered
+from browser.conftest import LOCATION_1001, WebEdge, registered_page, sign_in, wait_registered
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
@@ -103,9 +103,7 @@ PASTED = [
 
 def test_pasted_numbers_are_cleaned_up(web_edge: WebEdge, tmp_path: Path) -> None:
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1004", "demo-1004")
-        wait_registered(page)
+        page = registered_page(b, web_edge, "1004")
         assert [page.evaluate(PASTE, pasted) for pasted, _ in PASTED] == [
             shown for _, shown in PASTED]
         page.evaluate("document.getElementById('number').value = '600'")
@@ -116,9 +114,7 @@ def test_pasted_numbers_are_cleaned_up(web_edge: WebEdge, tmp_path: Path) -> Non
 
 def test_the_keyboard_dials_and_enter_calls(web_edge: WebEdge, tmp_path: Path) -> None:
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
+        page = registered_page(b, web_edge, "1001")
         page.click("h1")  # nothing focused: typed digits go to the pad
         page.keyboard.type("10049")
         page.keyboard.press("Backspace")
@@ -148,9 +144,7 @@ def test_a_lost_connection_says_reconnecting_then_registers_again(web_edge: WebE
     """The edge stops (its WebSocket closes): the page says it is reconnecting and when at
     the latest; the edge comes back on the same ports: the page registers again by itself."""
     with browser(tmp_path) as b:
-        page = b.page(web_edge.url)
-        sign_in(page, "1001", "demo-1001")
-        wait_registered(page)
+        page = registered_page(b, web_edge, "1001")
         web_edge.proc.stop()
         page.wait_for_function("phone.state().registration === 'reconnecting'")
         assert page.inner_text("#reg-state").startswith("connection lost: reconnecting in ")

@@ -10,6 +10,7 @@ UDP SIP) and the browser phone hearing each other's tones, transcoded OPUS <-> P
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import time
@@ -48,6 +49,17 @@ def ws_url(edge: EdgeProcess) -> str:
     return f"ws://127.0.0.1:{edge.http_port}/ws"
 
 
+@contextlib.asynccontextmanager
+async def registered(edge: EdgeProcess, ext: str, *, rtp: tuple[int, int] = PHONE_RTP,
+                     tone_hz: float = 1000.0) -> AsyncIterator[WebRtcPhone]:
+    """A browser-style phone registered over /ws as ``ext`` (its demo password)."""
+    async with WebRtcPhone(ws_url(edge), ext, f"demo-{ext}", rtp=rtp,
+                           tone_hz=tone_hz) as phone:
+        reg = await phone.register()
+        assert reg.status == 200, reg
+        yield phone
+
+
 def candidates(sdp: bytes) -> list[tuple[str, int, str]]:
     """(address, port, type) of every a=candidate line."""
     out = []
@@ -60,10 +72,7 @@ def candidates(sdp: bytes) -> list[tuple[str, int, str]]:
 
 async def test_a_browser_calls_600_and_hears_itself_on_ports_of_the_range(
         edge: EdgeProcess) -> None:
-    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
-                           tone_hz=1000) as phone:
-        reg = await phone.register()
-        assert reg.status == 200, reg
+    async with registered(edge, "1001") as phone:
         resp, invite = await phone.call("600")
         assert resp.status == 200, resp
         answer = resp.body.decode()
@@ -106,9 +115,7 @@ async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
     try:
         await asyncio.to_thread(desk.start)
         assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
-        async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
-                               tone_hz=1000) as phone:
-            assert (await phone.register()).status == 200
+        async with registered(edge, "1001") as phone:
             resp, invite = await phone.call("1002")
             assert resp.status == 200, (resp, edge.log())
             await asyncio.sleep(1.5)
@@ -166,9 +173,7 @@ async def test_112_from_a_browser_without_the_service_plays_the_notice_then_refu
         edge: EdgeProcess) -> None:
     """The shipped configuration has no emergency service: the browser hears the notice as
     early media (aiortc's answer in a 183), then gets 403 with the notice's words."""
-    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
-                           tone_hz=0) as phone:
-        assert (await phone.register()).status == 200
+    async with registered(edge, "1001", tone_hz=0) as phone:
         resp, _invite = await phone.call("112")
     assert resp.status == 403, resp
     assert "mobile" in (resp.headers.get("warning") or ""), resp
@@ -190,12 +195,8 @@ async def test_one_call_per_user_across_desk_phone_and_browser(edge: EdgeProcess
     try:
         await asyncio.to_thread(desk.start)
         assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
-        async with WebRtcPhone(ws_url(edge), "1002", "demo-1002", rtp=PHONE_RTP,
-                               tone_hz=1000) as callee, \
-                WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=(20840, 20859),
-                            tone_hz=1000) as second:
-            assert (await callee.register()).status == 200
-            assert (await second.register()).status == 200
+        async with registered(edge, "1002") as callee, \
+                registered(edge, "1001", rtp=(20840, 20859)) as second:
             answering = asyncio.create_task(callee.answer_next(15))
             desk.send("dial", f"sip:1002@{where}", token="dial")
             await answering
@@ -224,9 +225,7 @@ async def test_rtp_sprayed_at_a_browser_leg_is_neither_heard_nor_answered(
 
     spray = RtpSpray(RTP, freq=3000, seconds=20)
     try:
-        async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
-                               tone_hz=1000) as phone:
-            assert (await phone.register()).status == 200
+        async with registered(edge, "1001") as phone:
             resp, invite = await phone.call("600")
             assert resp.status == 200, resp
             await asyncio.sleep(4.0)
@@ -242,8 +241,7 @@ async def test_rtp_sprayed_at_a_browser_leg_is_neither_heard_nor_answered(
 
 async def test_an_edge_that_stops_says_bye_to_the_browser(edge: EdgeProcess) -> None:
     """SIGTERM ends the calls with BYE before the HTTP listener (which carries /ws) closes."""
-    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP) as phone:
-        assert (await phone.register()).status == 200
+    async with registered(edge, "1001") as phone:
         resp, invite = await phone.call("600")
         assert resp.status == 200, resp
         assert await asyncio.to_thread(edge.stop) == 0
@@ -259,9 +257,7 @@ async def test_a_browser_holds_and_resumes_with_a_new_offer(edge: EdgeProcess) -
     """JsSIP's hold: a re-INVITE with a sendonly offer, answered recvonly by the edge's
     aiortc on the same connection; the edge stops sending (601's tone stops) and starts
     again on resume."""
-    async with WebRtcPhone(ws_url(edge), "1001", "demo-1001", rtp=PHONE_RTP,
-                           tone_hz=0) as phone:
-        assert (await phone.register()).status == 200
+    async with registered(edge, "1001", tone_hz=0) as phone:
         resp, invite = await phone.call("601")
         assert resp.status == 200, resp
         await asyncio.sleep(2.0)
@@ -311,11 +307,8 @@ async def test_a_user_on_a_desk_phone_and_a_browser_rings_on_both(edge: EdgeProc
     try:
         await asyncio.to_thread(desk.start)
         assert await asyncio.to_thread(desk.wait_registered, 10), desk.log()
-        url = ws_url(edge)
-        async with WebRtcPhone(url, "1001", "demo-1001", rtp=PHONE_RTP, tone_hz=1000) as a, \
-                WebRtcPhone(url, "1002", "demo-1002", rtp=(20840, 20859), tone_hz=700) as b:
-            assert (await a.register()).status == 200
-            assert (await b.register()).status == 200
+        async with registered(edge, "1001") as a, \
+                registered(edge, "1002", rtp=(20840, 20859), tone_hz=700) as b:
             # 1. the browser answers
             answering = asyncio.create_task(b.answer_next(15))
             resp, invite = await a.call("1002")

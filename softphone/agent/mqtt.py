@@ -13,7 +13,8 @@ the broker acknowledged it (QoS 1 PUBACK), so a connection lost mid-publish send
 after reconnect (at least once: ``seq`` tells a duplicate). While the broker is away the queue
 keeps at most ``queue`` messages: when it is full the oldest is dropped and counted, and the
 count is reported after reconnect (``on_connected``; also on the first connect when the
-queue overflowed before it).
+queue overflowed before it). The count can be off by the one message in flight when the
+connection went: it may have reached the broker unacknowledged and then been dropped.
 """
 
 from __future__ import annotations

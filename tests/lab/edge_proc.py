@@ -8,6 +8,7 @@ if that fails, by its PID. ``calls()`` reads the structured call log it wrote.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import signal
@@ -18,13 +19,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+FAKETIME_LIB = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
+
+
+def days_later(days: int) -> list[str]:
+    """A ``wrap`` that runs the edge ``days`` days in the future: libfaketime preloaded by
+    env(1). Not the faketime(1) wrapper: that one leaves a semaphore and a shared memory
+    segment named after its PID in /dev/shm whenever it is stopped by a signal, and a later
+    run that reuses the PID then fails ("sem_open: File exists")."""
+    assert FAKETIME_LIB is not None, "libfaketime missing"
+    return ["env", f"LD_PRELOAD={FAKETIME_LIB}", f"FAKETIME=+{days}d"]
+
 
 class EdgeProcess:
     def __init__(self, data_dir: Path, sip_port: int, rtp: tuple[int, int], *,
                  extra: list[str] | None = None, lifetime: int = 300,
                  wrap: list[str] | None = None, http_port: int = 0,
                  drain_timeout: float = 0.0) -> None:
-        """``wrap``: a command the edge runs under, e.g. ``["faketime", "-f", "+100d"]``.
+        """``wrap``: a command the edge runs under, e.g. ``days_later(100)``.
         ``http_port``: the operator's HTTP listener (0: none, so that concurrent edges do not
         fight over 8080); ``drain_timeout``: how long SIGTERM lets calls go on (0: BYE at
         once, what ``stop()`` wants)."""

@@ -277,7 +277,10 @@ async def test_broker_stopped_mid_call_reconnect_queued_events_in_order_call_kep
         else:
             reports = [e for e in events if e["type"] == "control"]
             assert reconnected["dropped"] >= 1, reconnected
-            assert missing == sum(e["dropped"] for e in reports), (reports, seqs)
+            # exact but for the one message in flight as the broker went down: delivered yet
+            # unacknowledged, then dropped from the queue (counted, not missing), or
+            # acknowledged by a broker that stopped before passing it on (missing, not counted)
+            assert abs(missing - sum(e["dropped"] for e in reports)) <= 1, (reports, seqs)
             assert len(during) == queue, during  # the newest ones were kept
         assert all(e.get("state") != "terminated" for e in events), "the call was dropped"
         await watcher.publish("cmd", {"version": 1, "token": "hang-1", "command": "hangup"})

@@ -170,7 +170,8 @@ def test_per_address_limit_and_slowloris(tmp_path: Path, lab: Any) -> None:
             slow.close()
         edge.stop()
     assert closed_after is not None, "the slowloris connection was never closed"
-    # closed for its slowness, at the message limit (a byte every 0.4 s), not for idleness
-    assert MESSAGE_S <= closed_after < MESSAGE_S + 0.9 < IDLE_S, closed_after
+    # closed for its slowness, at the message limit (a byte every 0.4 s), not for idleness;
+    # asyncio runs a timer up to its clock resolution early, hence the small slack below
+    assert MESSAGE_S - 0.05 <= closed_after < MESSAGE_S + 0.9 < IDLE_S, closed_after
     assert st["connections"]["slow_closed"] == 1, st
     assert "a message still incomplete" in edge.log() and "127.0.0.3" in edge.log()

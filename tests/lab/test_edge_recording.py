@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from lab.audio import best_correlation, envelope, read_channel0, strongest_window
-from lab.edge_proc import EdgeProcess
+from lab.edge_proc import FAKETIME_LIB, EdgeProcess, days_later
 from lab.edge_sipp import finish, media_call
 from lab.rtp_phone import RtpPhone
 
@@ -375,7 +375,7 @@ def test_an_objection_by_sip_info_deletes_the_recording_too(tmp_path: Path, lab:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("faketime") is None, reason="libfaketime (faketime) missing")
+@pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime missing")
 def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
         tmp_path: Path, lab: Any, sipp: Any) -> None:
     """Two recorded calls at once (1001 -> 1002, 1003 -> 1004). Then 1003's recording option
@@ -406,7 +406,7 @@ def test_recordings_are_purged_after_retention_or_after_the_option_goes_off(
 
     def restart(days: int) -> list[Path]:
         later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(off)],
-                            wrap=["faketime", "-f", f"+{days}d"])
+                            wrap=days_later(days))
         try:
             later.start()
             time.sleep(1.0)  # the purge job runs as the edge starts
@@ -432,8 +432,8 @@ def _syscalls(trace: Path) -> list[str]:
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(shutil.which("faketime") is None or shutil.which("strace") is None,
-                    reason="libfaketime (faketime) or strace missing")
+@pytest.mark.skipif(FAKETIME_LIB is None or shutil.which("strace") is None,
+                    reason="libfaketime or strace missing")
 def test_deletes_are_durable_retried_and_the_folder_reconciled(
         tmp_path: Path, lab: Any, sipp: Any) -> None:
     """A recorded call (1001 -> 1002), then, edge stopped: its WAV cannot be removed (a
@@ -466,7 +466,7 @@ def test_deletes_are_durable_retried_and_the_folder_reconciled(
     (kept / "in-the-way").write_bytes(b"")
 
     def restart(days: int, until: Any, trace: Path | None = None) -> list[dict[str, Any]]:
-        wrap = ["faketime", "-f", f"+{days}d"]
+        wrap = days_later(days)
         if trace is not None:
             wrap = ["strace", "-f", "-y", "-qq", "-o", str(trace), "-e",
                     "trace=unlink,unlinkat,fsync,fdatasync,pwrite64,write", *wrap]
@@ -519,7 +519,7 @@ def test_deletes_are_durable_retried_and_the_folder_reconciled(
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.skipif(shutil.which("faketime") is None, reason="libfaketime (faketime) missing")
+@pytest.mark.skipif(FAKETIME_LIB is None, reason="libfaketime missing")
 def test_a_removed_user_or_a_terminated_account_loses_its_recordings_after_the_window(
         tmp_path: Path, lab: Any, sipp: Any) -> None:
     """Two recorded calls (1001 -> 1002, 1003 -> 1004). 1001 is then removed from the
@@ -557,7 +557,7 @@ def test_a_removed_user_or_a_terminated_account_loses_its_recordings_after_the_w
 
     def restart(cfg: Path, days: int) -> list[str]:
         later = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)],
-                            wrap=["faketime", "-f", f"+{days}d"])
+                            wrap=days_later(days))
         try:
             later.start()
             time.sleep(1.0)  # the option sync and the purge job run as the edge starts

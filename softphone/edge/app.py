@@ -191,7 +191,7 @@ def protected_connections(b2bua: B2BUA) -> set[int]:
     it) and those of the calls up or being set up."""
     ids = b2bua.location.connections(b2bua.clock())
     for call in b2bua.calls.values():
-        for addr in (call.a_source, *(f.binding_source for f in call.forks)):
+        for addr in (call.a.source, *(f.binding_source for f in call.b.forks)):
             if addr.conn_id is not None:
                 ids.add(addr.conn_id)
     return ids

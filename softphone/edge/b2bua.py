@@ -129,12 +129,12 @@ class B2BUA(RegistrarRoom, RoutingRoom, NoticesRoom, DialogsRoom):
                 call = self.calls.get(ack.call_id)
                 if call is not None and call.state is CallState.ANSWERED:
                     call.state = CallState.CONFIRMED
-                    if call.a_neg is None and call.a_offer is not None:
+                    if call.a.neg is None and call.a.offer is not None:
                         self._on_ack_answer(call, ack)
             case CancelReceived(request=cancel):
                 call = self.calls.get(cancel.call_id)
                 if call is not None and call.state in (CallState.ROUTING, CallState.EARLY):
-                    self._respond(call.a_txn, 487, "Request Terminated", to_tag=call.a_tag)
+                    self._respond(call.a.txn, 487, "Request Terminated", to_tag=call.a.tag)
                     self._end(call, "cancelled", status=487)
                 elif call is None:  # a browser's INVITE still being answered by aiortc
                     self.browsers.cancel(cancel.call_id)

@@ -34,8 +34,9 @@ from softphone.media.webrtc import WebRtcError
 from softphone.sip.transaction import ServerTransaction
 
 if TYPE_CHECKING:
-    from softphone.edge.call import Call, Fork
+    from softphone.edge.call import Call
     from softphone.edge.calls import CallsRoom
+    from softphone.edge.sip_leg import Fork
 
 __all__ = ["BrowserLegs", "is_browser", "is_browser_offer"]
 
@@ -135,20 +136,20 @@ class BrowserLegs:
         try:
             body = await self.offer(call, leg)
         except Exception as exc:
-            call.ringing_browsers = False
+            call.b.ringing_browsers = False
             if call.state is CallState.ENDED:
                 return
             log.warning("call %s: no offer for the callee's browsers: %s", call.key, exc)
-            if not call.forks:
+            if not call.b.forks:
                 room._end(call, "media-error", status=503,
                           reason="Service Unavailable: the browser leg could not be made",
                           extra=[("Retry-After", str(room.retry_after))])
-            elif all(f.final != 0 for f in call.forks):
-                last = call.forks[-1]
+            elif all(f.final != 0 for f in call.b.forks):
+                last = call.b.forks[-1]
                 room._on_fork_failed(call, last, last.final, "Call Failed")
             room.flush()
             return
-        call.ringing_browsers = False
+        call.b.ringing_browsers = False
         if call.state not in (CallState.ROUTING, CallState.EARLY):
             return
         offer = parse_sdp(body)

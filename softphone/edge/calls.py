@@ -27,10 +27,11 @@ from softphone.edge.bindings import (
     Binding,
 )
 from softphone.edge.browser import WEB_FORK_LEG, BrowserLegs, is_browser, is_browser_offer
-from softphone.edge.call import Call, CallState, Fork
+from softphone.edge.call import Call, CallState
 from softphone.edge.calllog import CallRecord, LegRecord
 from softphone.edge.registrar import binding_destination
 from softphone.edge.room import ALLOW, SDP, Room, quoted
+from softphone.edge.sip_leg import CalleeLeg, CallerLeg, Fork
 from softphone.media.call import CallMedia
 from softphone.media.ports import PortsExhausted
 from softphone.media.session import RtpSession
@@ -116,10 +117,11 @@ class CallsRoom(Room):
         our offer on leg "a" when the caller sent none, and the live calls' table."""
         record = CallRecord(call_id=req.call_id, started=time.time(), caller=caller,
                             callee=callee, billable=billable, policy=sorted(set(policy)))
-        call = Call(key=req.call_id, caller=caller, callee=callee, a_invite=req, a_txn=txn,
-                    a_source=source, a_tag=new_tag(), media=media, a_neg=a_neg, record=record,
-                    direction=direction, digest=digest, app=app,
-                    a_offer=self._our_offer(media, a_neg), warnings=list(warnings))
+        a = CallerLeg(self, media, req, txn, source, new_tag(), a_neg,
+                      self._our_offer(media, a_neg))
+        call = Call(key=req.call_id, caller=caller, callee=callee, a=a,
+                    b=CalleeLeg(self, media, digest), media=media, record=record,
+                    direction=direction, app=app, warnings=list(warnings))
         self.calls[call.key] = call
         self.stats["calls"] += 1
         return call
@@ -127,28 +129,28 @@ class CallsRoom(Room):
     async def _start_app(self, call: Call) -> None:
         """600 returns what it hears (audio-level, through the jitter buffer); 601 plays a tone.
         With a delayed offer this runs at the caller's ACK, which carries the answer."""
-        if call.a_neg is None:
-            await call.a_answered.wait()
-            if call.a_neg is None or call.state is CallState.ENDED:
+        if call.a.neg is None:
+            await call.a.answered.wait()
+            if call.a.neg is None or call.state is CallState.ENDED:
                 return
-        await call.media.attach("a", call.a_neg)
+        await call.media.attach("a", call.a.neg)
         if call.state is CallState.ENDED:
             return
         call.media.connect()  # one leg: always the bridge
-        for leg in call.legs.values():  # the app leg (routing) joins the caller's bridge leg
+        for leg in call.apps.values():  # the app leg (routing) joins the caller's bridge leg
             leg.answer()
             leg.attach(call.media, "a")
 
     async def _connect(self, call: Call, b_neg: Negotiated) -> None:
         media = call.media
         media.allow_sources("b", self._b_sources(call))
-        if call.a_neg is None:
+        if call.a.neg is None:
             # delayed offer: leg "b" now, leg "a" when the caller's ACK brings the answer
             await media.attach("b", b_neg)
-            await call.a_answered.wait()
-            if call.a_neg is None or call.state is CallState.ENDED or media.closed:
+            await call.a.answered.wait()
+            if call.a.neg is None or call.state is CallState.ENDED or media.closed:
                 return
-        await media.attach("a", call.a_neg)
+        await media.attach("a", call.a.neg)
         await media.attach("b", b_neg)
         if call.state is not CallState.ENDED and not media.closed:
             media.connect()
@@ -165,30 +167,29 @@ class CallsRoom(Room):
     @staticmethod
     def _a_sdp(call: Call) -> bytes:
         """The SDP for the caller: our answer, or our offer when its INVITE had none."""
-        if call.a_neg is not None:
-            return call.a_neg.sdp
-        assert call.a_offer is not None
-        return call.a_offer.to_bytes()
+        if call.a.neg is not None:
+            return call.a.neg.sdp
+        assert call.a.offer is not None
+        return call.a.offer.to_bytes()
 
     def _on_ack_answer(self, call: Call, ack: SipRequest) -> None:
         """The caller's ACK answers the offer of our 200 OK: leg "a" media starts now. An
         ACK with no usable answer ends the call (RFC 3261 §13.2.1: the UAS sends BYE)."""
-        assert call.a_offer is not None
+        assert call.a.offer is not None
         try:
             if not ack.body or ack.content_type != SDP:
                 raise OfferAnswerError("the ACK carries no SDP answer to our offer")
-            call.a_neg = process_answer(call.a_offer, parse_sdp(ack.body))
+            call.a.neg = process_answer(call.a.offer, parse_sdp(ack.body))
         except (SdpError, OfferAnswerError) as exc:
             log.warning("call %s: delayed offer not answered: %s", call.key, exc)
             self._end(call, "bad-ack-sdp", bye_a=True, bye_b=True)
             return
-        call.a_answered.set()  # _connect / _start_app, waiting since the 200 OK, go on
+        call.a.answered.set()  # _connect / _start_app, waiting since the 200 OK, go on
 
     def _b_sources(self, call: Call) -> set[str]:
         """Where leg b's signalling comes from: the device that answered (before the answer,
         every device rung), as addressed and as it registered from; its RTP may latch there."""
-        forks = [call.winner] if call.winner is not None else call.forks
-        dests = {f.binding_source for f in forks}
+        dests = {f.binding_source for f in call.b.rung()}
         hosts = {d.host for d in dests}
         if call.direction in ("local", "inbound"):
             for b in self.location.lookup(call.callee, self.clock()):
@@ -202,12 +203,12 @@ class CallsRoom(Room):
     def _prepare_b(self, call: Call) -> bytes:
         """Leg b's SDP offer (on its reserved pair), Call-ID and tag; returns the body."""
         pair_b = call.media.reserve("b")
-        call.b_offer = build_offer(address=self.media_settings.host, port=pair_b.rtp,
+        call.b.offer = build_offer(address=self.media_settings.host, port=pair_b.rtp,
                                    order=self.codecs)
-        call.b_call_id = new_call_id(self.domain)
-        call.b_tag = new_tag()
-        self._by_b[call.b_call_id] = call
-        return call.b_offer.to_bytes()
+        call.b.call_id = new_call_id(self.domain)
+        call.b.tag = new_tag()
+        self._by_b[call.b.call_id] = call
+        return call.b.offer.to_bytes()
 
     def _send_b_invite(self, call: Call, ruri: str, dest: Address, from_value: str,
                        to_value: str, body: bytes, *, content_type: str = SDP,
@@ -217,9 +218,9 @@ class CallsRoom(Room):
         h.add("Max-Forwards", "70")
         h.add("From", from_value)
         h.add("To", to_value)
-        h.add("Call-ID", call.b_call_id)
+        h.add("Call-ID", call.b.call_id)
         h.add("CSeq", "1 INVITE")
-        h.add("Contact", self._contact(dest.transport, call.b_call_id))
+        h.add("Contact", self._contact(dest.transport, call.b.call_id))
         h.add("Allow", ALLOW)
         h.add("User-Agent", self.user_agent)
         for name, value in extra:
@@ -227,7 +228,7 @@ class CallsRoom(Room):
         h.add("Content-Type", content_type)
         req = SipRequest("INVITE", ruri, h, body)
         txn = self.core.send_request(req, dest, self.clock())
-        call.forks.append(Fork(binding_source=dest, request=req, txn=txn, offer=offer, leg=leg))
+        call.b.forks.append(Fork(binding_source=dest, request=req, txn=txn, offer=offer, leg=leg))
 
     def _fork(self, call: Call, bindings: list[Binding]) -> None:
         """Leg b to every device of the callee: desk phones with our SDP offer now, browsers
@@ -235,7 +236,7 @@ class CallsRoom(Room):
         body = self._prepare_b(call)
         display = self._caller_display(call)
         from_uri = f"sip:{call.caller}@{self.domain}"
-        from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b_tag}"
+        from_value = (f'"{display}" ' if display else "") + f"<{from_uri}>;tag={call.b.tag}"
         web = [b for b in bindings if is_browser(b)]
         for b in bindings:
             if b not in web:
@@ -243,7 +244,7 @@ class CallsRoom(Room):
                                     f"<sip:{call.callee}@{self.domain}>", body,
                                     extra=[("Route", hop) for hop in b.path])
         if web:
-            call.ringing_browsers = True
+            call.b.ringing_browsers = True
             self._spawn(self.browsers.ring(call, web, from_value,
                                            WEB_FORK_LEG if len(web) < len(bindings) else "b"),
                         call)
@@ -254,7 +255,7 @@ class CallsRoom(Room):
         the trunk keeps what the provider sent. Quoted-string safe."""
         if self.trust_display_name or call.direction == "inbound":
             try:
-                claimed = call.a_invite.from_.display or ""
+                claimed = call.a.invite.from_.display or ""
             except SipParseError:
                 claimed = ""
             return quoted(claimed)
@@ -265,17 +266,18 @@ class CallsRoom(Room):
         assert self.trunk is not None
         body = self._prepare_b(call)
         ruri, from_uri, to_uri = self.trunk.outbound_uris(call.caller, call.callee)
-        self._send_b_invite(call, ruri, self.trunk.address, f"<{from_uri}>;tag={call.b_tag}",
+        self._send_b_invite(call, ruri, self.trunk.address, f"<{from_uri}>;tag={call.b.tag}",
                             f"<{to_uri}>", body)
 
     def _answer_a(self, call: Call) -> None:
-        resp = self._respond(call.a_txn, 200, "OK", to_tag=call.a_tag, body=self._a_sdp(call),
+        resp = self._respond(call.a.txn, 200, "OK", to_tag=call.a.tag, body=self._a_sdp(call),
                              contact=True, extra=[("Allow", ALLOW), *call.warnings])
         try:
-            call.a_dialog = Dialog.from_uas(call.a_invite, resp)
+            call.a.dialog = Dialog.from_uas(call.a.invite, resp)
         except DialogError as exc:
             log.warning("caller dialog not created: %s", exc)
         call.state = CallState.ANSWERED
+        call.a.answer()
         call.answered_at = self.clock()
         call.record.answered = time.time()
         self.stats["answered"] += 1
@@ -302,7 +304,7 @@ class CallsRoom(Room):
         self.flush()
 
     def _fork_of(self, call: Call, txn: ClientTransaction) -> Fork | None:
-        for f in call.forks:
+        for f in call.b.forks:
             if f.txn is txn:
                 return f
         return None
@@ -318,7 +320,7 @@ class CallsRoom(Room):
         if fork is None:
             return
         status = resp.status
-        if status in (401, 407) and call.digest is not None:
+        if status in (401, 407) and call.b.digest is not None:
             if self._authorize_fork(call, fork, resp):
                 return
         if status < 200:
@@ -333,10 +335,10 @@ class CallsRoom(Room):
         """Answer the provider's challenge with the caller's own credentials (once per
         challenge kind); False when it cannot be answered and the fork fails."""
         if fork.auth_tries >= 2 or call.state not in (CallState.ROUTING, CallState.EARLY) \
-                or call.digest is None:
+                or call.b.digest is None:
             return False
         try:
-            retry = call.digest.authorize(fork.request, resp)
+            retry = call.b.digest.authorize(fork.request, resp)
         except AuthError as exc:
             log.warning("call %s: upstream challenge not answered: %s", call.key, exc)
             return False
@@ -348,10 +350,10 @@ class CallsRoom(Room):
     def _b_negotiate(self, call: Call, fork: Fork, resp: SipResponse) -> Negotiated | None:
         if fork.offer is not None and resp.body:
             return self.browsers.negotiated(fork, resp.body)
-        if not resp.body or call.b_offer is None:
+        if not resp.body or call.b.offer is None:
             return None
         try:
-            return process_answer(call.b_offer, parse_sdp(resp.body))
+            return process_answer(call.b.offer, parse_sdp(resp.body))
         except (SdpError, OfferAnswerError) as exc:
             log.warning("bad SDP answer from callee on %s: %s", call.key, exc)
             return None
@@ -367,16 +369,16 @@ class CallsRoom(Room):
         call.state = CallState.EARLY
         # a browser's early answer waits for its 200 (its port may still be leg "w")
         neg = self._b_negotiate(call, fork, resp) if fork.offer is None else None
-        if neg is not None and not call.early_sdp_sent and call.a_neg is not None:
+        if neg is not None and not call.early_sdp_sent and call.a.neg is not None:
             # early media (183): anchor it and give the caller our answer now
-            call.b_neg = neg
+            call.b.neg = neg
             call.early_sdp_sent = True
-            self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
+            self._respond(call.a.txn, 183, "Session Progress", to_tag=call.a.tag,
                           body=self._a_sdp(call), contact=True, extra=call.warnings)
             self._spawn(self._connect(call, neg), call)
         elif not call.ringing_sent and not call.early_sdp_sent:
             call.ringing_sent = True
-            self._respond(call.a_txn, 180, "Ringing", to_tag=call.a_tag, contact=True,
+            self._respond(call.a.txn, 180, "Ringing", to_tag=call.a.tag, contact=True,
                           extra=call.warnings)
 
     def _on_b_answer(self, call: Call, fork: Fork, resp: SipResponse) -> None:
@@ -394,31 +396,30 @@ class CallsRoom(Room):
             for value in fork.request.headers.get_all(name):
                 ack.headers.add(name, value)
         self.core.send_ack_2xx(ack, fork.binding_source, now)
-        if call.winner is not None and call.winner is not fork or call.state is CallState.ENDED:
+        if call.b.winner is not None and call.b.winner is not fork or call.state is CallState.ENDED:
             # a second device answered too late (§13.2.2.4): ACK and BYE it
             bye = dialog.create_request("BYE")
             self.core.send_request(bye, fork.binding_source, now)
             return
-        call.winner = fork
+        call.b.winner = fork
         fork.dialog = dialog
         fork.final = resp.status
-        for other in call.forks:
-            if other is not fork and other.final == 0:
-                self._cancel_fork(other, now)
+        call.b.stop_ringing()
         if fork.offer is not None or WEB_FORK_LEG in call.media.pairs:
             self.browsers.won(call, fork)
-        neg = self._b_negotiate(call, fork, resp) or call.b_neg
+        neg = self._b_negotiate(call, fork, resp) or call.b.neg
         if neg is None:
             self._end(call, "bad-answer-sdp", bye_b=True, status=502,
                       reason="Bad Gateway: the callee's SDP is unusable")
             return
-        changed = call.b_neg is None or call.b_neg.codec != neg.codec
-        call.b_neg = neg
+        changed = call.b.neg is None or call.b.neg.codec != neg.codec
+        call.b.neg = neg
+        call.b.answer()
         self._answer_a(call)
         if changed or not call.early_sdp_sent:
             self._spawn(self._connect(call, neg), call)
 
-    def _cancel_fork(self, fork: Fork, now: float) -> None:
+    def cancel_fork(self, fork: Fork, now: float) -> None:
         fork.final = -1
         try:
             self.core.cancel(fork.txn, now)
@@ -428,9 +429,9 @@ class CallsRoom(Room):
     def _on_fork_failed(self, call: Call, fork: Fork, status: int, reason: str) -> None:
         if call.state not in (CallState.ROUTING, CallState.EARLY):
             return
-        if any(f.final == 0 for f in call.forks) or call.ringing_browsers:
+        if any(f.final == 0 for f in call.b.forks) or call.b.ringing_browsers:
             return  # other devices still ringing (or browsers about to)
-        best = min((f.final for f in call.forks if f.final > 0), default=status)
+        best = min((f.final for f in call.b.forks if f.final > 0), default=status)
         if best in (401, 407) and call.direction == "outbound":
             best, reason = 403, "Forbidden: the provider refused the upstream credentials"
         elif best in (401, 407):
@@ -440,7 +441,7 @@ class CallsRoom(Room):
         if call.direction == "emergency":
             self._emergency_failed(call, best, reason or "Call Failed")
             return
-        self._respond(call.a_txn, best, reason or "Call Failed", to_tag=call.a_tag)
+        self._respond(call.a.txn, best, reason or "Call Failed", to_tag=call.a.tag)
         self._end(call, f"callee-{best}", status=best)
 
     def _on_bye_response(self, resp: SipResponse, txn: ClientTransaction) -> None:
@@ -479,7 +480,7 @@ class CallsRoom(Room):
         else:
             media.close()
 
-    def _send_bye(self, dialog: Dialog | None, dest: Address,
+    def send_bye(self, dialog: Dialog | None, dest: Address,
                   digest: DigestClient | None = None) -> None:
         if dialog is None or dialog.state is DialogState.TERMINATED:
             return
@@ -499,34 +500,34 @@ class CallsRoom(Room):
         now = self.clock()
         answered = call.state in (CallState.ANSWERED, CallState.CONFIRMED)
         if not answered and status and call.state in (CallState.ROUTING, CallState.EARLY) \
-                and not call.a_txn.terminated and cause not in ("cancelled",) \
+                and not call.a.txn.terminated and cause not in ("cancelled",) \
                 and not cause.startswith("callee-"):
-            self._respond(call.a_txn, status, reason or "Call Failed", to_tag=call.a_tag,
+            self._respond(call.a.txn, status, reason or "Call Failed", to_tag=call.a.tag,
                           extra=extra)
         elif not answered and (bye_a or cause.startswith("rtp-timeout") or cause == "media-error"):
-            if not call.a_txn.terminated:
-                self._respond(call.a_txn, 500, "Server Internal Error", to_tag=call.a_tag)
+            if not call.a.txn.terminated:
+                self._respond(call.a.txn, 500, "Server Internal Error", to_tag=call.a.tag)
         call.state = CallState.ENDED
-        for leg in call.legs.values():
-            leg.hang_up(cause)
-        call.a_answered.set()  # wakes a task still waiting for a delayed offer's answer
+        for app in call.apps.values():
+            app.hang_up(cause)
         if call.limit_timer is not None:
             call.limit_timer.cancel()
+        # the edge BYEs the parties still in the call; the one that hung up has left
         if bye_a and answered:
-            self._send_bye(call.a_dialog, call.a_source)
-        for fork in call.forks:
-            if fork is call.winner and fork.dialog is not None:
-                if bye_b:
-                    self._send_bye(fork.dialog, fork.binding_source, call.digest)
-            elif fork.final == 0:
-                self._cancel_fork(fork, now)
+            call.a.hang_up(cause)
+        else:
+            call.a.left()
+        if bye_b:
+            call.b.hang_up(cause)
+        else:
+            call.b.left()
         self.calls.pop(call.key, None)
-        if call.b_call_id:
-            self._by_b.pop(call.b_call_id, None)
+        if call.b.call_id:
+            self._by_b.pop(call.b.call_id, None)
         if call.direction == "emergency" and not call.app:
             self._last_emergency[call.caller] = now  # the call-back window runs from the end
         token = self._contact_users.pop(call.key, None)
-        self._contact_users.pop(call.b_call_id, None)
+        self._contact_users.pop(call.b.call_id, None)
         if token is not None and self.emergency_lane is not None:
             self.emergency_lane.release(token)
         duration = (now - call.answered_at) if call.answered_at is not None else 0.0
@@ -551,13 +552,13 @@ class CallsRoom(Room):
     def _leg_records(self, call: Call) -> list[LegRecord]:
         out: list[LegRecord] = []
         for name, pair in call.media.pairs.items():
-            neg = call.a_neg if name == "a" else call.b_neg
+            neg = call.leg(name).neg
             sess = call.media.sessions.get(name)
             out.append(LegRecord(
                 role="caller" if name == "a" else "callee",
                 user=call.caller if name == "a" else call.callee,
-                transport=(call.a_source.transport if name == "a" else
-                           call.winner.binding_source.transport if call.winner else ""),
+                transport=(call.a.source.transport if name == "a" else
+                           call.b.winner.binding_source.transport if call.b.winner else ""),
                 codec=neg.codec.name if neg else "", local_rtp=pair.rtp,
                 remote_rtp=f"{neg.remote_address}:{neg.remote_port}" if neg else "",
                 packets_in=sess.packets_received if sess else 0,

@@ -87,12 +87,12 @@ class DialogsRoom(CallsRoom):
         if call is None or call.state is CallState.ENDED:
             self._respond(txn, 481, "Call/Transaction Does Not Exist")
             return
-        current = call.a_neg if leg == "a" else call.b_neg
+        current = call.leg(leg).neg
         pair = call.media.pairs.get(leg)
         if current is None or pair is None:
             self._respond(txn, 491, "Request Pending")
             return
-        tag = call.a_tag if leg == "a" else call.b_tag
+        tag = call.leg(leg).tag
         if not req.body:
             self._respond(txn, 200, "OK", to_tag=tag, body=current.sdp, contact=True)
             return
@@ -120,10 +120,7 @@ class DialogsRoom(CallsRoom):
     def _reinvited(self, call: Call, leg: str, txn: ServerTransaction, tag: str,
                    neg: Negotiated) -> None:
         """The new offer answered: the leg's outcome kept, our 200, its media updated."""
-        if leg == "a":
-            call.a_neg = neg
-        else:
-            call.b_neg = neg
+        call.leg(leg).renegotiated(neg)
         self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
         if leg in call.media.sessions:
             call.media.update(leg, neg)
@@ -156,11 +153,11 @@ def match_dialog(a_call: Call | None, b_call: Call | None,
     if not from_tag or not to_tag:
         return None
     if a_call is not None and a_call.state is not CallState.ENDED \
-            and to_tag == a_call.a_tag and from_tag == a_call.a_invite.from_.tag:
+            and to_tag == a_call.a.tag and from_tag == a_call.a.invite.from_.tag:
         return a_call, "a"
-    if b_call is not None and b_call.state is not CallState.ENDED and to_tag == b_call.b_tag:
-        forks = [b_call.winner] if b_call.winner is not None else b_call.forks
-        if any(f.dialog is not None and f.dialog.remote_tag == from_tag for f in forks):
+    if b_call is not None and b_call.state is not CallState.ENDED and to_tag == b_call.b.tag:
+        if any(f.dialog is not None and f.dialog.remote_tag == from_tag
+               for f in b_call.b.rung()):
             return b_call, "b"
     return None
 
@@ -171,8 +168,8 @@ def dialog_peer(call: Call, leg: str) -> tuple[set[str], str]:
     authenticate as from elsewhere ("" for the trunk and the emergency gateway)."""
     if leg == "a":
         user = call.caller if call.direction in ("local", "outbound", "emergency") else ""
-        return {call.a_source.host}, user
-    forks = [call.winner] if call.winner is not None else call.forks
+        return {call.a.source.host}, user
+    forks = call.b.rung()
     hosts = {f.binding_source.host for f in forks}
     for f in forks:
         if f.dialog is not None:  # the Contact it answered with (a device may send from it)

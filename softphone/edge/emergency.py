@@ -136,13 +136,13 @@ class EmergencyRoom(CallsRoom):
         sdp = self._prepare_b(call)
         if self.emergency_lane is not None:
             token = self.emergency_lane.new_token()
-            self._contact_users[key] = self._contact_users[call.b_call_id] = token
-        boundary = f"loc-{call.b_tag}"
+            self._contact_users[key] = self._contact_users[call.b.call_id] = token
+        boundary = f"loc-{call.b.tag}"
         body, geolocation = emergency_body(boundary, sdp, d.location, by_value)
         shown = d.present_as or caller
         ruri, to_value, routes = self._emergency_addresses(route, dialed, d)
         self._send_b_invite(
-            call, ruri, dest, f"<sip:{shown}@{self.domain}>;tag={call.b_tag}",
+            call, ruri, dest, f"<sip:{shown}@{self.domain}>;tag={call.b.tag}",
             to_value, body, content_type=f"multipart/mixed;boundary={boundary}",
             extra=[*routes, ("Geolocation", geolocation),
                    ("Geolocation-Routing", d.location.geolocation_routing),
@@ -225,7 +225,7 @@ class EmergencyRoom(CallsRoom):
         call.state = CallState.EARLY
         if not call.early_sdp_sent:
             call.early_sdp_sent = True
-            self._respond(call.a_txn, 183, "Session Progress", to_tag=call.a_tag,
+            self._respond(call.a.txn, 183, "Session Progress", to_tag=call.a.tag,
                           body=self._a_sdp(call), contact=True)
         source_, seconds = prompt
 
@@ -236,11 +236,11 @@ class EmergencyRoom(CallsRoom):
                 self.flush()
 
         async def play() -> None:
-            if call.a_neg is None:  # nothing to play on before the ACK's answer
+            if call.a.neg is None:  # nothing to play on before the ACK's answer
                 await asyncio.sleep(NOTICE_GUARD_S)
                 finish()
                 return
-            await call.media.attach("a", call.a_neg)
+            await call.media.attach("a", call.a.neg)
             if call.state is CallState.ENDED:
                 return
             call.media.connect()
@@ -291,7 +291,7 @@ class EmergencyRoom(CallsRoom):
         warning = [("Warning", f'399 {self.domain} "{text}"')]
         prompt = self._prompt("emergency-unavailable")
         if prompt is None:
-            self._respond(call.a_txn, status, reason, to_tag=call.a_tag, extra=warning)
+            self._respond(call.a.txn, status, reason, to_tag=call.a.tag, extra=warning)
             self._end(call, f"callee-{status}", status=status)
             return
         self._notice_then_final(call, prompt, "emergency-unavailable", status, reason, warning)

@@ -10,8 +10,10 @@ A leg has a name in its call ("a" the caller, "b" the other party: also its medi
   what they send this 20 ms, ``hear(pcm)`` what reached them. Facing a SIP caller they go onto
   that caller's bridge leg (``attach``): the tone and the prompt as its injected source, the
   echo as the bridge's own loop (decoded, mixed and encoded in the same tick);
-- the SIP leg (desk phones, the trunk, the emergency gateway), still the fields of
-  ``softphone.edge.call.Call`` (dialog, tag, forks, RTP pair) that the rooms act on;
+- the SIP legs (``softphone.edge.sip_leg``): the caller's (``CallerLeg``, "a") and the
+  callee's (``CalleeLeg``, "b", one INVITE per device rung) for desk phones, the trunk and the
+  emergency gateway; their media endpoint is the call's ``RtpSession`` of that leg, hang-up is
+  a BYE (or CANCEL), DTMF out RFC 4733;
 - the browser leg: a SIP leg over WebSocket whose media endpoint is an aiortc peer connection
   instead of an ``RtpSession`` (``softphone.edge.browser`` for its offer/answer,
   ``softphone.media.webrtc`` for its media, on the same bridge as the others).
@@ -65,13 +67,13 @@ class Leg(Protocol):
         """The party leaves the call; idempotent."""
         ...
 
-    def attach(self, media: CallMedia, toward: str) -> None:
-        """Join the edge's media of a call, facing its leg ``toward``."""
-        ...
-
 
 class FrameLeg(Leg, Protocol):
     """A leg whose media endpoint is frames at the bridge rate (no RTP of its own)."""
+
+    def attach(self, media: CallMedia, toward: str) -> None:
+        """Join the edge's media of a call, facing its leg ``toward``."""
+        ...
 
     def speak(self, samples: int) -> bytes | None:
         """What it sends in this tick (``samples`` int16 samples), None when it is silent

@@ -166,7 +166,7 @@ def live_state(edge: Edge) -> dict[str, Any]:
     for call in list(b2bua.calls.values()):
         legs = []
         for leg, pair in call.media.pairs.items():
-            neg = call.a_neg if leg == "a" else call.b_neg
+            neg = call.leg(leg).neg
             s = call.media.sessions.get(leg)
             legs.append({
                 "leg": leg, "user": call.caller if leg == "a" else call.callee,

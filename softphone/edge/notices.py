@@ -25,7 +25,6 @@ from softphone.sip.transaction import ServerTransaction
 log = logging.getLogger(__name__)
 
 DTMF_KEYS = "0123456789*#ABCD"
-INFO_DIGIT_MS = 160  # a key pressed as SIP INFO, played as RFC 4733 for this long
 # the recording state told to web phones in a SIP INFO (softphone/webphone/phone.js reads it)
 RECORDING_STATE_TYPE = "application/vnd.softphone.recording"
 
@@ -132,9 +131,9 @@ class NoticesRoom(CallsRoom):
         body = f"state={'on' if on else 'off'}\r\n"
         if objected and not on:
             body += "reason=objection\r\n"
-        legs = [(call.a_dialog, call.a_source)]
-        if call.winner is not None:
-            legs.append((call.winner.dialog, call.winner.binding_source))
+        legs = [(call.a.dialog, call.a.source)]
+        if call.b.winner is not None:
+            legs.append((call.b.winner.dialog, call.b.winner.binding_source))
         for dialog, dest in legs:
             if dialog is None or dest.transport not in ("ws", "wss") \
                     or dialog.state is DialogState.TERMINATED:
@@ -198,6 +197,4 @@ class NoticesRoom(CallsRoom):
     def _relay_digit(self, call: Call, leg: str, digit: str) -> None:
         """A key pressed as SIP INFO (a browser's) goes on as RFC 4733 to the other party
         when it negotiated telephone-event (desk phones, IVRs on the trunk)."""
-        other = call.media.sessions.get("b" if leg == "a" else "a")
-        if other is not None and other.dtmf_payload_type is not None and not other.closed:
-            other.send_digit(digit, INFO_DIGIT_MS)
+        call.leg("b" if leg == "a" else "a").send_dtmf(digit)

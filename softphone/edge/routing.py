@@ -158,7 +158,7 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
             policy=(w.rule_id for d in allowed for w in d.warnings))
         if is_app:
             call.app = "echo" if target == self.echo_ext else "tone"
-            call.legs["b"] = app_leg(call.app, tone_hz=self.media_settings.tone_hz,
+            call.apps["b"] = app_leg(call.app, tone_hz=self.media_settings.tone_hz,
                                      rate=self.media_settings.bridge_rate)
             self._answer_a(call)
             self._spawn(self._start_app(call), call)

@@ -11,6 +11,7 @@ from softphone.edge.bindings import LocationService
 from softphone.edge.call import Call, CallState
 from softphone.edge.calllog import CallRecord
 from softphone.edge.room import MediaSettings
+from softphone.edge.sip_leg import CalleeLeg, CallerLeg
 from softphone.media.ports import PortAllocator
 from softphone.sip.core import Address, SipCore
 from softphone.sip.message import SipRequest, parse_message
@@ -53,9 +54,12 @@ def invite(call_id: str) -> SipRequest:
 
 
 def answered_call(b2bua: B2BUA, key: str) -> Call:
-    call = Call(key=key, caller="1001", callee="1002", a_invite=invite(key),
-                a_txn=None,  # type: ignore[arg-type]  # an answered call answers no more
-                a_source=PHONE, a_tag=f"t-{key}", media=b2bua._new_media(key), a_neg=None,
+    media = b2bua._new_media(key)
+    caller = CallerLeg(b2bua, media, invite(key),
+                       None,  # type: ignore[arg-type]  # an answered call answers no more
+                       PHONE, f"t-{key}", None, None)
+    call = Call(key=key, caller="1001", callee="1002", a=caller, b=CalleeLeg(b2bua, media),
+                media=media,
                 record=CallRecord(call_id=key, started=0.0, caller="1001", callee="1002"),
                 state=CallState.CONFIRMED)
     b2bua.calls[key] = call

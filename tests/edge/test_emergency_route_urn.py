@@ -147,7 +147,7 @@ def answer(req: SipRequest, status: int, contact: str, body: bytes = ANSWER,
 
 def bye_from_phone(edge: Edge, call_id: str = "call-1") -> bytes:
     """The phone's BYE in its dialog: the edge's tag in To (RFC 3261 §12.2.2, else 481)."""
-    to_tag = edge.b2bua.calls[call_id].a_tag
+    to_tag = edge.b2bua.calls[call_id].a.tag
     return (f"BYE sip:edge@127.0.0.1:5060 SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-bye-{call_id};rport\r\n"
             f"From: <sip:1001@edge.example>;tag=ph-{call_id}\r\n"

@@ -12,7 +12,10 @@ Order of the rules on a new outbound call (the first that refuses decides):
   charged, never refused).
 
 Race-freedom: check-and-acquire of a channel happens under one lock with no await in between,
-so two INVITEs for the same user at the same instant cannot both take the last channel.
+so two INVITEs for the same user at the same instant cannot both take the last channel. The
+edge calls the guard from its one event-loop thread, where the lock is never contended; it
+stays because the guard is a library that a threaded host may call (tests/policy drive it from
+threads).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ class HttpListener:
     async def health(self) -> tuple[bool, dict[str, str]]:
         """Each check: "ok" or what is wrong."""
         checks = {"sip": await self._sip_answers(), "ledger": self._ledger_writable()}
-        if getattr(self.edge.b2bua, "draining", False):
+        if self.edge.b2bua.draining:
             checks["draining"] = "new calls are refused (503): the edge is stopping"
         return all(v == "ok" for v in checks.values()), checks
 
@@ -189,7 +189,7 @@ class HttpListener:
         """The guard's SQLite ledger takes a real write (``CounterStore.probe_write``): a full
         disk, a read-only mount or a lost file says so here."""
         writer = self.edge.store
-        store = getattr(writer, "store", None)
+        store = writer.store if writer is not None else None
         if store is None:
             return "no ledger"
         t0 = time.monotonic()

@@ -61,7 +61,7 @@ class EdgeCollector(Collector):
                                   value=core.stats["parse_errors"])
         yield CounterMetricFamily(P + "sip_rate_limited", "requests dropped by the flood guard",
                                   value=edge.transport.stats.rate_limited)
-        auth_failures = getattr(b2bua.auth, "failures", 0)
+        auth_failures = b2bua.auth.failures if b2bua.auth is not None else 0
         yield CounterMetricFamily(P + "auth_failures", "digest credentials refused (wrong "
                                   "password, unknown user, replay)", value=auth_failures)
 
@@ -88,7 +88,7 @@ class EdgeCollector(Collector):
         yield GaugeMetricFamily(P + "sip_transactions", "live SIP transactions",
                                 value=len(core.transactions))
         yield GaugeMetricFamily(P + "draining", "1 while the edge drains (SIGTERM)",
-                                value=1 if getattr(b2bua, "draining", False) else 0)
+                                value=1 if b2bua.draining else 0)
 
         alloc = edge.allocator
         ports = GaugeMetricFamily(P + "rtp_port_pairs", "RTP/RTCP port pairs of the range",
@@ -145,7 +145,7 @@ class EdgeCollector(Collector):
 
         decisions = CounterMetricFamily(P + "policy_decisions", "the guard's decisions, by rule "
                                         "id and outcome", labels=["rule", "outcome"])
-        counts = getattr(edge.store, "decisions", None) or {}
+        counts = edge.store.decisions if edge.store is not None else {}
         for (rule, outcome), n in sorted(counts.items()):
             decisions.add_metric([rule, outcome], n)
         yield decisions
@@ -192,10 +192,10 @@ def live_state(edge: Edge) -> dict[str, Any]:
                      for b in sorted(b2bua.location.bindings(), key=lambda b: (b.aor, b.contact))
                      if b.remaining(now) > 0]
     alloc = edge.allocator
-    counts = getattr(edge.store, "decisions", None) or {}
+    counts = edge.store.decisions if edge.store is not None else {}
     return {
         "time": time.time(),
-        "draining": bool(getattr(b2bua, "draining", False)),
+        "draining": b2bua.draining,
         "calls": calls,
         "registrations": registrations,
         "ports": {"first": alloc.first, "last": alloc.last, "pairs": alloc.capacity,
@@ -203,6 +203,6 @@ def live_state(edge: Edge) -> dict[str, Any]:
         "policy": [{"rule": r, "outcome": o, "count": n} for (r, o), n in sorted(counts.items())],
         "totals": {**b2bua.stats, "media_objects": b2bua.allocator.media_objects,
                    "transactions": len(edge.core.transactions),
-                   "auth_failures": getattr(b2bua.auth, "failures", 0),
+                   "auth_failures": b2bua.auth.failures if b2bua.auth is not None else 0,
                    "rate_limited": edge.transport.stats.rate_limited},
     }

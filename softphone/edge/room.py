@@ -61,6 +61,8 @@ Prompts = Callable[[str, int], "tuple[FrameSource, float] | None"]
 class Authenticator(Protocol):
     """Digest for local users (``softphone.sip.auth.DigestServer`` behind an adapter)."""
 
+    failures: int  # credentials sent and refused (the metrics)
+
     def challenge(self, request: SipRequest, now: float, *, proxy: bool) -> list[tuple[str, str]]:
         ...
 

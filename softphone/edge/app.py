@@ -34,6 +34,8 @@ from softphone.codecs.registry import Codec, codec_order_from_names
 from softphone.configfile import ConfigError, ConfigText
 from softphone.edge.b2bua import B2BUA
 from softphone.edge.bindings import LocationService
+from softphone.edge.callbacks import FILENAME as CALLBACKS_FILE
+from softphone.edge.callbacks import CallbackWindows
 from softphone.edge.calllog import CallLog
 from softphone.edge.config import (
     Durability,
@@ -398,7 +400,7 @@ async def start_edge(cfg: EdgeConfig, policy: PolicyConfig | None = None) -> Edg
         clock=asyncio.get_running_loop().time, user_agent=cfg.user_agent,
         emergency_route=cfg.emergency_route, prompts=prompts, recordings=recordings,
         emergency_request_uri=cfg.emergency_request_uri, emergency_lane=lane,
-        emergency_callback_s=cfg.emergency_callback_s,
+        callbacks=CallbackWindows(cfg.data_dir / CALLBACKS_FILE, cfg.emergency_callback_s),
         app_calls_per_user=cfg.app_calls_per_user,
         security=Security(SecuritySettings(cfg.max_auth_failures, cfg.auth_window_s,
                                            cfg.auth_lockout_s),

@@ -525,7 +525,7 @@ class CallsRoom(Room):
         if call.b.call_id:
             self._by_b.pop(call.b.call_id, None)
         if call.direction == "emergency" and not call.app:
-            self._last_emergency[call.caller] = now  # the call-back window runs from the end
+            self.callbacks.mark(call.caller)  # the call-back window runs from the end too
         token = self._contact_users.pop(call.key, None)
         self._contact_users.pop(call.b.call_id, None)
         if token is not None and self.emergency_lane is not None:

@@ -58,7 +58,7 @@ class EmergencyRoom(CallsRoom):
         code = self.guard.emergency_code(caller, dialed) or dialed
         d = self.guard.admit_decision(req.call_id, caller, code, inbound_local=False)
         if d is not None and d.action is Action.ROUTE_EMERGENCY:
-            self._route_emergency(req, txn, source, caller, dialed, offer, now, d, by_value)
+            self._route_emergency(req, txn, source, caller, dialed, offer, d, by_value)
             return
         status = d.sip_status if d is not None and d.sip_status else 403
         reason = d.reason_phrase if d is not None and d.reason_phrase else \
@@ -80,11 +80,6 @@ class EmergencyRoom(CallsRoom):
             return False
         return source.transport != "udp" or dest.port == source.port
 
-    def _callback_due(self, user: str, now: float) -> bool:
-        """Within the call-back window after ``user``'s last emergency call."""
-        last = self._last_emergency.get(user)
-        return last is not None and now - last <= self.emergency_callback_s
-
     def _emergency_destination(self, route: str) -> Address | None:
         """Where the emergency INVITE goes: the route's own host when it is an address, else
         the trunk (a provider's emergency route is a name its proxy resolves)."""
@@ -101,7 +96,7 @@ class EmergencyRoom(CallsRoom):
         return Address(transport, uri.host_no_brackets, uri.port or default)
 
     def _route_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
-                         caller: str, dialed: str, offer: SessionDescription | None, now: float,
+                         caller: str, dialed: str, offer: SessionDescription | None,
                          d: Decision, by_value: tuple[BodyPart, ...] = ()) -> None:
         route = self.emergency_route or d.route or ""
         dest = self._emergency_destination(route) if route else None
@@ -116,11 +111,11 @@ class EmergencyRoom(CallsRoom):
             return
         self._anchor(req, txn, offer, legs=("a", "b"), release=True, user=caller,
                      emergency=True, then=functools.partial(
-                         self._place_emergency, req, txn, source, caller, dialed, now, d,
+                         self._place_emergency, req, txn, source, caller, dialed, d,
                          route, dest, by_value))
 
     def _place_emergency(self, req: SipRequest, txn: ServerTransaction, source: Address,
-                         caller: str, dialed: str, now: float, d: Decision, route: str,
+                         caller: str, dialed: str, d: Decision, route: str,
                          dest: Address, by_value: tuple[BodyPart, ...], media: CallMedia,
                          a_neg: Negotiated | None) -> None:
         """The emergency call, its media anchored: the INVITE to the emergency route, with
@@ -130,7 +125,7 @@ class EmergencyRoom(CallsRoom):
                                direction="emergency", warnings=self._warning_headers([d]))
         key = call.key
         self.stats["emergency_routed"] += 1
-        self._last_emergency[caller] = now
+        self.callbacks.mark(caller)
         log.info("emergency call %s from %s to %s (%s) routed to %s", key, caller, dialed,
                  d.service_urn or "", route)
         sdp = self._prepare_b(call)

@@ -6,8 +6,8 @@ file is refused, logged with its key and line, and the old configuration stays i
 good one replaces, without touching a call in progress: the users and their passwords (digest
 of the next REGISTER or INVITE; a nonce already handed out stays valid), the users the guard
 knows (``[account]`` plan, state, trial, options, each user's channels, numbers, location,
-emergency and recording settings: the next decision uses them), and the recording options
-(the purge job is told what was switched on or off, R-REC-4). Listening addresses and ports,
+emergency and recording settings: the next decision uses them), the PSAP call-back window,
+and the recording options (the purge job is told what was switched on or off, R-REC-4). Listening addresses and ports,
 the RTP range, the data directory, the trunk and the policy tables need a restart: a change
 there is logged as not applied.
 
@@ -73,6 +73,7 @@ def reload(edge: Edge, load: Callable[[], EdgeConfig]) -> bool:
     if edge.retention is not None:
         edge.retention.sync_options(new.account_id, new.recording,
                                     {u.ext: u.recording for u in new.users}, time.time())
+    edge.b2bua.callbacks.window_s = new.emergency_callback_s
     if edge.store is not None:
         edge.store.flush()
     edge.cfg = new

@@ -23,6 +23,7 @@ from softphone.edge.bindings import (
     LocationService,
 )
 from softphone.edge.call import Call, CallState
+from softphone.edge.callbacks import CallbackWindows
 from softphone.edge.calllog import CallLog
 from softphone.edge.emergency_lane import EmergencyLane
 from softphone.edge.recordings import RecordingStore
@@ -107,7 +108,7 @@ class Room:
                  emergency_route: str = "", prompts: Prompts = _no_prompts,
                  recordings: RecordingStore | None = None,
                  emergency_lane: EmergencyLane | None = None,
-                 emergency_callback_s: float = 3600.0, app_calls_per_user: int = 1,
+                 callbacks: CallbackWindows | None = None, app_calls_per_user: int = 1,
                  security: Security | None = None, timers: Scheduler | None = None) -> None:
         self.core = core
         self.flush = flush
@@ -140,10 +141,9 @@ class Room:
         self.emergency_lane = emergency_lane
         self.security = security  # R-ACCT-5: security log and lock-out of failed auth
         self._contact_users: dict[str, str] = {}  # Call-ID (either leg) -> our Contact's user
-        # PSAP call-back: a call from the emergency gateway to a user within this many seconds
-        # of their last emergency call is never refused by the account's policy
-        self.emergency_callback_s = emergency_callback_s
-        self._last_emergency: dict[str, float] = {}  # user -> clock() of their last one
+        # PSAP call-back: a call from the emergency gateway to a user within the window after
+        # their last emergency call is never refused by the account's policy
+        self.callbacks = callbacks or CallbackWindows(None, 3600.0)
         # in-dialog requests from another address than the dialog peer's need its credentials
         self.dialog_peer_check = True
         # the caller's name the callee sees: the edge's user table (extension -> name), or the

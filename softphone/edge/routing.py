@@ -101,7 +101,7 @@ class RoutingRoom(EmergencyRoom, AuthenticationRoom):
                 self._respond(txn, 404, "Not Found: no such number here")
                 return
             target, direction = local, "inbound"
-            psap_callback = self._callback_due(target, now)
+            psap_callback = self.callbacks.due(target)
         is_app = direction == "local" and target in (self.echo_ext, self.tone_ext)
         if direction == "local" and not is_app and not self.is_user(target) \
                 and self.trunk is not None:

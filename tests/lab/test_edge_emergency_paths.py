@@ -10,6 +10,7 @@ that crossed the edge.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -344,3 +345,60 @@ def test_the_gateway_calling_back_is_never_refused_by_the_account(tmp_path: Path
     assert len(callback) == 1 and callback[0]["action"] == "allow", records
     assert callback[0]["rule_id"] == "R-EMERG-1" and callback[0]["user_id"] == "1001"
     assert [a["rule_id"] for a in records if a.get("action") == "reject"] == ["R-BILL-10"]
+
+
+@pytest.mark.timeout(120)
+def test_the_gateway_calling_back_after_the_edge_crashed_mid_call_is_still_a_call_back(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """A suspended account (billing). 1001's emergency call is up when the edge dies
+    (SIGKILL: no BYE, nothing saved at the end). The edge starts again on the same data
+    directory, and the gateway calls 1001 back: it rings and is answered, audited as a PSAP
+    call-back, although the account refuses every ordinary call (1002 calling 1001: 403)."""
+    edge_port, psap_port, callee_port, reg_port = lab.take_ports(4)
+    cfg = edge_config(tmp_path / "edge.toml", psap_port)
+    cfg.write_text('[account]\nstate = "billing_suspended"\n\n' + cfg.read_text().replace(
+        "[emergency]\n", "[emergency]\ncallback_window_s = 600\n", 1))
+    data = tmp_path / "edge"
+    edge = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)]).start()
+    psap_media = RtpPhone(440, seconds=6)
+    phone = SipPhone(edge_port, "1001", "demo-1001")
+
+    def call_112() -> None:
+        with contextlib.suppress(AssertionError, OSError):  # its BYE meets a dead edge
+            phone.dial("sip:112@127.0.0.1", 6.0)
+
+    dialling = threading.Thread(target=call_112, daemon=True)
+    try:
+        gateway = psap(sipp, lab, psap_port, psap_media)
+        dialling.start()
+        end = time.monotonic() + 10
+        while edge.status().get("live_calls") != 1 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert edge.status().get("live_calls") == 1, edge.log()
+        time.sleep(1.0)  # answered by the gateway, media flowing
+        edge.crash()
+        gateway.stop()
+        edge = EdgeProcess(data, edge_port, RTP, extra=["--config", str(cfg)]).start()
+        callee = start_callee(sipp, lab, "callee", "edge_uas_answer.xml", callee_port,
+                              extra=["-m", "1"])
+        register(sipp, lab, f"127.0.0.1:{edge_port}", "1001", callee_port, reg_port)
+        operator = SipPhone(edge_port, "112", "", port=psap_port)
+        try:
+            back = operator.dial("sip:1001@127.0.0.1", 0.5)
+            ordinary = SipPhone(edge_port, "1002", "demo-1002").dial("sip:1001@127.0.0.1", 0)
+        finally:
+            operator.close()
+        assert back.status == 200, (back.status, back.reason, edge.log())
+        assert callee.wait(20) == 0, callee.errors() + edge.log()
+        st = edge.wait_idle()
+    finally:
+        phone.close()
+        dialling.join(10)
+        psap_media.close()
+        edge.stop()
+    assert ordinary.status == 403, (ordinary.status, ordinary.reason)
+    assert st.get("live_calls") == 0 and st.get("ports_in_use") == 0, st
+    records = audit(data)
+    callback = [a for a in records if "psap_callback" in str(a.get("details"))]
+    assert len(callback) == 1 and callback[0]["action"] == "allow", records
+    assert callback[0]["rule_id"] == "R-EMERG-1" and callback[0]["user_id"] == "1001"

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from softphone.edge.app import Edge
 from softphone.edge.callbacks import FILENAME, CallbackWindows
+from softphone.edge.config import load_edge_config
+from softphone.edge.lifecycle import reload
 
 T0 = 1_768_989_600.0
 
@@ -81,3 +86,13 @@ def test_without_a_file_it_is_kept_in_memory(tmp_path: Path) -> None:
     windows = CallbackWindows(None, 600, wall=Wall())
     windows.mark("1001")
     assert windows.due("1001") and list(tmp_path.iterdir()) == []
+
+
+def test_sighup_applies_a_new_window_length() -> None:
+    cfg = load_edge_config()
+    windows = CallbackWindows(None, cfg.emergency_callback_s)
+    edge = Edge(cfg=cfg, transport=None, core=None,  # type: ignore[arg-type]
+                b2bua=SimpleNamespace(callbacks=windows),  # type: ignore[arg-type]
+                allocator=None)  # type: ignore[arg-type]
+    assert reload(edge, lambda: replace(cfg, emergency_callback_s=60))
+    assert windows.window_s == 60 and edge.cfg.emergency_callback_s == 60

@@ -480,6 +480,10 @@ class CallsRoom(Room):
         else:
             media.close()
 
+    def send_in_dialog(self, request: SipRequest, dest: Address) -> None:
+        """A request a leg made in its dialog (INFO); its answer is not awaited."""
+        self.core.send_request(request, dest, self.clock())
+
     def send_bye(self, dialog: Dialog | None, dest: Address,
                   digest: DigestClient | None = None) -> None:
         if dialog is None or dialog.state is DialogState.TERMINATED:

@@ -47,9 +47,13 @@ class Leg(Protocol):
     """One party of a call, whatever it is."""
 
     name: str
-    kind: str
     state: LegState
     on_dtmf: Callable[[Leg, str], None] | None   # a key this party pressed (DTMF in)
+
+    @property
+    def kind(self) -> str:
+        """What is on the other side: "sip", "browser", or the app ("echo", "tone"...)."""
+        ...
 
     def answer(self) -> None:
         """The party is connected: media flows."""

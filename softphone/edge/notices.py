@@ -18,7 +18,6 @@ from softphone.policy.decision import (
     RecordingAction,
 )
 from softphone.policy.facts import Party
-from softphone.sip.dialog import DialogError, DialogState
 from softphone.sip.message import SipRequest
 from softphone.sip.transaction import ServerTransaction
 
@@ -131,19 +130,9 @@ class NoticesRoom(CallsRoom):
         body = f"state={'on' if on else 'off'}\r\n"
         if objected and not on:
             body += "reason=objection\r\n"
-        legs = [(call.a.dialog, call.a.source)]
-        if call.b.winner is not None:
-            legs.append((call.b.winner.dialog, call.b.winner.binding_source))
-        for dialog, dest in legs:
-            if dialog is None or dest.transport not in ("ws", "wss") \
-                    or dialog.state is DialogState.TERMINATED:
-                continue
-            try:
-                info = dialog.create_request("INFO", body=body.encode(),
-                                             content_type=RECORDING_STATE_TYPE)
-            except DialogError:
-                continue
-            self.core.send_request(info, dest, self.clock())
+        for leg in (call.a, call.b):
+            if leg.kind == "browser":
+                leg.info(RECORDING_STATE_TYPE, body.encode())
 
     def _refresh_recorder(self, call: Call) -> None:
         media = call.media
@@ -165,9 +154,18 @@ class NoticesRoom(CallsRoom):
 
     def _media_dtmf(self, key: str, media: CallMedia, leg: str, event: DtmfEvent) -> None:
         """An RFC 4733 digit on a leg: the guard hears every completed key (the objection
-        key from the correspondent stops and deletes the recording)."""
-        if event.kind is DtmfKind.END:
-            self._on_digit(self.calls.get(key), leg, event.digit)
+        key from the correspondent stops and deletes the recording), and a browser on the
+        other leg gets it as SIP INFO (RFC 4733 goes on by itself between desk phones)."""
+        if event.kind is not DtmfKind.END:
+            return
+        call = self.calls.get(key)
+        if call is not None and call.state is not CallState.ENDED and leg in ("a", "b"):
+            other = call.leg("b" if leg == "a" else "a")
+            if other.kind == "browser" and event.digit in DTMF_KEYS:
+                other.send_dtmf(event.digit)
+        self._on_digit(call, leg, event.digit)
+        if call is not None:
+            self.flush()  # not a SIP event: what it sent (an INFO) leaves now
 
     def _on_digit(self, call: Call | None, leg: str, digit: str) -> None:
         if call is None or call.app or self.guard is None or call.state is CallState.ENDED:

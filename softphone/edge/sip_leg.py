@@ -28,11 +28,12 @@ from softphone.edge.legs import Leg, LegState
 from softphone.media.call import CallMedia
 from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address
-from softphone.sip.dialog import Dialog
+from softphone.sip.dialog import Dialog, DialogError, DialogState
 from softphone.sip.message import SipRequest
 from softphone.sip.transaction import ClientTransaction, ServerTransaction
 
 INFO_DIGIT_MS = 160  # a key pressed as SIP INFO, played as RFC 4733 for this long
+DTMF_RELAY = "application/dtmf-relay"
 HELD_DIRECTIONS = ("recvonly", "inactive")  # our view of a party that put the call on hold
 
 
@@ -40,6 +41,8 @@ class SipWire(Protocol):
     """What a SIP leg needs of the edge to act on the wire."""
 
     clock: Callable[[], float]
+
+    def send_in_dialog(self, request: SipRequest, dest: Address) -> None: ...
 
     def send_bye(self, dialog: Dialog | None, dest: Address,
                  digest: DigestClient | None = None) -> None: ...
@@ -64,10 +67,11 @@ class Fork:
 
 class SipLeg:
     """What both SIP legs share: the ``Leg`` state, hold as the party's own re-INVITE said,
-    DTMF out as RFC 4733 on the leg's media when its peer negotiated telephone-event."""
+    INFO in its dialog, DTMF out: RFC 4733 on the leg's media when its peer negotiated
+    telephone-event, SIP INFO ``application/dtmf-relay`` to a browser (aiortc sends no
+    telephone-event; JsSIP reads the INFO as the remote party's key)."""
 
     name = ""
-    kind = "sip"
 
     def __init__(self, wire: SipWire, media: CallMedia) -> None:
         self.wire = wire
@@ -100,7 +104,36 @@ class SipLeg:
         """The party ended its part itself, or never had one: no BYE."""
         raise NotImplementedError
 
+    def peer(self) -> tuple[Dialog, Address] | None:
+        """The party's dialog and where its requests go; None before it has one."""
+        raise NotImplementedError
+
+    def transport(self) -> str:
+        """How the party's signalling reaches it ("" not known yet)."""
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        """"browser" for a party over SIP over WebSocket, else "sip"."""
+        return "browser" if self.transport() in ("ws", "wss") else "sip"
+
+    def info(self, content_type: str, body: bytes) -> bool:
+        """A SIP INFO in the party's dialog (its answer is not awaited); False when there is
+        no dialog to send it in."""
+        peer = self.peer()
+        if peer is None or peer[0].state is DialogState.TERMINATED:
+            return False
+        try:
+            request = peer[0].create_request("INFO", body=body, content_type=content_type)
+        except DialogError:
+            return False
+        self.wire.send_in_dialog(request, peer[1])
+        return True
+
     def send_dtmf(self, digit: str) -> None:
+        if self.kind == "browser":
+            self.info(DTMF_RELAY, f"Signal={digit}\r\nDuration={INFO_DIGIT_MS}\r\n".encode())
+            return
         session = self.media.sessions.get(self.name)
         if session is not None and session.dtmf_payload_type is not None \
                 and not session.closed:
@@ -125,7 +158,12 @@ class CallerLeg(SipLeg):
         self.dialog: Dialog | None = None
         self.answered = asyncio.Event()  # set at the ACK that answers our offer (or the end)
 
-        self.kind = "browser" if source.transport in ("ws", "wss") else "sip"
+
+    def peer(self) -> tuple[Dialog, Address] | None:
+        return (self.dialog, self.source) if self.dialog is not None else None
+
+    def transport(self) -> str:
+        return self.source.transport
 
     def hang_up(self, cause: str) -> None:
         """BYE in the caller's dialog (nothing when it is not established or already over)."""
@@ -162,6 +200,13 @@ class CalleeLeg(SipLeg):
         if self.state is not LegState.ENDED:
             self.state = LegState.ENDED
             self.stop_ringing()
+
+    def peer(self) -> tuple[Dialog, Address] | None:
+        w = self.winner
+        return (w.dialog, w.binding_source) if w is not None and w.dialog is not None else None
+
+    def transport(self) -> str:
+        return self.winner.binding_source.transport if self.winner is not None else ""
 
     def rung(self) -> list[Fork]:
         """The devices this leg is with: the winner once one answered, else every one rung."""

@@ -25,6 +25,7 @@
     call: "idle", // idle, calling, ringing, incoming, in-call, ended, failed
     callText: "idle",
     recording: false,
+    keysHeard: "", // keys the other party pressed in this call (SIP INFO dtmf-relay)
     muted: false,
     held: false,
     reason: "",
@@ -159,6 +160,8 @@
     $("call-panel").dataset.state = view.call;
     $("call-state").textContent = view.callText;
     $("rec").hidden = !(active && view.recording);
+    $("keys-heard").hidden = !(active && view.keysHeard);
+    $("keys-heard").textContent = `keys: ${view.keysHeard}`;
     $("call-timer").hidden = !inCall;
     $("reason").textContent = view.reason;
     $("incoming").hidden = view.call !== "incoming";
@@ -526,6 +529,11 @@
     s.on("unmuted", () => { view.muted = false; render(); });
     s.on("hold", (e) => { if (e.originator === "local") { view.held = true; render(); } });
     s.on("unhold", (e) => { if (e.originator === "local") { view.held = false; render(); } });
+    s.on("newDTMF", (e) => {
+      if (e.originator !== "remote") return;
+      view.keysHeard = (view.keysHeard + e.dtmf.tone).slice(-16);
+      render();
+    });
     s.on("newInfo", (e) => {
       if (e.originator !== "remote" || e.info.contentType !== RECORDING_TYPE) return;
       const fields = Object.fromEntries(String(e.info.body || "").split(/\r?\n/)
@@ -551,6 +559,7 @@
     session = null;
     clearInterval(callTimer);
     view.recording = false;
+    view.keysHeard = "";
     view.muted = false;
     view.held = false;
     remoteAnalyser = null;
@@ -702,6 +711,7 @@
       registration: view.registration,
       call: view.call,
       recording: view.recording,
+      keysHeard: view.keysHeard,
       emergency: view.emergency,
       muted: view.muted,
       held: view.held,

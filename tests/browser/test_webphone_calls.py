@@ -107,7 +107,14 @@ def test_a_desk_phone_calls_the_page_which_answers(web_edge: WebEdge, tmp_path: 
         assert desk.wait_event("CALL_ESTABLISHED", 10), desk.log()
         heard = hears(page, DESK_HZ)
         assert abs(heard - DESK_HZ) < 30, f"the page heard {heard:.0f} Hz from the desk phone"
-        time.sleep(2)
+        # keys pressed on the desk phone (RFC 4733) show on the page (SIP INFO from the edge)
+        assert page.locator("#keys-heard").is_hidden()
+        for key in "4#":
+            desk.send("sndcode", key, token=f"key{key}")
+            time.sleep(0.5)
+        page.wait_for_function("phone.state().keysHeard === '4#'", timeout=5_000)
+        assert page.inner_text("#keys-heard") == "keys: 4#"
+        time.sleep(1)
         desk.send("hangup", token="hup")
         page.wait_for_function("phone.state().call === 'ended'")
     desk.stop()

@@ -11,6 +11,7 @@ from softphone.edge.legs import Leg, LegState
 from softphone.edge.sip_leg import CalleeLeg, CallerLeg, Fork
 from softphone.sip.auth import DigestClient
 from softphone.sip.core import Address
+from softphone.sip.dialog import DialogState
 
 
 class Wire:
@@ -19,6 +20,9 @@ class Wire:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str, Any]] = []
         self.clock = lambda: 42.0
+
+    def send_in_dialog(self, request: Any, dest: Address) -> None:
+        self.sent.append((request.method, dest.host, request))
 
     def send_bye(self, dialog: Any, dest: Address, digest: DigestClient | None = None) -> None:
         if dialog is not None:
@@ -110,3 +114,38 @@ def test_hold_follows_the_partys_reinvite() -> None:
     assert leg.state is LegState.HELD
     leg.renegotiated(resumed)  # type: ignore[arg-type]
     assert leg.state is LegState.ANSWERED and leg.neg is resumed
+
+
+class FakeDialog:
+    """What a leg asks of its dialog: its state, and a request made in it."""
+
+    def __init__(self) -> None:
+        self.state = DialogState.CONFIRMED
+
+    def create_request(self, method: str, *, body: bytes = b"",
+                       content_type: str = "") -> Any:
+        return SimpleNamespace(method=method, body=body, content_type=content_type)
+
+
+def test_a_key_for_a_browser_goes_as_sip_info_in_its_dialog() -> None:
+    """A browser callee (its device answered over WebSocket) gets a key as SIP INFO
+    application/dtmf-relay; before any device answered, or once the dialog is over, nothing
+    is sent."""
+    wire = Wire()
+    leg = CalleeLeg(wire, SimpleNamespace(sessions={}))  # type: ignore[arg-type]
+    web = fork("10.0.0.9", final=200)
+    web.binding_source = Address("wss", "10.0.0.9", 443)
+    leg.forks.append(web)
+    assert leg.kind == "sip"  # no device answered yet: nothing to send it in
+    leg.send_dtmf("7")
+    assert wire.sent == []
+    web.dialog = FakeDialog()  # type: ignore[assignment]
+    leg.winner = web
+    assert leg.kind == "browser"
+    leg.send_dtmf("7")
+    ((method, host, info),) = wire.sent
+    assert (method, host, info.content_type) == ("INFO", "10.0.0.9", "application/dtmf-relay")
+    assert info.body == b"Signal=7\r\nDuration=160\r\n"
+    web.dialog.state = DialogState.TERMINATED
+    leg.send_dtmf("8")
+    assert len(wire.sent) == 1

@@ -27,6 +27,7 @@ from lab.netutil import edge_pid, udp_ports_of
 from lab.webrtc_phone import AMPLITUDE, RATE, WebRtcPhone
 
 from softphone.media.tone import rms
+from softphone.sip.message import SipRequest
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(90)]
 
@@ -123,6 +124,9 @@ async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
             assert (await phone.press(invite, resp, "5")).status == 200
             key = await asyncio.to_thread(desk.wait_event, "CALL_DTMF_START", 5)
             assert key is not None and key.get("param") == "5", desk.events
+            # a key pressed on the desk phone (RFC 4733) reaches the browser as SIP INFO
+            desk.send("sndcode", "7", token="key7")
+            assert keys_heard(await phone.wait_request("INFO", 5)) == "7", edge.log()[-2000:]
             await asyncio.sleep(1.5)
             assert (await phone.hang_up(invite, resp)).status == 200
             heard_out = bytes(phone.heard)
@@ -136,7 +140,10 @@ async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
             for host, port, kind in candidates(incoming.body):
                 assert (host, kind) == ("127.0.0.1", "host") and RTP[0] <= port <= RTP[1]
             assert await asyncio.to_thread(desk.wait_event, "CALL_ESTABLISHED", 10), desk.log()
-            await asyncio.sleep(3.0)
+            await asyncio.sleep(1.0)
+            desk.send("sndcode", "#", token="key#")  # to the browser that answered (leg b)
+            assert keys_heard(await phone.wait_request("INFO", 5)) == "#", edge.log()[-2000:]
+            await asyncio.sleep(2.0)
             desk.send("hangup", token="hup")
             assert await asyncio.to_thread(desk.wait_event, "CALL_CLOSED", 10)
             heard_in = bytes(phone.heard)
@@ -340,3 +347,11 @@ async def test_a_user_on_a_desk_phone_and_a_browser_rings_on_both(edge: EdgeProc
     assert strongest_window(heard_a, 700, rate=RATE) > 0.6, "1001 did not hear the browser"
     assert strongest_window(heard_b, 1000, rate=RATE) > 0.6, "the browser did not hear 1001"
     assert strongest_window(heard_desk, 440, rate=RATE) > 0.6, "1001 did not hear the desk"
+
+
+def keys_heard(info: SipRequest | None) -> str:
+    """The key of a SIP INFO application/dtmf-relay (as JsSIP reads it), "" for none."""
+    if info is None or (info.content_type or "").lower() != "application/dtmf-relay":
+        return ""
+    fields = dict(line.split("=", 1) for line in info.body.decode().splitlines() if "=" in line)
+    return fields.get("Signal", "").strip()

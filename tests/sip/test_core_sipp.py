@@ -158,7 +158,9 @@ def test_sipp_uac_calls_the_core(tmp_path: Path, lost: int) -> None:
     byes = [e for e in pump.events if isinstance(e, RequestReceived) and e.request.method == "BYE"]
     acks = [e for e in pump.events if isinstance(e, AckReceived)]
     # Each call reached the TU exactly once, whatever sipp retransmitted.
-    assert len(invites) == len(byes) == calls
+    assert len(invites) == len(byes) == calls, (
+        [e.request.call_id for e in invites], [e.request.call_id for e in byes], stats,
+        err[-2000:])
     acked = {e.request.call_id for e in acks}
     if not lost:
         assert len(acked) == calls

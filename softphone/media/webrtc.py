@@ -20,7 +20,9 @@ codecs already use, is its media layer); this module joins it to the edge's medi
   the outgoing track, whose queue is bounded the same way; aiortc paces and encodes it. The
   remote track is always read, from the moment it exists, so aiortc's own buffers never grow.
   Such a leg is never relayed packet by packet (``relayable`` False): it joins the call's
-  bridge, with its mixing, transcoding to desk phones, notices and recording.
+  bridge, with its mixing, transcoding to desk phones, notices and recording. Its loss, jitter
+  and round-trip time are aiortc's (read every ``STATS_EVERY_S``: ``BrowserReception``), so
+  the call log and the status show them as for a desk phone.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from softphone.media.ice_ports import pin_host_candidates
 from softphone.media.ports import PortAllocator, PortPair
+from softphone.media.rtcp import ReceptionStats
 from softphone.media.session import RtpSession
 
 __all__ = ["PCM_RATE", "PcmCodec", "WebRtcEndpoint", "WebRtcError", "WebRtcSession",
@@ -63,6 +66,7 @@ PCM_RATE = 48000
 FRAME_SAMPLES = PCM_RATE // 50  # 20 ms
 FRAME_BYTES = 2 * FRAME_SAMPLES
 MAX_QUEUED = 10  # 200 ms each way: beyond that the oldest frame goes
+STATS_EVERY_S = 1.0  # how often a browser leg's loss, jitter and RTT are read from aiortc
 _FRAME, _EMPTY = 0, 2  # the jitter buffer's GetResult values the bridge reads
 _CODEC_ORDER = {"opus": "audio/opus", "pcma": "audio/PCMA", "pcmu": "audio/PCMU"}
 
@@ -169,6 +173,30 @@ class _BridgeTrack(MediaStreamTrack):
         return frame
 
 
+class BrowserReception(ReceptionStats):
+    """What the call log and status read of a browser leg's reception (loss, jitter), as
+    aiortc counts it on the SRTP stream (``WebRtcEndpoint.refresh_stats``): the PCM frames this
+    session sees carry no sequence numbers to count them from."""
+
+    def __init__(self, clock_rate: int) -> None:
+        super().__init__(clock_rate)
+        self.aiortc_received = 0
+        self.aiortc_lost = 0
+        self.aiortc_jitter_ms = 0.0
+
+    @property
+    def expected(self) -> int:
+        return self.aiortc_received + self.aiortc_lost
+
+    @property
+    def lost(self) -> int:
+        return self.aiortc_lost
+
+    @property
+    def jitter_ms(self) -> float:
+        return self.aiortc_jitter_ms
+
+
 class WebRtcSession(RtpSession):
     """The bridge's view of a browser leg (see the module docstring)."""
 
@@ -183,6 +211,7 @@ class WebRtcSession(RtpSession):
                          rtcp_interval=0, name=name)
         self.frames = _Frames()
         self.jitter = self.frames  # type: ignore[assignment]
+        self.reception = BrowserReception(PCM_RATE)
         self.track = _BridgeTrack()
         self.endpoint: WebRtcEndpoint | None = None
 
@@ -259,6 +288,7 @@ class WebRtcEndpoint:
         self.codec = ""  # the negotiated codec's name (opus, PCMA, PCMU)
         self.closed = False
         self._reader: asyncio.Task[None] | None = None
+        self._stats: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=PCM_RATE)
         self._pinned: set[int] = set()  # the ICE connections already on our port
@@ -367,6 +397,30 @@ class WebRtcEndpoint:
         if track.kind != "audio" or self._reader is not None:
             return
         self._reader = asyncio.ensure_future(self._read(track))
+        self._stats = asyncio.ensure_future(self._poll_stats())
+
+    async def _poll_stats(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(STATS_EVERY_S)
+            try:
+                await self.refresh_stats()
+            except Exception:  # the peer connection closing under it: the last figures stay
+                log.debug("%s: stats not read", self.name, exc_info=True)
+
+    async def refresh_stats(self) -> None:
+        """Loss, jitter (inbound SRTP) and round-trip time (from the browser's RTCP receiver
+        reports) as aiortc measured them, into the session's figures."""
+        reception = self.session.reception
+        assert isinstance(reception, BrowserReception)
+        clock = 48000 if self.codec.lower() == "opus" else 8000
+        for stats in (await self.pc.getStats()).values():
+            kind = getattr(stats, "type", "")
+            if kind == "inbound-rtp":
+                reception.aiortc_received = int(stats.packetsReceived)
+                reception.aiortc_lost = max(0, int(stats.packetsLost))
+                reception.aiortc_jitter_ms = 1000.0 * float(stats.jitter) / clock
+            elif kind == "remote-inbound-rtp" and stats.roundTripTime is not None:
+                self.session.rtt = float(stats.roundTripTime)
 
     async def _read(self, track: MediaStreamTrack) -> None:
         session = self.session
@@ -390,6 +444,8 @@ class WebRtcEndpoint:
         self.session.close()
         if self._reader is not None:
             self._reader.cancel()
+        if self._stats is not None:
+            self._stats.cancel()
         with contextlib.suppress(RuntimeError):
             self._closing = asyncio.get_running_loop().create_task(self._close())
             return

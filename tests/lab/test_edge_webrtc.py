@@ -158,6 +158,11 @@ async def test_a_browser_and_a_desk_phone_call_each_other(edge: EdgeProcess,
         codecs = sorted(leg["codec"].lower() for leg in call["legs"])
         assert codecs == ["opus", "pcma"], call
         assert call["transcoded"], call
+        # the browser leg's quality as aiortc measured it: RTT from the browser's receiver
+        # reports, loss and jitter on its SRTP stream (loopback: nothing lost)
+        (web,) = [leg for leg in call["legs"] if leg["codec"].lower() == "opus"]
+        assert web["rtt_ms"] is not None and 0 <= web["rtt_ms"] < 100, web
+        assert web["lost"] == 0 and 0 <= web["jitter_ms"] < 20 and web["packets_in"] > 100, web
 
 
 async def test_a_stranger_cannot_call_over_the_websocket_without_credentials(

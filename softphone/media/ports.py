@@ -34,6 +34,7 @@ __all__ = ["PortAllocator", "PortPair", "PortRangeError", "PortsExhausted",
 
 # bind() errors that mean "this port is not for us, try another"
 _SKIP_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES})
+RANDOM_DRAWS = 32  # random tries at a free pair before a pass over the whole range
 
 
 class PortRangeError(ValueError):
@@ -184,20 +185,12 @@ class PortAllocator:
                                          self._user_ports[user], limit)
         held = self._held
         quarantined = set(self._quarantine)
-        fresh = [i for i in range(self.capacity)
-                 if self.first + 2 * i not in held and self.first + 2 * i not in quarantined]
         # the quarantined pairs last, oldest first
         late = [(rtp - self.first) // 2 for rtp in dict.fromkeys(self._quarantine)
                 if rtp not in held]
         skipped = 0
-        for candidates in (fresh, late):
-            while candidates:
-                if candidates is fresh:  # a random pick, swapped out: each tried once
-                    k = secrets.randbelow(len(candidates))
-                    candidates[k], candidates[-1] = candidates[-1], candidates[k]
-                    index = candidates.pop()
-                else:
-                    index = candidates.pop(0)
+        for candidates in (self._fresh(quarantined), iter(late)):
+            for index in candidates:
                 rtp = self.first + 2 * index
                 try:
                     rtp_sock = self._bind(rtp)
@@ -225,6 +218,26 @@ class PortAllocator:
                 return pair
         self.skipped_foreign += skipped
         raise PortsExhausted(self.first, self.last, self.in_use, skipped)
+
+    def _fresh(self, quarantined: set[int]) -> Iterator[int]:
+        """The free pairs (neither held nor quarantined) in random order, each once: the
+        first is uniform over them. A few random draws first (a range that is mostly free
+        answers at once, with no pass over it), then the rest of them shuffled."""
+        held, first = self._held, self.first
+        tried: set[int] = set()
+        for _ in range(RANDOM_DRAWS):
+            index = secrets.randbelow(self.capacity)
+            rtp = first + 2 * index
+            if index in tried or rtp in held or rtp in quarantined:
+                continue
+            tried.add(index)
+            yield index
+        rest = [i for i in range(self.capacity) if i not in tried
+                and first + 2 * i not in held and first + 2 * i not in quarantined]
+        while rest:  # a random pick, swapped out: each tried once
+            k = secrets.randbelow(len(rest))
+            rest[k], rest[-1] = rest[-1], rest[k]
+            yield rest.pop()
 
     def release(self, pair: PortPair) -> None:
         """Close both sockets and return the pair; releasing twice is a no-op."""

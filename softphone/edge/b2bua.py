@@ -167,8 +167,12 @@ class B2BUA(RegistrarRoom, RoutingRoom, NoticesRoom, DialogsRoom):
                 self._on_invite(req, txn, source)
         elif m == "BYE":
             self._on_bye(req, txn, source)
+        elif m == "UPDATE" and req.body:
+            # an offer (RFC 3311): answered in the 200 as a re-INVITE's would be
+            if self._in_dialog(req, txn, source) is not None:
+                self._on_reinvite(req, txn)
         elif m in ("UPDATE", "INFO"):
             if self._in_dialog(req, txn, source) is not None:
                 self._on_info(req, txn)
-        else:
+        else:  # REFER among them: the edge does not transfer calls
             self._respond(txn, 405, "Method Not Allowed")

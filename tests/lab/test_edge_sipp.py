@@ -91,6 +91,22 @@ def test_hold_and_resume_by_reinvite(tmp_path: Path, lab: Any, sipp: Any) -> Non
 
 
 @pytest.mark.timeout(90)
+def test_update_with_an_offer_is_answered_and_refer_is_refused_with_allow(
+        tmp_path: Path, lab: Any, sipp: Any) -> None:
+    """In an answered call: an UPDATE carrying an offer gets its answer in the 200 (RFC 3311
+    §5.2), on hold as a re-INVITE would; a REFER (no transfer here) gets 405 with the Allow
+    header RFC 3261 §8.2.1 requires; an UPDATE without a body gets 200; the call goes on to
+    its BYE. sipp checks each on the wire."""
+    edge, uac = one_call(tmp_path, lab, sipp, "edge_uas_answer.xml",
+                         "edge_uac_update_refer.xml", trace_logs=True)
+    logs = uac.logs()
+    assert "update answer direction=recvonly" in logs, logs
+    assert "refer refused, allow=" in logs, logs
+    calls = edge.calls()
+    assert len(calls) == 1 and calls[0]["end_cause"] == "caller-bye", calls
+
+
+@pytest.mark.timeout(90)
 def test_early_media_is_anchored_before_the_answer(tmp_path: Path, lab: Any, sipp: Any) -> None:
     edge, uac = one_call(tmp_path, lab, sipp, "edge_uas_early.xml", "edge_uac_quick.xml",
                          trace_msg=True)

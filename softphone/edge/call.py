@@ -9,7 +9,7 @@ import enum
 from dataclasses import dataclass, field
 
 from softphone.edge.calllog import CallRecord
-from softphone.edge.legs import AppLeg, Leg
+from softphone.edge.legs import AppLeg
 from softphone.edge.sip_leg import CalleeLeg, CallerLeg
 from softphone.edge.trunk import Cancellable
 from softphone.media.call import CallMedia
@@ -54,13 +54,3 @@ class Call:
     def leg(self, name: str) -> CallerLeg | CalleeLeg:
         """The SIP leg by its name ("a" the caller, "b" the callee)."""
         return self.a if name == "a" else self.b
-
-    @property
-    def legs(self) -> dict[str, Leg]:
-        """Every party of the call by name: the caller, then the callee or the app."""
-        out: dict[str, Leg] = {"a": self.a}
-        if self.apps:
-            out.update(self.apps)
-        else:
-            out["b"] = self.b
-        return out

@@ -561,8 +561,7 @@ class CallsRoom(Room):
             out.append(LegRecord(
                 role="caller" if name == "a" else "callee",
                 user=call.caller if name == "a" else call.callee,
-                transport=(call.a.source.transport if name == "a" else
-                           call.b.winner.binding_source.transport if call.b.winner else ""),
+                transport=call.leg(name).transport(),
                 codec=neg.codec.name if neg else "", local_rtp=pair.rtp,
                 remote_rtp=f"{neg.remote_address}:{neg.remote_port}" if neg else "",
                 packets_in=sess.packets_received if sess else 0,

@@ -97,7 +97,7 @@ class DialogsRoom(CallsRoom):
             self._respond(txn, 200, "OK", to_tag=tag, body=current.sdp, contact=True)
             return
         if leg in call.media.endpoints:  # a browser: aiortc answers its new offer
-            self._spawn(self._browser_reinvite(call, leg, req, txn, tag), call)
+            self._spawn(self._browser_reinvite(call, leg, req, txn), call)
             return
         try:
             offer = parse_sdp(req.body)
@@ -115,18 +115,18 @@ class DialogsRoom(CallsRoom):
             self._respond(txn, 488, "Not Acceptable Here",
                           extra=[("Warning", f'399 {self.domain} "{exc}"')])
             return
-        self._reinvited(call, leg, txn, tag, neg)
+        self._reinvited(call, leg, txn, neg)
 
-    def _reinvited(self, call: Call, leg: str, txn: ServerTransaction, tag: str,
+    def _reinvited(self, call: Call, leg: str, txn: ServerTransaction,
                    neg: Negotiated) -> None:
         """The new offer answered: the leg's outcome kept, our 200, its media updated."""
         call.leg(leg).renegotiated(neg)
-        self._respond(txn, 200, "OK", to_tag=tag, body=neg.sdp, contact=True)
+        self._respond(txn, 200, "OK", to_tag=call.leg(leg).tag, body=neg.sdp, contact=True)
         if leg in call.media.sessions:
             call.media.update(leg, neg)
 
     async def _browser_reinvite(self, call: Call, leg: str, req: SipRequest,
-                                txn: ServerTransaction, tag: str) -> None:
+                                txn: ServerTransaction) -> None:
         try:
             neg = await self.browsers.renegotiate(call.media, leg, req.body)
         except (WebRtcError, OfferAnswerError, SdpError) as exc:
@@ -136,7 +136,7 @@ class DialogsRoom(CallsRoom):
             return
         if call.state is CallState.ENDED:
             return
-        self._reinvited(call, leg, txn, tag, neg)
+        self._reinvited(call, leg, txn, neg)
         self.flush()
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from softphone.edge.call import Call, CallState
 from softphone.edge.calls import CallsRoom
+from softphone.edge.sip_leg import DTMF_RELAY
 from softphone.media.call import CallMedia
 from softphone.media.dtmf import DtmfEvent, DtmfKind
 from softphone.policy.decision import (
@@ -183,7 +184,7 @@ class NoticesRoom(CallsRoom):
             self._respond(txn, 481, "Call/Transaction Does Not Exist")
             return
         self._respond(txn, 200, "OK")
-        if req.method == "INFO" and (req.content_type or "").lower() == "application/dtmf-relay":
+        if req.method == "INFO" and (req.content_type or "").lower() == DTMF_RELAY:
             for line in req.body.decode("utf-8", "replace").splitlines():
                 name, _, value = line.partition("=")
                 if name.strip().lower() == "signal" and len(value.strip()) == 1:

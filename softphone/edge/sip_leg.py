@@ -158,7 +158,6 @@ class CallerLeg(SipLeg):
         self.dialog: Dialog | None = None
         self.answered = asyncio.Event()  # set at the ACK that answers our offer (or the end)
 
-
     def peer(self) -> tuple[Dialog, Address] | None:
         return (self.dialog, self.source) if self.dialog is not None else None
 
@@ -224,13 +223,10 @@ class CalleeLeg(SipLeg):
         the ones still ringing."""
         if self.state is LegState.ENDED:
             return
-        self.state = LegState.ENDED
-        now = self.wire.clock()
-        for fork in self.forks:
-            if fork is self.winner and fork.dialog is not None:
-                self.wire.send_bye(fork.dialog, fork.binding_source, self.digest)
-            elif fork.final == 0:
-                self.wire.cancel_fork(fork, now)
+        peer = self.peer()
+        if peer is not None:
+            self.wire.send_bye(*peer, self.digest)
+        self.left()
 
     def __repr__(self) -> str:
         return f"CalleeLeg({len(self.forks)} forks, {self.state.value})"

@@ -414,12 +414,11 @@ class WebRtcEndpoint:
         assert isinstance(reception, BrowserReception)
         clock = 48000 if self.codec.lower() == "opus" else 8000
         for stats in (await self.pc.getStats()).values():
-            kind = getattr(stats, "type", "")
-            if kind == "inbound-rtp":
+            if stats.type == "inbound-rtp":
                 reception.aiortc_received = int(stats.packetsReceived)
                 reception.aiortc_lost = max(0, int(stats.packetsLost))
                 reception.aiortc_jitter_ms = 1000.0 * float(stats.jitter) / clock
-            elif kind == "remote-inbound-rtp" and stats.roundTripTime is not None:
+            elif stats.type == "remote-inbound-rtp" and stats.roundTripTime is not None:
                 self.session.rtt = float(stats.roundTripTime)
 
     async def _read(self, track: MediaStreamTrack) -> None:
